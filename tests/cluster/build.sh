@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries from Go modules, cached by version.
+# Usage: tests/cluster/build.sh [component...]   (default: all)
+# Components: k8s etcd kwok helm gateway-api prometheus
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+CACHE=${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}
+BIN=$CACHE/bin
+mkdir -p "$BIN" "$CACHE/work"
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+have() { [ -x "$BIN/$1" ]; }
+
+build_k8s() {
+  local v=$K8S_VERSION; local staging="v0.${K8S_VERSION#1.}" minor
+  minor=$(echo "$v" | cut -d. -f2)
+  if have "kube-apiserver-$v" && have "kube-controller-manager-$v" && have "kube-scheduler-$v"; then
+    log "kubernetes v$v: cached"; return; fi
+  log "kubernetes v$v: building kube-apiserver, kube-controller-manager, kube-scheduler (cold: ~30 min on 2 cores)"
+  local w=$CACHE/work/k8s-$v; rm -rf "$w"; mkdir -p "$w"; cd "$w"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+  local godebug
+  godebug=$(grep -E '^godebug ' "$gomod" || true)
+  local goline
+  goline=$(grep -E '^go [0-9]' "$gomod")
+  {
+    echo "module local/k8s-build"; echo; echo "$goline"; echo
+    [ -n "$godebug" ] && { echo "$godebug"; echo; }
+    echo "require k8s.io/kubernetes v$v"; echo
+    echo "replace ("
+    # Every staging module k8s.io/X => ./staging/src/k8s.io/X becomes k8s.io/X => k8s.io/X v0.<minor>.<patch>.
+    sed -n -E "s#^[[:space:]]*(k8s\.io/[A-Za-z0-9._-]+) => \./staging/src/.*#\t\1 => \1 $staging#p" "$gomod"
+    echo ")"
+  } > go.mod
+  log "wrapper go.mod: $(grep -c '=> k8s.io' go.mod) staging replaces, $goline, ${godebug:-no godebug}"
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@v$v" >/dev/null
+  local ldf="-s -w" date
+  date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  mkdir -p out
+  go build -trimpath -ldflags "$ldf" -o out/ \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do mv "out/$b" "$BIN/$b-$v"; done
+  "$BIN/kube-apiserver-$v" --version >&2
+}
+
+build_etcd() {
+  local v=$ETCD_VERSION
+  if have "etcd-$v"; then log "etcd v$v: cached"; return; fi
+  log "etcd v$v: building"
+  local w=$CACHE/work/etcd-$v; rm -rf "$w"; mkdir -p "$w"; cd "$w"
+  printf 'module local/etcd-build\n\ngo 1.26.0\n' > go.mod
+  go get "go.etcd.io/etcd/server/v3@v$v" >/dev/null
+  go build -trimpath -ldflags '-s -w' -o "$BIN/etcd-$v" go.etcd.io/etcd/server/v3
+}
+
+build_kwok() {
+  local v=$KWOK_VERSION
+  if have "kwok-$v" && [ -f "$BIN/kwok-stages-$v.yaml" ]; then log "kwok v$v: cached"; return; fi
+  log "kwok v$v: building"
+  local tmp=$CACHE/work/kwok-$v; rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN=$tmp go install -trimpath -ldflags '-s -w' "sigs.k8s.io/kwok/cmd/kwok@v$v"
+  mv "$tmp/kwok" "$BIN/kwok-$v"
+  # From 0.8 on kwok needs an explicit stage config: take the module's own stage files.
+  local dir
+  dir=$(go mod download -json "sigs.k8s.io/kwok@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  { for f in stage/node/fast/node-initialize.yaml stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             stage/pod/fast/pod-ready.yaml stage/pod/fast/pod-complete.yaml stage/pod/fast/pod-delete.yaml; do
+      echo '---'; cat "$dir/kustomize/$f"; done; } > "$BIN/kwok-stages-$v.yaml"
+}
+
+build_helm() {
+  local v=$HELM_VERSION minor
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  if have "helm-$v"; then log "helm v$v: cached"; return; fi
+  log "helm v$v: building"
+  local tmp=$CACHE/work/helm-$v; rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN=$tmp go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$v -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
+    "helm.sh/helm/v3/cmd/helm@v$v"
+  mv "$tmp/helm" "$BIN/helm-$v"
+}
+
+build_gateway_api() {
+  local v=$GATEWAY_API_VERSION; local out=$BIN/gateway-api-standard-$v.yaml
+  if [ -f "$out" ]; then log "gateway-api v$v CRDs: cached"; return; fi
+  log "gateway-api v$v: fetching the standard-channel CRDs from the module"
+  local dir
+  dir=$(go mod download -json "sigs.k8s.io/gateway-api@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  { for f in "$dir"/config/crd/standard/*.yaml; do echo '---'; cat "$f"; done; } > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+build_prometheus() {
+  if command -v prometheus >/dev/null; then log "prometheus: $(command -v prometheus)"; return; fi
+  log "prometheus: installing Debian's package"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >&2
+    # The package starts a system service on some hosts; we run our own instance only.
+    (systemctl stop prometheus 2>/dev/null; service prometheus stop 2>/dev/null; pkill -x prometheus) >/dev/null 2>&1 || true
+  else
+    log "prometheus missing and not root: install Debian's 'prometheus' package"; return 1
+  fi
+}
+
+comps=("$@"); [ ${#comps[@]} -eq 0 ] && comps=(prometheus gateway-api etcd kwok helm k8s)
+start=$(date +%s)
+for c in "${comps[@]}"; do
+  case $c in
+    k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
+    gateway-api) build_gateway_api ;; prometheus) build_prometheus ;;
+    *) log "unknown component $c"; exit 2 ;;
+  esac
+done
+log "done in $(( $(date +%s) - start ))s"
