@@ -1,0 +1,11 @@
+//! rollguard: progressive rollouts for Kubernetes Deployments with risk tiers for
+//! AI-assisted changes and automatic rollback on the Prometheus error rate.
+//!
+//! The run logic is pure (`plan`, `analysis::decision`, `run`); effects happen at the edge
+//! (`controller`, `traffic`, `analysis::prometheus`).
+
+pub mod analysis;
+pub mod api;
+pub mod names;
+pub mod plan;
+pub mod run;

@@ -9,6 +9,10 @@ source "$HERE/versions.env"
 CACHE=${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}
 BIN=$CACHE/bin
 mkdir -p "$BIN" "$CACHE/work"
+# One build at a time per cache: a second build.sh (e.g. from `cluster.sh up`) waits here, then
+# finds the binaries cached, instead of wiping the work dir of the build in progress.
+exec 8>"$CACHE/build.lock"
+if ! flock -n 8; then echo "[build] another build.sh holds $CACHE/build.lock; waiting for it" >&2; flock 8; fi
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -104,8 +108,9 @@ build_prometheus() {
   log "prometheus: installing Debian's package"
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >&2
-    # The package starts a system service on some hosts; we run our own instance only.
-    (systemctl stop prometheus 2>/dev/null; service prometheus stop 2>/dev/null; pkill -x prometheus) >/dev/null 2>&1 || true
+    # The package starts a system service on some hosts; we run our own instance only. Stop that
+    # service by its unit, never by process name: that would also kill the test clusters' own.
+    (systemctl disable --now prometheus 2>/dev/null || service prometheus stop 2>/dev/null) >/dev/null 2>&1 || true
   else
     log "prometheus missing and not root: install Debian's 'prometheus' package"; return 1
   fi

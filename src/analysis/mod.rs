@@ -1,0 +1,5 @@
+//! Reading and judging the canary's error rate: query templates, the Prometheus client and
+//! the decision engines.
+
+pub mod decision;
+pub mod query;

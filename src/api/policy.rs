@@ -1,0 +1,439 @@
+//! `RolloutPolicy`: what platform teams write. It selects Deployments, names the traffic
+//! router, says how to read the canary's error rate from Prometheus, and lists the risk
+//! tiers a new revision is matched to. Validation that the API server can do lives here as
+//! schema constraints and CEL rules, so a bad policy is refused before it is stored.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::quantity::{DURATION_PATTERN, PERCENT_PATTERN};
+
+/// The annotation (or label) CI sets on a pod template to say where a change came from.
+pub const CHANGE_ORIGIN: &str = "rollguard.dev/change-origin";
+
+/// Variables a query template may use, in the order the docs list them.
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "namespace",
+    "deployment",
+    "canary",
+    "stable",
+    "workload",
+    "track",
+    "service",
+    "route",
+    "interval",
+    "elapsed",
+];
+
+/// A RolloutPolicy selects Deployments in its namespace and rolls every new revision of
+/// them out as a canary in steps, sized by the risk tier the revision matches, rolling back
+/// automatically when the canary's error rate in Prometheus says it is bad.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rollguard.dev",
+    version = "v1alpha1",
+    kind = "RolloutPolicy",
+    namespaced,
+    status = "RolloutPolicyStatus",
+    shortname = "rgp",
+    category = "rollguard",
+    doc = "RolloutPolicy selects Deployments and rolls each new revision out as a canary in risk-tiered steps, with automatic rollback on the Prometheus error rate.",
+    printcolumn(name = "Router", type_ = "string", json_path = ".status.router"),
+    printcolumn(name = "Governed", type_ = "integer", json_path = ".status.governedDeployments"),
+    printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeRuns"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.tiers) || self.tiers.all(t, t.steps.all(s, duration(s.pause) >= duration(self.analysis.interval)))"
+).message("every step's pause must be at least spec.analysis.interval, so each step gets at least one analysis sample").field_path(".tiers"))]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicySpec {
+    /// Which Deployments in this namespace the policy governs. Must not be empty: an empty
+    /// selector would govern every Deployment in the namespace.
+    #[x_kube(validation = kube::core::Rule::new(
+        "(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)"
+    ).message("spec.selector must not be empty: give matchLabels or matchExpressions (an empty selector would govern every Deployment in the namespace)"))]
+    pub selector: LabelSelector,
+
+    /// How the canary's share of traffic is set. Exactly one router; `replicas` when omitted.
+    #[serde(default)]
+    pub traffic: TrafficSpec,
+
+    /// How the canary's error rate is read from Prometheus and judged.
+    pub analysis: AnalysisSpec,
+
+    /// Risk tiers, tried in order; the first whose `match` accepts the new revision wins.
+    /// The last tier must have no `match`, so every revision gets a tier. When omitted, the
+    /// built-in tiers apply: `ai-assisted` (changes whose `rollguard.dev/change-origin` label
+    /// or annotation is `ai-assisted` or `ai-generated`; slices 1%, 5%, 10%, 25%, 50%) and
+    /// `standard` (10%, 50%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("spec.tiers: tier names must be unique"))]
+    #[x_kube(validation = kube::core::Rule::new("!has(self[size(self) - 1].match)").message("spec.tiers: the last tier must have no match, so every revision gets a tier"))]
+    #[x_kube(validation = kube::core::Rule::new("size(self) <= 1 || self.all(t, t.name == self[size(self) - 1].name || has(t.match))").message("spec.tiers: only the last tier may omit match; a tier without match catches every revision and would hide the tiers after it"))]
+    pub tiers: Option<Vec<Tier>>,
+
+    /// How many finished RolloutRuns to keep per Deployment.
+    #[serde(default = "default_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history_limit: i32,
+}
+
+fn default_history_limit() -> i32 {
+    10
+}
+
+/// Exactly one traffic router.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.replicas) ? 1 : 0) + (has(self.gatewayAPI) ? 1 : 0) == 1"
+).message("spec.traffic must name exactly one router: replicas or gatewayAPI"))]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSpec {
+    /// Split by pod count: the canary's share is its pods over all pods behind the
+    /// Deployment's Service. The stable pods are never touched, so the smallest share with
+    /// R stable replicas is 1/(R+1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicasRouter>,
+    /// Split by weight on a Gateway API HTTPRoute whose rule lists the backendRefs
+    /// `<service>-stable` and `<service>-canary`; rollguard creates and pins those two
+    /// Services and writes only their weights. Any slice down to 0.0001% is exact.
+    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiRouter>,
+}
+
+impl Default for TrafficSpec {
+    fn default() -> Self {
+        TrafficSpec {
+            replicas: Some(ReplicasRouter {}),
+            gateway_api: None,
+        }
+    }
+}
+
+/// The replicas router has no settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ReplicasRouter {}
+
+/// The Gateway API router. Routes are found, not configured: every HTTPRoute in the
+/// namespace with a rule that references both `<service>-stable` and `<service>-canary` is
+/// governed. The Deployment annotation `rollguard.dev/httproute` may name one route.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct GatewayApiRouter {}
+
+/// Reading and judging the canary's error rate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// How often the queries run while a canary serves traffic, e.g. `15s`. At least 1s.
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1s')").message("spec.analysis.interval must be at least 1s"))]
+    pub interval: String,
+
+    /// Where Prometheus is. When omitted, the operator's `--prometheus-address` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+
+    /// PromQL template for the number of requests the measured workload served since the
+    /// canary started. Variables in `{{...}}`: namespace, deployment, canary, stable,
+    /// workload, track, service, route (inside double-quoted strings; values are escaped)
+    /// and interval, elapsed (range durations such as `[{{elapsed}}]`).
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
+    pub requests: String,
+
+    /// PromQL template for the number of failed requests, with the same variables.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
+    pub errors: String,
+
+    /// Requests the canary must have served before a threshold sample counts, and before
+    /// a run may promote.
+    #[serde(default = "default_min_requests")]
+    #[schemars(range(min = 0))]
+    pub min_requests: i64,
+
+    /// What a sample with no data (empty result or NaN) does: `hold` (the run waits, never
+    /// promotes) or `rollback` (after `noDataLimit` such samples in a row).
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+
+    /// Consecutive samples without data tolerated before `onNoData: rollback` rolls back.
+    #[serde(default = "default_no_data_limit")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub no_data_limit: i32,
+}
+
+/// CEL: every `{{...}}` in a template names a known variable.
+const TEMPLATE_RULE: &str = "self.findAll('\\\\{\\\\{[^}]*\\\\}\\\\}').all(v, v.matches('^\\\\{\\\\{\\\\s*(namespace|deployment|canary|stable|workload|track|service|route|interval|elapsed)\\\\s*\\\\}\\\\}$'))";
+const TEMPLATE_MESSAGE: &str = "unknown template variable: use {{namespace}}, {{deployment}}, {{canary}}, {{stable}}, {{workload}}, {{track}}, {{service}}, {{route}}, {{interval}} or {{elapsed}}";
+
+fn default_interval() -> String {
+    "30s".into()
+}
+fn default_min_requests() -> i64 {
+    100
+}
+fn default_no_data_limit() -> i32 {
+    3
+}
+
+/// Connection to Prometheus.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = kube::core::Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.analysis.prometheus.address must start with http:// or https://"))]
+    pub address: String,
+    /// A Secret key in the policy's namespace holding a bearer token sent with every query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeyRef>,
+    /// A Secret key in the policy's namespace holding a PEM CA bundle to verify Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<SecretKeyRef>,
+    /// Skip TLS verification. Off by default; for test clusters only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// How long one query may take before the sample counts as an error.
+    #[serde(default = "default_query_timeout")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub timeout: String,
+}
+
+fn default_query_timeout() -> String {
+    "10s".into()
+}
+
+/// A key of a Secret in the policy's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// What a sample without data does.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum OnNoData {
+    /// Hold the run at its step until data arrives; never promote.
+    #[default]
+    Hold,
+    /// Roll back after `noDataLimit` samples in a row without data.
+    Rollback,
+}
+
+/// A risk tier: how a matching revision is rolled out and judged.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.decision != 'sequential' || !has(self.sequential) || !has(self.sequential.p0) || !has(self.sequential.p1) || double(self.sequential.p0.replace('%', '')) < double(self.sequential.p1.replace('%', ''))"
+).message("sequential.p0 must be lower than sequential.p1"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.decision != 'sequential' || (has(self.sequential) && has(self.sequential.p1)) || !has(self.sequential) || !has(self.sequential.p0) || double(self.sequential.p0.replace('%', '')) < double(self.maxErrorRate.replace('%', ''))"
+).message("sequential.p0 must be lower than maxErrorRate (which is p1 unless sequential.p1 is set)"))]
+pub struct Tier {
+    /// Tier name, shown on runs (e.g. `ai-assisted`). Lowercase letters, digits and dashes.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+
+    /// Which revisions this tier takes. The tier matches when any listed label or
+    /// annotation, on the pod template or else on the Deployment, has one of the listed
+    /// values. Omit it on the last tier to catch every other revision.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_: Option<TierMatch>,
+
+    /// The slices, in order: each step sets the canary's share and holds it for `pause`.
+    /// Weights strictly increase within (0%, 100%].
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.all(s, double(s.weight.replace('%', '')) > 0.0 && double(s.weight.replace('%', '')) <= 100.0)"
+    ).message("step weights must be within (0%, 100%]"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "self.map(s, double(s.weight.replace('%', ''))).isSorted() && self.all(s, self.filter(u, double(u.weight.replace('%', '')) == double(s.weight.replace('%', ''))).size() == 1)"
+    ).message("step weights must strictly increase"))]
+    pub steps: Vec<Step>,
+
+    /// The error rate above which the canary is bad (threshold mode rolls back above it;
+    /// sequential mode uses it as p1 unless `sequential.p1` is set). Within [0%, 100%].
+    #[serde(default = "default_max_error_rate")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) <= 100.0").message("maxErrorRate must be within [0%, 100%]"))]
+    pub max_error_rate: String,
+
+    /// How samples are judged: `threshold` (each sample's error rate against
+    /// maxErrorRate) or `sequential` (a sequential probability ratio test on the canary's
+    /// cumulative requests and errors, which rolls back after the fewest bad requests).
+    #[serde(default)]
+    pub decision: Decision,
+
+    /// Threshold mode: failed samples tolerated before a rollback (the next one rolls back).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub failure_limit: i32,
+
+    /// Sequential mode parameters; defaults apply when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialSpec>,
+
+    /// Overrides `analysis.minRequests` for this tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_requests: Option<i64>,
+
+    /// Wait after the last step, canary still serving and analysed, until someone approves
+    /// with `kubectl rollguard approve` (the approver's authenticated identity is recorded).
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+fn default_max_error_rate() -> String {
+    "1%".into()
+}
+
+/// Which labels or annotations a tier takes. Values are alternatives; an empty list accepts
+/// any value of the key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = kube::core::Rule::new("(has(self.labels) && size(self.labels) > 0) || (has(self.annotations) && size(self.annotations) > 0)").message("match must list at least one label or annotation; omit match to take every revision"))]
+pub struct TierMatch {
+    /// Label key to accepted values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// Annotation key to accepted values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, Vec<String>>,
+}
+
+/// One slice of the rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The canary's share of traffic, e.g. `1%` or `0.5%`.
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    pub weight: String,
+    /// How long the slice holds before the next step, e.g. `5m`. At least the analysis
+    /// interval.
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub pause: String,
+}
+
+/// How analysis samples are judged.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Decision {
+    /// Roll back when a sample's error rate exceeds maxErrorRate (after failureLimit).
+    #[default]
+    Threshold,
+    /// Sequential probability ratio test on the cumulative counts.
+    Sequential,
+}
+
+/// Parameters of the sequential test. Rates are strings like `"0.1%"`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialSpec {
+    /// `sprt` (Wald's test of p0 against p1: fewest requests to a decision) or `mixture`
+    /// (an always-valid test that needs no p1: use it when you cannot name a bad rate).
+    #[serde(default)]
+    pub test: SequentialTest,
+    /// Where p0 comes from: `fixed` (the `p0` value) or `stable` (the stable revision's
+    /// error rate over the same window, floored at `p0`), so an incident hitting both
+    /// revisions does not roll the canary back.
+    #[serde(default)]
+    pub baseline: Baseline,
+    /// The error rate of a good revision (H0).
+    #[serde(default = "default_p0", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    pub p0: Option<String>,
+    /// The error rate of a bad revision (H1). Defaults to the tier's maxErrorRate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    pub p1: Option<String>,
+    /// Accepted chance of rolling back a good revision, within (0%, 50%).
+    #[serde(default = "default_alpha")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0 && double(self.replace('%', '')) < 50.0").message("sequential.alpha must be within (0%, 50%)"))]
+    pub alpha: String,
+    /// Accepted chance of missing a bad revision, within (0%, 50%).
+    #[serde(default = "default_beta")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0 && double(self.replace('%', '')) < 50.0").message("sequential.beta must be within (0%, 50%)"))]
+    pub beta: String,
+}
+
+impl Default for SequentialSpec {
+    fn default() -> Self {
+        SequentialSpec {
+            test: SequentialTest::default(),
+            baseline: Baseline::default(),
+            p0: default_p0(),
+            p1: None,
+            alpha: default_alpha(),
+            beta: default_beta(),
+        }
+    }
+}
+
+fn default_p0() -> Option<String> {
+    Some("0.1%".into())
+}
+fn default_alpha() -> String {
+    "1%".into()
+}
+fn default_beta() -> String {
+    "5%".into()
+}
+
+/// Which sequential test.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum SequentialTest {
+    /// Wald's sequential probability ratio test.
+    #[default]
+    Sprt,
+    /// Beta-mixture always-valid test.
+    Mixture,
+}
+
+/// Where the sequential test's p0 comes from.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Baseline {
+    /// The tier's `p0`.
+    #[default]
+    Fixed,
+    /// The stable revision's measured error rate over the same window.
+    Stable,
+}
+
+/// What the operator observed about a policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicyStatus {
+    /// The policy generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (the policy is in force), `Conflict` (a selected Deployment is also selected
+    /// by another policy and is left alone) and `InvalidSpec` (something the API server
+    /// could not check, such as a query template or a missing HTTPRoute).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The router in force: `replicas` or `gatewayAPI`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// Deployments this policy governs (selected by it and by no other policy).
+    #[serde(default)]
+    pub governed_deployments: i32,
+    /// Runs in flight.
+    #[serde(default)]
+    pub active_runs: i32,
+}

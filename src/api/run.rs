@@ -1,0 +1,273 @@
+//! `RolloutRun`: one attempt to take one Deployment from its stable revision to a new one.
+//! The operator writes the plan snapshot (spec) and the live state (status); people write
+//! only approvals and commands, each recorded with the identity the API server
+//! authenticated. The run is the audit record of what happened and why.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{AnalysisSpec, Tier};
+
+/// Label on runs, canaries and routing Services naming the governed Deployment.
+pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
+
+/// One rollout of one new revision of a governed Deployment.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rollguard.dev",
+    version = "v1alpha1",
+    kind = "RolloutRun",
+    namespaced,
+    status = "RolloutRunStatus",
+    shortname = "rgr",
+    category = "rollguard",
+    doc = "RolloutRun records one rollout of one new revision of a governed Deployment: the plan, the live state, every analysis sample with its evidence, approvals, and how it ended.",
+    printcolumn(name = "Deployment", type_ = "string", json_path = ".spec.deployment"),
+    printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.stepDisplay"),
+    printcolumn(name = "Weight", type_ = "string", json_path = ".status.weight"),
+    printcolumn(name = "Error rate", type_ = "string", json_path = ".status.errorRate"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = ".status.reason")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRunSpec {
+    /// The governed Deployment.
+    pub deployment: String,
+    /// The policy that governed it when the run started.
+    pub policy: String,
+    /// Hash of the stable pod template (what serves traffic when the run starts).
+    pub stable_revision: String,
+    /// Hash of the new pod template on trial.
+    pub canary_revision: String,
+    /// The tier the new revision matched, and why.
+    pub tier: MatchedTier,
+    /// The resolved plan: the tier's rules, snapshotted so a policy edit does not change a
+    /// run in flight.
+    pub plan: Tier,
+    /// The analysis settings, snapshotted likewise.
+    pub analysis: AnalysisSpec,
+    /// The router in force: `replicas` or `gatewayAPI`.
+    pub router: String,
+    /// Approvals, recorded by `kubectl rollguard approve` with the authenticated user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub approvals: Vec<Approval>,
+    /// Commands from people (abort, promote, pause), each with who gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<RunControl>,
+}
+
+/// The tier a revision matched.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MatchedTier {
+    /// Tier name.
+    pub name: String,
+    /// Why it matched, e.g. `pod template annotation rollguard.dev/change-origin=ai-assisted`.
+    pub reason: String,
+}
+
+/// One approval.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Approval {
+    /// The approver as the API server authenticated them.
+    pub user: String,
+    /// The approver's groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// When.
+    pub time: Time,
+}
+
+/// Commands people give a run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RunControl {
+    /// Roll back now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<Command>,
+    /// Skip the current pause (`full`: all remaining steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<PromoteCommand>,
+    /// Hold the run at its current step until resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Command>,
+}
+
+/// A command with who gave it and why.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Command {
+    /// The user as the API server authenticated them.
+    pub user: String,
+    /// When.
+    pub time: Time,
+    /// Why, in the user's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Skip pauses.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoteCommand {
+    /// The user as the API server authenticated them.
+    pub user: String,
+    /// When.
+    pub time: Time,
+    /// The step index (0-based) whose pause is skipped; ignored when `full`.
+    #[serde(default)]
+    pub step: i32,
+    /// Skip all remaining steps.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// Phases of a run.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Phase {
+    /// Canary slices are being served and analysed.
+    #[default]
+    Progressing,
+    /// All steps passed; waiting for an approval.
+    AwaitingApproval,
+    /// The Deployment is rolling out the new revision.
+    Promoting,
+    /// The new revision is the stable one.
+    Succeeded,
+    /// The canary was judged bad; traffic is back on stable.
+    RolledBack,
+    /// Someone aborted the run; traffic is back on stable.
+    Aborted,
+    /// A newer template (or the stable one) replaced the revision on trial.
+    Superseded,
+}
+
+impl Phase {
+    /// A run in this phase will not change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded | Phase::RolledBack | Phase::Aborted | Phase::Superseded
+        )
+    }
+
+    /// The name used in status, metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Progressing => "Progressing",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Promoting => "Promoting",
+            Phase::Succeeded => "Succeeded",
+            Phase::RolledBack => "RolledBack",
+            Phase::Aborted => "Aborted",
+            Phase::Superseded => "Superseded",
+        }
+    }
+}
+
+/// The live state of a run. Everything the operator needs to continue a run after a
+/// restart is here, never only in memory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRunStatus {
+    /// Where the run is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The current step, 0-based.
+    #[serde(default)]
+    pub step: i32,
+    /// The current step for people, e.g. `2/5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_display: Option<String>,
+    /// The canary's share of traffic now, e.g. `1%` (`0%` before the canary is ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<String>,
+    /// The latest measured canary error rate, e.g. `0.42%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<String>,
+    /// When the canary first got traffic; `{{elapsed}}` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_started_at: Option<Time>,
+    /// When the current step's slice took effect; its pause counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// When the last analysis sample was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<Time>,
+    /// Threshold mode: failed samples so far.
+    #[serde(default)]
+    pub failed_samples: i32,
+    /// Samples without data in a row.
+    #[serde(default)]
+    pub no_data_samples: i32,
+    /// The most recent analysis samples (bounded), newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+    /// Samples taken in total.
+    #[serde(default)]
+    pub sample_count: i32,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// Why the run ended or waits, as a CamelCase word (e.g. `ErrorRateAboveThreshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The same for people, with the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The sample that decided a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Sample>,
+    /// `Analysis` (the last sample could be taken and judged), `Routing` (the canary's
+    /// traffic is set as planned), `Waiting` (why the run does not move, if it does not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One analysis sample: what was asked, what came back, and what it meant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    /// When it was taken.
+    pub time: Time,
+    /// The step it was taken in, 0-based.
+    pub step: i32,
+    /// The requests query as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_query: Option<String>,
+    /// The errors query as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors_query: Option<String>,
+    /// Canary requests since the canary started (as Prometheus reported, rounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<String>,
+    /// Canary errors since the canary started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// errors / requests, e.g. `0.52%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Threshold mode: the threshold it was judged against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Sequential mode: the test statistic (log-likelihood ratio) and its boundaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<String>,
+    /// Sequential mode: the rollback boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_bound: Option<String>,
+    /// Sequential mode: the accept boundary (SPRT only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_bound: Option<String>,
+    /// Baseline p0 used (measured on stable, or fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// `Pass`, `Fail`, `Continue` (sequential, undecided), `AcceptGood`, `NotEnoughRequests`,
+    /// `NoData`, `Error`.
+    pub verdict: String,
+    /// The error or why there was no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,54 @@
+//! Names rollguard writes into the cluster: the field manager, labels, annotations and the
+//! names of the objects it creates. One place, so the operator, the CLI and the tests agree.
+
+/// The one field manager for every server-side apply the operator does.
+pub const FIELD_MANAGER: &str = "rollguard";
+
+/// Pod-template label marking the canary's pods (value `canary`).
+pub const ROLE_LABEL: &str = "rollguard.dev/role";
+/// Value of [`ROLE_LABEL`] on canary pods.
+pub const ROLE_CANARY: &str = "canary";
+
+/// Deployment annotation: hash of the stable pod template.
+pub const STABLE_REVISION: &str = "rollguard.dev/stable-revision";
+/// Deployment annotation: hash of the last template that was rolled back or aborted; it is
+/// not retried until the template changes again (or `kubectl rollguard retry`).
+pub const FAILED_REVISION: &str = "rollguard.dev/failed-revision";
+/// Deployment annotation: the policy governing it.
+pub const GOVERNED_BY: &str = "rollguard.dev/policy";
+/// Deployment annotation naming the HTTPRoute to use when several reference its Services.
+pub const HTTPROUTE_ANNOTATION: &str = "rollguard.dev/httproute";
+/// Deployment annotation naming the Service to use when several select its pods.
+pub const SERVICE_ANNOTATION: &str = "rollguard.dev/service";
+/// Finalizer on policies: releasing Deployments touches objects rollguard does not own.
+pub const POLICY_FINALIZER: &str = "rollguard.dev/release";
+
+/// The canary Deployment of a governed Deployment.
+pub fn canary_name(deployment: &str) -> String {
+    format!("{deployment}-canary")
+}
+
+/// The Service selecting only stable pods (Gateway API router).
+pub fn stable_service_name(service: &str) -> String {
+    format!("{service}-stable")
+}
+
+/// The Service selecting only canary pods (Gateway API router).
+pub fn canary_service_name(service: &str) -> String {
+    format!("{service}-canary")
+}
+
+/// The RolloutRun name for a revision of a Deployment: deterministic, so a retried create
+/// after a crash finds the run it already made instead of making a second.
+pub fn run_name(deployment: &str, revision: &str, attempt: u32) -> String {
+    let base = if deployment.len() > 200 {
+        &deployment[..200]
+    } else {
+        deployment
+    };
+    if attempt <= 1 {
+        format!("{base}-{revision}")
+    } else {
+        format!("{base}-{revision}-{attempt}")
+    }
+}

@@ -1,0 +1,474 @@
+//! The plan of a run, worked out from a policy before anything moves: the built-in tiers,
+//! which tier a revision matches and why, the steps with parsed weights and pauses, and how
+//! a weight becomes canary replicas or HTTPRoute weights. Pure functions only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use sha2::{Digest, Sha256};
+
+use crate::api::policy::{
+    AnalysisSpec, Baseline, CHANGE_ORIGIN, Decision, OnNoData, SequentialSpec, SequentialTest,
+    Step, Tier, TierMatch,
+};
+use crate::api::quantity::{QuantityError, Ratio, parse_duration, parse_percent};
+
+/// The tiers that apply when a policy lists none.
+pub fn default_tiers() -> Vec<Tier> {
+    let ai_values = vec!["ai-assisted".to_string(), "ai-generated".to_string()];
+    let key = CHANGE_ORIGIN.to_string();
+    let steps = |s: &[(&str, &str)]| -> Vec<Step> {
+        s.iter()
+            .map(|(w, p)| Step {
+                weight: (*w).into(),
+                pause: (*p).into(),
+            })
+            .collect()
+    };
+    vec![
+        Tier {
+            name: "ai-assisted".into(),
+            match_: Some(TierMatch {
+                labels: BTreeMap::from([(key.clone(), ai_values.clone())]),
+                annotations: BTreeMap::from([(key, ai_values)]),
+            }),
+            steps: steps(&[
+                ("1%", "5m"),
+                ("5%", "5m"),
+                ("10%", "5m"),
+                ("25%", "10m"),
+                ("50%", "10m"),
+            ]),
+            max_error_rate: "0.5%".into(),
+            decision: Decision::Sequential,
+            failure_limit: 0,
+            sequential: Some(SequentialSpec::default()),
+            min_requests: None,
+            require_approval: false,
+        },
+        Tier {
+            name: "standard".into(),
+            match_: None,
+            steps: steps(&[("10%", "2m"), ("50%", "5m")]),
+            max_error_rate: "1%".into(),
+            decision: Decision::Threshold,
+            failure_limit: 0,
+            sequential: None,
+            min_requests: None,
+            require_approval: false,
+        },
+    ]
+}
+
+/// Labels and annotations of the pod template and of the Deployment, the two places a
+/// change can be tagged.
+#[derive(Debug, Clone, Default)]
+pub struct RevisionMeta<'a> {
+    pub template_labels: Option<&'a BTreeMap<String, String>>,
+    pub template_annotations: Option<&'a BTreeMap<String, String>>,
+    pub deployment_labels: Option<&'a BTreeMap<String, String>>,
+    pub deployment_annotations: Option<&'a BTreeMap<String, String>>,
+}
+
+/// The first tier that matches, with a sentence saying why. `None` only when no tier
+/// matches, which a validated policy (last tier has no `match`) never allows.
+pub fn match_tier<'t>(tiers: &'t [Tier], meta: &RevisionMeta) -> Option<(&'t Tier, String)> {
+    tiers.iter().find_map(|tier| match &tier.match_ {
+        None => Some((tier, "no tier above matched; this tier takes every revision".to_string())),
+        Some(m) => match_reason(m, meta).map(|why| (tier, why)),
+    })
+}
+
+fn match_reason(m: &TierMatch, meta: &RevisionMeta) -> Option<String> {
+    let places = [
+        ("pod template label", &m.labels, meta.template_labels),
+        ("pod template annotation", &m.annotations, meta.template_annotations),
+        ("Deployment label", &m.labels, meta.deployment_labels),
+        ("Deployment annotation", &m.annotations, meta.deployment_annotations),
+    ];
+    places.iter().find_map(|(place, wanted, have)| {
+        let have = (*have)?;
+        wanted.iter().find_map(|(key, values)| {
+            let value = have.get(key)?;
+            (values.is_empty() || values.contains(value)).then(|| format!("{place} {key}={value}"))
+        })
+    })
+}
+
+/// Why a plan could not be resolved (a field the API server could not check).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("{field}: {source}")]
+    Quantity {
+        field: String,
+        source: QuantityError,
+    },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+/// How samples are judged, with every parameter parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judge {
+    Threshold {
+        max_error_rate: f64,
+        failure_limit: u32,
+    },
+    Sequential {
+        test: SequentialTest,
+        baseline: Baseline,
+        p0: f64,
+        p1: f64,
+        alpha: f64,
+        beta: f64,
+    },
+}
+
+/// A run's plan with everything parsed: what the state machine works from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<(Ratio, Duration)>,
+    pub judge: Judge,
+    pub interval: Duration,
+    pub min_requests: f64,
+    pub on_no_data: OnNoData,
+    pub no_data_limit: u32,
+    pub require_approval: bool,
+    pub max_error_rate: Ratio,
+}
+
+fn percent(field: String, s: &str) -> Result<Ratio, PlanError> {
+    parse_percent(s).map_err(|source| PlanError::Quantity { field, source })
+}
+
+fn duration(field: String, s: &str) -> Result<Duration, PlanError> {
+    parse_duration(s).map_err(|source| PlanError::Quantity { field, source })
+}
+
+impl Plan {
+    /// Parses a tier and the analysis settings. `at` names the tier in error messages,
+    /// e.g. `spec.tiers[1]`.
+    pub fn resolve(tier: &Tier, analysis: &AnalysisSpec, at: &str) -> Result<Plan, PlanError> {
+        let interval = duration("spec.analysis.interval".into(), &analysis.interval)?;
+        let mut steps = Vec::with_capacity(tier.steps.len());
+        for (i, s) in tier.steps.iter().enumerate() {
+            let w = percent(format!("{at}.steps[{i}].weight"), &s.weight)?;
+            let p = duration(format!("{at}.steps[{i}].pause"), &s.pause)?;
+            if w.ppm() == 0 {
+                return Err(PlanError::Invalid {
+                    field: format!("{at}.steps[{i}].weight"),
+                    message: "must be above 0%".into(),
+                });
+            }
+            if let Some((prev, _)) = steps.last()
+                && w <= *prev
+            {
+                return Err(PlanError::Invalid {
+                    field: format!("{at}.steps[{i}].weight"),
+                    message: format!("{w} must be above the previous step's {prev}"),
+                });
+            }
+            steps.push((w, p));
+        }
+        if steps.is_empty() {
+            return Err(PlanError::Invalid {
+                field: format!("{at}.steps"),
+                message: "needs at least one step".into(),
+            });
+        }
+        let max_error_rate = percent(format!("{at}.maxErrorRate"), &tier.max_error_rate)?;
+        let judge = match tier.decision {
+            Decision::Threshold => Judge::Threshold {
+                max_error_rate: max_error_rate.as_f64(),
+                failure_limit: tier.failure_limit.max(0) as u32,
+            },
+            Decision::Sequential => {
+                let seq = tier.sequential.clone().unwrap_or_default();
+                let p0 = match &seq.p0 {
+                    Some(p) => percent(format!("{at}.sequential.p0"), p)?,
+                    None => Ratio::from_ppm(1_000).unwrap_or_default(),
+                };
+                let p1 = match &seq.p1 {
+                    Some(p) => percent(format!("{at}.sequential.p1"), p)?,
+                    None => max_error_rate,
+                };
+                let alpha = percent(format!("{at}.sequential.alpha"), &seq.alpha)?;
+                let beta = percent(format!("{at}.sequential.beta"), &seq.beta)?;
+                if p0 >= p1 {
+                    return Err(PlanError::Invalid {
+                        field: format!("{at}.sequential.p0"),
+                        message: format!("p0 ({p0}) must be below p1 ({p1})"),
+                    });
+                }
+                if p0.ppm() == 0 {
+                    return Err(PlanError::Invalid {
+                        field: format!("{at}.sequential.p0"),
+                        message: "must be above 0%".into(),
+                    });
+                }
+                Judge::Sequential {
+                    test: seq.test,
+                    baseline: seq.baseline,
+                    p0: p0.as_f64(),
+                    p1: p1.as_f64(),
+                    alpha: alpha.as_f64(),
+                    beta: beta.as_f64(),
+                }
+            }
+        };
+        Ok(Plan {
+            steps,
+            judge,
+            interval,
+            min_requests: tier.min_requests.unwrap_or(analysis.min_requests).max(0) as f64,
+            on_no_data: analysis.on_no_data,
+            no_data_limit: analysis.no_data_limit.max(1) as u32,
+            require_approval: tier.require_approval,
+            max_error_rate,
+        })
+    }
+}
+
+/// Canary replicas for a slice with the replicas router: the canary's pods are added to
+/// the `stable` pods behind the Service (stable pods are never taken away), so the share is
+/// c / (stable + c). Returns the count whose share is nearest the weight, at least 1.
+pub fn replicas_for_share(weight: Ratio, stable: i32) -> i32 {
+    let stable = stable.max(0) as i64;
+    let w = weight.ppm() as i64;
+    if w >= 1_000_000 || stable == 0 {
+        return stable.max(1) as i32;
+    }
+    // Exact solution c = w*S/(1-w); check its floor and ceiling and keep the nearer share.
+    let exact_num = w * stable;
+    let exact_den = 1_000_000 - w;
+    let lo = (exact_num / exact_den).max(1);
+    let best = [lo, lo + 1]
+        .into_iter()
+        .min_by_key(|c| {
+            let share_ppm = c * 1_000_000 / (stable + c);
+            (share_ppm - w).abs()
+        })
+        .unwrap_or(lo);
+    best.min(i32::MAX as i64) as i32
+}
+
+/// The share c canary pods get next to `stable` pods, in ppm.
+pub fn share_of(canary: i32, stable: i32) -> Ratio {
+    let (c, s) = (canary.max(0) as u64, stable.max(0) as u64);
+    if c + s == 0 {
+        return Ratio::default();
+    }
+    Ratio::from_ppm(((c * 1_000_000 + (c + s) / 2) / (c + s)) as u32).unwrap_or_default()
+}
+
+/// Canary replicas with the Gateway API router: enough pods to carry the slice
+/// proportionally (ceil(weight × stable)), at least 1.
+pub fn replicas_for_weight(weight: Ratio, stable: i32) -> i32 {
+    let s = stable.max(1) as u64;
+    let c = (weight.ppm() as u64 * s).div_ceil(1_000_000);
+    c.clamp(1, i32::MAX as u64) as i32
+}
+
+/// HTTPRoute backend weights (stable, canary) for a share, reduced to lowest terms so a
+/// person reads `99:1` for 1% and `199:1` for 0.5%. Exact to 1 ppm.
+pub fn route_weights(weight: Ratio) -> (i32, i32) {
+    let canary = weight.ppm() as u64;
+    let stable = 1_000_000 - canary.min(1_000_000);
+    let g = gcd(stable, canary).max(1);
+    ((stable / g) as i32, (canary / g) as i32)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A stable short hash of a pod template: the revision's identity. Labels rollguard adds to
+/// the canary's copy and the `pod-template-hash` label the Deployment controller adds are
+/// left out, so the same template hashes the same wherever it is found.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let mut t = template.clone();
+    if let Some(meta) = t.metadata.as_mut()
+        && let Some(labels) = meta.labels.as_mut()
+    {
+        labels.remove("pod-template-hash");
+        labels.remove(crate::names::ROLE_LABEL);
+        labels.remove(crate::api::run::DEPLOYMENT_LABEL);
+        if labels.is_empty() {
+            meta.labels = None;
+        }
+    }
+    let json = serde_json::to_vec(&t).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pct(s: &str) -> Ratio {
+        parse_percent(s).expect("valid percent")
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_tiers_route_ai_changes_to_small_slices() {
+        let tiers = default_tiers();
+        let ai = map(&[(CHANGE_ORIGIN, "ai-assisted")]);
+        let generated = map(&[(CHANGE_ORIGIN, "ai-generated")]);
+        let human = map(&[(CHANGE_ORIGIN, "human")]);
+        let cases: Vec<(RevisionMeta, &str, &str)> = vec![
+            (
+                RevisionMeta {
+                    template_annotations: Some(&ai),
+                    ..Default::default()
+                },
+                "ai-assisted",
+                "pod template annotation rollguard.dev/change-origin=ai-assisted",
+            ),
+            (
+                RevisionMeta {
+                    template_labels: Some(&generated),
+                    ..Default::default()
+                },
+                "ai-assisted",
+                "pod template label rollguard.dev/change-origin=ai-generated",
+            ),
+            (
+                RevisionMeta {
+                    deployment_annotations: Some(&ai),
+                    ..Default::default()
+                },
+                "ai-assisted",
+                "Deployment annotation rollguard.dev/change-origin=ai-assisted",
+            ),
+            (
+                RevisionMeta {
+                    template_annotations: Some(&human),
+                    ..Default::default()
+                },
+                "standard",
+                "no tier above matched; this tier takes every revision",
+            ),
+            (RevisionMeta::default(), "standard", "no tier above matched; this tier takes every revision"),
+        ];
+        for (meta, tier, why) in cases {
+            let (t, reason) = match_tier(&tiers, &meta).expect("a tier");
+            assert_eq!((t.name.as_str(), reason.as_str()), (tier, why));
+        }
+        let ai_plan = Plan::resolve(&tiers[0], &analysis(), "default").expect("plan");
+        let weights: Vec<String> = ai_plan.steps.iter().map(|(w, _)| w.to_string()).collect();
+        assert_eq!(weights, ["1%", "5%", "10%", "25%", "50%"]);
+        let std_plan = Plan::resolve(&tiers[1], &analysis(), "default").expect("plan");
+        let weights: Vec<String> = std_plan.steps.iter().map(|(w, _)| w.to_string()).collect();
+        assert_eq!(weights, ["10%", "50%"]);
+    }
+
+    #[test]
+    fn pod_template_tag_wins_over_deployment_tag() {
+        let tiers = default_tiers();
+        let human = map(&[(CHANGE_ORIGIN, "human")]);
+        let ai = map(&[(CHANGE_ORIGIN, "ai-assisted")]);
+        // The template says human, the Deployment says AI: any AI signal picks the strict tier.
+        let meta = RevisionMeta {
+            template_annotations: Some(&human),
+            deployment_annotations: Some(&ai),
+            ..Default::default()
+        };
+        assert_eq!(match_tier(&tiers, &meta).expect("tier").0.name, "ai-assisted");
+    }
+
+    fn analysis() -> AnalysisSpec {
+        AnalysisSpec {
+            interval: "15s".into(),
+            prometheus: None,
+            requests: "sum(x)".into(),
+            errors: "sum(y)".into(),
+            min_requests: 100,
+            on_no_data: OnNoData::Hold,
+            no_data_limit: 3,
+        }
+    }
+
+    #[test]
+    fn resolve_names_the_bad_field() {
+        let mut tier = default_tiers().remove(1);
+        tier.steps[1].weight = "5%".into();
+        let err = Plan::resolve(&tier, &analysis(), "spec.tiers[1]").expect_err("decreasing");
+        assert_eq!(
+            err.to_string(),
+            "spec.tiers[1].steps[1].weight: 5% must be above the previous step's 10%"
+        );
+        let mut tier = default_tiers().remove(1);
+        tier.steps[0].pause = "soon".into();
+        let err = Plan::resolve(&tier, &analysis(), "spec.tiers[0]").expect_err("bad pause");
+        assert!(err.to_string().starts_with("spec.tiers[0].steps[0].pause: "), "{err}");
+    }
+
+    #[test]
+    fn replicas_router_shares_are_the_nearest_the_count_allows() {
+        // (weight, stable replicas) -> canary replicas, resulting share
+        let table = [
+            ("10%", 9, 1, "10%"),
+            ("50%", 4, 4, "50%"),
+            ("1%", 3, 1, "25%"),
+            ("25%", 3, 1, "25%"),
+            ("10%", 20, 2, "9.0909%"),
+            ("1%", 99, 1, "1%"),
+            ("5%", 10, 1, "9.0909%"),
+            ("100%", 5, 5, "50%"),
+        ];
+        for (w, stable, want_c, want_share) in table {
+            let c = replicas_for_share(pct(w), stable);
+            assert_eq!(c, want_c, "weight {w} with {stable} stable");
+            assert_eq!(share_of(c, stable).to_string(), want_share, "share for {w}/{stable}");
+        }
+    }
+
+    #[test]
+    fn route_weights_are_exact() {
+        assert_eq!(route_weights(pct("1%")), (99, 1));
+        assert_eq!(route_weights(pct("0.5%")), (199, 1));
+        assert_eq!(route_weights(pct("50%")), (1, 1));
+        assert_eq!(route_weights(pct("0%")), (1, 0));
+        assert_eq!(route_weights(pct("100%")), (0, 1));
+        assert_eq!(route_weights(pct("12.5%")), (7, 1));
+        assert_eq!(route_weights(pct("0.0001%")), (999_999, 1));
+        for ppm in [1u32, 7, 333, 5_000, 123_457, 999_999] {
+            let (s, c) = route_weights(Ratio::from_ppm(ppm).expect("ppm"));
+            // The canary's share s/(s+c) is exactly ppm/1e6.
+            assert_eq!(c as u64 * 1_000_000, ppm as u64 * (s as u64 + c as u64));
+        }
+    }
+
+    #[test]
+    fn gateway_canary_carries_its_slice() {
+        assert_eq!(replicas_for_weight(pct("1%"), 3), 1);
+        assert_eq!(replicas_for_weight(pct("50%"), 3), 2);
+        assert_eq!(replicas_for_weight(pct("100%"), 3), 3);
+        assert_eq!(replicas_for_weight(pct("25%"), 10), 3);
+    }
+
+    #[test]
+    fn template_hash_ignores_labels_added_by_controllers() {
+        let mut t = PodTemplateSpec::default();
+        t.metadata = Some(Default::default());
+        let base = template_hash(&t);
+        let mut with = t.clone();
+        with.metadata.as_mut().expect("meta").labels =
+            Some(map(&[("pod-template-hash", "abc"), (crate::names::ROLE_LABEL, "canary")]));
+        assert_eq!(template_hash(&with), base);
+        let mut changed = t.clone();
+        changed.metadata.as_mut().expect("meta").annotations =
+            Some(map(&[("sim.rollguard.dev/error-rate", "0.05")]));
+        assert_ne!(template_hash(&changed), base);
+        assert_eq!(base.len(), 10);
+    }
+}

@@ -1,0 +1,1001 @@
+//! The run state machine: `(run, observed world, now) -> (new status, desired state, events)`.
+//! No I/O and no clock but the `now` in the world it is given. The controller feeds it from
+//! watches and Prometheus; `rollguard simulate` feeds it from a synthetic traffic model in
+//! virtual time. Both run this very code.
+//!
+//! The machine answers with a *desired* state (canary replicas, canary weight, Deployment
+//! paused) rather than imperative steps, so applying it twice is harmless and a restarted
+//! operator converges from the status alone.
+
+pub mod govern;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::analysis::decision::{
+    MixtureSprt, SequentialVerdict, Sprt, ThresholdVerdict, relative_hypotheses, threshold,
+};
+use crate::api::policy::{Baseline, OnNoData, SequentialTest};
+use crate::api::quantity::{Ratio, parse_percent};
+use crate::api::run::{Phase, RolloutRunSpec, RolloutRunStatus, Sample};
+use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight};
+
+/// Samples kept in status; older ones are dropped (the count stays in `sampleCount`).
+pub const SAMPLES_KEPT: usize = 10;
+
+/// The traffic router a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Router {
+    /// Canary share by pod count.
+    Replicas,
+    /// Canary share by HTTPRoute weights.
+    GatewayApi,
+}
+
+impl Router {
+    /// Parses the router name stored on a run.
+    pub fn from_name(name: &str) -> Router {
+        if name == "gatewayAPI" {
+            Router::GatewayApi
+        } else {
+            Router::Replicas
+        }
+    }
+
+    /// The name stored on a run.
+    pub fn name(self) -> &'static str {
+        match self {
+            Router::Replicas => "replicas",
+            Router::GatewayApi => "gatewayAPI",
+        }
+    }
+}
+
+/// What one analysis produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measurement {
+    /// Counts since the canary started (or over the window the templates ask for).
+    Counts {
+        requests: f64,
+        errors: f64,
+        /// The stable revision's (requests, errors) over the same window, when the tier
+        /// measures its baseline there.
+        stable: Option<(f64, f64)>,
+        queries: Queries,
+    },
+    /// The queries answered with nothing (empty vector) or NaN.
+    NoData { why: String, queries: Queries },
+    /// Prometheus could not be asked or refused the query.
+    Failed { why: String, queries: Queries },
+}
+
+/// The queries as sent, for the evidence.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Queries {
+    pub requests: String,
+    pub errors: String,
+}
+
+/// The canary Deployment as observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryObserved {
+    /// spec.replicas.
+    pub replicas: i32,
+    /// Ready pods (status.readyReplicas, for the canary's current spec).
+    pub ready: i32,
+}
+
+/// What the controller saw this time round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct World {
+    pub now: Timestamp,
+    /// Hash of the Deployment's current pod template.
+    pub template_revision: String,
+    /// The Deployment's spec.replicas: the stable pod count.
+    pub stable_replicas: i32,
+    /// The Deployment has fully rolled out its current template (only meaningful while
+    /// promoting, when it is unpaused).
+    pub rollout_complete: bool,
+    /// The canary Deployment, if it exists.
+    pub canary: Option<CanaryObserved>,
+    /// `Err((reason, message))` when the router cannot route (a missing Service or
+    /// HTTPRoute): the run holds and says why.
+    pub routing: Result<(), (String, String)>,
+    /// A fresh analysis result, when one was due and taken.
+    pub measurement: Option<Measurement>,
+}
+
+/// The state the controller makes true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desired {
+    /// Canary replicas; `None` means the canary must not exist.
+    pub canary_replicas: Option<i32>,
+    /// The canary's share of traffic.
+    pub weight: Ratio,
+    /// Whether the governed Deployment stays paused.
+    pub paused: bool,
+}
+
+/// A Kubernetes Event to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A verdict on a revision to record on the Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevisionMark {
+    /// The revision is now stable.
+    Stable(String),
+    /// The revision failed; do not retry it until the template changes.
+    Failed(String),
+}
+
+/// The machine's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: RolloutRunStatus,
+    pub desired: Desired,
+    pub events: Vec<RunEvent>,
+    pub mark: Option<RevisionMark>,
+    /// When something falls due (next analysis, end of a pause); the controller wakes then.
+    pub wake_at: Option<Timestamp>,
+}
+
+/// The parts of a run the machine reads.
+pub struct RunView<'a> {
+    pub spec: &'a RolloutRunSpec,
+    pub plan: &'a Plan,
+    pub router: Router,
+}
+
+impl<'a> RunView<'a> {
+    fn size_for(&self, weight: Ratio, stable: i32) -> i32 {
+        match self.router {
+            Router::Replicas => replicas_for_share(weight, stable),
+            Router::GatewayApi => replicas_for_weight(weight, stable),
+        }
+    }
+}
+
+fn ts(t: &Time) -> Timestamp {
+    t.0
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Whether an analysis sample is due now. The first comes one interval after the canary
+/// got traffic, then one per interval; none while promoting or after the end.
+pub fn analysis_due(run: &RunView, status: &RolloutRunStatus, now: Timestamp) -> bool {
+    next_analysis(run, status).is_some_and(|t| now >= t)
+}
+
+fn next_analysis(run: &RunView, status: &RolloutRunStatus) -> Option<Timestamp> {
+    if !matches!(status.phase, Phase::Progressing | Phase::AwaitingApproval) {
+        return None;
+    }
+    let started = ts(status.canary_started_at.as_ref()?);
+    let from = status
+        .last_analysis_at
+        .as_ref()
+        .map(ts)
+        .map_or(started, |t| t.max(started));
+    Some(after(from, run.plan.interval))
+}
+
+/// How long the canary has served traffic: the `{{elapsed}}` range of the queries.
+pub fn elapsed(status: &RolloutRunStatus, now: Timestamp) -> Duration {
+    status
+        .canary_started_at
+        .as_ref()
+        .map(|t| {
+            let d = now.duration_since(ts(t));
+            Duration::try_from(d).unwrap_or(Duration::ZERO)
+        })
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The verdict strings used in samples.
+pub mod verdict {
+    pub const PASS: &str = "Pass";
+    pub const FAIL: &str = "Fail";
+    pub const CONTINUE: &str = "Continue";
+    pub const ACCEPT_GOOD: &str = "AcceptGood";
+    pub const NOT_ENOUGH: &str = "NotEnoughRequests";
+    pub const NO_DATA: &str = "NoData";
+    pub const ERROR: &str = "Error";
+}
+
+/// Formats a fraction as a percentage string with up to 4 decimals, e.g. `0.52%`.
+pub fn fmt_rate(r: f64) -> String {
+    if !r.is_finite() {
+        return "n/a".into();
+    }
+    let s = format!("{:.4}", r * 100.0);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
+fn fmt_count(x: f64) -> String {
+    if x.is_finite() {
+        format!("{}", x.round() as i64)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// How a sample judged the canary.
+enum Judgement {
+    Healthy,
+    Undecided,
+    Bad { reason: &'static str },
+    NoData,
+    Error,
+}
+
+struct Judged {
+    sample: Sample,
+    judgement: Judgement,
+}
+
+fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timestamp) -> Judged {
+    let plan = run.plan;
+    let queries = match m {
+        Measurement::Counts { queries, .. }
+        | Measurement::NoData { queries, .. }
+        | Measurement::Failed { queries, .. } => queries,
+    };
+    let mut sample = Sample {
+        time: Time(now),
+        step: status.step,
+        requests_query: Some(queries.requests.clone()),
+        errors_query: Some(queries.errors.clone()),
+        requests: None,
+        errors: None,
+        rate: None,
+        threshold: None,
+        statistic: None,
+        upper_bound: None,
+        lower_bound: None,
+        baseline: None,
+        verdict: String::new(),
+        message: None,
+    };
+    let (requests, errors, stable) = match m {
+        Measurement::NoData { why, .. } => {
+            sample.verdict = verdict::NO_DATA.into();
+            sample.message = Some(why.clone());
+            return Judged {
+                sample,
+                judgement: Judgement::NoData,
+            };
+        }
+        Measurement::Failed { why, .. } => {
+            sample.verdict = verdict::ERROR.into();
+            sample.message = Some(why.clone());
+            return Judged {
+                sample,
+                judgement: Judgement::Error,
+            };
+        }
+        Measurement::Counts {
+            requests,
+            errors,
+            stable,
+            ..
+        } => (*requests, *errors, *stable),
+    };
+    if !requests.is_finite() || !errors.is_finite() || requests < 0.0 || errors < 0.0 {
+        sample.verdict = verdict::NO_DATA.into();
+        sample.message = Some(format!(
+            "Prometheus returned unusable counts (requests {requests}, errors {errors})"
+        ));
+        return Judged {
+            sample,
+            judgement: Judgement::NoData,
+        };
+    }
+    sample.requests = Some(fmt_count(requests));
+    sample.errors = Some(fmt_count(errors));
+    if requests > 0.0 && requests.is_finite() && errors.is_finite() {
+        sample.rate = Some(fmt_rate(errors / requests));
+    }
+    match &plan.judge {
+        Judge::Threshold { max_error_rate, .. } => {
+            let out = threshold(requests, errors, *max_error_rate, plan.min_requests);
+            sample.threshold = Some(fmt_rate(*max_error_rate));
+            let (v, j) = match out.verdict {
+                ThresholdVerdict::Pass => (verdict::PASS, Judgement::Healthy),
+                ThresholdVerdict::Fail => (
+                    verdict::FAIL,
+                    Judgement::Bad {
+                        reason: "ErrorRateAboveThreshold",
+                    },
+                ),
+                ThresholdVerdict::NotEnoughRequests => (verdict::NOT_ENOUGH, Judgement::Undecided),
+                ThresholdVerdict::Invalid => (verdict::NO_DATA, Judgement::NoData),
+            };
+            sample.verdict = v.into();
+            Judged {
+                sample,
+                judgement: j,
+            }
+        }
+        Judge::Sequential {
+            test,
+            baseline,
+            p0,
+            p1,
+            alpha,
+            beta,
+        } => {
+            let (p0, p1) = match (baseline, stable) {
+                (Baseline::Stable, Some((sr, se))) if sr > 0.0 && se.is_finite() => {
+                    relative_hypotheses(se / sr, *p0, *p1)
+                }
+                _ => (*p0, *p1),
+            };
+            sample.baseline = Some(fmt_rate(p0));
+            sample.threshold = Some(fmt_rate(p1));
+            let outcome = match test {
+                SequentialTest::Sprt => {
+                    Sprt::new(p0, p1, *alpha, *beta).map(|t| t.decide(requests, errors))
+                }
+                SequentialTest::Mixture => {
+                    MixtureSprt::with_default_prior(p0, *alpha).map(|t| t.decide(requests, errors))
+                }
+            };
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    sample.verdict = verdict::ERROR.into();
+                    sample.message = Some(e.to_string());
+                    return Judged {
+                        sample,
+                        judgement: Judgement::Error,
+                    };
+                }
+            };
+            sample.statistic = Some(format!("{:.3}", outcome.statistic));
+            sample.upper_bound = Some(format!("{:.3}", outcome.upper));
+            sample.lower_bound = outcome.lower.map(|l| format!("{l:.3}"));
+            let (v, j) = match outcome.verdict {
+                SequentialVerdict::Rollback => (
+                    verdict::FAIL,
+                    Judgement::Bad {
+                        reason: "SequentialTestRejected",
+                    },
+                ),
+                SequentialVerdict::AcceptGood => (verdict::ACCEPT_GOOD, Judgement::Healthy),
+                SequentialVerdict::Continue => (verdict::CONTINUE, Judgement::Healthy),
+                SequentialVerdict::Invalid => (verdict::NO_DATA, Judgement::NoData),
+            };
+            sample.verdict = v.into();
+            Judged {
+                sample,
+                judgement: j,
+            }
+        }
+    }
+}
+
+fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let status = if ok { "True" } else { "False" };
+    if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
+        if c.status != status {
+            c.last_transition_time = Time(now);
+        }
+        c.status = status.into();
+        c.reason = reason.into();
+        c.message = message.into();
+    } else {
+        conds.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: Time(now),
+            observed_generation: None,
+        });
+    }
+}
+
+fn clear_condition(conds: &mut Vec<Condition>, type_: &str) {
+    conds.retain(|c| c.type_ != type_);
+}
+
+/// Condition types on a run.
+pub mod condition {
+    pub const ANALYSIS: &str = "Analysis";
+    pub const ROUTING: &str = "Routing";
+    pub const WAITING: &str = "Waiting";
+}
+
+struct Machine<'a, 'r> {
+    run: &'a RunView<'r>,
+    world: &'a World,
+    st: RolloutRunStatus,
+    events: Vec<RunEvent>,
+    mark: Option<RevisionMark>,
+}
+
+impl Machine<'_, '_> {
+    fn now(&self) -> Timestamp {
+        self.world.now
+    }
+
+    fn step_weight(&self, i: i32) -> Ratio {
+        let steps = &self.run.plan.steps;
+        let i = (i.max(0) as usize).min(steps.len().saturating_sub(1));
+        steps.get(i).map(|s| s.0).unwrap_or_default()
+    }
+
+    fn current_weight(&self) -> Ratio {
+        self.st
+            .weight
+            .as_deref()
+            .and_then(|w| parse_percent(w).ok())
+            .unwrap_or_default()
+    }
+
+    fn event(&mut self, warning: bool, reason: &'static str, message: String) {
+        self.events.push(RunEvent {
+            warning,
+            reason,
+            message,
+        });
+    }
+
+    fn waiting(&mut self, reason: &str, message: &str) {
+        let now = self.now();
+        set_condition(&mut self.st.conditions, condition::WAITING, true, reason, message, now);
+    }
+
+    fn not_waiting(&mut self) {
+        clear_condition(&mut self.st.conditions, condition::WAITING);
+    }
+
+    /// Ends the run. Traffic goes to stable and the canary goes away in the same pass.
+    fn end(&mut self, phase: Phase, reason: &str, message: String) -> Desired {
+        self.st.phase = phase;
+        self.st.ended_at = Some(Time(self.now()));
+        self.st.reason = Some(reason.into());
+        self.st.message = Some(message.clone());
+        self.st.weight = Some("0%".into());
+        self.not_waiting();
+        let warning = matches!(phase, Phase::RolledBack | Phase::Aborted);
+        let event_reason = match phase {
+            Phase::RolledBack => "RolledBack",
+            Phase::Aborted => "Aborted",
+            Phase::Succeeded => "Promoted",
+            _ => "Superseded",
+        };
+        self.event(warning, event_reason, message);
+        if matches!(phase, Phase::RolledBack | Phase::Aborted) {
+            self.mark = Some(RevisionMark::Failed(self.run.spec.canary_revision.clone()));
+        }
+        Desired {
+            canary_replicas: None,
+            weight: Ratio::default(),
+            paused: true,
+        }
+    }
+
+    fn record(&mut self, sample: Sample) {
+        self.st.error_rate = sample.rate.clone().or(self.st.error_rate.take());
+        self.st.last_analysis_at = Some(sample.time.clone());
+        self.st.sample_count += 1;
+        self.st.samples.push(sample);
+        let excess = self.st.samples.len().saturating_sub(SAMPLES_KEPT);
+        self.st.samples.drain(..excess);
+    }
+
+    fn latest_in_step(&self) -> Option<&Sample> {
+        let started = self.st.step_started_at.as_ref().map(ts)?;
+        self.st
+            .samples
+            .last()
+            .filter(|s| s.step == self.st.step && ts(&s.time) >= started)
+    }
+
+    fn run(mut self) -> Outcome {
+        let desired = self.decide();
+        let wake_at = self.wake_at();
+        Outcome {
+            status: self.st,
+            desired,
+            events: self.events,
+            mark: self.mark,
+            wake_at,
+        }
+    }
+
+    fn wake_at(&self) -> Option<Timestamp> {
+        if self.st.phase.is_terminal() {
+            return None;
+        }
+        let mut t = next_analysis(self.run, &self.st);
+        if let Some(started) = self.st.step_started_at.as_ref().map(ts)
+            && self.st.phase == Phase::Progressing
+        {
+            let steps = &self.run.plan.steps;
+            if let Some((_, pause)) = steps.get(self.st.step.max(0) as usize) {
+                let end = after(started, *pause);
+                if end > self.now() {
+                    t = Some(t.map_or(end, |a| a.min(end)));
+                }
+            }
+        }
+        t
+    }
+
+    fn decide(&mut self) -> Desired {
+        let spec = self.run.spec;
+        let now = self.now();
+        if self.st.phase.is_terminal() {
+            return Desired {
+                canary_replicas: None,
+                weight: Ratio::default(),
+                paused: true,
+            };
+        }
+        let total = self.run.plan.steps.len() as i32;
+        self.st.step_display = Some(format!("{}/{}", self.st.step + 1, total));
+
+        // A new template (or the stable one again) replaces the revision on trial.
+        if self.world.template_revision != spec.canary_revision {
+            return if self.world.template_revision == spec.stable_revision {
+                self.end(
+                    Phase::Superseded,
+                    "Reverted",
+                    format!(
+                        "the Deployment's template was reverted to the stable revision {}; the run ends without promoting {}",
+                        spec.stable_revision, spec.canary_revision
+                    ),
+                )
+            } else {
+                self.end(
+                    Phase::Superseded,
+                    "Superseded",
+                    format!(
+                        "revision {} replaced {} before it was promoted",
+                        self.world.template_revision, spec.canary_revision
+                    ),
+                )
+            };
+        }
+
+        if let Some(abort) = spec.control.as_ref().and_then(|c| c.abort.as_ref())
+            && self.st.phase != Phase::Promoting
+        {
+            let why = abort.reason.as_deref().unwrap_or("no reason given");
+            return self.end(
+                Phase::Aborted,
+                "Aborted",
+                format!("aborted by {}: {why}", abort.user),
+            );
+        }
+
+        // Judge a fresh sample first: a bad canary rolls back whatever else is going on.
+        if let Some(m) = &self.world.measurement
+            && matches!(self.st.phase, Phase::Progressing | Phase::AwaitingApproval)
+        {
+            let judged = judge(self.run, &self.st, m, now);
+            if let Some(d) = self.apply_judgement(judged) {
+                return d;
+            }
+        }
+
+        if let Err((reason, message)) = &self.world.routing {
+            set_condition(
+                &mut self.st.conditions,
+                condition::ROUTING,
+                false,
+                reason,
+                message,
+                now,
+            );
+            let (reason, message) = (reason.clone(), message.clone());
+            self.waiting(&reason, &message);
+            // Hold: keep the canary as it is, send it nothing new, never advance.
+            let keep = self.world.canary.map(|c| c.replicas);
+            return Desired {
+                canary_replicas: keep.or(Some(1)),
+                weight: Ratio::default(),
+                paused: true,
+            };
+        }
+        set_condition(
+            &mut self.st.conditions,
+            condition::ROUTING,
+            true,
+            "Routed",
+            "the canary's share is set as planned",
+            now,
+        );
+
+        match self.st.phase {
+            Phase::Progressing => self.progress(),
+            Phase::AwaitingApproval => self.await_approval(),
+            Phase::Promoting => self.promote(),
+            _ => Desired {
+                canary_replicas: None,
+                weight: Ratio::default(),
+                paused: true,
+            },
+        }
+    }
+
+    /// Returns the rollback's desired state when the sample ends the run.
+    fn apply_judgement(&mut self, judged: Judged) -> Option<Desired> {
+        let plan = self.run.plan;
+        let now = self.now();
+        let Judged {
+            sample, judgement, ..
+        } = judged;
+        match &judgement {
+            Judgement::Error => {
+                let why = sample.message.clone().unwrap_or_default();
+                set_condition(
+                    &mut self.st.conditions,
+                    condition::ANALYSIS,
+                    false,
+                    "QueryFailed",
+                    &format!("holding: the analysis query failed: {why}"),
+                    now,
+                );
+            }
+            Judgement::NoData => {
+                self.st.no_data_samples += 1;
+                let why = sample.message.clone().unwrap_or_else(|| "no data".into());
+                set_condition(
+                    &mut self.st.conditions,
+                    condition::ANALYSIS,
+                    false,
+                    "NoData",
+                    &format!(
+                        "holding: no data ({} in a row): {why}",
+                        self.st.no_data_samples
+                    ),
+                    now,
+                );
+            }
+            _ => {
+                self.st.no_data_samples = 0;
+                set_condition(
+                    &mut self.st.conditions,
+                    condition::ANALYSIS,
+                    true,
+                    "Measured",
+                    &format!(
+                        "{} requests, {} errors ({}): {}",
+                        sample.requests.as_deref().unwrap_or("?"),
+                        sample.errors.as_deref().unwrap_or("?"),
+                        sample.rate.as_deref().unwrap_or("n/a"),
+                        sample.verdict
+                    ),
+                    now,
+                );
+            }
+        }
+        let no_data_rollback = matches!(judgement, Judgement::NoData)
+            && plan.on_no_data == OnNoData::Rollback
+            && self.st.no_data_samples >= plan.no_data_limit as i32;
+        let bad_reason = match judgement {
+            Judgement::Bad { reason } => {
+                self.st.failed_samples += 1;
+                let limit = match plan.judge {
+                    Judge::Threshold { failure_limit, .. } => failure_limit as i32,
+                    Judge::Sequential { .. } => 0,
+                };
+                (self.st.failed_samples > limit).then_some(reason)
+            }
+            _ if no_data_rollback => Some("NoData"),
+            _ => None,
+        };
+        let evidence = sample.clone();
+        self.record(sample);
+        let reason = bad_reason?;
+        let message = rollback_message(reason, &evidence, self.st.failed_samples);
+        self.st.evidence = Some(evidence);
+        Some(self.end(Phase::RolledBack, reason, message))
+    }
+
+    fn progress(&mut self) -> Desired {
+        let plan = self.run.plan;
+        let now = self.now();
+        let stable = self.world.stable_replicas;
+        let i = self.st.step.clamp(0, plan.steps.len() as i32 - 1);
+        self.st.step = i;
+        let (w, pause) = plan.steps[i as usize];
+        let want = self.run.size_for(w, stable);
+        let ready = self
+            .world
+            .canary
+            .is_some_and(|c| c.replicas >= want && c.ready >= want);
+
+        if self.st.step_started_at.is_none() {
+            if !ready {
+                let have = self.world.canary.map(|c| c.ready).unwrap_or(0);
+                self.waiting(
+                    "CanaryNotReady",
+                    &format!("waiting for the canary: {have}/{want} pods ready for the {w} slice"),
+                );
+                // Keep the share the canary had until the bigger canary is ready.
+                return Desired {
+                    canary_replicas: Some(want),
+                    weight: self.current_weight(),
+                    paused: true,
+                };
+            }
+            self.not_waiting();
+            self.st.weight = Some(w.to_string());
+            self.st.step_started_at = Some(Time(now));
+            if self.st.canary_started_at.is_none() {
+                self.st.canary_started_at = Some(Time(now));
+            }
+            self.event(
+                false,
+                "StepStarted",
+                format!(
+                    "step {}/{}: canary {} gets {w} of traffic for {}",
+                    i + 1,
+                    plan.steps.len(),
+                    self.run.spec.canary_revision,
+                    crate::api::quantity::format_duration(pause)
+                ),
+            );
+        }
+        let desired = Desired {
+            canary_replicas: Some(want),
+            weight: w,
+            paused: true,
+        };
+
+        let started = self.st.step_started_at.as_ref().map(ts).unwrap_or(now);
+        let control = self.run.spec.control.as_ref();
+        let promote = control.and_then(|c| c.promote.as_ref());
+        let skip_all = promote.is_some_and(|p| p.full);
+        let skip_this = skip_all || promote.is_some_and(|p| p.step == i);
+        if control.is_some_and(|c| c.pause.is_some()) {
+            let who = control
+                .and_then(|c| c.pause.as_ref())
+                .map(|p| p.user.clone())
+                .unwrap_or_default();
+            self.waiting("Paused", &format!("paused by {who}; resume to continue"));
+            return desired;
+        }
+        if now < after(started, pause) && !skip_this {
+            self.not_waiting();
+            return desired;
+        }
+        let latest = self.latest_in_step().cloned();
+        let healthy = latest.as_ref().is_some_and(|s| {
+            !matches!(s.verdict.as_str(), verdict::NO_DATA | verdict::ERROR | verdict::FAIL)
+        });
+        if !healthy && !skip_this {
+            let why = match &latest {
+                None => "no analysis sample in this step yet".to_string(),
+                Some(s) => format!(
+                    "the latest sample was {}{}",
+                    s.verdict,
+                    s.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            };
+            self.waiting(
+                "WaitingForEvidence",
+                &format!("step {}/{} has ended its pause but {why}", i + 1, plan.steps.len()),
+            );
+            return desired;
+        }
+        let last = i as usize + 1 >= plan.steps.len();
+        if !last && !skip_all {
+            self.st.step = i + 1;
+            self.st.step_started_at = None;
+            self.st.step_display = Some(format!("{}/{}", i + 2, plan.steps.len()));
+            // The next slice takes effect in this same pass when its canary is ready.
+            return self.progress();
+        }
+        // Last step done: promotion needs enough evidence that the canary is good.
+        let evidence_ok = skip_all || self.enough_evidence(latest.as_ref());
+        if !evidence_ok {
+            self.waiting(
+                "NotEnoughEvidence",
+                &format!(
+                    "all steps passed but the canary has not yet shown it is good (needs {} requests{})",
+                    plan.min_requests,
+                    if matches!(plan.judge, Judge::Sequential { .. }) {
+                        " or the sequential test's accept boundary"
+                    } else {
+                        " in a passing sample"
+                    }
+                ),
+            );
+            return desired;
+        }
+        if plan.require_approval && self.run.spec.approvals.is_empty() {
+            self.st.phase = Phase::AwaitingApproval;
+            self.waiting(
+                "AwaitingApproval",
+                "all steps passed; waiting for `kubectl rollguard approve`",
+            );
+            self.event(
+                false,
+                "AwaitingApproval",
+                format!(
+                    "canary {} passed all steps; waiting for an approval",
+                    self.run.spec.canary_revision
+                ),
+            );
+            return desired;
+        }
+        self.start_promotion()
+    }
+
+    fn enough_evidence(&self, latest: Option<&Sample>) -> bool {
+        let plan = self.run.plan;
+        let Some(s) = latest else { return false };
+        let requests: f64 = s
+            .requests
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0.0);
+        match plan.judge {
+            Judge::Threshold { .. } => s.verdict == verdict::PASS,
+            Judge::Sequential { .. } => {
+                self.st.samples.iter().any(|s| s.verdict == verdict::ACCEPT_GOOD)
+                    || (s.verdict == verdict::CONTINUE && requests >= plan.min_requests)
+            }
+        }
+    }
+
+    fn await_approval(&mut self) -> Desired {
+        let last = self.run.plan.steps.len() as i32 - 1;
+        let w = self.step_weight(last);
+        let want = self.run.size_for(w, self.world.stable_replicas);
+        if self.run.spec.approvals.is_empty() {
+            return Desired {
+                canary_replicas: Some(want),
+                weight: w,
+                paused: true,
+            };
+        }
+        let who: Vec<&str> = self.run.spec.approvals.iter().map(|a| a.user.as_str()).collect();
+        self.event(
+            false,
+            "Approved",
+            format!("approved by {}", who.join(", ")),
+        );
+        self.start_promotion()
+    }
+
+    fn start_promotion(&mut self) -> Desired {
+        self.st.phase = Phase::Promoting;
+        self.not_waiting();
+        self.event(
+            false,
+            "Promoting",
+            format!(
+                "canary {} passed; the Deployment rolls out the new revision",
+                self.run.spec.canary_revision
+            ),
+        );
+        self.promote()
+    }
+
+    fn promote(&mut self) -> Desired {
+        let stable = self.world.stable_replicas;
+        let last = self.run.plan.steps.len() as i32 - 1;
+        let last_w = self.step_weight(last);
+        let full = Ratio::from_ppm(1_000_000).unwrap_or_default();
+        let desired = match self.run.router {
+            // Canary pods keep serving their share while the Deployment's own rolling
+            // update replaces the stable pods.
+            Router::Replicas => Desired {
+                canary_replicas: Some(self.run.size_for(last_w, stable)),
+                weight: last_w,
+                paused: false,
+            },
+            // The stable Service follows the Deployment's newest ReplicaSet, so first move
+            // all traffic to a full-size canary, then let the Deployment roll.
+            Router::GatewayApi => {
+                let want = stable.max(1);
+                let ready = self
+                    .world
+                    .canary
+                    .is_some_and(|c| c.replicas >= want && c.ready >= want);
+                if self.current_weight() == full || ready {
+                    self.st.weight = Some(full.to_string());
+                    Desired {
+                        canary_replicas: Some(want),
+                        weight: full,
+                        paused: false,
+                    }
+                } else {
+                    self.waiting(
+                        "CanaryScalingUp",
+                        &format!("promoting: scaling the canary to {want} pods before moving all traffic to it"),
+                    );
+                    return Desired {
+                        canary_replicas: Some(want),
+                        weight: self.current_weight(),
+                        paused: true,
+                    };
+                }
+            }
+        };
+        if !self.world.rollout_complete {
+            self.waiting(
+                "RollingOut",
+                "promoting: waiting for the Deployment to finish rolling out the new revision",
+            );
+            return desired;
+        }
+        self.mark = Some(RevisionMark::Stable(self.run.spec.canary_revision.clone()));
+        let message = format!(
+            "revision {} is now stable (tier {})",
+            self.run.spec.canary_revision, self.run.spec.tier.name
+        );
+        let d = self.end(Phase::Succeeded, "Promoted", message);
+        self.mark = Some(RevisionMark::Stable(self.run.spec.canary_revision.clone()));
+        d
+    }
+}
+
+fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
+    let counts = format!(
+        "{} canary requests, {} errors ({})",
+        s.requests.as_deref().unwrap_or("?"),
+        s.errors.as_deref().unwrap_or("?"),
+        s.rate.as_deref().unwrap_or("n/a")
+    );
+    match reason {
+        "ErrorRateAboveThreshold" => format!(
+            "rolled back: {counts} is above the threshold {} ({failed} failed sample(s))",
+            s.threshold.as_deref().unwrap_or("?")
+        ),
+        "SequentialTestRejected" => format!(
+            "rolled back: {counts}; the sequential test's statistic {} crossed the rollback boundary {} (p0 {}, p1 {})",
+            s.statistic.as_deref().unwrap_or("?"),
+            s.upper_bound.as_deref().unwrap_or("?"),
+            s.baseline.as_deref().unwrap_or("?"),
+            s.threshold.as_deref().unwrap_or("?")
+        ),
+        _ => format!(
+            "rolled back: no data for too many samples in a row ({})",
+            s.message.as_deref().unwrap_or("no data")
+        ),
+    }
+}
+
+/// Runs the machine once.
+pub fn reconcile(run: &RunView, status: &RolloutRunStatus, world: &World) -> Outcome {
+    Machine {
+        run,
+        world,
+        st: status.clone(),
+        events: Vec::new(),
+        mark: None,
+    }
+    .run()
+}
+
+#[cfg(test)]
+mod tests;

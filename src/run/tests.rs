@@ -1,0 +1,547 @@
+//! Scenario and table tests of the run state machine: given a run and what the controller
+//! observed, what the machine wants and how the status moves.
+
+use super::*;
+use crate::api::policy::{AnalysisSpec, Decision, SequentialSpec, Step, Tier};
+use crate::api::run::{Approval, Command, MatchedTier, PromoteCommand, RunControl};
+
+fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
+    Tier {
+        name: "t".into(),
+        match_: None,
+        steps: steps
+            .iter()
+            .map(|(w, p)| Step {
+                weight: (*w).into(),
+                pause: (*p).into(),
+            })
+            .collect(),
+        max_error_rate: "1%".into(),
+        decision,
+        failure_limit: 0,
+        sequential: (decision == Decision::Sequential).then(SequentialSpec::default),
+        min_requests: None,
+        require_approval: approval,
+    }
+}
+
+fn analysis() -> AnalysisSpec {
+    AnalysisSpec {
+        interval: "10s".into(),
+        prometheus: None,
+        requests: "r".into(),
+        errors: "e".into(),
+        min_requests: 100,
+        on_no_data: OnNoData::Hold,
+        no_data_limit: 2,
+    }
+}
+
+fn spec(t: Tier, router: Router) -> RolloutRunSpec {
+    RolloutRunSpec {
+        deployment: "shop".into(),
+        policy: "p".into(),
+        stable_revision: "old".into(),
+        canary_revision: "new".into(),
+        tier: MatchedTier {
+            name: t.name.clone(),
+            reason: "test".into(),
+        },
+        plan: t,
+        analysis: analysis(),
+        router: router.name().into(),
+        approvals: vec![],
+        control: None,
+    }
+}
+
+/// A harness that drives one run through virtual time.
+struct Sim {
+    spec: RolloutRunSpec,
+    plan: Plan,
+    router: Router,
+    status: RolloutRunStatus,
+    now: Timestamp,
+    stable: i32,
+    canary: Option<CanaryObserved>,
+    template: String,
+    rollout_complete: bool,
+    routing: Result<(), (String, String)>,
+    last: Option<Outcome>,
+}
+
+impl Sim {
+    fn new(t: Tier, router: Router) -> Sim {
+        let spec = spec(t, router);
+        let plan = Plan::resolve(&spec.plan, &spec.analysis, "t").expect("plan");
+        Sim {
+            spec,
+            plan,
+            router,
+            status: RolloutRunStatus::default(),
+            now: Timestamp::from_second(1_800_000_000).expect("ts"),
+            stable: 9,
+            canary: None,
+            template: "new".into(),
+            rollout_complete: false,
+            routing: Ok(()),
+            last: None,
+        }
+    }
+
+    fn tick(&mut self, m: Option<Measurement>) -> &Outcome {
+        let run = RunView {
+            spec: &self.spec,
+            plan: &self.plan,
+            router: self.router,
+        };
+        let world = World {
+            now: self.now,
+            template_revision: self.template.clone(),
+            stable_replicas: self.stable,
+            rollout_complete: self.rollout_complete,
+            canary: self.canary,
+            routing: self.routing.clone(),
+            measurement: m,
+        };
+        let out = reconcile(&run, &self.status, &world);
+        self.status = out.status.clone();
+        // The controller makes the desired canary real at once and it becomes ready.
+        self.canary = out
+            .desired
+            .canary_replicas
+            .map(|r| CanaryObserved { replicas: r, ready: r });
+        self.last = Some(out);
+        self.last.as_ref().expect("just set")
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now = self.now + jiff::SignedDuration::from_secs(secs);
+    }
+
+    fn due(&self) -> bool {
+        let run = RunView {
+            spec: &self.spec,
+            plan: &self.plan,
+            router: self.router,
+        };
+        analysis_due(&run, &self.status, self.now)
+    }
+
+    /// Advance to the next wake-up, take a sample if due, and reconcile.
+    fn step_with(&mut self, counts: impl Fn(Duration) -> Measurement) -> &Outcome {
+        let wake = self.last.as_ref().and_then(|o| o.wake_at).expect("a wake-up");
+        self.now = self.now.max(wake);
+        let m = self.due().then(|| counts(elapsed(&self.status, self.now)));
+        self.tick(m)
+    }
+}
+
+fn counts(requests: f64, errors: f64) -> Measurement {
+    Measurement::Counts {
+        requests,
+        errors,
+        stable: None,
+        queries: Queries::default(),
+    }
+}
+
+/// Cumulative counts at `rps` with error fraction `p`, since the canary started.
+fn traffic(rps: f64, p: f64) -> impl Fn(Duration) -> Measurement {
+    move |e: Duration| {
+        let n = rps * e.as_secs_f64();
+        counts(n, (n * p).floor())
+    }
+}
+
+#[test]
+fn a_good_change_walks_its_steps_and_is_promoted() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "30s"), ("50%", "30s")], false),
+        Router::Replicas,
+    );
+    // First pass: the canary is created for the 10% slice; no traffic until it is ready.
+    let out = sim.tick(None);
+    assert_eq!(out.desired.canary_replicas, Some(1));
+    assert_eq!(out.desired.weight.to_string(), "0%");
+    // Second pass: the canary is ready, the slice takes effect.
+    let out = sim.tick(None);
+    assert_eq!(out.desired.weight.to_string(), "10%");
+    assert_eq!(out.status.step_display.as_deref(), Some("1/2"));
+    assert!(out.events.iter().any(|e| e.reason == "StepStarted"));
+    let mut seen_steps = vec![];
+    for _ in 0..20 {
+        let out = sim.step_with(traffic(20.0, 0.001));
+        seen_steps.push(out.status.step);
+        if out.status.phase != Phase::Progressing {
+            break;
+        }
+    }
+    assert_eq!(sim.status.phase, Phase::Promoting, "steps seen {seen_steps:?}");
+    let out = sim.last.as_ref().expect("outcome");
+    assert!(!out.desired.paused, "promotion unpauses the Deployment");
+    assert_eq!(out.desired.canary_replicas, Some(9), "50% of 9 stable pods");
+    // The Deployment finishes its rolling update: the run succeeds.
+    sim.rollout_complete = true;
+    let out = sim.tick(None);
+    assert_eq!(out.status.phase, Phase::Succeeded);
+    assert_eq!(out.mark, Some(RevisionMark::Stable("new".into())));
+    assert_eq!(out.desired.canary_replicas, None);
+    assert!(out.desired.paused);
+}
+
+#[test]
+fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("1%", "60s"), ("50%", "60s")], false),
+        Router::GatewayApi,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    assert_eq!(sim.status.weight.as_deref(), Some("1%"));
+    let out = sim.step_with(traffic(50.0, 0.05)).clone();
+    assert_eq!(out.status.phase, Phase::RolledBack);
+    assert_eq!(out.status.reason.as_deref(), Some("ErrorRateAboveThreshold"));
+    assert_eq!(out.desired.canary_replicas, None);
+    assert_eq!(out.desired.weight.to_string(), "0%");
+    assert!(out.desired.paused);
+    assert_eq!(out.mark, Some(RevisionMark::Failed("new".into())));
+    let ev = out.status.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.requests.as_deref(), Some("500"));
+    assert_eq!(ev.errors.as_deref(), Some("25"));
+    assert_eq!(ev.rate.as_deref(), Some("5%"));
+    assert!(out.events.iter().any(|e| e.warning && e.reason == "RolledBack"));
+    let msg = out.status.message.as_deref().unwrap_or_default();
+    assert!(msg.contains("500 canary requests, 25 errors (5%)"), "{msg}");
+    // The rollback landed within one interval of the canary's first traffic.
+    let started = out.status.canary_started_at.as_ref().expect("started").0;
+    let ended = out.status.ended_at.as_ref().expect("ended").0;
+    assert_eq!(ended.duration_since(started).as_secs(), 10);
+}
+
+#[test]
+fn sequential_rolls_back_after_a_handful_of_errors() {
+    let mut t = tier(Decision::Sequential, &[("1%", "10m"), ("5%", "10m")], false);
+    t.max_error_rate = "1%".into();
+    let mut sim = Sim::new(t, Router::GatewayApi);
+    sim.tick(None);
+    sim.tick(None);
+    // 5% errors at 10 requests/s: the SPRT needs only a few errors.
+    let out = sim.step_with(traffic(10.0, 0.05)).clone();
+    assert_eq!(out.status.phase, Phase::RolledBack, "{:?}", out.status.samples);
+    assert_eq!(out.status.reason.as_deref(), Some("SequentialTestRejected"));
+    let ev = out.status.evidence.as_ref().expect("evidence");
+    assert!(ev.statistic.is_some() && ev.upper_bound.is_some());
+}
+
+#[test]
+fn no_data_and_query_errors_hold_and_never_promote() {
+    for m in [
+        Measurement::NoData {
+            why: "empty vector".into(),
+            queries: Queries::default(),
+        },
+        Measurement::Failed {
+            why: "connection refused".into(),
+            queries: Queries::default(),
+        },
+        counts(f64::NAN, 0.0),
+        counts(100.0, f64::NAN),
+    ] {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("50%", "10s")], false),
+            Router::Replicas,
+        );
+        sim.tick(None);
+        sim.tick(None);
+        for _ in 0..10 {
+            sim.advance(10);
+            let sample = sim.due().then(|| m.clone());
+            let out = sim.tick(sample);
+            assert_eq!(out.status.phase, Phase::Progressing, "{m:?}");
+            assert!(out.desired.paused);
+        }
+        let waiting = sim
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::WAITING)
+            .expect("a Waiting condition");
+        assert_eq!(waiting.reason, "WaitingForEvidence");
+        let analysis = sim
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::ANALYSIS)
+            .expect("an Analysis condition");
+        assert_eq!(analysis.status, "False");
+    }
+}
+
+#[test]
+fn on_no_data_rollback_rolls_back_after_the_limit() {
+    let mut t = tier(Decision::Threshold, &[("50%", "10m")], false);
+    t.name = "strict".into();
+    let mut sim = Sim::new(t, Router::Replicas);
+    sim.spec.analysis.on_no_data = OnNoData::Rollback;
+    sim.plan = Plan::resolve(&sim.spec.plan, &sim.spec.analysis, "t").expect("plan");
+    sim.tick(None);
+    sim.tick(None);
+    let nodata = |_e: Duration| Measurement::NoData {
+        why: "empty".into(),
+        queries: Queries::default(),
+    };
+    assert_eq!(sim.step_with(nodata).status.phase, Phase::Progressing);
+    let out = sim.step_with(nodata);
+    assert_eq!(out.status.phase, Phase::RolledBack);
+    assert_eq!(out.status.reason.as_deref(), Some("NoData"));
+}
+
+#[test]
+fn failure_limit_tolerates_failed_samples() {
+    let mut t = tier(Decision::Threshold, &[("50%", "10m")], false);
+    t.failure_limit = 2;
+    let mut sim = Sim::new(t, Router::Replicas);
+    sim.tick(None);
+    sim.tick(None);
+    let bad = traffic(100.0, 0.05);
+    assert_eq!(sim.step_with(&bad).status.phase, Phase::Progressing);
+    assert_eq!(sim.step_with(&bad).status.phase, Phase::Progressing);
+    assert_eq!(sim.step_with(&bad).status.phase, Phase::RolledBack);
+    assert_eq!(sim.status.failed_samples, 3);
+}
+
+#[test]
+fn approval_is_awaited_after_the_last_step_and_analysis_continues() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("1%", "10s")], true),
+        Router::GatewayApi,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.step_with(traffic(100.0, 0.0));
+    assert_eq!(sim.status.phase, Phase::AwaitingApproval);
+    // Still analysed while waiting: a bad sample rolls back.
+    let mut bad = Sim::new(
+        tier(Decision::Threshold, &[("1%", "10s")], true),
+        Router::GatewayApi,
+    );
+    bad.tick(None);
+    bad.tick(None);
+    bad.step_with(traffic(100.0, 0.0));
+    assert_eq!(bad.status.phase, Phase::AwaitingApproval);
+    assert_eq!(bad.step_with(traffic(100.0, 0.5)).status.phase, Phase::RolledBack);
+    // An approval promotes.
+    sim.spec.approvals.push(Approval {
+        user: "alice".into(),
+        groups: vec![],
+        time: Time(sim.now),
+    });
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::Promoting);
+    assert!(out.events.iter().any(|e| e.reason == "Approved" && e.message.contains("alice")));
+    // Gateway promotion: scale the canary to full size first, then all traffic to it, then
+    // unpause.
+    assert_eq!(out.desired.canary_replicas, Some(9));
+    let out = sim.tick(None);
+    assert_eq!(out.desired.weight.to_string(), "100%");
+    assert!(!out.desired.paused);
+}
+
+#[test]
+fn a_new_template_supersedes_and_a_revert_ends_the_run() {
+    for (template, reason) in [("newer", "Superseded"), ("old", "Reverted")] {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("10%", "1m")], false),
+            Router::Replicas,
+        );
+        sim.tick(None);
+        sim.tick(None);
+        sim.template = template.into();
+        let out = sim.tick(None);
+        assert_eq!(out.status.phase, Phase::Superseded);
+        assert_eq!(out.status.reason.as_deref(), Some(reason));
+        assert_eq!(out.desired.canary_replicas, None);
+        assert_eq!(out.mark, None, "a superseded revision is not marked failed");
+    }
+}
+
+#[test]
+fn abort_rolls_back_and_marks_the_revision_failed() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "1m")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.spec.control = Some(RunControl {
+        abort: Some(Command {
+            user: "bob".into(),
+            time: Time(sim.now),
+            reason: Some("pager".into()),
+        }),
+        ..Default::default()
+    });
+    let out = sim.tick(None);
+    assert_eq!(out.status.phase, Phase::Aborted);
+    assert_eq!(out.status.message.as_deref(), Some("aborted by bob: pager"));
+    assert_eq!(out.mark, Some(RevisionMark::Failed("new".into())));
+}
+
+#[test]
+fn promote_skips_the_pause_and_pause_holds() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "1h"), ("50%", "1h")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.spec.control = Some(RunControl {
+        pause: Some(Command {
+            user: "carol".into(),
+            time: Time(sim.now),
+            reason: None,
+        }),
+        ..Default::default()
+    });
+    sim.advance(7200);
+    let out = sim.tick(None);
+    assert_eq!(out.status.step, 0, "paused runs do not advance");
+    sim.spec.control = Some(RunControl {
+        promote: Some(PromoteCommand {
+            user: "carol".into(),
+            time: Time(sim.now),
+            step: 0,
+            full: false,
+        }),
+        ..Default::default()
+    });
+    let out = sim.tick(None);
+    assert_eq!(out.status.step, 1);
+    assert_eq!(out.desired.canary_replicas, Some(9), "the canary grows for the 50% slice");
+    assert_eq!(out.desired.weight.to_string(), "10%", "traffic waits for the bigger canary");
+    let out = sim.tick(None);
+    assert_eq!(out.desired.weight.to_string(), "50%");
+}
+
+#[test]
+fn a_missing_route_holds_with_traffic_on_stable() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "10s")], false),
+        Router::GatewayApi,
+    );
+    sim.routing = Err(("RouteNotFound".into(), "no HTTPRoute references shop-stable".into()));
+    for _ in 0..5 {
+        sim.advance(10);
+        let out = sim.tick(None);
+        assert_eq!(out.desired.weight.to_string(), "0%");
+        assert_eq!(out.status.phase, Phase::Progressing);
+        assert!(out.status.step_started_at.is_none());
+    }
+    let cond = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::ROUTING)
+        .expect("routing condition");
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "RouteNotFound"));
+}
+
+#[test]
+fn a_restart_continues_from_status_without_repeating_or_skipping() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "30s"), ("50%", "30s")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.step_with(traffic(20.0, 0.0));
+    let before = sim.status.clone();
+    // A restarted operator sees the same status and world: the same answer, no new events.
+    let again = sim.tick(None).clone();
+    assert_eq!(again.status.step, before.step);
+    assert_eq!(again.status.step_started_at, before.step_started_at);
+    assert!(again.events.is_empty(), "{:?}", again.events);
+}
+
+#[test]
+fn analysis_is_due_once_per_interval() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "1m")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    assert!(!sim.due(), "no analysis before the canary has traffic");
+    sim.tick(None);
+    assert!(!sim.due());
+    sim.advance(9);
+    assert!(!sim.due());
+    sim.advance(1);
+    assert!(sim.due());
+    sim.tick(Some(counts(200.0, 0.0)));
+    assert!(!sim.due(), "a sample was just taken");
+    sim.advance(10);
+    assert!(sim.due());
+}
+
+#[test]
+fn phase_by_observation_table() {
+    // Every non-terminal phase against each kind of observation: where it goes.
+    let obs: Vec<(&str, Option<Measurement>)> = vec![
+        ("none", None),
+        ("healthy", Some(counts(1000.0, 0.0))),
+        ("bad", Some(counts(1000.0, 500.0))),
+        (
+            "no data",
+            Some(Measurement::NoData {
+                why: "empty".into(),
+                queries: Queries::default(),
+            }),
+        ),
+        (
+            "error",
+            Some(Measurement::Failed {
+                why: "refused".into(),
+                queries: Queries::default(),
+            }),
+        ),
+    ];
+    let expect = |phase: Phase, o: &str| -> Phase {
+        match (phase, o) {
+            (Phase::Promoting, _) => Phase::Promoting,
+            (_, "bad") => Phase::RolledBack,
+            (p, _) => p,
+        }
+    };
+    for phase in [Phase::Progressing, Phase::AwaitingApproval, Phase::Promoting] {
+        for (name, m) in &obs {
+            let mut sim = Sim::new(
+                tier(Decision::Threshold, &[("10%", "1h")], true),
+                Router::Replicas,
+            );
+            sim.tick(None);
+            sim.tick(None);
+            sim.status.phase = phase;
+            sim.advance(10);
+            let out = sim.tick(m.clone());
+            assert_eq!(out.status.phase, expect(phase, name), "{phase:?} × {name}");
+            if out.status.phase != Phase::Promoting {
+                assert!(out.desired.paused, "{phase:?} × {name}: only promotion unpauses");
+            }
+        }
+    }
+    // Terminal phases stay put and want the canary gone.
+    for phase in [Phase::Succeeded, Phase::RolledBack, Phase::Aborted, Phase::Superseded] {
+        for (name, m) in &obs {
+            let mut sim = Sim::new(
+                tier(Decision::Threshold, &[("10%", "1h")], false),
+                Router::Replicas,
+            );
+            sim.status.phase = phase;
+            let out = sim.tick(m.clone());
+            assert_eq!(out.status.phase, phase, "{phase:?} × {name}");
+            assert_eq!(out.desired.canary_replicas, None);
+            assert!(out.events.is_empty());
+        }
+    }
+}

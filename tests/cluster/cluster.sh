@@ -1,0 +1,517 @@
+#!/usr/bin/env bash
+# rollguard's local Kubernetes control plane and Prometheus, on loopback only.
+#
+#   tests/cluster/cluster.sh up [--nodes N]   start etcd, kube-apiserver, kube-controller-manager,
+#                                             kube-scheduler, kwok (N fake nodes) and Prometheus
+#   tests/cluster/cluster.sh down             stop the recorded PIDs and remove the cluster dir
+#   tests/cluster/cluster.sh logs [N]         last N (50) lines of every component log
+#   tests/cluster/cluster.sh env              path and content of the env file to source
+#   tests/cluster/cluster.sh stop|start|restart COMPONENT   (kube-apiserver, prometheus, ...)
+#   tests/cluster/cluster.sh status           recorded components and whether they are alive
+#
+# Environment:
+#   ROLLGUARD_CLUSTER_DIR  cluster dir (default <repo>/.cluster)
+#   ROLLGUARD_CACHE        binary cache (default ~/.cache/rollguard), filled by build.sh
+#   ROLLGUARD_NODES        number of kwok nodes (default 3)
+#   ROLLGUARD_{ETCD,ETCD_PEER,ETCD_METRICS,APISERVER,KCM,SCHEDULER,PROMETHEUS}_PORT
+#                          fixed ports; unset ones are picked free at `up`
+#   ROLLGUARD_KUBECONFIG   at `up`: use this existing cluster (kind, k3d, ...) instead of starting
+#                          a control plane; only Prometheus is started locally
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+CACHE=${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}
+BIN=$CACHE/bin
+DIR=${ROLLGUARD_CLUSTER_DIR:-$REPO/.cluster}
+case $DIR in /*) ;; *) DIR=$PWD/$DIR ;; esac
+MARKER=.rollguard-cluster
+LOCAL_KUBECONFIG_TAG='# rollguard-local-control-plane'
+KUBECTL=${KUBECTL:-kubectl}
+
+ETCD=$BIN/etcd-$ETCD_VERSION
+APISERVER=$BIN/kube-apiserver-$K8S_VERSION
+KCM=$BIN/kube-controller-manager-$K8S_VERSION
+SCHEDULER=$BIN/kube-scheduler-$K8S_VERSION
+KWOK=$BIN/kwok-$KWOK_VERSION
+KWOK_STAGES=$BIN/kwok-stages-$KWOK_VERSION.yaml
+GATEWAY_CRDS=$BIN/gateway-api-standard-$GATEWAY_API_VERSION.yaml
+
+say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+now() { echo "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+
+# --- pid bookkeeping ----------------------------------------------------------------------------
+# A recorded PID counts as ours only while its command line mentions the cluster dir: every
+# component gets a flag pointing into it, so a recycled PID is never signalled.
+ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$DIR/"; }
+pid_of() { [ -f "$DIR/pids" ] && awk -v n="$1" '$1==n{print $2}' "$DIR/pids" | tail -1; }
+record_pid() {
+  local tmp=$DIR/pids.tmp
+  { [ -f "$DIR/pids" ] && awk -v n="$1" '$1!=n' "$DIR/pids"; [ -n "${2:-}" ] && echo "$1 $2"; } >"$tmp" || true
+  mv "$tmp" "$DIR/pids"
+}
+live_pids() {
+  [ -f "$DIR/pids" ] || return 0
+  local name pid
+  while read -r name pid; do ours "$pid" && echo "$name $pid"; done <"$DIR/pids"
+}
+lock() { mkdir -p "$DIR"; exec 9>"$DIR/.lock"; flock 9; }
+
+# --- processes ----------------------------------------------------------------------------------
+# write_cmd NAME ARGV...: keep the exact command line in cmd/NAME so `start` re-runs it.
+write_cmd() {
+  local name=$1; shift
+  { echo '#!/usr/bin/env bash'; printf 'exec'; printf ' %q' "$@"; echo; } >"$DIR/cmd/$name"
+  chmod +x "$DIR/cmd/$name"
+}
+# launch NAME: start cmd/NAME in its own session, log to logs/NAME.log, record the PID.
+launch() {
+  local name=$1 pid
+  [ -f "$DIR/cmd/$name" ] || die "no command recorded for '$name' in $DIR/cmd"
+  printf '\n===== %s start %s =====\n' "$name" "$(date -Is)" >>"$DIR/logs/$name.log"
+  # setsid execs in place (we are not a group leader), so $! is the component's own PID.
+  setsid bash "$DIR/cmd/$name" </dev/null >>"$DIR/logs/$name.log" 2>&1 9>&- &
+  pid=$!
+  record_pid "$name" "$pid"
+}
+# stop_pids "name pid"...: TERM, then KILL whatever is left after ${STOP_GRACE:-5}s.
+stop_pids() {
+  local line pids=() name pid deadline
+  for line in "$@"; do read -r name pid <<<"$line"; ours "$pid" && { kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); }; done
+  [ ${#pids[@]} -eq 0 ] && return 0
+  deadline=$(( $(date +%s) + ${STOP_GRACE:-5} ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    local alive=0; for pid in "${pids[@]}"; do ours "$pid" && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do ours "$pid" && { say "pid $pid did not stop on TERM, sending KILL"; kill -KILL "$pid" 2>/dev/null || true; }; done
+  return 0
+}
+
+# wait_for COMPONENT TIMEOUT_S DESCRIPTION CMD...: poll CMD until it succeeds. On timeout, or when
+# the component's process has died, name it and print the tail of its log, then fail.
+wait_for() {
+  local comp=$1 timeout=$2 what=$3; shift 3
+  local deadline=$(( $(date +%s) + timeout )) pid
+  while :; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    pid=$(pid_of "$comp" || true)
+    if [ -n "$pid" ] && ! ours "$pid"; then fail_component "$comp" "$what: process $pid exited"; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then fail_component "$comp" "$what: not within ${timeout}s"; fi
+    sleep 0.2
+  done
+}
+fail_component() {
+  say "ERROR: $1: $2"
+  if [ -f "$DIR/logs/$1.log" ]; then
+    echo "----- last 40 lines of $DIR/logs/$1.log -----" >&2; tail -n 40 "$DIR/logs/$1.log" >&2
+    echo "-----" >&2
+  fi
+  FAILED=1; exit 1
+}
+
+k() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" --request-timeout=15s "$@"; }
+
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# --- up -----------------------------------------------------------------------------------------
+ensure_binaries() {
+  local missing=()
+  { [ -x "$APISERVER" ] && [ -x "$KCM" ] && [ -x "$SCHEDULER" ]; } || missing+=(k8s)
+  [ -x "$ETCD" ] || missing+=(etcd)
+  { [ -x "$KWOK" ] && [ -f "$KWOK_STAGES" ]; } || missing+=(kwok)
+  [ -f "$GATEWAY_CRDS" ] || missing+=(gateway-api)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  if [ "${1:-}" = existing ]; then
+    local m keep=(); for m in "${missing[@]}"; do case $m in gateway-api|prometheus) keep+=("$m") ;; esac; done
+    missing=("${keep[@]}")
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "building missing components: ${missing[*]} (see tests/cluster/build.sh)"
+  "$HERE/build.sh" "${missing[@]}"
+}
+
+gen_pki() {
+  local p=$DIR/pki
+  mkdir -p "$p"
+  ( cd "$p"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=rollguard-local-ca" -keyout ca.key -out ca.crt \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=kube-apiserver" \
+      -keyout apiserver.key -out apiserver.csr
+    printf '%s\n' \
+      'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1' \
+      'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
+      'extendedKeyUsage=serverAuth' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver.ext -out apiserver.crt
+    openssl genrsa -out sa.key 2048
+    openssl rsa -in sa.key -pubout -out sa.pub
+    echo "$(openssl rand -hex 24),rollguard-admin,rollguard-admin,\"system:masters\"" >tokens.csv
+  ) >"$DIR/logs/pki.log" 2>&1 || { tail -20 "$DIR/logs/pki.log" >&2; die "openssl failed"; }
+  chmod 600 "$p"/*.key "$p/tokens.csv"
+}
+
+write_kubeconfig() {
+  local token; token=$(cut -d, -f1 "$DIR/pki/tokens.csv")
+  cat >"$DIR/kubeconfig" <<EOF
+$LOCAL_KUBECONFIG_TAG (generated by tests/cluster/cluster.sh; removed by 'down')
+apiVersion: v1
+kind: Config
+clusters:
+- name: rollguard-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 <"$DIR/pki/ca.crt")
+users:
+- name: rollguard-admin
+  user:
+    token: $token
+contexts:
+- name: rollguard-local
+  context: {cluster: rollguard-local, user: rollguard-admin, namespace: default}
+current-context: rollguard-local
+EOF
+  chmod 600 "$DIR/kubeconfig"
+}
+
+write_env() {
+  local ca=$1 existing=$2
+  cat >"$DIR/env" <<EOF
+# rollguard test cluster: source this file (written by tests/cluster/cluster.sh up)
+export KUBECONFIG=$DIR/kubeconfig
+export ROLLGUARD_KUBECONFIG=$DIR/kubeconfig
+export ROLLGUARD_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+export ROLLGUARD_PROM_TARGETS_DIR=$DIR/prometheus/targets
+export ROLLGUARD_CLUSTER_DIR=$DIR
+export ROLLGUARD_CA_FILE=$ca
+export ROLLGUARD_EXISTING_CLUSTER=$existing
+EOF
+}
+
+prepare_prometheus() {
+  mkdir -p "$DIR/prometheus/targets" "$DIR/prometheus/data"
+  cat >"$DIR/prometheus/prometheus.yml" <<EOF
+# Written by tests/cluster/cluster.sh. Add scrape targets by writing file_sd JSON files to
+# $DIR/prometheus/targets/<name>.json, e.g. [{"targets":["127.0.0.1:8080"],"labels":{"job":"demo"}}]
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+- job_name: prometheus
+  static_configs:
+  - targets: ["127.0.0.1:$PROMETHEUS_PORT"]
+- job_name: file_sd
+  file_sd_configs:
+  - files: ["$DIR/prometheus/targets/*.json"]
+    refresh_interval: 1s
+EOF
+  write_cmd prometheus "$(command -v prometheus)" \
+    --config.file="$DIR/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$DIR/prometheus/data" \
+    --storage.tsdb.retention.time=1d \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    --web.enable-lifecycle
+}
+
+prometheus_ready() { curl -fsS -m 2 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"; }
+etcd_healthy() { curl -fsS -m 2 "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+apiserver_ready() {
+  curl -fsS -m 3 --cacert "$DIR/pki/ca.crt" -H "Authorization: Bearer $(cut -d, -f1 "$DIR/pki/tokens.csv")" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz"
+}
+scheduler_healthy() { curl -fsSk -m 2 "https://127.0.0.1:$SCHEDULER_PORT/healthz"; }
+kcm_healthy() { curl -fsSk -m 2 "https://127.0.0.1:$KCM_PORT/healthz"; }
+nodes_ready() {
+  local n; n=$(k get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')
+  [ "$n" -ge "$NODES" ]
+}
+default_sa() { k -n default get serviceaccount default; }
+
+# Apply the Gateway API standard CRDs (and their admission policy) and wait until Established.
+install_gateway_api() {
+  local out crds
+  out=$(k apply --server-side --force-conflicts -f "$GATEWAY_CRDS" -o name) || return 1
+  crds=$(grep '^customresourcedefinition' <<<"$out" || true)
+  # shellcheck disable=SC2086
+  [ -z "$crds" ] || k wait --for=condition=Established --timeout=60s $crds
+}
+
+node_manifest() {
+  local i
+  for ((i = 0; i < NODES; i++)); do cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
+  labels: {kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+spec: {}
+status:
+  capacity: {cpu: "64", memory: 512Gi, pods: "250"}
+  allocatable: {cpu: "64", memory: 512Gi, pods: "250"}
+EOF
+  done
+}
+
+assign_ports() {
+  local names=(ETCD ETCD_PEER ETCD_METRICS APISERVER KCM SCHEDULER PROMETHEUS) free i=0 n var
+  read -r -a free <<<"$(free_ports ${#names[@]})"
+  for n in "${names[@]}"; do
+    var=ROLLGUARD_${n}_PORT
+    printf -v "${n}_PORT" '%s' "${!var:-${free[$i]}}"
+    i=$((i + 1))
+  done
+  for n in "${names[@]}"; do var=${n}_PORT; echo "${n}_PORT=${!var}"; done >"$DIR/ports"
+}
+
+cleanup_failed_up() {
+  if [ "${FAILED:-0}" = 1 ] || [ "${UP_DONE:-0}" != 1 ]; then
+    mapfile -t started < <(live_pids)
+    if [ ${#started[@]} -gt 0 ]; then
+      say "up failed: stopping what it started; logs kept in $DIR/logs ('$0 down' removes the dir)"
+      STOP_GRACE=3 stop_pids "${started[@]}"
+    fi
+    rm -f "$DIR/pids"
+  fi
+}
+
+cmd_up() {
+  NODES=${ROLLGUARD_NODES:-3}
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --nodes) NODES=$2; shift 2 ;;
+      --nodes=*) NODES=${1#*=}; shift ;;
+      *) die "up: unknown argument $1" ;;
+    esac
+  done
+  [[ $NODES =~ ^[0-9]+$ ]] || die "--nodes must be a number"
+  local t0; t0=$(now)
+
+  # An existing cluster (kind, k3d, ...) given by the user. A kubeconfig we generated ourselves
+  # (left in the environment by sourcing an env file) does not count.
+  local existing=${ROLLGUARD_KUBECONFIG:-}
+  if [ -n "$existing" ]; then
+    if [ -f "$existing" ] && head -1 "$existing" | grep -qF "$LOCAL_KUBECONFIG_TAG"; then existing=
+    elif [ ! -e "$existing" ] && [ "$existing" = "$DIR/kubeconfig" ]; then existing=
+    elif [ ! -f "$existing" ]; then die "ROLLGUARD_KUBECONFIG=$existing does not exist (unset it to start a local control plane)"
+    fi
+    [ -n "$existing" ] || say "ignoring ROLLGUARD_KUBECONFIG=${ROLLGUARD_KUBECONFIG} (a local cluster's own kubeconfig)"
+  fi
+
+  if [ -d "$DIR" ]; then
+    lock
+    if [ -n "$(live_pids)" ]; then
+      say "cluster already up in $DIR (source $DIR/env)"; return 0
+    fi
+    [ -f "$DIR/$MARKER" ] || [ -z "$(ls -A "$DIR" | grep -v '^\.lock$' || true)" ] \
+      || die "$DIR exists and is not a rollguard cluster dir; refusing to reuse it"
+    say "removing stale cluster dir $DIR (no live processes)"
+    find "$DIR" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+  fi
+  lock
+  touch "$DIR/$MARKER"
+  mkdir -p "$DIR/logs" "$DIR/cmd"
+  trap cleanup_failed_up EXIT
+
+  ensure_binaries ${existing:+existing}
+  assign_ports
+
+  if [ -n "$existing" ]; then
+    up_existing "$existing"
+  else
+    up_local
+  fi
+  UP_DONE=1
+  say "ready in $(elapsed "$t0")s: source $DIR/env"
+}
+
+up_existing() {
+  local src=$1 ca=
+  say "using the existing cluster in ROLLGUARD_KUBECONFIG=$src; starting only Prometheus"
+  mkdir -p "$DIR/pki"
+  { echo "# rollguard: flattened copy of $src (current context)"
+    "$KUBECTL" --kubeconfig "$src" config view --raw --minify --flatten; } >"$DIR/kubeconfig"
+  chmod 600 "$DIR/kubeconfig"
+  if k config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$DIR/pki/ca.crt" 2>/dev/null \
+     && [ -s "$DIR/pki/ca.crt" ]; then ca=$DIR/pki/ca.crt; else rm -f "$DIR/pki/ca.crt"; fi
+  prepare_prometheus
+  launch prometheus
+  write_env "$ca" 1
+  wait_for kube-apiserver 30 "existing cluster /readyz" k get --raw /readyz
+  install_gateway_api >"$DIR/logs/gateway-api.log" 2>&1 || fail_component gateway-api "installing the Gateway API CRDs failed"
+  wait_for prometheus 30 "Prometheus /-/ready" prometheus_ready
+}
+
+up_local() {
+  gen_pki
+  write_kubeconfig
+  local P=$DIR/pki
+  prepare_prometheus
+  write_env "$P/ca.crt" 0
+  launch prometheus
+
+  mkdir -p "$DIR/etcd"
+  write_cmd etcd "$ETCD" --name=rollguard --data-dir="$DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="rollguard=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --listen-metrics-urls="http://127.0.0.1:$ETCD_METRICS_PORT" \
+    --auto-compaction-retention=1 --quota-backend-bytes=2147483648 --unsafe-no-fsync=true --log-level=warn
+  launch etcd
+
+  write_cmd kube-apiserver "$APISERVER" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --endpoint-reconciler-type=none \
+    --cert-dir="$P/apiserver" --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
+    --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
+    --authorization-mode=RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 \
+    --allow-privileged=true
+  local admin=$DIR/kubeconfig
+  write_cmd kube-controller-manager "$KCM" \
+    --kubeconfig="$admin" --authentication-kubeconfig="$admin" --authorization-kubeconfig="$admin" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$P/kcm" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+    --leader-elect=false --controllers='*' \
+    --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
+    --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
+    --use-service-account-credentials=false
+  cat >"$DIR/scheduler.yaml" <<EOF
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection: {kubeconfig: "$admin"}
+leaderElection: {leaderElect: false}
+EOF
+  write_cmd kube-scheduler "$SCHEDULER" --config="$DIR/scheduler.yaml" \
+    --authentication-kubeconfig="$admin" --authorization-kubeconfig="$admin" \
+    --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$P/scheduler" \
+    --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
+  # No --server-address/--node-port: kwok then opens no listener at all.
+  write_cmd kwok "$KWOK" --kubeconfig="$admin" --config="$KWOK_STAGES" --manage-all-nodes=true \
+    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+
+  wait_for etcd 30 "etcd /health" etcd_healthy
+  launch kube-apiserver
+  wait_for kube-apiserver 120 "kube-apiserver /readyz" apiserver_ready
+  launch kube-controller-manager
+  launch kube-scheduler
+  launch kwok
+  node_manifest | k apply -f - >"$DIR/logs/nodes.log" 2>&1 || fail_component nodes "creating the kwok nodes failed"
+  install_gateway_api >"$DIR/logs/gateway-api.log" 2>&1 || fail_component gateway-api "installing the Gateway API CRDs failed"
+  wait_for kwok 60 "$NODES kwok nodes Ready" nodes_ready
+  wait_for kube-controller-manager 60 "ServiceAccount default/default (kube-controller-manager)" default_sa
+  wait_for kube-controller-manager 30 "kube-controller-manager /healthz" kcm_healthy
+  wait_for kube-scheduler 30 "kube-scheduler /healthz" scheduler_healthy
+  wait_for prometheus 30 "Prometheus /-/ready" prometheus_ready
+}
+
+# --- other subcommands --------------------------------------------------------------------------
+cmd_down() {
+  local t0; t0=$(now)
+  if [ ! -d "$DIR" ]; then say "no cluster at $DIR"; return 0; fi
+  [ -f "$DIR/$MARKER" ] || die "$DIR is not a rollguard cluster dir; not touching it"
+  lock
+  local lines; mapfile -t lines < <(live_pids)
+  [ ${#lines[@]} -gt 0 ] && stop_pids "${lines[@]}"
+  rm -rf "$DIR"
+  say "down in $(elapsed "$t0")s (stopped ${#lines[@]} processes, removed $DIR)"
+}
+
+cmd_logs() {
+  local n=${1:-50} f
+  [ -d "$DIR/logs" ] || { echo "no logs: no cluster at $DIR"; return 0; }
+  for f in "$DIR"/logs/*.log; do
+    [ -e "$f" ] || continue
+    printf '\n===== %s (last %s lines of %s) =====\n' "$(basename "$f" .log)" "$n" "$f"
+    tail -n "$n" "$f"
+  done
+}
+
+cmd_env() {
+  [ -f "$DIR/env" ] || die "no env file: no cluster at $DIR (run: $0 up)"
+  echo "# $DIR/env"
+  cat "$DIR/env"
+}
+
+cmd_status() {
+  [ -f "$DIR/pids" ] || { echo "no cluster at $DIR"; return 0; }
+  local name pid
+  while read -r name pid; do
+    if ours "$pid"; then echo "$name $pid running"; else echo "$name $pid dead"; fi
+  done <"$DIR/pids"
+  for name in "$DIR"/cmd/*; do
+    name=$(basename "$name"); grep -q "^$name " "$DIR/pids" || echo "$name - stopped"
+  done
+}
+
+load_ports() {
+  [ -f "$DIR/ports" ] || die "no cluster at $DIR"
+  # shellcheck disable=SC1091
+  source "$DIR/ports"
+}
+
+component_ready() {
+  case $1 in
+    kube-apiserver) wait_for kube-apiserver 120 "kube-apiserver /readyz" apiserver_ready ;;
+    prometheus) wait_for prometheus 60 "Prometheus /-/ready" prometheus_ready ;;
+    etcd) wait_for etcd 30 "etcd /health" etcd_healthy ;;
+    kube-scheduler) wait_for kube-scheduler 30 "kube-scheduler /healthz" scheduler_healthy ;;
+    kube-controller-manager) wait_for kube-controller-manager 30 "kube-controller-manager /healthz" kcm_healthy ;;
+    *) sleep 1; local p; p=$(pid_of "$1"); ours "$p" || fail_component "$1" "exited right after start" ;;
+  esac
+}
+
+cmd_stop() {
+  local c=${1:?usage: stop COMPONENT}; load_ports; lock
+  [ -f "$DIR/cmd/$c" ] || die "unknown component '$c' (have: $(ls "$DIR/cmd" | tr '\n' ' '))"
+  local pid; pid=$(pid_of "$c" || true)
+  if [ -n "$pid" ] && ours "$pid"; then stop_pids "$c $pid"; say "stopped $c (pid $pid)"
+  else say "$c was not running"; fi
+  record_pid "$c" ""
+}
+
+cmd_start() {
+  local c=${1:?usage: start COMPONENT}; load_ports; lock
+  [ -f "$DIR/cmd/$c" ] || die "unknown component '$c' (have: $(ls "$DIR/cmd" | tr '\n' ' '))"
+  local pid t0; pid=$(pid_of "$c" || true); t0=$(now)
+  if [ -n "$pid" ] && ours "$pid"; then say "$c already running (pid $pid)"; return 0; fi
+  launch "$c"
+  component_ready "$c"
+  say "started $c (pid $(pid_of "$c")), ready in $(elapsed "$t0")s"
+}
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+
+sub=${1:-}; [ $# -gt 0 ] && shift
+case $sub in
+  up) cmd_up "$@" ;;
+  down) cmd_down ;;
+  logs) cmd_logs "$@" ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  stop) cmd_stop "$@" ;;
+  start) cmd_start "$@" ;;
+  restart) cmd_stop "$@"; cmd_start "$@" ;;
+  -h|--help|help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac

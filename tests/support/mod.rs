@@ -1,0 +1,210 @@
+//! Shared helpers for the end-to-end tests, which run against a real cluster.
+//!
+//! Start one with `tests/cluster/cluster.sh up` and `source .cluster/env` (or run `make test`,
+//! which does both and tears the cluster down afterwards). The env file provides
+//! `ROLLGUARD_KUBECONFIG`, `ROLLGUARD_PROMETHEUS_URL`, `ROLLGUARD_PROM_TARGETS_DIR`,
+//! `ROLLGUARD_CA_FILE` and `ROLLGUARD_CLUSTER_DIR`.
+//!
+//! Each test binary includes this module with `mod support;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+const HINT: &str = "the e2e tests need a cluster: run `make test`, or `tests/cluster/cluster.sh up` \
+                    and then `source .cluster/env` before `cargo test --features e2e`";
+
+fn env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!("{name} is not set: {HINT}"),
+    }
+}
+
+/// Path of the kubeconfig: `ROLLGUARD_KUBECONFIG`, else `KUBECONFIG`.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var("ROLLGUARD_KUBECONFIG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("neither ROLLGUARD_KUBECONFIG nor KUBECONFIG is set: {HINT}"))
+}
+
+/// The admin client's configuration, read from [`kubeconfig_path`].
+pub async fn admin_config() -> Config {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}: {HINT}", path.display()));
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("bad kubeconfig {}: {e}", path.display()))
+}
+
+/// A client with the kubeconfig's (admin) credentials.
+pub async fn client() -> Client {
+    Client::try_from(admin_config().await).expect("building the kube client")
+}
+
+/// A client that authenticates with a bearer `token` (e.g. from a TokenRequest) and trusts the
+/// cluster CA (`ROLLGUARD_CA_FILE`, else the kubeconfig's CA).
+pub async fn client_with_token(token: &str) -> Client {
+    let admin = admin_config().await;
+    let mut config = Config::new(admin.cluster_url.clone());
+    match std::env::var("ROLLGUARD_CA_FILE") {
+        Ok(ca) if !ca.is_empty() => config.root_cert_file = Some(PathBuf::from(ca)),
+        _ => {
+            config.root_cert = admin.root_cert.clone();
+            config.root_cert_file = admin.root_cert_file.clone();
+        }
+    }
+    config.tls_server_name = admin.tls_server_name.clone();
+    config.auth_info.token = Some(token.to_string().into());
+    Client::try_from(config).expect("building the token client")
+}
+
+/// Base URL of the test Prometheus (`ROLLGUARD_PROMETHEUS_URL`), without a trailing slash.
+pub fn prometheus_url() -> String {
+    env("ROLLGUARD_PROMETHEUS_URL")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A random lowercase suffix for names that must not collide between runs.
+pub fn unique_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// A namespace created for one test.
+///
+/// Call [`TestNamespace::cleanup`] at the end of the test: `Drop` cannot await. If the test
+/// panics before that, `Drop` falls back to a best-effort `kubectl delete namespace --wait=false`.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+    cleaned: bool,
+}
+
+/// Creates a namespace named `<prefix>-<random>`.
+pub async fn test_namespace(client: &Client, prefix: &str) -> TestNamespace {
+    let prefix: String = prefix
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(50)
+        .collect();
+    let name = format!("{}-{}", prefix.trim_matches('-'), unique_suffix());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some([("rollguard.dev/e2e".to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    TestNamespace {
+        name,
+        client: client.clone(),
+        cleaned: false,
+    }
+}
+
+impl TestNamespace {
+    /// Deletes the namespace without waiting for its finalization.
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await;
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if !self.cleaned {
+            let _ = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kubeconfig_path())
+                .args(["delete", "namespace", &self.name, "--wait=false"])
+                .output();
+        }
+    }
+}
+
+/// Adds a Prometheus scrape target: writes `<ROLLGUARD_PROM_TARGETS_DIR>/<job>.json` (file_sd),
+/// which Prometheus picks up within about a second. `addr` is `host:port`; the series get
+/// `job="<job>"`. Returns the file's path; delete it to remove the target.
+pub fn register_scrape_target(job: &str, addr: &str) -> PathBuf {
+    let dir = PathBuf::from(env("ROLLGUARD_PROM_TARGETS_DIR"));
+    let body = serde_json::json!([{ "targets": [addr], "labels": { "job": job } }]);
+    let file = dir.join(format!("{job}.json"));
+    // Write then rename, so Prometheus never reads a half-written file.
+    let tmp = dir.join(format!(".{job}.json.tmp"));
+    std::fs::write(&tmp, body.to_string()).expect("writing the file_sd target");
+    std::fs::rename(&tmp, &file).expect("renaming the file_sd target");
+    file
+}
+
+/// Runs an instant query and returns the first sample's value, or `None` when the query fails
+/// or has no result.
+pub async fn prom_query(url: &str, promql: &str) -> Option<f64> {
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", promql)])
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// The tail of every component log (`tests/cluster/cluster.sh logs N`), for failure reports.
+pub fn cluster_logs(lines: usize) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
+    match std::process::Command::new(script)
+        .args(["logs", &lines.to_string()])
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(could not run {script} logs: {e})"),
+    }
+}
+
+/// Polls the async closure `check` every 250 ms until it returns `Some(value)`, and returns that
+/// value. After `timeout` it panics with `what` and the tail of the cluster's component logs.
+///
+/// ```ignore
+/// let pods = wait_for(Duration::from_secs(30), "3 pods", async || {
+///     let list = api.list(&lp).await.ok()?;
+///     (list.items.len() == 3).then_some(list.items)
+/// }).await;
+/// ```
+pub async fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                cluster_logs(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
