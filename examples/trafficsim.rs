@@ -44,7 +44,7 @@ mod model;
 mod telemetry;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -175,6 +175,8 @@ where
         let mut failing = false;
         while let Some(item) = stream.next().await {
             match item {
+                // `Init` comes before the (re)list is attempted: not yet a recovery.
+                Ok(watcher::Event::Init) => {}
                 Ok(_) if failing => {
                     info!(kind, namespace, "watch recovered");
                     failing = false;
@@ -389,7 +391,10 @@ fn unix_now() -> f64 {
 async fn metrics(State(t): State<Arc<Telemetry>>) -> Response {
     match t.render_metrics() {
         Ok(body) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
@@ -435,6 +440,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -9,3 +9,5 @@ pub mod api;
 pub mod names;
 pub mod plan;
 pub mod run;
+pub mod telemetry;
+pub mod traffic;

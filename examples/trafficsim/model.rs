@@ -270,7 +270,9 @@ pub fn selector_matches(
 pub fn parse_error_rate(value: &str) -> Result<f64, String> {
     match value.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("expected a fraction between 0 and 1, got {value:?}")),
+        _ => Err(format!(
+            "expected a fraction between 0 and 1, got {value:?}"
+        )),
     }
 }
 
@@ -576,7 +578,9 @@ pub fn route_requests<R: Rng + ?Sized>(rng: &mut R, entry: &EntryPoint, n: u64) 
     let shares = split_weighted(rng, n, &weights);
     let assigned: u64 = shares.iter().sum();
     if assigned < n {
-        routed.unrouted.push((UnroutedReason::ZeroWeights, n - assigned));
+        routed
+            .unrouted
+            .push((UnroutedReason::ZeroWeights, n - assigned));
     }
     for (backend, share) in entry.backends.iter().zip(shares) {
         if share == 0 {
@@ -586,12 +590,9 @@ pub fn route_requests<R: Rng + ?Sized>(rng: &mut R, entry: &EntryPoint, n: u64) 
             Target::Unrouted(reason) => routed.unrouted.push((*reason, share)),
             Target::Pods(pods) => {
                 let per_pod = split_weighted(rng, share, &vec![1; pods.len()]);
-                routed.to_pods.extend(
-                    pods.iter()
-                        .copied()
-                        .zip(per_pod)
-                        .filter(|&(_, k)| k > 0),
-                );
+                routed
+                    .to_pods
+                    .extend(pods.iter().copied().zip(per_pod).filter(|&(_, k)| k > 0));
             }
         }
     }
@@ -771,7 +772,10 @@ mod tests {
 
     #[test]
     fn workload_keeps_rs_name_without_matching_hash() {
-        assert_eq!(workload_of("p", &labels(&[]), &[rs_owner("plain-rs")]), "plain-rs");
+        assert_eq!(
+            workload_of("p", &labels(&[]), &[rs_owner("plain-rs")]),
+            "plain-rs"
+        );
         let l = labels(&[("pod-template-hash", "abc")]);
         assert_eq!(workload_of("p", &l, &[rs_owner("rs-xyz")]), "rs-xyz");
         // a name that *is* the hash does not become empty
@@ -812,7 +816,11 @@ mod tests {
             "ns",
             "web-canary-7f9-q",
             Some("web-canary-7f9"),
-            &[("app", "web"), ("pod-template-hash", "7f9"), (ROLE_LABEL, "canary")],
+            &[
+                ("app", "web"),
+                ("pod-template-hash", "7f9"),
+                (ROLE_LABEL, "canary"),
+            ],
             "True",
             Some("0.05"),
         );
@@ -833,11 +841,17 @@ mod tests {
         let ready = pod_json("ns", "a", None, &[], "True", None);
         assert!(pod_is_ready(&ready));
         assert_eq!(view(&ready).error_rate, 0.0);
-        assert!(!pod_is_ready(&pod_json("ns", "a", None, &[], "False", None)));
+        assert!(!pod_is_ready(&pod_json(
+            "ns",
+            "a",
+            None,
+            &[],
+            "False",
+            None
+        )));
         let mut terminating = ready.clone();
-        terminating.metadata.deletion_timestamp = Some(
-            serde_json::from_value(json!("2024-01-01T00:00:00Z")).expect("time"),
-        );
+        terminating.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2024-01-01T00:00:00Z")).expect("time"));
         assert!(!pod_is_ready(&terminating));
         let mut no_status = ready.clone();
         no_status.status = None;
@@ -867,15 +881,21 @@ mod tests {
     fn selector_matching() {
         let pod = labels(&[("app", "web"), ("tier", "fe"), (ROLE_LABEL, "canary")]);
         assert!(selector_matches(&labels(&[("app", "web")]), &pod));
-        assert!(selector_matches(&labels(&[("app", "web"), ("tier", "fe")]), &pod));
-        assert!(!selector_matches(&labels(&[("app", "web"), ("tier", "be")]), &pod));
-        assert!(!selector_matches(&labels(&[("app", "api")]), &pod));
-        assert!(!selector_matches(&labels(&[("missing", "x")]), &pod));
-        assert!(!selector_matches(&labels(&[]), &pod), "empty selector selects nothing");
         assert!(selector_matches(
-            &labels(&[(ROLE_LABEL, "canary")]),
+            &labels(&[("app", "web"), ("tier", "fe")]),
             &pod
         ));
+        assert!(!selector_matches(
+            &labels(&[("app", "web"), ("tier", "be")]),
+            &pod
+        ));
+        assert!(!selector_matches(&labels(&[("app", "api")]), &pod));
+        assert!(!selector_matches(&labels(&[("missing", "x")]), &pod));
+        assert!(
+            !selector_matches(&labels(&[]), &pod),
+            "empty selector selects nothing"
+        );
+        assert!(selector_matches(&labels(&[(ROLE_LABEL, "canary")]), &pod));
     }
 
     #[test]
@@ -891,15 +911,24 @@ mod tests {
         .filter_map(|p| pod_view(p, &mut Vec::new()))
         .collect();
         let services = vec![
-            service_view(&svc_json("a", "web", &[("app", "web")], Some("10")), &mut Vec::new())
-                .expect("svc"),
-            service_view(&svc_json("a", "api", &[("app", "api")], None), &mut Vec::new())
-                .expect("svc"),
+            service_view(
+                &svc_json("a", "web", &[("app", "web")], Some("10")),
+                &mut Vec::new(),
+            )
+            .expect("svc"),
+            service_view(
+                &svc_json("a", "api", &[("app", "api")], None),
+                &mut Vec::new(),
+            )
+            .expect("svc"),
         ];
         let entries = plan(&pods, &services, &[]);
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
-        assert_eq!((e.kind, e.name.as_str(), e.rps), (EntryKind::Service, "web", 10.0));
+        assert_eq!(
+            (e.kind, e.name.as_str(), e.rps),
+            (EntryKind::Service, "web", 10.0)
+        );
         let Target::Pods(idx) = &e.backends[0].target else {
             panic!("expected pods, got {:?}", e.backends[0].target)
         };
@@ -909,8 +938,8 @@ mod tests {
 
     #[test]
     fn service_without_selector_or_pods_is_unrouted() {
-        let mut svc = service_view(&svc_json("a", "web", &[], Some("10")), &mut Vec::new())
-            .expect("svc");
+        let mut svc =
+            service_view(&svc_json("a", "web", &[], Some("10")), &mut Vec::new()).expect("svc");
         svc.selector = None;
         let entries = plan(&[], &[svc], &[]);
         assert_eq!(
@@ -941,7 +970,14 @@ mod tests {
         let got: Vec<(&str, &str, u64, bool)> = v
             .backends
             .iter()
-            .map(|b| (b.namespace.as_str(), b.name.as_str(), b.weight, b.is_service))
+            .map(|b| {
+                (
+                    b.namespace.as_str(),
+                    b.name.as_str(),
+                    b.weight,
+                    b.is_service,
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -960,7 +996,12 @@ mod tests {
     fn route_without_rules_has_no_backends() {
         let mut r = route_json("ns", "web", Some("1"), json!([]));
         r.spec.rules = None;
-        assert!(route_view(&r, &mut Vec::new()).expect("route").backends.is_empty());
+        assert!(
+            route_view(&r, &mut Vec::new())
+                .expect("route")
+                .backends
+                .is_empty()
+        );
     }
 
     #[test]
@@ -996,22 +1037,39 @@ mod tests {
             "ns",
             "web-canary-bbb-0",
             Some("web-canary-bbb"),
-            &[("app", "web"), ("pod-template-hash", "bbb"), (ROLE_LABEL, "canary")],
+            &[
+                ("app", "web"),
+                ("pod-template-hash", "bbb"),
+                (ROLE_LABEL, "canary"),
+            ],
             "True",
             Some("0.05"),
         )));
         let mut issues = Vec::new();
         let services: Vec<ServiceView> = [
             svc_json("ns", "web", &[("app", "web")], Some("5")),
-            svc_json("ns", "web-stable", &[("app", "web"), ("pod-template-hash", "aaa")], None),
-            svc_json("ns", "web-canary", &[("app", "web"), (ROLE_LABEL, "canary")], None),
+            svc_json(
+                "ns",
+                "web-stable",
+                &[("app", "web"), ("pod-template-hash", "aaa")],
+                None,
+            ),
+            svc_json(
+                "ns",
+                "web-canary",
+                &[("app", "web"), (ROLE_LABEL, "canary")],
+                None,
+            ),
         ]
         .iter()
         .filter_map(|s| service_view(s, &mut issues))
         .collect();
         let routes = vec![
-            route_view(&route_json("ns", "web", Some("10000"), weights), &mut issues)
-                .expect("route"),
+            route_view(
+                &route_json("ns", "web", Some("10000"), weights),
+                &mut issues,
+            )
+            .expect("route"),
         ];
         assert!(issues.is_empty(), "{issues:?}");
         let entries = plan(&pods, &services, &routes);
@@ -1035,18 +1093,34 @@ mod tests {
 
     #[test]
     fn route_naming_the_service_directly_hides_it_and_unannotated_route_does_not() {
-        let pods = vec![view(&pod_json("ns", "p", None, &[("app", "web")], "True", None))];
+        let pods = vec![view(&pod_json(
+            "ns",
+            "p",
+            None,
+            &[("app", "web")],
+            "True",
+            None,
+        ))];
         let mut issues = Vec::new();
         let services = vec![
-            service_view(&svc_json("ns", "web", &[("app", "web")], Some("5")), &mut issues)
-                .expect("svc"),
+            service_view(
+                &svc_json("ns", "web", &[("app", "web")], Some("5")),
+                &mut issues,
+            )
+            .expect("svc"),
         ];
         let direct = json!([{"name": "web", "port": 80}]);
-        let annotated = route_view(&route_json("ns", "r", Some("7"), direct.clone()), &mut issues)
-            .expect("route");
+        let annotated = route_view(
+            &route_json("ns", "r", Some("7"), direct.clone()),
+            &mut issues,
+        )
+        .expect("route");
         let entries = plan(&pods, &services, &[annotated]);
         assert_eq!(entries.len(), 1);
-        assert_eq!((entries[0].kind, entries[0].rps), (EntryKind::HttpRoute, 7.0));
+        assert_eq!(
+            (entries[0].kind, entries[0].rps),
+            (EntryKind::HttpRoute, 7.0)
+        );
 
         let plain = route_view(&route_json("ns", "r", None, direct), &mut issues).expect("route");
         let entries = plan(&pods, &services, &[plain]);
@@ -1063,15 +1137,25 @@ mod tests {
         ]));
         let targets: Vec<&Target> = entries[0].backends.iter().map(|b| &b.target).collect();
         assert!(matches!(targets[0], Target::Pods(p) if p.len() == 3));
-        assert_eq!(targets[1], &Target::Unrouted(UnroutedReason::BackendNotFound));
-        assert_eq!(targets[2], &Target::Unrouted(UnroutedReason::UnsupportedBackend));
+        assert_eq!(
+            targets[1],
+            &Target::Unrouted(UnroutedReason::BackendNotFound)
+        );
+        assert_eq!(
+            targets[2],
+            &Target::Unrouted(UnroutedReason::UnsupportedBackend)
+        );
 
         let mut rng = StdRng::seed_from_u64(3);
         let r = route_requests(&mut rng, &entries[0], 30_000);
         let to_pods: u64 = r.to_pods.iter().map(|&(_, k)| k).sum();
         let lost: BTreeMap<UnroutedReason, u64> = r.unrouted.iter().copied().collect();
         assert_eq!(to_pods + lost.values().sum::<u64>(), 30_000);
-        for k in [to_pods, lost[&UnroutedReason::BackendNotFound], lost[&UnroutedReason::UnsupportedBackend]] {
+        for k in [
+            to_pods,
+            lost[&UnroutedReason::BackendNotFound],
+            lost[&UnroutedReason::UnsupportedBackend],
+        ] {
             // each a third: mean 10000, sd ~81.6
             assert!((k as f64 - 10_000.0).abs() < 4.0 * 81.65, "{k}");
         }
@@ -1097,7 +1181,10 @@ mod tests {
         ]));
         let mut rng = StdRng::seed_from_u64(5);
         let out = simulate_tick(&mut rng, &entries, &pods, 10.0);
-        assert_eq!(out.per_pod[3].requests, 0, "canary must get nothing at weight 0");
+        assert_eq!(
+            out.per_pod[3].requests, 0,
+            "canary must get nothing at weight 0"
+        );
         assert!(out.unrouted.is_empty());
 
         let (pods, entries) = gateway_fixture(json!([
@@ -1108,7 +1195,10 @@ mod tests {
         let total: u64 = out.per_pod.iter().map(|s| s.requests).sum();
         let canary = out.per_pod[3].requests as f64;
         let sd = (total as f64 * 0.25).sqrt();
-        assert!((canary - total as f64 / 2.0).abs() < 4.0 * sd, "{canary} of {total}");
+        assert!(
+            (canary - total as f64 / 2.0).abs() < 4.0 * sd,
+            "{canary} of {total}"
+        );
     }
 
     // ---- statistics ----
@@ -1222,6 +1312,9 @@ mod tests {
             .iter()
             .map(|(k, &n)| (k.workload.as_str(), k.track, n))
             .collect();
-        assert_eq!(counts, [("web", Track::Stable, 3), ("web-canary", Track::Canary, 1)]);
+        assert_eq!(
+            counts,
+            [("web", Track::Stable, 3), ("web-canary", Track::Canary, 1)]
+        );
     }
 }

@@ -272,7 +272,10 @@ mod tests {
             &text,
             "sim_pods{namespace=\"ns\",track=\"canary\",workload=\"web-canary\"} 1"
         ));
-        assert!(!text.contains("sim_first_request_timestamp_seconds{"), "{text}");
+        assert!(
+            !text.contains("sim_first_request_timestamp_seconds{"),
+            "{text}"
+        );
     }
 
     #[test]

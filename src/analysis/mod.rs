@@ -2,4 +2,5 @@
 //! the decision engines.
 
 pub mod decision;
+pub mod prometheus;
 pub mod query;

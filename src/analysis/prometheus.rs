@@ -1,0 +1,312 @@
+//! The Prometheus HTTP API client: one instant query, answered as a number, no data, or an
+//! error whose category is stable enough to be a metric label. Bearer tokens never appear in
+//! errors, logs or Debug output.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where and how to reach Prometheus.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    pub address: String,
+    /// Bearer token sent with every query.
+    pub token: Option<String>,
+    /// Per-query timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// What a query answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// One number.
+    Value(f64),
+    /// An empty vector or NaN: nothing to judge.
+    NoData(String),
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("Prometheus at {address} is unreachable: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("Prometheus at {address} did not answer within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    #[error("Prometheus rejected the query ({error_type}): {message}")]
+    Rejected { error_type: String, message: String },
+    #[error("Prometheus answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("the query returned {series} series; wrap it in sum(...) so it returns one number")]
+    TooManySeries { series: usize },
+    #[error("Prometheus sent an answer rollguard cannot read: {0}")]
+    Malformed(String),
+}
+
+impl QueryError {
+    /// A short stable category for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            QueryError::Unreachable { .. } => "prometheus_unreachable",
+            QueryError::Timeout { .. } => "prometheus_timeout",
+            QueryError::Rejected { .. } => "query_rejected",
+            QueryError::Http { .. } => "prometheus_http",
+            QueryError::TooManySeries { .. } => "query_shape",
+            QueryError::Malformed(_) => "prometheus_malformed",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(rename = "errorType", default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+/// One series of an instant query answer: its labels and value.
+pub type Series = (BTreeMap<String, String>, f64);
+
+/// Reads the `data` of an instant query answer as a list of series (a scalar is one
+/// series without labels).
+pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
+    let resp: ApiResponse =
+        serde_json::from_slice(body).map_err(|e| QueryError::Malformed(e.to_string()))?;
+    if resp.status != "success" {
+        return Err(QueryError::Rejected {
+            error_type: resp.error_type.unwrap_or_else(|| "unknown".into()),
+            message: resp.error.unwrap_or_default(),
+        });
+    }
+    let data = resp
+        .data
+        .ok_or_else(|| QueryError::Malformed("no data in a success answer".into()))?;
+    let value_of = |pair: &serde_json::Value| -> Result<f64, QueryError> {
+        let s = pair
+            .get(1)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| QueryError::Malformed(format!("sample without a value: {pair}")))?;
+        // Prometheus spells them NaN, +Inf and -Inf.
+        match s {
+            "NaN" => Ok(f64::NAN),
+            "+Inf" => Ok(f64::INFINITY),
+            "-Inf" => Ok(f64::NEG_INFINITY),
+            _ => s
+                .parse()
+                .map_err(|_| QueryError::Malformed(format!("value {s:?} is not a number"))),
+        }
+    };
+    match data.result_type.as_str() {
+        "scalar" => Ok(vec![(BTreeMap::new(), value_of(&data.result)?)]),
+        "vector" => {
+            let series = data
+                .result
+                .as_array()
+                .ok_or_else(|| QueryError::Malformed("vector result is not a list".into()))?;
+            series
+                .iter()
+                .map(|s| {
+                    let labels = s
+                        .get("metric")
+                        .and_then(|m| serde_json::from_value(m.clone()).ok())
+                        .unwrap_or_default();
+                    Ok((labels, value_of(s.get("value").unwrap_or(&serde_json::Value::Null))?))
+                })
+                .collect()
+        }
+        other => Err(QueryError::Malformed(format!(
+            "result type {other}; the query must return an instant vector or a scalar"
+        ))),
+    }
+}
+
+/// The label that tells the parts of a combined query apart.
+pub const PART_LABEL: &str = "rollguard_part";
+
+/// Combines several single-number queries into one, so one analysis costs one request:
+/// each part is tagged with [`PART_LABEL`] and the parts are joined with `or`.
+pub fn combine(parts: &[(&str, &str)]) -> String {
+    parts
+        .iter()
+        .map(|(tag, q)| format!("label_replace(({q}), \"{PART_LABEL}\", \"{tag}\", \"\", \"\")"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Splits the answer of a combined query into one [`Answer`] per part. A part with no
+/// series is `NoData`; a part with several is an error (the template lacks a `sum`).
+pub fn split(series: &[Series], tags: &[&str]) -> Result<BTreeMap<String, Answer>, QueryError> {
+    let mut out = BTreeMap::new();
+    for tag in tags {
+        let mine: Vec<f64> = series
+            .iter()
+            .filter(|(l, _)| l.get(PART_LABEL).map(String::as_str) == Some(*tag))
+            .map(|(_, v)| *v)
+            .collect();
+        let answer = match mine.as_slice() {
+            [] => Answer::NoData(format!("the {tag} query returned an empty vector")),
+            [v] if v.is_nan() => Answer::NoData(format!("the {tag} query returned NaN")),
+            [v] => Answer::Value(*v),
+            many => {
+                return Err(QueryError::TooManySeries {
+                    series: many.len(),
+                });
+            }
+        };
+        out.insert((*tag).to_string(), answer);
+    }
+    Ok(out)
+}
+
+/// A reusable HTTP client for Prometheus queries.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client that verifies TLS against the system roots plus `extra_ca` (PEM), unless
+    /// `insecure` is set.
+    pub fn new(extra_ca: Option<&[u8]>, insecure: bool) -> Result<Client, String> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("rollguard/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(insecure);
+        if let Some(pem) = extra_ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the CA bundle is not valid PEM: {e}"))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let http = b.build().map_err(|e| e.to_string())?;
+        Ok(Client { http })
+    }
+
+    /// Runs one instant query and returns its series.
+    pub async fn query(&self, ep: &Endpoint, promql: &str) -> Result<Vec<Series>, QueryError> {
+        let url = format!("{}/api/v1/query", ep.address.trim_end_matches('/'));
+        let mut req = self
+            .http
+            .post(&url)
+            .timeout(ep.timeout)
+            .form(&[("query", promql)]);
+        if let Some(t) = &ep.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| self.send_error(ep, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.send_error(ep, e))?;
+        // Prometheus answers 400/422 with a JSON error body; read it for the message.
+        if !status.is_success() {
+            if let Err(e @ QueryError::Rejected { .. }) = parse_vector(&body) {
+                return Err(e);
+            }
+            let text = String::from_utf8_lossy(&body);
+            return Err(QueryError::Http {
+                status: status.as_u16(),
+                body: text.chars().take(200).collect(),
+            });
+        }
+        parse_vector(&body)
+    }
+
+    fn send_error(&self, ep: &Endpoint, e: reqwest::Error) -> QueryError {
+        if e.is_timeout() {
+            QueryError::Timeout {
+                address: ep.address.clone(),
+                timeout: ep.timeout,
+            }
+        } else {
+            // The URL in reqwest's message carries no credentials: the token is a header.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message = format!("{message}: {s}");
+                source = s.source();
+            }
+            QueryError::Unreachable {
+                address: ep.address.clone(),
+                message,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(body: &[u8]) -> Result<BTreeMap<String, Answer>, QueryError> {
+        split(&parse_vector(body)?, &["requests", "errors"])
+    }
+
+    #[test]
+    fn answers_are_read_as_value_no_data_or_error() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"rollguard_part":"requests"},"value":[1.5,"42.5"]},
+            {"metric":{"rollguard_part":"errors"},"value":[1.5,"2"]}]}}"#;
+        let p = parts(ok).expect("ok");
+        assert_eq!(p["requests"], Answer::Value(42.5));
+        assert_eq!(p["errors"], Answer::Value(2.0));
+        let partial = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"rollguard_part":"requests"},"value":[1,"NaN"]}]}}"#;
+        let p = parts(partial).expect("partial");
+        assert!(matches!(&p["requests"], Answer::NoData(m) if m.contains("NaN")));
+        assert!(matches!(&p["errors"], Answer::NoData(m) if m.contains("empty")));
+        let two = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"rollguard_part":"errors","code":"500"},"value":[1,"1"]},
+            {"metric":{"rollguard_part":"errors","code":"503"},"value":[1,"2"]}]}}"#;
+        let e = parts(two).expect_err("two series");
+        assert_eq!(e.category(), "query_shape");
+        assert!(e.to_string().contains("sum("), "{e}");
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
+        let e = parse_vector(bad).expect_err("rejected");
+        assert_eq!(e.to_string(), "Prometheus rejected the query (bad_data): parse error at char 5");
+        assert!(parse_vector(b"<html>").is_err());
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(parse_vector(matrix).is_err());
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#;
+        assert_eq!(parse_vector(scalar).expect("scalar")[0].1, 3.0);
+    }
+
+    #[test]
+    fn combined_queries_tag_each_part() {
+        let q = combine(&[("requests", "sum(a)"), ("errors", "sum(b)")]);
+        assert_eq!(
+            q,
+            r#"label_replace((sum(a)), "rollguard_part", "requests", "", "") or label_replace((sum(b)), "rollguard_part", "errors", "", "")"#
+        );
+    }
+
+    #[test]
+    fn the_token_is_never_printed() {
+        let ep = Endpoint {
+            address: "http://p".into(),
+            token: Some("s3cr3t".into()),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{ep:?}").contains("s3cr3t"));
+    }
+}
