@@ -5,6 +5,7 @@
 //! (`controller`, `traffic`, `analysis::prometheus`).
 
 pub mod analysis;
+pub mod controller;
 pub mod api;
 pub mod names;
 pub mod plan;

@@ -1,1 +1,98 @@
-fn main() {}
+//! The `rollguard` binary: parses arguments and starts things. Everything else lives in the
+//! library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rollguard", version, about = "Progressive rollouts with risk tiers for AI-assisted changes and automatic rollback on the Prometheus error rate")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "ROLLGUARD_NAMESPACE")]
+    namespace: Option<String>,
+    /// Prometheus address for policies that do not name one.
+    #[arg(long, env = "ROLLGUARD_PROMETHEUS_ADDRESS")]
+    prometheus_address: Option<String>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "ROLLGUARD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log level (or RUST_LOG).
+    #[arg(long, env = "ROLLGUARD_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Human-readable logs instead of JSON.
+    #[arg(long)]
+    log_text: bool,
+    /// The instance name in Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match rollguard::api::crds_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rollguard crd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Controller(args) => {
+            rollguard::telemetry::init_logging(&args.log_level, !args.log_text);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("rollguard controller: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(controller(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollguard controller stopped");
+                    eprintln!("rollguard controller: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn controller(args: ControllerArgs) -> Result<(), String> {
+    let metrics = rollguard::telemetry::Metrics::new();
+    let health = rollguard::telemetry::Health::default();
+    let bound = rollguard::telemetry::serve(args.metrics_addr, metrics.clone(), health.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let config = rollguard::controller::Config {
+        namespace: args.namespace,
+        prometheus_address: args.prometheus_address,
+        instance: args.instance,
+    };
+    rollguard::controller::run(client, config, metrics, health)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -170,8 +170,9 @@ pub struct AnalysisSpec {
     pub no_data_limit: i32,
 }
 
-/// CEL: every `{{...}}` in a template names a known variable.
-const TEMPLATE_RULE: &str = "self.findAll('\\\\{\\\\{[^}]*\\\\}\\\\}').all(v, v.matches('^\\\\{\\\\{\\\\s*(namespace|deployment|canary|stable|workload|track|service|route|interval|elapsed)\\\\s*\\\\}\\\\}$'))";
+/// CEL: every `{{...}}` in a template names a known variable (one linear regex, so the
+/// rule stays within the API server's cost budget).
+const TEMPLATE_RULE: &str = r"self.matches('^(?:[^{]|\\{(?:[^{]|$)|\\{\\{\\s*(?:namespace|deployment|canary|stable|workload|track|service|route|interval|elapsed)\\s*\\}\\})*$')";
 const TEMPLATE_MESSAGE: &str = "unknown template variable: use {{namespace}}, {{deployment}}, {{canary}}, {{stable}}, {{workload}}, {{track}}, {{service}}, {{route}}, {{interval}} or {{elapsed}}";
 
 fn default_interval() -> String {
@@ -240,8 +241,8 @@ pub enum OnNoData {
     "self.decision != 'sequential' || !has(self.sequential) || !has(self.sequential.p0) || !has(self.sequential.p1) || double(self.sequential.p0.replace('%', '')) < double(self.sequential.p1.replace('%', ''))"
 ).message("sequential.p0 must be lower than sequential.p1"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "self.decision != 'sequential' || (has(self.sequential) && has(self.sequential.p1)) || !has(self.sequential) || !has(self.sequential.p0) || double(self.sequential.p0.replace('%', '')) < double(self.maxErrorRate.replace('%', ''))"
-).message("sequential.p0 must be lower than maxErrorRate (which is p1 unless sequential.p1 is set)"))]
+    "self.decision != 'sequential' || (has(self.sequential) && has(self.sequential.p1)) || double((has(self.sequential) && has(self.sequential.p0) ? self.sequential.p0 : '0.1%').replace('%', '')) < double(self.maxErrorRate.replace('%', ''))"
+).message("sequential.p0 (default 0.1%) must be lower than maxErrorRate, which is p1 unless sequential.p1 is set"))]
 pub struct Tier {
     /// Tier name, shown on runs (e.g. `ai-assisted`). Lowercase letters, digits and dashes.
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]

@@ -1,0 +1,364 @@
+//! The operator: watches feed in-memory stores, a Deployment controller drives runs from
+//! them, and a policy controller writes policy status and releases Deployments when a policy
+//! goes away. Only watches: nothing is polled; timers come from the run machine's `wake_at`.
+
+mod apply;
+mod deployment;
+mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, future};
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+
+use crate::analysis::prometheus;
+use crate::api::run::DEPLOYMENT_LABEL;
+use crate::api::{RolloutPolicy, RolloutRun};
+use crate::names::{GOVERNED_BY, ROLE_CANARY, ROLE_LABEL};
+use crate::telemetry::{Health, Metrics};
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Prometheus address for policies that name none.
+    pub prometheus_address: Option<String>,
+    /// The reporting instance in Events (the pod name).
+    pub instance: Option<String>,
+}
+
+/// Errors of the controller layer. Each has a short stable category (metric label, Event
+/// reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Kubernetes API refused {action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the CRDs are not installed: {0}. Apply crds/ (kubectl apply -f crds/) or install the Helm chart")]
+    CrdsMissing(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A short stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(s) if s.code == 403 => "forbidden",
+                kube::Error::Api(s) if s.code == 404 => "not_found",
+                kube::Error::Api(s) if s.code == 422 => "invalid",
+                kube::Error::Api(_) => "api",
+                _ => "transport",
+            },
+            Error::CrdsMissing(_) => "crds_missing",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+pub(crate) fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// The in-memory view of the cluster, fed by watches.
+#[derive(Clone)]
+pub struct Stores {
+    pub deployments: Store<Deployment>,
+    pub runs: Store<RolloutRun>,
+    pub policies: Store<RolloutPolicy>,
+    pub services: Store<Service>,
+    pub routes: Option<Store<HttpRoute>>,
+    pub replicasets: Store<PartialObjectMeta<ReplicaSet>>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub stores: Stores,
+    pub prometheus: prometheus::Client,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Asks the policy controller to refresh a policy's status.
+    pub policy_refresh: mpsc::UnboundedSender<ObjectRef<RolloutPolicy>>,
+}
+
+impl Context {
+    fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+}
+
+fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Whether a Deployment is a canary rollguard made.
+pub fn is_canary(d: &Deployment) -> bool {
+    d.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANARY)
+}
+
+async fn crd_present<K>(api: &Api<K>) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the operator until the process is asked to stop.
+pub async fn run(client: Client, config: Config, metrics: Metrics, health: Health) -> Result<(), Error> {
+    let ns = config.namespace.clone();
+    let policies_api: Api<RolloutPolicy> = scoped(&client, &ns);
+    let runs_api: Api<RolloutRun> = scoped(&client, &ns);
+    for present in [crd_present(&policies_api).await, crd_present(&runs_api).await] {
+        match present {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::CrdsMissing(
+                    "rolloutpolicies.rollguard.dev or rolloutruns.rollguard.dev is not served".into(),
+                ));
+            }
+            Err(e) => return Err(Error::CrdsMissing(e.to_string())),
+        }
+    }
+    let routes_api: Api<HttpRoute> = scoped(&client, &ns);
+    let have_routes = crd_present(&routes_api).await.unwrap_or(false);
+    if !have_routes {
+        tracing::info!("the Gateway API HTTPRoute CRD is not installed; the gatewayAPI router is unavailable");
+    }
+
+    let wc = watcher::Config::default().any_semantic();
+    let (deployments, deploy_writer) = reflector::store::<Deployment>();
+    let (runs, run_writer) = reflector::store::<RolloutRun>();
+    let (policies, policy_writer) = reflector::store::<RolloutPolicy>();
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (replicasets, rs_writer) = reflector::store::<PartialObjectMeta<ReplicaSet>>();
+    let (routes, route_writer) = if have_routes {
+        let (r, w) = reflector::store::<HttpRoute>();
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let stores = Stores {
+        deployments: deployments.clone(),
+        runs: runs.clone(),
+        policies: policies.clone(),
+        services: services.clone(),
+        routes: routes.clone(),
+        replicasets: replicasets.clone(),
+    };
+
+    let (refresh_tx, refresh_rx) = mpsc::unbounded_channel::<ObjectRef<RolloutPolicy>>();
+    let prom = prometheus::Client::new(None, false).map_err(Error::Invalid)?;
+    let reporter = Reporter {
+        controller: "rollguard".into(),
+        instance: config.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        stores: stores.clone(),
+        prometheus: prom,
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        policy_refresh: refresh_tx,
+    });
+
+    // Deployments (governed and canaries) drive the Deployment controller; a canary's events
+    // wake its governed Deployment.
+    let dstore = deployments.clone();
+    let deploy_stream = watcher(scoped::<Deployment>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(deploy_writer)
+        .touched_objects()
+        .map_ok(move |d| {
+            if is_canary(&d)
+                && let Some(parent) = d.labels().get(DEPLOYMENT_LABEL)
+                && let Some(p) = dstore.get(&ObjectRef::new(parent).within(&d.namespace().unwrap_or_default()))
+            {
+                return (*p).clone();
+            }
+            d
+        });
+    let run_stream = watcher(runs_api.clone(), wc.clone())
+        .default_backoff()
+        .reflect(run_writer)
+        .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
+    let policy_stream = watcher(policies_api.clone(), wc.clone())
+        .default_backoff()
+        .reflect(policy_writer)
+        .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
+    let svc_stream = watcher(scoped::<Service>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(svc_writer)
+        .touched_objects();
+    let rs_stream = watcher(scoped::<PartialObjectMeta<ReplicaSet>>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(rs_writer)
+        .touched_objects();
+
+    let d1 = deployments.clone();
+    let d2 = deployments.clone();
+    let d3 = deployments.clone();
+    let mut deploy_ctl = Controller::for_stream(deploy_stream, deployments.clone())
+        .with_config(controller::Config::default())
+        .watches_stream(run_stream, |r: RolloutRun| {
+            Some(ObjectRef::new(&r.spec.deployment).within(&r.namespace().unwrap_or_default()))
+        })
+        .watches_stream(policy_stream, move |p: RolloutPolicy| {
+            policy_targets(&d1, &p)
+        })
+        .watches_stream(svc_stream, move |s: Service| service_targets(&d2, &s))
+        .watches_stream(rs_stream, |rs: PartialObjectMeta<ReplicaSet>| {
+            rs.owner_references()
+                .iter()
+                .find(|o| o.kind == "Deployment")
+                .map(|o| ObjectRef::new(&o.name).within(&rs.namespace().unwrap_or_default()))
+        });
+    if let Some(w) = route_writer {
+        let route_stream = watcher(routes_api, wc.clone())
+            .default_backoff()
+            .reflect(w)
+            .touched_objects()
+            .filter_map(|r| future::ready(skip_undecodable("HTTPRoute", r)));
+        deploy_ctl = deploy_ctl.watches_stream(route_stream, move |r: HttpRoute| {
+            let ns = r.namespace().unwrap_or_default();
+            d3.state()
+                .into_iter()
+                .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|d| d.annotations().contains_key(GOVERNED_BY))
+                .map(|d| ObjectRef::from_obj(&*d))
+                .collect::<Vec<_>>()
+        });
+    }
+
+    // Readiness: caches synced.
+    {
+        let stores = stores.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            let waits = async {
+                stores.deployments.wait_until_ready().await?;
+                stores.runs.wait_until_ready().await?;
+                stores.policies.wait_until_ready().await?;
+                stores.services.wait_until_ready().await?;
+                stores.replicasets.wait_until_ready().await?;
+                if let Some(r) = &stores.routes {
+                    r.wait_until_ready().await?;
+                }
+                Ok::<_, reflector::store::WriterDropped>(())
+            };
+            if waits.await.is_ok() {
+                tracing::info!("caches synced");
+                health.set_ready();
+            }
+        });
+    }
+
+    let policy_ctl = Controller::new(policies_api, wc)
+        .with_config(controller::Config::default().debounce(Duration::from_millis(300)))
+        .reconcile_on(tokio_stream_from(refresh_rx))
+        .shutdown_on_signal()
+        .run(policy::reconcile, policy::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let deploy_ctl = deploy_ctl
+        .shutdown_on_signal()
+        .run(deployment::reconcile, deployment::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    tokio::join!(policy_ctl, deploy_ctl);
+    Ok(())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A watch event that does not deserialise (an object written under an older schema, say)
+/// is reported and skipped instead of wedging the watch.
+fn skip_undecodable<K>(kind: &str, r: Result<K, watcher::Error>) -> Option<Result<K, watcher::Error>> {
+    match r {
+        Err(e) => {
+            tracing::warn!(kind, error = %e, "skipping a watch event that could not be read");
+            None
+        }
+        ok => Some(ok),
+    }
+}
+
+/// The Deployments a policy change concerns: those it selects and those it governed.
+fn policy_targets(deployments: &Store<Deployment>, p: &RolloutPolicy) -> Vec<ObjectRef<Deployment>> {
+    let ns = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    deployments
+        .state()
+        .into_iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()) && !is_canary(d))
+        .filter(|d| {
+            policy::selects(p, d) || d.annotations().get(GOVERNED_BY) == Some(&name)
+        })
+        .map(|d| ObjectRef::from_obj(&*d))
+        .collect()
+}
+
+/// The Deployments a Service change concerns: those whose pods it selects, or the one
+/// rollguard made it for.
+fn service_targets(deployments: &Store<Deployment>, s: &Service) -> Vec<ObjectRef<Deployment>> {
+    let ns = s.namespace().unwrap_or_default();
+    if let Some(owner) = s.labels().get(DEPLOYMENT_LABEL) {
+        return vec![ObjectRef::new(owner).within(&ns)];
+    }
+    let Some(sel) = s.spec.as_ref().and_then(|sp| sp.selector.as_ref()) else {
+        return vec![];
+    };
+    if sel.is_empty() {
+        return vec![];
+    }
+    deployments
+        .state()
+        .into_iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()) && !is_canary(d))
+        .filter(|d| d.annotations().contains_key(GOVERNED_BY))
+        .filter(|d| {
+            let labels = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref());
+            labels.is_some_and(|l| sel.iter().all(|(k, v)| l.get(k) == Some(v)))
+        })
+        .map(|d| ObjectRef::from_obj(&*d))
+        .collect()
+}

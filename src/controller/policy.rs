@@ -1,0 +1,283 @@
+//! Reconciles a RolloutPolicy: validates what the API server could not (query templates,
+//! plans, routes), counts what it governs, reports conflicts, and on deletion releases its
+//! Deployments before letting the policy go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::{info_span, warn};
+
+use super::deployment::{self, POLICY_LABEL};
+use super::{Context, Error, apply, is_canary};
+use crate::analysis::query::{Template, Variable};
+use crate::api::RolloutPolicy;
+use crate::api::policy::{Baseline, Decision, RolloutPolicyStatus};
+use crate::names::GOVERNED_BY;
+use crate::plan::{Plan, default_tiers};
+use crate::run::Router;
+
+/// Whether a label selector selects these labels (matchLabels and matchExpressions). An
+/// empty selector selects nothing here: the API server refuses it on policies anyway.
+pub fn selector_matches(sel: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    let ml = sel.match_labels.as_ref();
+    let me = sel.match_expressions.as_ref();
+    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
+        return false;
+    }
+    let labels_ok = ml.is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let exprs_ok = me.is_none_or(|es| {
+        es.iter().all(|e| {
+            let have = labels.get(&e.key);
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => have.is_some_and(|v| values.contains(v)),
+                "NotIn" => have.is_none_or(|v| !values.contains(v)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// Whether a policy selects a Deployment (by the Deployment's own labels).
+pub fn selects(p: &RolloutPolicy, d: &Deployment) -> bool {
+    !is_canary(d)
+        && p.namespace() == d.namespace()
+        && d.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| selector_matches(&p.spec.selector, l))
+}
+
+/// Checks what CEL cannot: every tier resolves to a plan, the templates parse and use what
+/// the decision needs. Returns the first problem, naming the field.
+pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
+    let a = &p.spec.analysis;
+    let req = Template::parse(&a.requests).map_err(|e| format!("spec.analysis.requests: {e}"))?;
+    let err = Template::parse(&a.errors).map_err(|e| format!("spec.analysis.errors: {e}"))?;
+    let (tiers, builtin) = match &p.spec.tiers {
+        Some(t) => (t.clone(), false),
+        None => (default_tiers(), true),
+    };
+    for (i, t) in tiers.iter().enumerate() {
+        let at = if builtin {
+            format!("built-in tier {}", t.name)
+        } else {
+            format!("spec.tiers[{i}]")
+        };
+        Plan::resolve(t, a, &at).map_err(|e| e.to_string())?;
+        if t.decision == Decision::Sequential {
+            for (field, tpl) in [("requests", &req), ("errors", &err)] {
+                if !tpl.variables().contains(&Variable::Elapsed) {
+                    return Err(format!(
+                        "spec.analysis.{field}: {at} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"
+                    ));
+                }
+                let baseline = t.sequential.as_ref().map(|s| s.baseline).unwrap_or_default();
+                if baseline == Baseline::Stable
+                    && !tpl.variables().contains(&Variable::Workload)
+                    && !tpl.variables().contains(&Variable::Track)
+                {
+                    return Err(format!(
+                        "spec.analysis.{field}: {at} measures its baseline on the stable revision, so the query must select the measured pods with {{{{workload}}}} or {{{{track}}}}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>, old: &[Condition]) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(Timestamp::now()));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: last,
+        observed_generation: generation,
+    }
+}
+
+pub async fn reconcile(p: Arc<RolloutPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!("policy", namespace = %p.namespace().unwrap_or_default(), policy = %p.name_any());
+    let _g = span.enter();
+    let timer = ctx.metrics.reconcile.with_label_values(&["policy"]).start_timer();
+    let r = reconcile_inner(&p, &ctx).await;
+    timer.observe_duration();
+    r
+}
+
+pub fn error_policy(p: Arc<RolloutPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.errors.with_label_values(&[err.category()]).inc();
+    warn!(policy = %p.name_any(), error = %err, "policy reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    let in_ns: Vec<Arc<Deployment>> = ctx
+        .stores
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()) && !is_canary(d))
+        .collect();
+
+    if p.meta().deletion_timestamp.is_some() {
+        // Release every Deployment this policy governed, then let the policy go.
+        for d in in_ns.iter().filter(|d| d.annotations().get(GOVERNED_BY) == Some(&name)) {
+            deployment::release(ctx, d, &format!("RolloutPolicy {name} was deleted")).await?;
+        }
+        apply::policy_finalizer(ctx, p, false).await?;
+        return Ok(Action::await_change());
+    }
+    apply::policy_finalizer(ctx, p, true).await?;
+
+    let policies: Vec<Arc<RolloutPolicy>> = ctx
+        .stores
+        .policies
+        .state()
+        .into_iter()
+        .filter(|q| q.namespace().as_deref() == Some(ns.as_str()) && q.meta().deletion_timestamp.is_none())
+        .collect();
+    let mut governed = Vec::new();
+    let mut conflicts = Vec::new();
+    for d in in_ns.iter().filter(|d| selects(p, d)) {
+        let others: Vec<String> = policies
+            .iter()
+            .filter(|q| q.name_any() != name && selects(q, d))
+            .map(|q| q.name_any())
+            .collect();
+        if others.is_empty() {
+            governed.push(d.clone());
+        } else {
+            conflicts.push(format!("{} (also selected by {})", d.name_any(), others.join(", ")));
+        }
+    }
+    let active = ctx
+        .stores
+        .runs
+        .state()
+        .into_iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(ns.as_str())
+                && r.labels().get(POLICY_LABEL) == Some(&name)
+                && !r.status.as_ref().map(|s| s.phase).unwrap_or_default().is_terminal()
+        })
+        .count();
+
+    let generation = p.meta().generation;
+    let old = p.status.clone().unwrap_or_default().conditions;
+    let mut conds = Vec::new();
+    let invalid = validate(p).err();
+    conds.push(match &invalid {
+        Some(msg) => condition("InvalidSpec", true, "Invalid", msg.clone(), generation, &old),
+        None => condition("InvalidSpec", false, "Valid", "the policy is valid".into(), generation, &old),
+    });
+    conds.push(if conflicts.is_empty() {
+        condition("Conflict", false, "NoConflict", "no selected Deployment is selected by another policy".into(), generation, &old)
+    } else {
+        condition(
+            "Conflict",
+            true,
+            "SelectedByAnotherPolicy",
+            format!("left alone because another policy selects them too: {}", conflicts.join("; ")),
+            generation,
+            &old,
+        )
+    });
+    let router = if p.spec.traffic.gateway_api.is_some() { Router::GatewayApi } else { Router::Replicas };
+    let blocked: Vec<String> = governed
+        .iter()
+        .filter_map(|d| routing_problem(ctx, d, router).map(|m| format!("{}: {m}", d.name_any())))
+        .collect();
+    conds.push(if blocked.is_empty() {
+        condition("RoutesReady", true, "Found", "every governed Deployment's traffic can be routed".into(), generation, &old)
+    } else {
+        condition("RoutesReady", false, "Missing", blocked.join("; "), generation, &old)
+    });
+    conds.push(match &invalid {
+        None => condition(
+            "Ready",
+            true,
+            "InForce",
+            format!("governing {} Deployment(s), {} run(s) in flight", governed.len(), active),
+            generation,
+            &old,
+        ),
+        Some(msg) => condition("Ready", false, "InvalidSpec", format!("new runs wait until the policy is fixed: {msg}"), generation, &old),
+    });
+    // Conditions sorted by type so the status is stable between passes.
+    conds.sort_by(|a, b| a.type_.cmp(&b.type_));
+    let status = RolloutPolicyStatus {
+        observed_generation: generation,
+        conditions: conds,
+        router: Some(router.name().into()),
+        governed_deployments: governed.len() as i32,
+        active_runs: active as i32,
+    };
+    apply::policy_status(ctx, p, &status).await?;
+    update_gauges(ctx);
+    Ok(Action::await_change())
+}
+
+fn routing_problem(ctx: &Context, d: &Deployment, router: Router) -> Option<String> {
+    let ns = d.namespace();
+    let services: Vec<_> = ctx
+        .stores
+        .services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace() == ns)
+        .collect();
+    let refs: Vec<&k8s_openapi::api::core::v1::Service> = services.iter().map(|s| &**s).collect();
+    let svc = match crate::traffic::find_service(d, &refs) {
+        Ok(s) => s,
+        Err(b) => return Some(b.message),
+    };
+    if router == Router::GatewayApi {
+        let Some(store) = &ctx.stores.routes else {
+            return Some("the HTTPRoute CRD is not installed".into());
+        };
+        let all = store.state();
+        let rrefs: Vec<_> = all.iter().map(|r| &**r).collect();
+        if let Err(b) = crate::traffic::find_routes(d, &svc.name_any(), &rrefs) {
+            return Some(b.message);
+        }
+    }
+    None
+}
+
+fn update_gauges(ctx: &Context) {
+    let active = ctx
+        .stores
+        .runs
+        .state()
+        .iter()
+        .filter(|r| !r.status.as_ref().map(|s| s.phase).unwrap_or_default().is_terminal())
+        .count();
+    ctx.metrics.active_runs.set(active as i64);
+    let governed = ctx
+        .stores
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| d.annotations().contains_key(GOVERNED_BY))
+        .count();
+    ctx.metrics.governed.set(governed as i64);
+}
