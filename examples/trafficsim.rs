@@ -213,21 +213,31 @@ fn crd_established(crd: &CustomResourceDefinition) -> bool {
         })
 }
 
-/// Starts the HTTPRoute reflectors now if HTTPRoutes are served, otherwise logs once that
-/// the simulator runs without them and watches the CRD, starting them if it appears.
-async fn start_routes(client: Client, scope: Scope, slot: Arc<OnceLock<Vec<Store<HttpRoute>>>>) {
-    let start = |slot: &OnceLock<Vec<Store<HttpRoute>>>| {
-        let stores = apis::<HttpRoute>(&client, &scope)
-            .into_iter()
-            .map(|(ns, api)| spawn_reflector("httproute", ns, api))
-            .collect();
-        // Only this task sets the slot, once.
-        let _ = slot.set(stores);
-    };
-    match httproutes_served(&client).await {
+/// Starts one HTTPRoute reflector per namespace of the scope and publishes the stores in
+/// `slot` (a second call leaves the first stores in place).
+fn start_route_reflectors(client: &Client, scope: &Scope, slot: &OnceLock<Vec<Store<HttpRoute>>>) {
+    let stores = apis::<HttpRoute>(client, scope)
+        .into_iter()
+        .map(|(ns, api)| spawn_reflector("httproute", ns, api))
+        .collect();
+    if slot.set(stores).is_err() {
+        debug!("HTTPRoute reflectors already started");
+    }
+}
+
+/// Decides at startup whether HTTPRoutes are served. If they are, their reflectors are
+/// started before this returns, so the tick loop (which waits for every started store)
+/// never sees an annotated Service without the route in front of it. If not, it logs
+/// once and returns a task that watches the CRD and starts them when it is established.
+async fn start_routes(
+    client: &Client,
+    scope: &Scope,
+    slot: &Arc<OnceLock<Vec<Store<HttpRoute>>>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match httproutes_served(client).await {
         Ok(true) => {
-            start(&slot);
-            return;
+            start_route_reflectors(client, scope, slot);
+            return None;
         }
         Ok(false) => info!(
             "HTTPRoutes are not served ({GATEWAY_API_V1} has no httproutes): running without \
@@ -239,6 +249,19 @@ async fn start_routes(client: Client, scope: Scope, slot: Arc<OnceLock<Vec<Store
              {HTTPROUTE_CRD} CRD is established"
         ),
     }
+    Some(tokio::spawn(wait_for_route_crd(
+        client.clone(),
+        scope.clone(),
+        slot.clone(),
+    )))
+}
+
+/// Watches the HTTPRoute CRD and starts the HTTPRoute reflectors once it is established.
+async fn wait_for_route_crd(
+    client: Client,
+    scope: Scope,
+    slot: Arc<OnceLock<Vec<Store<HttpRoute>>>>,
+) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("metadata.name={HTTPROUTE_CRD}"));
     let mut stream = std::pin::pin!(watcher(crds, config).default_backoff().applied_objects());
@@ -247,7 +270,7 @@ async fn start_routes(client: Client, scope: Scope, slot: Arc<OnceLock<Vec<Store
         match item {
             Ok(crd) if crd_established(&crd) => {
                 info!("{HTTPROUTE_CRD} established: watching HTTPRoutes");
-                start(&slot);
+                start_route_reflectors(&client, &scope, &slot);
                 return;
             }
             Ok(_) => {}
@@ -489,11 +512,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .collect(),
         routes: Arc::new(OnceLock::new()),
     };
-    let routes_task = tokio::spawn(start_routes(
-        client.clone(),
-        scope.clone(),
-        sources.routes.clone(),
-    ));
+    let routes_task = start_routes(&client, &scope, &sources.routes).await;
     let sim = Simulator {
         sources,
         telemetry: telemetry.clone(),
@@ -538,7 +557,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         },
     };
     sim_task.abort();
-    routes_task.abort();
+    if let Some(task) = routes_task {
+        task.abort();
+    }
     result
 }
 

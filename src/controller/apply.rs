@@ -142,15 +142,16 @@ pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> R
     Ok(true)
 }
 
-/// Sets the weights of one governed HTTPRoute rule when they differ. A difference that
-/// rollguard did not write (someone edited the route) is logged and overwritten.
-pub async fn route_weights(ctx: &Context, ns: &str, t: &RouteTarget, weight: Ratio, expected: Option<Ratio>) -> Result<bool, Error> {
-    if weights_match(t, weight) {
+/// Sets the weights of one governed HTTPRoute rule. `last` is the weight rollguard wrote
+/// last: when the wanted weight is a new one it is always written (the cached route may not
+/// show rollguard's own previous write yet); when it is the same, it is written only if the
+/// route drifted, and a drift rollguard did not cause (someone edited the route) is logged.
+pub async fn route_weights(ctx: &Context, ns: &str, t: &RouteTarget, weight: Ratio, last: Option<Ratio>) -> Result<bool, Error> {
+    let unchanged = last == Some(weight);
+    if unchanged && weights_match(t, weight) {
         return Ok(false);
     }
-    if let Some(e) = expected
-        && !weights_match(t, e)
-    {
+    if unchanged {
         tracing::warn!(
             route = %t.route,
             stable = ?t.stable.current,

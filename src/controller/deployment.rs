@@ -169,7 +169,21 @@ async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Ac
         failed_revision: fields.annotations.get(FAILED_REVISION).cloned(),
         rollout_complete: rollout_complete(d),
     };
-    match govern(&view) {
+    let decision = govern(&view);
+    if !matches!(decision, Governance::WaitForRollout) && router_of(p) == Router::GatewayApi {
+        // Between runs the route sends everything to the pinned stable Service.
+        if let Ok(r) = find_routing(ctx, d, Router::GatewayApi) {
+            ensure_routing(ctx, d, &r, Ratio::ZERO, Some(Ratio::ZERO)).await?;
+        }
+    }
+    // A canary with no run in flight is a leftover (say, a create the cache had not shown
+    // when the run ended): remove it.
+    if !matches!(decision, Governance::WaitForRollout)
+        && canary_observed(ctx, d, "").is_some()
+    {
+        apply::delete_canary(ctx, &d.namespace().unwrap_or_default(), &canary_name(&d.name_any())).await?;
+    }
+    match decision {
         Governance::WaitForRollout => {
             info!("newly selected but mid-rollout; adopting once it completes");
             Ok(Action::await_change())
@@ -381,7 +395,9 @@ async fn measure(ctx: &Context, d: &Deployment, run: &RolloutRun, baseline_stabl
     vars.service = routing.service.name_any();
     vars.route = routing.routes.first().map(|r| r.route.clone()).unwrap_or_default();
     vars.interval = interval;
-    vars.elapsed = elapsed(&status, now).max(interval);
+    // The window reaches one interval before the canary got traffic, so it always holds the
+    // canary's whole life even when the first scrape lags (and `increase()` gets 2+ points).
+    vars.elapsed = elapsed(&status, now) + interval;
     let parsed = Template::parse(&a.requests).and_then(|r| Template::parse(&a.errors).map(|e| (r, e)));
     let (req_t, err_t) = match parsed {
         Ok(t) => t,
@@ -571,23 +587,11 @@ async fn apply_outcome(
 
     // 2. Traffic.
     if let (Router::GatewayApi, Some(r)) = (router, &routing) {
-        let hash = newest_pod_template_hash(ctx, d);
-        let (stable_svc, canary_svc) = traffic::routing_services(d, &r.service, hash.as_deref());
-        let have = |n: &str| {
-            ctx.stores
-                .services
-                .get(&ObjectRef::new(n).within(&ns))
-        };
-        let svc_name = r.service.name_any();
-        apply::service(ctx, &stable_svc, have(&stable_service_name(&svc_name)).as_deref()).await?;
-        apply::service(ctx, &canary_svc, have(&canary_service_name(&svc_name)).as_deref()).await?;
-        let expected = before
+        let last = before
             .weight
             .as_deref()
             .and_then(|w| crate::api::quantity::parse_percent(w).ok());
-        for t in &r.routes {
-            apply::route_weights(ctx, &ns, t, desired.weight, expected).await?;
-        }
+        ensure_routing(ctx, d, r, desired.weight, last).await?;
     }
     ctx.metrics
         .weight
@@ -643,6 +647,22 @@ async fn apply_outcome(
     Ok(())
 }
 
+/// Pins the `-stable` and `-canary` Services and sets the weights on every governed route
+/// rule, writing only what differs.
+async fn ensure_routing(ctx: &Context, d: &Deployment, r: &Routing, weight: Ratio, last: Option<Ratio>) -> Result<(), Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let hash = newest_pod_template_hash(ctx, d);
+    let (stable_svc, canary_svc) = traffic::routing_services(d, &r.service, hash.as_deref());
+    let have = |n: &str| ctx.stores.services.get(&ObjectRef::new(n).within(&ns));
+    let svc_name = r.service.name_any();
+    apply::service(ctx, &stable_svc, have(&stable_service_name(&svc_name)).as_deref()).await?;
+    apply::service(ctx, &canary_svc, have(&canary_service_name(&svc_name)).as_deref()).await?;
+    for t in &r.routes {
+        apply::route_weights(ctx, &ns, t, weight, last).await?;
+    }
+    Ok(())
+}
+
 /// Emits an Event regarding the Deployment (where people look), related to the run.
 pub async fn publish(ctx: &Context, d: &Deployment, run: Option<&RolloutRun>, warning: bool, reason: &str, note: String) {
     let reference: ObjectReference = d.object_ref(&());
@@ -677,6 +697,7 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
             && let Ok(r) = find_routing(ctx, d, Router::GatewayApi)
         {
             for t in &r.routes {
+                // Always written: the cache may not show the last weight rollguard wrote.
                 apply::route_weights(ctx, &ns, t, Ratio::ZERO, None).await?;
             }
             // Unpin the stable Service: after release it serves whatever the Deployment runs.

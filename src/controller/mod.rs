@@ -157,6 +157,9 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
     }
 
     let wc = watcher::Config::default().any_semantic();
+    // Ready once every watch has listed its objects. (Awaiting the stores' own readiness from
+    // a second task would steal the controller's wake-up: the store signals one waiter.)
+    let synced = Synced::new(if have_routes { 6 } else { 5 }, health.clone());
     let (deployments, deploy_writer) = reflector::store::<Deployment>();
     let (runs, run_writer) = reflector::store::<RolloutRun>();
     let (policies, policy_writer) = reflector::store::<RolloutPolicy>();
@@ -199,7 +202,9 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
     let deploy_stream = watcher(scoped::<Deployment>(&client, &ns), wc.clone())
         .default_backoff()
         .reflect(deploy_writer)
+        .inspect_ok(synced.watch("deployments"))
         .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("Deployment", r)))
         .map_ok(move |d| {
             if is_canary(&d)
                 && let Some(parent) = d.labels().get(DEPLOYMENT_LABEL)
@@ -212,21 +217,27 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
     let run_stream = watcher(runs_api.clone(), wc.clone())
         .default_backoff()
         .reflect(run_writer)
+        .inspect_ok(synced.watch("rolloutruns"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
     let policy_stream = watcher(policies_api.clone(), wc.clone())
         .default_backoff()
         .reflect(policy_writer)
+        .inspect_ok(synced.watch("rolloutpolicies"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
     let svc_stream = watcher(scoped::<Service>(&client, &ns), wc.clone())
         .default_backoff()
         .reflect(svc_writer)
-        .touched_objects();
+        .inspect_ok(synced.watch("services"))
+        .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("Service", r)));
     let rs_stream = watcher(scoped::<PartialObjectMeta<ReplicaSet>>(&client, &ns), wc.clone())
         .default_backoff()
         .reflect(rs_writer)
-        .touched_objects();
+        .inspect_ok(synced.watch("replicasets"))
+        .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("ReplicaSet", r)));
 
     let d1 = deployments.clone();
     let d2 = deployments.clone();
@@ -250,6 +261,7 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
         let route_stream = watcher(routes_api, wc.clone())
             .default_backoff()
             .reflect(w)
+            .inspect_ok(synced.watch("httproutes"))
             .touched_objects()
             .filter_map(|r| future::ready(skip_undecodable("HTTPRoute", r)));
         deploy_ctl = deploy_ctl.watches_stream(route_stream, move |r: HttpRoute| {
@@ -260,29 +272,6 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
                 .filter(|d| d.annotations().contains_key(GOVERNED_BY))
                 .map(|d| ObjectRef::from_obj(&*d))
                 .collect::<Vec<_>>()
-        });
-    }
-
-    // Readiness: caches synced.
-    {
-        let stores = stores.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            let waits = async {
-                stores.deployments.wait_until_ready().await?;
-                stores.runs.wait_until_ready().await?;
-                stores.policies.wait_until_ready().await?;
-                stores.services.wait_until_ready().await?;
-                stores.replicasets.wait_until_ready().await?;
-                if let Some(r) = &stores.routes {
-                    r.wait_until_ready().await?;
-                }
-                Ok::<_, reflector::store::WriterDropped>(())
-            };
-            if waits.await.is_ok() {
-                tracing::info!("caches synced");
-                health.set_ready();
-            }
         });
     }
 
@@ -298,6 +287,39 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
         .for_each(|_| future::ready(()));
     tokio::join!(policy_ctl, deploy_ctl);
     Ok(())
+}
+
+/// Counts the watches that have not yet listed their objects; marks the operator ready when
+/// none are left.
+#[derive(Clone)]
+struct Synced {
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    health: Health,
+}
+
+impl Synced {
+    fn new(watches: usize, health: Health) -> Synced {
+        Synced {
+            pending: Arc::new(std::sync::atomic::AtomicUsize::new(watches)),
+            health,
+        }
+    }
+
+    /// An inspector for one watch's events: its first `InitDone` counts once.
+    fn watch<K>(&self, name: &'static str) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        let this = self.clone();
+        let mut seen = false;
+        move |ev| {
+            if matches!(ev, watcher::Event::InitDone) && !seen {
+                seen = true;
+                tracing::debug!(cache = name, "cache synced");
+                if this.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    tracing::info!("caches synced");
+                    this.health.set_ready();
+                }
+            }
+        }
+    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(

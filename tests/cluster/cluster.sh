@@ -78,18 +78,31 @@ launch() {
   pid=$!
   record_pid "$name" "$pid"
 }
-# stop_pids "name pid"...: TERM, then KILL whatever is left after ${STOP_GRACE:-5}s.
+# stop_pids "name pid"...: TERM, then KILL whatever is left after ${STOP_GRACE:-5} s.
 stop_pids() {
-  local line pids=() name pid deadline
-  for line in "$@"; do read -r name pid <<<"$line"; ours "$pid" && { kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); }; done
+  local line pids=() names=() name pid i
+  for line in "$@"; do
+    read -r name pid <<<"$line"
+    ours "$pid" && { kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); names+=("$name"); }
+  done
   [ ${#pids[@]} -eq 0 ] && return 0
-  deadline=$(( $(date +%s) + ${STOP_GRACE:-5} ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
+  local tries=$(( ${STOP_GRACE:-5} * 10 ))
+  while [ "$tries" -gt 0 ]; do
     local alive=0; for pid in "${pids[@]}"; do ours "$pid" && alive=1; done
     [ $alive = 0 ] && return 0
-    sleep 0.1
+    sleep 0.1; tries=$((tries - 1))
   done
-  for pid in "${pids[@]}"; do ours "$pid" && { say "pid $pid did not stop on TERM, sending KILL"; kill -KILL "$pid" 2>/dev/null || true; }; done
+  for i in "${!pids[@]}"; do
+    ours "${pids[$i]}" || continue
+    say "${names[$i]} (pid ${pids[$i]}) still running ${STOP_GRACE:-5} s after TERM: KILL"
+    kill -KILL "${pids[$i]}" 2>/dev/null || true
+  done
+  tries=20
+  while [ "$tries" -gt 0 ]; do
+    local alive=0; for pid in "${pids[@]}"; do ours "$pid" && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.1; tries=$((tries - 1))
+  done
   return 0
 }
 
@@ -159,6 +172,13 @@ gen_pki() {
       'extendedKeyUsage=serverAuth' >apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile apiserver.ext -out apiserver.crt
+    # Front-proxy client cert: fills the requestheader CA that kube-controller-manager and
+    # kube-scheduler look up (and lets aggregated API servers work).
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=front-proxy-client" \
+      -keyout front-proxy-client.key -out front-proxy-client.csr
+    printf '%s\n' 'keyUsage=critical,digitalSignature' 'extendedKeyUsage=clientAuth' >client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out front-proxy-client.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
     echo "$(openssl rand -hex 24),rollguard-admin,rollguard-admin,\"system:masters\"" >tokens.csv
@@ -191,16 +211,16 @@ EOF
 
 write_env() {
   local ca=$1 existing=$2
-  cat >"$DIR/env" <<EOF
-# rollguard test cluster: source this file (written by tests/cluster/cluster.sh up)
-export KUBECONFIG=$DIR/kubeconfig
-export ROLLGUARD_KUBECONFIG=$DIR/kubeconfig
-export ROLLGUARD_PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
-export ROLLGUARD_PROM_TARGETS_DIR=$DIR/prometheus/targets
-export ROLLGUARD_CLUSTER_DIR=$DIR
-export ROLLGUARD_CA_FILE=$ca
-export ROLLGUARD_EXISTING_CLUSTER=$existing
-EOF
+  {
+    echo "# rollguard test cluster: source this file (written by tests/cluster/cluster.sh up)"
+    printf 'export KUBECONFIG=%q\n' "$DIR/kubeconfig"
+    printf 'export ROLLGUARD_KUBECONFIG=%q\n' "$DIR/kubeconfig"
+    printf 'export ROLLGUARD_PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
+    printf 'export ROLLGUARD_PROM_TARGETS_DIR=%q\n' "$DIR/prometheus/targets"
+    printf 'export ROLLGUARD_CLUSTER_DIR=%q\n' "$DIR"
+    printf 'export ROLLGUARD_CA_FILE=%q\n' "$ca"
+    printf 'export ROLLGUARD_EXISTING_CLUSTER=%q\n' "$existing"
+  } >"$DIR/env"
 }
 
 prepare_prometheus() {
@@ -320,7 +340,7 @@ cmd_up() {
     if [ -n "$(live_pids)" ]; then
       say "cluster already up in $DIR (source $DIR/env)"; return 0
     fi
-    [ -f "$DIR/$MARKER" ] || [ -z "$(ls -A "$DIR" | grep -v '^\.lock$' || true)" ] \
+    [ -f "$DIR/$MARKER" ] || [ -z "$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name .lock -print -quit)" ] \
       || die "$DIR exists and is not a rollguard cluster dir; refusing to reuse it"
     say "removing stale cluster dir $DIR (no live processes)"
     find "$DIR" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
@@ -382,6 +402,10 @@ up_local() {
     --endpoint-reconciler-type=none \
     --cert-dir="$P/apiserver" --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
     --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
+    --requestheader-client-ca-file="$P/ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$P/front-proxy-client.crt" --proxy-client-key-file="$P/front-proxy-client.key" \
     --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
@@ -432,7 +456,9 @@ cmd_down() {
   [ -f "$DIR/$MARKER" ] || die "$DIR is not a rollguard cluster dir; not touching it"
   lock
   local lines; mapfile -t lines < <(live_pids)
-  [ ${#lines[@]} -gt 0 ] && stop_pids "${lines[@]}"
+  # The cluster is thrown away: a short grace. (kube-apiserver waits up to 60 s for open
+  # connections on TERM, and etcd for the apiserver's watch streams.)
+  [ ${#lines[@]} -gt 0 ] && STOP_GRACE=${STOP_GRACE:-3} stop_pids "${lines[@]}"
   rm -rf "$DIR"
   say "down in $(elapsed "$t0")s (stopped ${#lines[@]} processes, removed $DIR)"
 }
@@ -481,9 +507,15 @@ component_ready() {
   esac
 }
 
+known_component() {
+  [ -f "$DIR/cmd/$1" ] && return 0
+  local f have=(); for f in "$DIR"/cmd/*; do [ -e "$f" ] && have+=("${f##*/}"); done
+  die "unknown component '$1' (have: ${have[*]})"
+}
+
 cmd_stop() {
   local c=${1:?usage: stop COMPONENT}; load_ports; lock
-  [ -f "$DIR/cmd/$c" ] || die "unknown component '$c' (have: $(ls "$DIR/cmd" | tr '\n' ' '))"
+  known_component "$c"
   local pid; pid=$(pid_of "$c" || true)
   if [ -n "$pid" ] && ours "$pid"; then stop_pids "$c $pid"; say "stopped $c (pid $pid)"
   else say "$c was not running"; fi
@@ -492,7 +524,7 @@ cmd_stop() {
 
 cmd_start() {
   local c=${1:?usage: start COMPONENT}; load_ports; lock
-  [ -f "$DIR/cmd/$c" ] || die "unknown component '$c' (have: $(ls "$DIR/cmd" | tr '\n' ' '))"
+  known_component "$c"
   local pid t0; pid=$(pid_of "$c" || true); t0=$(now)
   if [ -n "$pid" ] && ours "$pid"; then say "$c already running (pid $pid)"; return 0; fi
   launch "$c"

@@ -8,6 +8,8 @@
 //! Each test binary includes this module with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

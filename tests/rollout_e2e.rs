@@ -1,0 +1,553 @@
+//! End-to-end rollouts on the local control plane: the real API server and Deployment
+//! controller, kwok pods, a real Prometheus scraping the traffic simulator every second, and
+//! the operator as a process. Each test has its own namespace, operator and simulator, and
+//! compressed timings (1 s analysis interval, pauses of a few seconds) set as ordinary policy
+//! parameters.
+#![cfg(feature = "e2e")]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use rollguard::api::run::{Phase, RolloutRun};
+use rollguard::api::RolloutPolicy;
+use serde_json::{Value, json};
+use support::procs::{Proc, start_operator, start_trafficsim};
+use support::TestNamespace;
+
+const APP: &str = "web";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Router {
+    Replicas,
+    Gateway,
+}
+
+/// One test's world: a namespace with a Deployment `web`, its Service, an HTTPRoute when the
+/// router is gatewayAPI (2000 requests/s, so a 1% slice sees 20/s), a policy, the operator
+/// and the simulator.
+struct World {
+    client: Client,
+    ns: TestNamespace,
+    op: Proc,
+    _sim: Proc,
+}
+
+fn standard_tier(pauses: &str) -> Value {
+    json!({"name": "standard", "steps": [{"weight": "10%", "pause": pauses}, {"weight": "50%", "pause": pauses}], "maxErrorRate": "2%"})
+}
+
+fn ai_tier(approval: bool) -> Value {
+    json!({
+        "name": "ai-assisted",
+        "match": {"annotations": {"rollguard.dev/change-origin": ["ai-assisted", "ai-generated"]}},
+        "steps": [{"weight": "1%", "pause": "6s"}, {"weight": "5%", "pause": "3s"}],
+        "maxErrorRate": "1%",
+        "requireApproval": approval,
+    })
+}
+
+fn policy(name: &str, router: Router, tiers: Value, selector_value: &str) -> Value {
+    let traffic = match router {
+        Router::Replicas => json!({"replicas": {}}),
+        Router::Gateway => json!({"gatewayAPI": {}}),
+    };
+    json!({
+        "apiVersion": "rollguard.dev/v1alpha1",
+        "kind": "RolloutPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": selector_value}},
+            "traffic": traffic,
+            "analysis": {
+                "interval": "1s",
+                "prometheus": {"address": support::prometheus_url()},
+                "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
+                "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
+                "minRequests": 20,
+            },
+            "tiers": tiers,
+        }
+    })
+}
+
+fn deployment(error_rate: &str, image: &str, origin: Option<&str>) -> Value {
+    let mut annotations = json!({"sim.rollguard.dev/error-rate": error_rate});
+    if let Some(o) = origin {
+        annotations["rollguard.dev/change-origin"] = json!(o);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": APP, "labels": {"app.kubernetes.io/part-of": "shop"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": APP}},
+            "template": {
+                "metadata": {"labels": {"app": APP}, "annotations": annotations},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            }
+        }
+    })
+}
+
+async fn create<K>(api: &Api<K>, v: Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(v).expect("a valid object");
+    api.create(&PostParams::default(), &obj).await.expect("create")
+}
+
+impl World {
+    async fn new(prefix: &str, router: Router, tiers: Value) -> World {
+        let client = support::client().await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let n = ns.name.clone();
+        let deps: Api<Deployment> = Api::namespaced(client.clone(), &n);
+        create(&deps, deployment("0.001", "example.com/web:1", None)).await;
+        let svc_annotations = if router == Router::Replicas {
+            json!({"sim.rollguard.dev/rps": "100"})
+        } else {
+            json!({})
+        };
+        let svcs: Api<Service> = Api::namespaced(client.clone(), &n);
+        create(
+            &svcs,
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": APP, "annotations": svc_annotations},
+                "spec": {"selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 8080}]}
+            }),
+        )
+        .await;
+        if router == Router::Gateway {
+            let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &n);
+            create(
+                &routes,
+                json!({
+                    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": {"name": APP, "annotations": {"sim.rollguard.dev/rps": "2000"}},
+                    "spec": {
+                        "parentRefs": [{"name": "public"}],
+                        "rules": [{"backendRefs": [
+                            {"name": "web-stable", "port": 80, "weight": 100},
+                            {"name": "web-canary", "port": 80, "weight": 0}
+                        ]}]
+                    }
+                }),
+            )
+            .await;
+        }
+        let policies: Api<RolloutPolicy> = Api::namespaced(client.clone(), &n);
+        create(&policies, policy("shop", router, tiers, "shop")).await;
+        let op = start_operator(&n).await;
+        let sim = start_trafficsim(&n).await;
+        let w = World {
+            client,
+            ns,
+            op,
+            _sim: sim,
+        };
+        // Adopted: paused with the stable revision recorded.
+        w.wait("the Deployment to be adopted", Duration::from_secs(30), async || {
+            let d = w.deployment().await;
+            let paused = d.spec.as_ref()?.paused == Some(true);
+            (paused && d.annotations().contains_key("rollguard.dev/stable-revision")).then_some(())
+        })
+        .await;
+        w
+    }
+
+    fn n(&self) -> &str {
+        &self.ns.name
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    fn runs(&self) -> Api<RolloutRun> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    async fn deployment(&self) -> Deployment {
+        self.deployments().get(APP).await.expect("the Deployment")
+    }
+
+    /// Applies a new pod template: an error rate for the simulator, an image, an origin tag.
+    async fn deploy(&self, error_rate: &str, image: &str, origin: Option<&str>) {
+        let mut annotations = json!({"sim.rollguard.dev/error-rate": error_rate});
+        if let Some(o) = origin {
+            annotations["rollguard.dev/change-origin"] = json!(o);
+        } else {
+            annotations["rollguard.dev/change-origin"] = Value::Null;
+        }
+        let patch = json!({"spec": {"template": {
+            "metadata": {"annotations": annotations},
+            "spec": {"containers": [{"name": "app", "image": image}]}
+        }}});
+        self.deployments()
+            .patch(APP, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .expect("patching the template");
+    }
+
+    /// The newest run.
+    async fn run(&self) -> Option<RolloutRun> {
+        let mut runs = self.runs().list(&ListParams::default()).await.ok()?.items;
+        runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
+        runs.pop()
+    }
+
+    async fn run_count(&self) -> usize {
+        self.runs()
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0)
+    }
+
+    fn phase(r: &RolloutRun) -> Phase {
+        r.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+
+    async fn wait<T>(&self, what: &str, timeout: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        let mut check = check;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                let run = self.run().await;
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\nlatest run: {}\noperator log:\n{}",
+                    serde_json::to_string_pretty(&run.map(|r| r.status)).unwrap_or_default(),
+                    self.op.tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the newest run (optionally: a run other than `not`) reaches `phase`.
+    async fn wait_phase(&self, phase: Phase, timeout: Duration) -> RolloutRun {
+        self.wait(&format!("a run in phase {phase:?}"), timeout, async || {
+            let r = self.run().await?;
+            (Self::phase(&r) == phase).then_some(r)
+        })
+        .await
+    }
+
+    async fn stable_pods(&self) -> BTreeSet<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.n());
+        pods.list(&ListParams::default().labels("app=web,!rollguard.dev/role"))
+            .await
+            .expect("pods")
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect()
+    }
+
+    async fn canary(&self) -> Option<Deployment> {
+        self.deployments().get_opt("web-canary").await.expect("get canary")
+    }
+
+    /// (stable, canary) weights on the HTTPRoute.
+    async fn route_weights(&self) -> (i32, i32) {
+        let routes: Api<HttpRoute> = Api::namespaced(self.client.clone(), self.n());
+        let r = routes.get(APP).await.expect("the route");
+        let refs = r.spec.rules.expect("rules")[0].backend_refs.clone().expect("refs");
+        (refs[0].weight.unwrap_or(1), refs[1].weight.unwrap_or(1))
+    }
+
+    async fn finish(self) {
+        self.ns.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_human_change_walks_its_steps_and_is_promoted() {
+    for router in [Router::Replicas, Router::Gateway] {
+        let w = World::new("human", router, json!([standard_tier("3s")])).await;
+        let stable_before = w.deployment().await.annotations()["rollguard.dev/stable-revision"].clone();
+        w.deploy("0.001", "example.com/web:2", Some("human")).await;
+        let mut weights_seen = BTreeSet::new();
+        let run = w
+            .wait("the run to succeed", Duration::from_secs(90), async || {
+                let r = w.run().await?;
+                if let Some(wt) = r.status.as_ref().and_then(|s| s.weight.clone()) {
+                    weights_seen.insert(wt);
+                }
+                (W::phase(&r) == Phase::Succeeded).then_some(r)
+            })
+            .await;
+        assert_eq!(run.spec.tier.name, "standard");
+        assert!(weights_seen.contains("10%") && weights_seen.contains("50%"), "{weights_seen:?}");
+        // The Deployment is on the new revision, paused again, the canary gone.
+        let d = w.deployment().await;
+        let new_stable = &d.annotations()["rollguard.dev/stable-revision"];
+        assert_ne!(new_stable, &stable_before);
+        assert_eq!(new_stable, &run.spec.canary_revision);
+        assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+        w.wait("the canary to be deleted", Duration::from_secs(20), async || {
+            w.canary().await.is_none().then_some(())
+        })
+        .await;
+        let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+        assert_eq!(image.as_deref(), Some("example.com/web:2"));
+        if router == Router::Gateway {
+            assert_eq!(w.route_weights().await, (1, 0), "all traffic back on stable");
+        }
+        w.finish().await;
+    }
+}
+
+type W = World;
+
+#[tokio::test]
+async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
+    let w = World::new("ai-good", Router::Gateway, json!([ai_tier(true), standard_tier("3s")])).await;
+    w.deploy("0.001", "example.com/web:2", Some("ai-assisted")).await;
+    // The first slice is exactly 1% on the HTTPRoute.
+    w.wait("the 1% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (99, 1)).then_some(())
+    })
+    .await;
+    let run = w.run().await.expect("a run");
+    assert_eq!(run.spec.tier.name, "ai-assisted");
+    assert!(run.spec.tier.reason.contains("rollguard.dev/change-origin=ai-assisted"), "{}", run.spec.tier.reason);
+    w.wait("the 5% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (19, 1)).then_some(())
+    })
+    .await;
+    let waiting = w.wait_phase(Phase::AwaitingApproval, Duration::from_secs(60)).await;
+    // It stays there: no approval, no promotion.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(W::phase(&w.run().await.expect("run")), Phase::AwaitingApproval);
+    // Approve (as the admin user; the CLI records the authenticated identity).
+    let patch = json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
+    w.runs()
+        .patch(&waiting.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .expect("approving");
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
+    for router in [Router::Gateway, Router::Replicas] {
+        let w = World::new("ai-bad", router, json!([ai_tier(false), standard_tier("3s")])).await;
+        let stable = w.stable_pods().await;
+        assert_eq!(stable.len(), 3);
+        w.deploy("0.05", "example.com/web:2", Some("ai-assisted")).await;
+        let start = Instant::now();
+        let run = w.wait_phase(Phase::RolledBack, Duration::from_secs(60)).await;
+        let st = run.status.clone().expect("status");
+        assert_eq!(st.step, 0, "rolled back at its first slice");
+        assert_eq!(st.reason.as_deref(), Some("ErrorRateAboveThreshold"));
+        let ev = st.evidence.expect("evidence");
+        assert!(ev.requests.is_some() && ev.errors.is_some() && ev.rate.is_some(), "{ev:?}");
+        let started = st.canary_started_at.expect("canary started").0;
+        let ended = st.ended_at.expect("ended").0;
+        let to_rollback = ended.duration_since(started).as_secs_f64();
+        println!(
+            "router {}: first canary traffic to rollback {to_rollback:.1}s ({} requests, {} errors, {}); template change to rollback {:.1}s",
+            if router == Router::Gateway { "gatewayAPI" } else { "replicas" },
+            ev.requests.unwrap_or_default(),
+            ev.errors.unwrap_or_default(),
+            ev.rate.unwrap_or_default(),
+            start.elapsed().as_secs_f64()
+        );
+        // Traffic 100% stable, canary deleted, stable pods untouched, Deployment paused.
+        w.wait("the canary to be deleted", Duration::from_secs(20), async || {
+            w.canary().await.is_none().then_some(())
+        })
+        .await;
+        if router == Router::Gateway {
+            assert_eq!(w.route_weights().await, (1, 0));
+        }
+        assert_eq!(w.stable_pods().await, stable, "stable pods untouched");
+        let d = w.deployment().await;
+        assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+        assert_eq!(d.annotations().get("rollguard.dev/failed-revision"), Some(&run.spec.canary_revision));
+        // A Warning Event with the evidence, and the rollback metric.
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), w.n());
+        let warning = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("RolledBack"))
+            .expect("a RolledBack event");
+        assert_eq!(warning.type_.as_deref(), Some("Warning"));
+        assert!(warning.note.unwrap_or_default().contains("canary requests"));
+        let rollbacks = w
+            .op
+            .metric("rollguard_rollbacks_total{reason=\"ErrorRateAboveThreshold\"}")
+            .await;
+        assert_eq!(rollbacks, Some(1.0));
+        // Not retried while the template stays the same.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(w.run_count().await, 1, "a rolled-back template is not retried");
+        // Fixed: a new run starts and is promoted.
+        w.deploy("0.001", "example.com/web:3", Some("ai-assisted")).await;
+        w.wait("a second run", Duration::from_secs(20), async || (w.run_count().await == 2).then_some(())).await;
+        w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+        w.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
+    let w = World::new("supersede", Router::Replicas, json!([standard_tier("20s")])).await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    w.wait("the canary", Duration::from_secs(30), async || w.canary().await).await;
+    w.deploy("0.001", "example.com/web:3", None).await;
+    w.wait("the first run to be superseded", Duration::from_secs(30), async || {
+        let runs = w.runs().list(&ListParams::default()).await.ok()?.items;
+        runs.iter()
+            .any(|r| W::phase(r) == Phase::Superseded && r.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Superseded"))
+            .then_some(())
+    })
+    .await;
+    w.wait("a second run", Duration::from_secs(20), async || (w.run_count().await == 2).then_some(())).await;
+    // Back to the stable template: the run ends without a canary.
+    let stable = deployment("0.001", "example.com/web:1", None);
+    w.deployments()
+        .patch(
+            APP,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": stable["spec"]["template"]}})),
+        )
+        .await
+        .expect("revert");
+    w.wait("the run to end as Reverted", Duration::from_secs(30), async || {
+        let r = w.run().await?;
+        (r.status.as_ref()?.reason.as_deref() == Some("Reverted")).then_some(())
+    })
+    .await;
+    w.wait("the canary to be deleted", Duration::from_secs(20), async || {
+        w.canary().await.is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(w.run_count().await, 2, "no run for the stable template");
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_killed_operator_continues_the_run_at_the_same_step() {
+    let mut w = World::new("restart", Router::Replicas, json!([standard_tier("8s")])).await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    let before = w
+        .wait("step 1 to start", Duration::from_secs(30), async || {
+            let r = w.run().await?;
+            r.status.as_ref()?.step_started_at.as_ref()?;
+            Some(r)
+        })
+        .await;
+    let st = before.status.clone().expect("status");
+    w.op.kill9();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = w.n().to_string();
+    w.op = start_operator(&n).await;
+    // The step's clock was not restarted: the same step_started_at, and step 2 starts about
+    // one pause after step 1 did, not one pause after the restart.
+    let after = w
+        .wait("step 2", Duration::from_secs(30), async || {
+            let r = w.run().await?;
+            (r.status.as_ref()?.step == 1 && r.status.as_ref()?.step_started_at.is_some()).then_some(r)
+        })
+        .await;
+    let s1 = st.step_started_at.expect("s1").0;
+    let s2 = after.status.clone().expect("st").step_started_at.expect("s2").0;
+    let gap = s2.duration_since(s1).as_secs_f64();
+    assert!((8.0..14.0).contains(&gap), "step 2 started {gap:.1}s after step 1 (pause 8s)");
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn two_policies_selecting_one_deployment_both_report_conflict() {
+    let w = World::new("conflict", Router::Replicas, json!([standard_tier("3s")])).await;
+    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    create(&policies, policy("other", Router::Replicas, json!([standard_tier("3s")]), "shop")).await;
+    for name in ["shop", "other"] {
+        w.wait(&format!("{name} to report Conflict"), Duration::from_secs(20), async || {
+            let p = policies.get(name).await.ok()?;
+            let c = p.status?.conditions.into_iter().find(|c| c.type_ == "Conflict")?;
+            (c.status == "True" && c.message.contains("web")).then_some(())
+        })
+        .await;
+    }
+    // The Deployment is not touched: a new template rolls out without a canary or a run.
+    let before = w.run_count().await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.run_count().await, before);
+    assert!(w.canary().await.is_none());
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_the_policy_mid_run_releases_the_deployment() {
+    let w = World::new("release", Router::Gateway, json!([standard_tier("30s")])).await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (9, 1)).then_some(())
+    })
+    .await;
+    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    policies.delete("shop", &DeleteParams::default()).await.expect("delete policy");
+    w.wait("the policy to be gone", Duration::from_secs(30), async || {
+        policies.get_opt("shop").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    // Traffic to stable, canary deleted, Deployment unpaused and free of rollguard's marks.
+    assert_eq!(w.route_weights().await, (1, 0));
+    w.wait("the canary to be deleted", Duration::from_secs(20), async || {
+        w.canary().await.is_none().then_some(())
+    })
+    .await;
+    let d = w.deployment().await;
+    assert_ne!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+    assert!(!d.annotations().keys().any(|k| k.starts_with("rollguard.dev/")), "{:?}", d.annotations());
+    let run = w.run().await.expect("run");
+    assert_eq!(run.status.and_then(|s| s.reason).as_deref(), Some("Released"));
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
+    let w = World::new("noroute", Router::Gateway, json!([standard_tier("3s")])).await;
+    let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
+    routes.delete(APP, &DeleteParams::default()).await.expect("delete route");
+    w.deploy("0.001", "example.com/web:2", None).await;
+    let run = w
+        .wait("the run to say the route is missing", Duration::from_secs(30), async || {
+            let r = w.run().await?;
+            let c = r.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Routing")?.clone();
+            (c.status == "False" && c.reason == "HTTPRouteNotFound").then_some(r)
+        })
+        .await;
+    assert_eq!(W::phase(&run), Phase::Progressing);
+    assert!(run.status.as_ref().and_then(|s| s.step_started_at.clone()).is_none(), "no slice took effect");
+    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    w.wait("the policy to report the missing route", Duration::from_secs(20), async || {
+        let c = policies.get("shop").await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "RoutesReady")?;
+        (c.status == "False" && c.message.contains("web-stable")).then_some(())
+    })
+    .await;
+    w.finish().await;
+}

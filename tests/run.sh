@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the end-to-end tests against a local control plane
+# and Prometheus that this script starts (binaries built once and cached) and always stops.
+#
+#   tests/run.sh                 everything
+#   tests/run.sh --test NAME     one e2e test file (e.g. rollout_e2e), after the unit tests
+#
+# With ROLLGUARD_KUBECONFIG set, the e2e tests run against that existing cluster instead
+# (only Prometheus is started locally).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+cd "$REPO"
+export ROLLGUARD_CLUSTER_DIR=${ROLLGUARD_CLUSTER_DIR:-$REPO/.cluster}
+KUBECTL=${KUBECTL:-kubectl}
+say() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+start=$(date +%s)
+say "building the local control plane's binaries (cached after the first run)"
+tests/cluster/build.sh
+say "building rollguard and its test tools"
+cargo build --all-targets --features e2e
+
+say "unit tests"
+cargo test --lib --bins --examples
+
+# A cluster that was already up (someone's own, for exploring) is used and left running.
+ours=1
+if tests/cluster/cluster.sh status 2>/dev/null | grep -q " running$"; then
+  ours=0
+fi
+cleanup() {
+  rc=$?
+  if [ $rc -ne 0 ] && [ -f "$ROLLGUARD_CLUSTER_DIR/env" ]; then
+    tests/cluster/cluster.sh logs 40 >&2 || true
+  fi
+  [ "$ours" = 1 ] && { tests/cluster/cluster.sh down || true; }
+  say "finished in $(( $(date +%s) - start ))s (exit $rc)"
+  exit $rc
+}
+trap cleanup EXIT
+tests/cluster/cluster.sh up
+# shellcheck disable=SC1091
+source "$ROLLGUARD_CLUSTER_DIR/env"
+$KUBECTL apply --server-side -f crds/rollguard.yaml >/dev/null
+$KUBECTL wait --for=condition=Established crd/rolloutpolicies.rollguard.dev crd/rolloutruns.rollguard.dev --timeout=60s >/dev/null
+
+say "end-to-end tests"
+# Each e2e test works in its own namespace with its own operator process; a few at a time
+# keep the 2-core machine responsive enough for timing-sensitive checks.
+cargo test --features e2e --tests "$@" -- --test-threads="${ROLLGUARD_E2E_THREADS:-3}"
