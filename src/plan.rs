@@ -75,7 +75,10 @@ pub struct RevisionMeta<'a> {
 /// matches, which a validated policy (last tier has no `match`) never allows.
 pub fn match_tier<'t>(tiers: &'t [Tier], meta: &RevisionMeta) -> Option<(&'t Tier, String)> {
     tiers.iter().find_map(|tier| match &tier.match_ {
-        None => Some((tier, "no tier above matched; this tier takes every revision".to_string())),
+        None => Some((
+            tier,
+            "no tier above matched; this tier takes every revision".to_string(),
+        )),
         Some(m) => match_reason(m, meta).map(|why| (tier, why)),
     })
 }
@@ -83,9 +86,17 @@ pub fn match_tier<'t>(tiers: &'t [Tier], meta: &RevisionMeta) -> Option<(&'t Tie
 fn match_reason(m: &TierMatch, meta: &RevisionMeta) -> Option<String> {
     let places = [
         ("pod template label", &m.labels, meta.template_labels),
-        ("pod template annotation", &m.annotations, meta.template_annotations),
+        (
+            "pod template annotation",
+            &m.annotations,
+            meta.template_annotations,
+        ),
         ("Deployment label", &m.labels, meta.deployment_labels),
-        ("Deployment annotation", &m.annotations, meta.deployment_annotations),
+        (
+            "Deployment annotation",
+            &m.annotations,
+            meta.deployment_annotations,
+        ),
     ];
     places.iter().find_map(|(place, wanted, have)| {
         let have = (*have)?;
@@ -357,7 +368,11 @@ mod tests {
                 "standard",
                 "no tier above matched; this tier takes every revision",
             ),
-            (RevisionMeta::default(), "standard", "no tier above matched; this tier takes every revision"),
+            (
+                RevisionMeta::default(),
+                "standard",
+                "no tier above matched; this tier takes every revision",
+            ),
         ];
         for (meta, tier, why) in cases {
             let (t, reason) = match_tier(&tiers, &meta).expect("a tier");
@@ -382,7 +397,10 @@ mod tests {
             deployment_annotations: Some(&ai),
             ..Default::default()
         };
-        assert_eq!(match_tier(&tiers, &meta).expect("tier").0.name, "ai-assisted");
+        assert_eq!(
+            match_tier(&tiers, &meta).expect("tier").0.name,
+            "ai-assisted"
+        );
     }
 
     fn analysis() -> AnalysisSpec {
@@ -409,7 +427,11 @@ mod tests {
         let mut tier = default_tiers().remove(1);
         tier.steps[0].pause = "soon".into();
         let err = Plan::resolve(&tier, &analysis(), "spec.tiers[0]").expect_err("bad pause");
-        assert!(err.to_string().starts_with("spec.tiers[0].steps[0].pause: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("spec.tiers[0].steps[0].pause: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -428,7 +450,11 @@ mod tests {
         for (w, stable, want_c, want_share) in table {
             let c = replicas_for_share(pct(w), stable);
             assert_eq!(c, want_c, "weight {w} with {stable} stable");
-            assert_eq!(share_of(c, stable).to_string(), want_share, "share for {w}/{stable}");
+            assert_eq!(
+                share_of(c, stable).to_string(),
+                want_share,
+                "share for {w}/{stable}"
+            );
         }
     }
 
@@ -458,12 +484,16 @@ mod tests {
 
     #[test]
     fn template_hash_ignores_labels_added_by_controllers() {
-        let mut t = PodTemplateSpec::default();
-        t.metadata = Some(Default::default());
+        let t = PodTemplateSpec {
+            metadata: Some(Default::default()),
+            spec: None,
+        };
         let base = template_hash(&t);
         let mut with = t.clone();
-        with.metadata.as_mut().expect("meta").labels =
-            Some(map(&[("pod-template-hash", "abc"), (crate::names::ROLE_LABEL, "canary")]));
+        with.metadata.as_mut().expect("meta").labels = Some(map(&[
+            ("pod-template-hash", "abc"),
+            (crate::names::ROLE_LABEL, "canary"),
+        ]));
         assert_eq!(template_hash(&with), base);
         let mut changed = t.clone();
         changed.metadata.as_mut().expect("meta").annotations =

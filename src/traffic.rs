@@ -50,7 +50,10 @@ fn pod_labels(d: &Deployment) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn selector_matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -127,7 +130,11 @@ pub struct RouteTarget {
 
 /// Finds the HTTPRoute rules that reference both `<service>-stable` and `<service>-canary`
 /// (only routes named by `rollguard.dev/httproute` when the Deployment has it).
-pub fn find_routes(d: &Deployment, service: &str, routes: &[&HttpRoute]) -> Result<Vec<RouteTarget>, Blocked> {
+pub fn find_routes(
+    d: &Deployment,
+    service: &str,
+    routes: &[&HttpRoute],
+) -> Result<Vec<RouteTarget>, Blocked> {
     let stable = stable_service_name(service);
     let canary = canary_service_name(service);
     let only = d.annotations().get(HTTPROUTE_ANNOTATION);
@@ -162,7 +169,9 @@ pub fn find_routes(d: &Deployment, service: &str, routes: &[&HttpRoute]) -> Resu
     }
     if out.is_empty() {
         let hint = match only {
-            Some(n) => format!("the HTTPRoute {n} (named by {HTTPROUTE_ANNOTATION}) has no rule that"),
+            Some(n) => {
+                format!("the HTTPRoute {n} (named by {HTTPROUTE_ANNOTATION}) has no rule that")
+            }
             None => format!(
                 "no HTTPRoute in namespace {} has a rule that",
                 d.namespace().unwrap_or_default()
@@ -170,7 +179,9 @@ pub fn find_routes(d: &Deployment, service: &str, routes: &[&HttpRoute]) -> Resu
         };
         return Err(blocked(
             "HTTPRouteNotFound",
-            format!("{hint} lists both backendRefs {stable} and {canary}; add them (traffic stays on stable until then)"),
+            format!(
+                "{hint} lists both backendRefs {stable} and {canary}; add them (traffic stays on stable until then)"
+            ),
         ));
     }
     Ok(out)
@@ -181,7 +192,8 @@ pub fn find_routes(d: &Deployment, service: &str, routes: &[&HttpRoute]) -> Resu
 /// HTTPRoute `rules` is an atomic list, so server-side apply cannot own just the weights.
 pub fn weight_patch(t: &RouteTarget, weight: Ratio) -> Value {
     let (s, c) = route_weights(weight);
-    let path = |slot: &WeightSlot| format!("/spec/rules/{}/backendRefs/{}", slot.rule, slot.backend);
+    let path =
+        |slot: &WeightSlot| format!("/spec/rules/{}/backendRefs/{}", slot.rule, slot.backend);
     let set = |slot: &WeightSlot, w: i32| {
         // `add` replaces an existing member and creates a missing one.
         json!({"op": "add", "path": format!("{}/weight", path(slot)), "value": w})
@@ -199,7 +211,10 @@ pub fn weight_patch(t: &RouteTarget, weight: Ratio) -> Value {
 pub fn weights_match(t: &RouteTarget, weight: Ratio) -> bool {
     let (ws, wc) = route_weights(weight);
     // A missing weight means 1 in the Gateway API.
-    let (s, c) = (t.stable.current.unwrap_or(1) as i64, t.canary.current.unwrap_or(1) as i64);
+    let (s, c) = (
+        t.stable.current.unwrap_or(1) as i64,
+        t.canary.current.unwrap_or(1) as i64,
+    );
     s * wc as i64 == c * ws as i64 && (s + c > 0)
 }
 
@@ -306,8 +321,10 @@ mod tests {
     use k8s_openapi::api::core::v1::PodTemplateSpec;
 
     fn deployment(name: &str, labels: &[(&str, &str)]) -> Deployment {
-        let labels: BTreeMap<String, String> =
-            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Deployment {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -343,7 +360,10 @@ mod tests {
             },
             spec: Some(ServiceSpec {
                 selector: Some(
-                    selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    selector
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                 ),
                 ..Default::default()
             }),
@@ -393,7 +413,12 @@ mod tests {
             .annotations
             .get_or_insert_with(Default::default)
             .insert(SERVICE_ANNOTATION.into(), "web-admin".into());
-        assert_eq!(find_service(&named, &[&web, &twin]).expect("named").name_any(), "web-admin");
+        assert_eq!(
+            find_service(&named, &[&web, &twin])
+                .expect("named")
+                .name_any(),
+            "web-admin"
+        );
         // An empty selector selects nothing (as Kubernetes treats a selector-less Service).
         let empty = service("empty", &[]);
         assert!(find_service(&d, &[&empty]).is_err());
@@ -406,7 +431,10 @@ mod tests {
         let unrelated = route("u", &[("api-stable", Some(1)), ("api-canary", Some(1))]);
         let t = find_routes(&d, "web", &[&r, &unrelated]).expect("found");
         assert_eq!(t.len(), 1);
-        assert_eq!((t[0].stable.rule, t[0].stable.backend, t[0].canary.backend), (1, 0, 1));
+        assert_eq!(
+            (t[0].stable.rule, t[0].stable.backend, t[0].canary.backend),
+            (1, 0, 1)
+        );
         let patch = weight_patch(&t[0], parse_percent("0.5%").expect("pct"));
         assert_eq!(
             patch,
@@ -417,13 +445,20 @@ mod tests {
                 {"op": "add", "path": "/spec/rules/1/backendRefs/1/weight", "value": 1},
             ])
         );
-        assert!(!weights_match(&t[0], parse_percent("0%").expect("pct")), "missing weight is 1");
+        assert!(
+            !weights_match(&t[0], parse_percent("0%").expect("pct")),
+            "missing weight is 1"
+        );
         let pinned = route("r", &[("web-stable", Some(990)), ("web-canary", Some(10))]);
         let t = find_routes(&d, "web", &[&pinned]).expect("found");
         assert!(weights_match(&t[0], parse_percent("1%").expect("pct")));
         let missing = find_routes(&d, "web", &[&unrelated]).expect_err("missing");
         assert_eq!(missing.reason, "HTTPRouteNotFound");
-        assert!(missing.message.contains("web-stable and web-canary"), "{}", missing.message);
+        assert!(
+            missing.message.contains("web-stable and web-canary"),
+            "{}",
+            missing.message
+        );
     }
 
     #[test]
@@ -435,13 +470,24 @@ mod tests {
         assert_eq!(spec.replicas, Some(2));
         let sel = spec.selector.match_labels.expect("labels");
         assert_eq!(sel.get(ROLE_LABEL).map(String::as_str), Some(ROLE_CANARY));
-        let tl = spec.template.metadata.and_then(|m| m.labels).expect("labels");
-        assert!(selector_matches(&sel, &tl), "the canary selects its own pods");
+        let tl = spec
+            .template
+            .metadata
+            .and_then(|m| m.labels)
+            .expect("labels");
+        assert!(
+            selector_matches(&sel, &tl),
+            "the canary selects its own pods"
+        );
         assert_eq!(c.metadata.owner_references.expect("owner")[0].name, "web");
-        let (stable, canary) = routing_services(&d, &service("web", &[("app", "web")]), Some("abc"));
+        let (stable, canary) =
+            routing_services(&d, &service("web", &[("app", "web")]), Some("abc"));
         let ss = stable.spec.and_then(|s| s.selector).expect("sel");
         assert_eq!(ss.get("pod-template-hash").map(String::as_str), Some("abc"));
-        assert!(!selector_matches(&ss, &tl), "the stable Service never selects canary pods");
+        assert!(
+            !selector_matches(&ss, &tl),
+            "the stable Service never selects canary pods"
+        );
         let cs = canary.spec.and_then(|s| s.selector).expect("sel");
         assert!(selector_matches(&cs, &tl));
     }

@@ -15,11 +15,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rollguard::api::run::{Phase, RolloutRun};
 use rollguard::api::RolloutPolicy;
+use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::{Value, json};
-use support::procs::{Proc, start_operator, start_trafficsim};
 use support::TestNamespace;
+use support::procs::{Proc, start_operator, start_trafficsim};
 
 const APP: &str = "web";
 
@@ -102,7 +102,9 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let obj: K = serde_json::from_value(v).expect("a valid object");
-    api.create(&PostParams::default(), &obj).await.expect("create")
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create")
 }
 
 impl World {
@@ -156,11 +158,18 @@ impl World {
             _sim: sim,
         };
         // Adopted: paused with the stable revision recorded.
-        w.wait("the Deployment to be adopted", Duration::from_secs(30), async || {
-            let d = w.deployment().await;
-            let paused = d.spec.as_ref()?.paused == Some(true);
-            (paused && d.annotations().contains_key("rollguard.dev/stable-revision")).then_some(())
-        })
+        w.wait(
+            "the Deployment to be adopted",
+            Duration::from_secs(30),
+            async || {
+                let d = w.deployment().await;
+                let paused = d.spec.as_ref()?.paused == Some(true);
+                (paused
+                    && d.annotations()
+                        .contains_key("rollguard.dev/stable-revision"))
+                .then_some(())
+            },
+        )
         .await;
         w
     }
@@ -218,7 +227,12 @@ impl World {
         r.status.as_ref().map(|s| s.phase).unwrap_or_default()
     }
 
-    async fn wait<T>(&self, what: &str, timeout: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
         let start = Instant::now();
         let mut check = check;
         loop {
@@ -258,14 +272,20 @@ impl World {
     }
 
     async fn canary(&self) -> Option<Deployment> {
-        self.deployments().get_opt("web-canary").await.expect("get canary")
+        self.deployments()
+            .get_opt("web-canary")
+            .await
+            .expect("get canary")
     }
 
     /// (stable, canary) weights on the HTTPRoute.
     async fn route_weights(&self) -> (i32, i32) {
         let routes: Api<HttpRoute> = Api::namespaced(self.client.clone(), self.n());
         let r = routes.get(APP).await.expect("the route");
-        let refs = r.spec.rules.expect("rules")[0].backend_refs.clone().expect("refs");
+        let refs = r.spec.rules.expect("rules")[0]
+            .backend_refs
+            .clone()
+            .expect("refs");
         (refs[0].weight.unwrap_or(1), refs[1].weight.unwrap_or(1))
     }
 
@@ -278,7 +298,8 @@ impl World {
 async fn a_human_change_walks_its_steps_and_is_promoted() {
     for router in [Router::Replicas, Router::Gateway] {
         let w = World::new("human", router, json!([standard_tier("3s")])).await;
-        let stable_before = w.deployment().await.annotations()["rollguard.dev/stable-revision"].clone();
+        let stable_before =
+            w.deployment().await.annotations()["rollguard.dev/stable-revision"].clone();
         w.deploy("0.001", "example.com/web:2", Some("human")).await;
         let mut weights_seen = BTreeSet::new();
         let run = w
@@ -291,21 +312,32 @@ async fn a_human_change_walks_its_steps_and_is_promoted() {
             })
             .await;
         assert_eq!(run.spec.tier.name, "standard");
-        assert!(weights_seen.contains("10%") && weights_seen.contains("50%"), "{weights_seen:?}");
+        assert!(
+            weights_seen.contains("10%") && weights_seen.contains("50%"),
+            "{weights_seen:?}"
+        );
         // The Deployment is on the new revision, paused again, the canary gone.
         let d = w.deployment().await;
         let new_stable = &d.annotations()["rollguard.dev/stable-revision"];
         assert_ne!(new_stable, &stable_before);
         assert_eq!(new_stable, &run.spec.canary_revision);
         assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
-        w.wait("the canary to be deleted", Duration::from_secs(20), async || {
-            w.canary().await.is_none().then_some(())
-        })
+        w.wait(
+            "the canary to be deleted",
+            Duration::from_secs(20),
+            async || w.canary().await.is_none().then_some(()),
+        )
         .await;
-        let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+        let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone();
         assert_eq!(image.as_deref(), Some("example.com/web:2"));
         if router == Router::Gateway {
-            assert_eq!(w.route_weights().await, (1, 0), "all traffic back on stable");
+            assert_eq!(
+                w.route_weights().await,
+                (1, 0),
+                "all traffic back on stable"
+            );
         }
         w.finish().await;
     }
@@ -315,8 +347,14 @@ type W = World;
 
 #[tokio::test]
 async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
-    let w = World::new("ai-good", Router::Gateway, json!([ai_tier(true), standard_tier("3s")])).await;
-    w.deploy("0.001", "example.com/web:2", Some("ai-assisted")).await;
+    let w = World::new(
+        "ai-good",
+        Router::Gateway,
+        json!([ai_tier(true), standard_tier("3s")]),
+    )
+    .await;
+    w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
+        .await;
     // The first slice is exactly 1% on the HTTPRoute.
     w.wait("the 1% slice", Duration::from_secs(30), async || {
         (w.route_weights().await == (99, 1)).then_some(())
@@ -324,54 +362,89 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
     .await;
     let run = w.run().await.expect("a run");
     assert_eq!(run.spec.tier.name, "ai-assisted");
-    assert!(run.spec.tier.reason.contains("rollguard.dev/change-origin=ai-assisted"), "{}", run.spec.tier.reason);
+    assert!(
+        run.spec
+            .tier
+            .reason
+            .contains("rollguard.dev/change-origin=ai-assisted"),
+        "{}",
+        run.spec.tier.reason
+    );
     w.wait("the 5% slice", Duration::from_secs(30), async || {
         (w.route_weights().await == (19, 1)).then_some(())
     })
     .await;
-    let waiting = w.wait_phase(Phase::AwaitingApproval, Duration::from_secs(60)).await;
+    let waiting = w
+        .wait_phase(Phase::AwaitingApproval, Duration::from_secs(60))
+        .await;
     // It stays there: no approval, no promotion.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(W::phase(&w.run().await.expect("run")), Phase::AwaitingApproval);
+    assert_eq!(
+        W::phase(&w.run().await.expect("run")),
+        Phase::AwaitingApproval
+    );
     // Approve (as the admin user; the CLI records the authenticated identity).
-    let patch = json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
+    let patch =
+        json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
     w.runs()
-        .patch(&waiting.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &waiting.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
         .expect("approving");
-    w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
+        .await;
     w.finish().await;
 }
 
 #[tokio::test]
 async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
     for router in [Router::Gateway, Router::Replicas] {
-        let w = World::new("ai-bad", router, json!([ai_tier(false), standard_tier("3s")])).await;
+        let w = World::new(
+            "ai-bad",
+            router,
+            json!([ai_tier(false), standard_tier("3s")]),
+        )
+        .await;
         let stable = w.stable_pods().await;
         assert_eq!(stable.len(), 3);
-        w.deploy("0.05", "example.com/web:2", Some("ai-assisted")).await;
+        w.deploy("0.05", "example.com/web:2", Some("ai-assisted"))
+            .await;
         let start = Instant::now();
-        let run = w.wait_phase(Phase::RolledBack, Duration::from_secs(60)).await;
+        let run = w
+            .wait_phase(Phase::RolledBack, Duration::from_secs(60))
+            .await;
         let st = run.status.clone().expect("status");
         assert_eq!(st.step, 0, "rolled back at its first slice");
         assert_eq!(st.reason.as_deref(), Some("ErrorRateAboveThreshold"));
         let ev = st.evidence.expect("evidence");
-        assert!(ev.requests.is_some() && ev.errors.is_some() && ev.rate.is_some(), "{ev:?}");
+        assert!(
+            ev.requests.is_some() && ev.errors.is_some() && ev.rate.is_some(),
+            "{ev:?}"
+        );
         let started = st.canary_started_at.expect("canary started").0;
         let ended = st.ended_at.expect("ended").0;
         let to_rollback = ended.duration_since(started).as_secs_f64();
         println!(
             "router {}: first canary traffic to rollback {to_rollback:.1}s ({} requests, {} errors, {}); template change to rollback {:.1}s",
-            if router == Router::Gateway { "gatewayAPI" } else { "replicas" },
+            if router == Router::Gateway {
+                "gatewayAPI"
+            } else {
+                "replicas"
+            },
             ev.requests.unwrap_or_default(),
             ev.errors.unwrap_or_default(),
             ev.rate.unwrap_or_default(),
             start.elapsed().as_secs_f64()
         );
         // Traffic 100% stable, canary deleted, stable pods untouched, Deployment paused.
-        w.wait("the canary to be deleted", Duration::from_secs(20), async || {
-            w.canary().await.is_none().then_some(())
-        })
+        w.wait(
+            "the canary to be deleted",
+            Duration::from_secs(20),
+            async || w.canary().await.is_none().then_some(()),
+        )
         .await;
         if router == Router::Gateway {
             assert_eq!(w.route_weights().await, (1, 0));
@@ -379,9 +452,13 @@ async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
         assert_eq!(w.stable_pods().await, stable, "stable pods untouched");
         let d = w.deployment().await;
         assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
-        assert_eq!(d.annotations().get("rollguard.dev/failed-revision"), Some(&run.spec.canary_revision));
+        assert_eq!(
+            d.annotations().get("rollguard.dev/failed-revision"),
+            Some(&run.spec.canary_revision)
+        );
         // A Warning Event with the evidence, and the rollback metric.
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), w.n());
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(w.client.clone(), w.n());
         let warning = events
             .list(&ListParams::default())
             .await
@@ -392,18 +469,26 @@ async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
             .expect("a RolledBack event");
         assert_eq!(warning.type_.as_deref(), Some("Warning"));
         assert!(warning.note.unwrap_or_default().contains("canary requests"));
-        let rollbacks = w
-            .op
-            .metric("rollguard_rollbacks_total{reason=\"ErrorRateAboveThreshold\"}")
-            .await;
+        let rollbacks =
+            w.op.metric("rollguard_rollbacks_total{reason=\"ErrorRateAboveThreshold\"}")
+                .await;
         assert_eq!(rollbacks, Some(1.0));
         // Not retried while the template stays the same.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(w.run_count().await, 1, "a rolled-back template is not retried");
+        assert_eq!(
+            w.run_count().await,
+            1,
+            "a rolled-back template is not retried"
+        );
         // Fixed: a new run starts and is promoted.
-        w.deploy("0.001", "example.com/web:3", Some("ai-assisted")).await;
-        w.wait("a second run", Duration::from_secs(20), async || (w.run_count().await == 2).then_some(())).await;
-        w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+        w.deploy("0.001", "example.com/web:3", Some("ai-assisted"))
+            .await;
+        w.wait("a second run", Duration::from_secs(20), async || {
+            (w.run_count().await == 2).then_some(())
+        })
+        .await;
+        w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
+            .await;
         w.finish().await;
     }
 }
@@ -412,16 +497,29 @@ async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
 async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
     let w = World::new("supersede", Router::Replicas, json!([standard_tier("20s")])).await;
     w.deploy("0.001", "example.com/web:2", None).await;
-    w.wait("the canary", Duration::from_secs(30), async || w.canary().await).await;
-    w.deploy("0.001", "example.com/web:3", None).await;
-    w.wait("the first run to be superseded", Duration::from_secs(30), async || {
-        let runs = w.runs().list(&ListParams::default()).await.ok()?.items;
-        runs.iter()
-            .any(|r| W::phase(r) == Phase::Superseded && r.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Superseded"))
-            .then_some(())
+    w.wait("the canary", Duration::from_secs(30), async || {
+        w.canary().await
     })
     .await;
-    w.wait("a second run", Duration::from_secs(20), async || (w.run_count().await == 2).then_some(())).await;
+    w.deploy("0.001", "example.com/web:3", None).await;
+    w.wait(
+        "the first run to be superseded",
+        Duration::from_secs(30),
+        async || {
+            let runs = w.runs().list(&ListParams::default()).await.ok()?.items;
+            runs.iter()
+                .any(|r| {
+                    W::phase(r) == Phase::Superseded
+                        && r.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Superseded")
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    w.wait("a second run", Duration::from_secs(20), async || {
+        (w.run_count().await == 2).then_some(())
+    })
+    .await;
     // Back to the stable template: the run ends without a canary.
     let stable = deployment("0.001", "example.com/web:1", None);
     w.deployments()
@@ -432,14 +530,20 @@ async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
         )
         .await
         .expect("revert");
-    w.wait("the run to end as Reverted", Duration::from_secs(30), async || {
-        let r = w.run().await?;
-        (r.status.as_ref()?.reason.as_deref() == Some("Reverted")).then_some(())
-    })
+    w.wait(
+        "the run to end as Reverted",
+        Duration::from_secs(30),
+        async || {
+            let r = w.run().await?;
+            (r.status.as_ref()?.reason.as_deref() == Some("Reverted")).then_some(())
+        },
+    )
     .await;
-    w.wait("the canary to be deleted", Duration::from_secs(20), async || {
-        w.canary().await.is_none().then_some(())
-    })
+    w.wait(
+        "the canary to be deleted",
+        Duration::from_secs(20),
+        async || w.canary().await.is_none().then_some(()),
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(w.run_count().await, 2, "no run for the stable template");
@@ -467,14 +571,25 @@ async fn a_killed_operator_continues_the_run_at_the_same_step() {
     let after = w
         .wait("step 2", Duration::from_secs(30), async || {
             let r = w.run().await?;
-            (r.status.as_ref()?.step == 1 && r.status.as_ref()?.step_started_at.is_some()).then_some(r)
+            (r.status.as_ref()?.step == 1 && r.status.as_ref()?.step_started_at.is_some())
+                .then_some(r)
         })
         .await;
     let s1 = st.step_started_at.expect("s1").0;
-    let s2 = after.status.clone().expect("st").step_started_at.expect("s2").0;
+    let s2 = after
+        .status
+        .clone()
+        .expect("st")
+        .step_started_at
+        .expect("s2")
+        .0;
     let gap = s2.duration_since(s1).as_secs_f64();
-    assert!((8.0..14.0).contains(&gap), "step 2 started {gap:.1}s after step 1 (pause 8s)");
-    w.wait_phase(Phase::Succeeded, Duration::from_secs(60)).await;
+    assert!(
+        (8.0..14.0).contains(&gap),
+        "step 2 started {gap:.1}s after step 1 (pause 8s)"
+    );
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
+        .await;
     w.finish().await;
 }
 
@@ -482,13 +597,30 @@ async fn a_killed_operator_continues_the_run_at_the_same_step() {
 async fn two_policies_selecting_one_deployment_both_report_conflict() {
     let w = World::new("conflict", Router::Replicas, json!([standard_tier("3s")])).await;
     let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
-    create(&policies, policy("other", Router::Replicas, json!([standard_tier("3s")]), "shop")).await;
+    create(
+        &policies,
+        policy(
+            "other",
+            Router::Replicas,
+            json!([standard_tier("3s")]),
+            "shop",
+        ),
+    )
+    .await;
     for name in ["shop", "other"] {
-        w.wait(&format!("{name} to report Conflict"), Duration::from_secs(20), async || {
-            let p = policies.get(name).await.ok()?;
-            let c = p.status?.conditions.into_iter().find(|c| c.type_ == "Conflict")?;
-            (c.status == "True" && c.message.contains("web")).then_some(())
-        })
+        w.wait(
+            &format!("{name} to report Conflict"),
+            Duration::from_secs(20),
+            async || {
+                let p = policies.get(name).await.ok()?;
+                let c = p
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Conflict")?;
+                (c.status == "True" && c.message.contains("web")).then_some(())
+            },
+        )
         .await;
     }
     // The Deployment is not touched: a new template rolls out without a canary or a run.
@@ -509,22 +641,38 @@ async fn deleting_the_policy_mid_run_releases_the_deployment() {
     })
     .await;
     let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
-    policies.delete("shop", &DeleteParams::default()).await.expect("delete policy");
-    w.wait("the policy to be gone", Duration::from_secs(30), async || {
-        policies.get_opt("shop").await.ok()?.is_none().then_some(())
-    })
+    policies
+        .delete("shop", &DeleteParams::default())
+        .await
+        .expect("delete policy");
+    w.wait(
+        "the policy to be gone",
+        Duration::from_secs(30),
+        async || policies.get_opt("shop").await.ok()?.is_none().then_some(()),
+    )
     .await;
     // Traffic to stable, canary deleted, Deployment unpaused and free of rollguard's marks.
     assert_eq!(w.route_weights().await, (1, 0));
-    w.wait("the canary to be deleted", Duration::from_secs(20), async || {
-        w.canary().await.is_none().then_some(())
-    })
+    w.wait(
+        "the canary to be deleted",
+        Duration::from_secs(20),
+        async || w.canary().await.is_none().then_some(()),
+    )
     .await;
     let d = w.deployment().await;
     assert_ne!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
-    assert!(!d.annotations().keys().any(|k| k.starts_with("rollguard.dev/")), "{:?}", d.annotations());
+    assert!(
+        !d.annotations()
+            .keys()
+            .any(|k| k.starts_with("rollguard.dev/")),
+        "{:?}",
+        d.annotations()
+    );
     let run = w.run().await.expect("run");
-    assert_eq!(run.status.and_then(|s| s.reason).as_deref(), Some("Released"));
+    assert_eq!(
+        run.status.and_then(|s| s.reason).as_deref(),
+        Some("Released")
+    );
     w.finish().await;
 }
 
@@ -532,22 +680,52 @@ async fn deleting_the_policy_mid_run_releases_the_deployment() {
 async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
     let w = World::new("noroute", Router::Gateway, json!([standard_tier("3s")])).await;
     let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
-    routes.delete(APP, &DeleteParams::default()).await.expect("delete route");
+    routes
+        .delete(APP, &DeleteParams::default())
+        .await
+        .expect("delete route");
     w.deploy("0.001", "example.com/web:2", None).await;
     let run = w
-        .wait("the run to say the route is missing", Duration::from_secs(30), async || {
-            let r = w.run().await?;
-            let c = r.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Routing")?.clone();
-            (c.status == "False" && c.reason == "HTTPRouteNotFound").then_some(r)
-        })
+        .wait(
+            "the run to say the route is missing",
+            Duration::from_secs(30),
+            async || {
+                let r = w.run().await?;
+                let c = r
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Routing")?
+                    .clone();
+                (c.status == "False" && c.reason == "HTTPRouteNotFound").then_some(r)
+            },
+        )
         .await;
     assert_eq!(W::phase(&run), Phase::Progressing);
-    assert!(run.status.as_ref().and_then(|s| s.step_started_at.clone()).is_none(), "no slice took effect");
+    assert!(
+        run.status
+            .as_ref()
+            .and_then(|s| s.step_started_at.clone())
+            .is_none(),
+        "no slice took effect"
+    );
     let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
-    w.wait("the policy to report the missing route", Duration::from_secs(20), async || {
-        let c = policies.get("shop").await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == "RoutesReady")?;
-        (c.status == "False" && c.message.contains("web-stable")).then_some(())
-    })
+    w.wait(
+        "the policy to report the missing route",
+        Duration::from_secs(20),
+        async || {
+            let c = policies
+                .get("shop")
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "RoutesReady")?;
+            (c.status == "False" && c.message.contains("web-stable")).then_some(())
+        },
+    )
     .await;
     w.finish().await;
 }

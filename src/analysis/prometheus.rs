@@ -132,7 +132,10 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
                         .get("metric")
                         .and_then(|m| serde_json::from_value(m.clone()).ok())
                         .unwrap_or_default();
-                    Ok((labels, value_of(s.get("value").unwrap_or(&serde_json::Value::Null))?))
+                    Ok((
+                        labels,
+                        value_of(s.get("value").unwrap_or(&serde_json::Value::Null))?,
+                    ))
                 })
                 .collect()
         }
@@ -170,9 +173,7 @@ pub fn split(series: &[Series], tags: &[&str]) -> Result<BTreeMap<String, Answer
             [v] if v.is_nan() => Answer::NoData(format!("the {tag} query returned NaN")),
             [v] => Answer::Value(*v),
             many => {
-                return Err(QueryError::TooManySeries {
-                    series: many.len(),
-                });
+                return Err(QueryError::TooManySeries { series: many.len() });
             }
         };
         out.insert((*tag).to_string(), answer);
@@ -283,7 +284,10 @@ mod tests {
         assert!(e.to_string().contains("sum("), "{e}");
         let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
         let e = parse_vector(bad).expect_err("rejected");
-        assert_eq!(e.to_string(), "Prometheus rejected the query (bad_data): parse error at char 5");
+        assert_eq!(
+            e.to_string(),
+            "Prometheus rejected the query (bad_data): parse error at char 5"
+        );
         assert!(parse_vector(b"<html>").is_err());
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert!(parse_vector(matrix).is_err());

@@ -3,6 +3,9 @@
 //! tiers a new revision is matched to. Validation that the API server can do lives here as
 //! schema constraints and CEL rules, so a bad policy is refused before it is stored.
 
+// kube's `printcolumn(...)` attributes repeat the same keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
@@ -42,10 +45,22 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     category = "rollguard",
     doc = "RolloutPolicy selects Deployments and rolls each new revision out as a canary in risk-tiered steps, with automatic rollback on the Prometheus error rate.",
     printcolumn(name = "Router", type_ = "string", json_path = ".status.router"),
-    printcolumn(name = "Governed", type_ = "integer", json_path = ".status.governedDeployments"),
+    printcolumn(
+        name = "Governed",
+        type_ = "integer",
+        json_path = ".status.governedDeployments"
+    ),
     printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeRuns"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.tiers) || self.tiers.all(t, t.steps.all(s, duration(s.pause) >= duration(self.analysis.interval)))"
@@ -103,7 +118,11 @@ pub struct TrafficSpec {
     /// Split by weight on a Gateway API HTTPRoute whose rule lists the backendRefs
     /// `<service>-stable` and `<service>-canary`; rollguard creates and pins those two
     /// Services and writes only their weights. Any slice down to 0.0001% is exact.
-    #[serde(rename = "gatewayAPI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayAPI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_api: Option<GatewayApiRouter>,
 }
 
@@ -224,7 +243,9 @@ pub struct SecretKeyRef {
 }
 
 /// What a sample without data does.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum OnNoData {
     /// Hold the run at its step until data arrives; never promote.
@@ -245,7 +266,10 @@ pub enum OnNoData {
 ).message("sequential.p0 (default 0.1%) must be lower than maxErrorRate, which is p1 unless sequential.p1 is set"))]
 pub struct Tier {
     /// Tier name, shown on runs (e.g. `ai-assisted`). Lowercase letters, digits and dashes.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Which revisions this tier takes. The tier matches when any listed label or
@@ -328,7 +352,9 @@ pub struct Step {
 }
 
 /// How analysis samples are judged.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Decision {
     /// Roll back when a sample's error rate exceeds maxErrorRate (after failureLimit).
@@ -395,7 +421,9 @@ fn default_beta() -> String {
 }
 
 /// Which sequential test.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum SequentialTest {
     /// Wald's sequential probability ratio test.
@@ -406,7 +434,9 @@ pub enum SequentialTest {
 }
 
 /// Where the sequential test's p0 comes from.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Baseline {
     /// The tier's `p0`.

@@ -3,6 +3,9 @@
 //! only approvals and commands, each recorded with the identity the API server
 //! authenticated. The run is the audit record of what happened and why.
 
+// kube's `printcolumn(...)` attributes repeat the same keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -29,8 +32,17 @@ pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
     printcolumn(name = "Step", type_ = "string", json_path = ".status.stepDisplay"),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.weight"),
     printcolumn(name = "Error rate", type_ = "string", json_path = ".status.errorRate"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = ".status.reason")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.reason"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRunSpec {
@@ -125,7 +137,9 @@ pub struct PromoteCommand {
 }
 
 /// Phases of a run.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash,
+)]
 pub enum Phase {
     /// Canary slices are being served and analysed.
     #[default]

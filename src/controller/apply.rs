@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::{Context, Error, kube_err};
@@ -58,7 +58,11 @@ impl GovernedFields {
 }
 
 /// Sets `spec.paused` and rollguard's annotations on a governed Deployment, when they differ.
-pub async fn governed_fields(ctx: &Context, d: &Deployment, want: &GovernedFields) -> Result<bool, Error> {
+pub async fn governed_fields(
+    ctx: &Context,
+    d: &Deployment,
+    want: &GovernedFields,
+) -> Result<bool, Error> {
     if &GovernedFields::of(d) == want {
         return Ok(false);
     }
@@ -73,7 +77,10 @@ pub async fn governed_fields(ctx: &Context, d: &Deployment, want: &GovernedField
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
-        .map_err(kube_err(format!("setting spec.paused={} on Deployment {ns}/{name}", want.paused)))?;
+        .map_err(kube_err(format!(
+            "setting spec.paused={} on Deployment {ns}/{name}",
+            want.paused
+        )))?;
     Ok(true)
 }
 
@@ -91,7 +98,11 @@ pub async fn release_deployment(ctx: &Context, d: &Deployment) -> Result<(), Err
 }
 
 /// Creates or resizes the canary Deployment when the stored one differs.
-pub async fn canary(ctx: &Context, want: &Deployment, have: Option<&Deployment>) -> Result<bool, Error> {
+pub async fn canary(
+    ctx: &Context,
+    want: &Deployment,
+    have: Option<&Deployment>,
+) -> Result<bool, Error> {
     let same = have.is_some_and(|h| {
         let (hs, ws) = (h.spec.as_ref(), want.spec.as_ref());
         hs.map(|s| (&s.replicas, &s.template)) == ws.map(|s| (&s.replicas, &s.template))
@@ -107,7 +118,9 @@ pub async fn canary(ctx: &Context, want: &Deployment, have: Option<&Deployment>)
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
-        .map_err(kube_err(format!("applying the canary Deployment {ns}/{name}")))?;
+        .map_err(kube_err(format!(
+            "applying the canary Deployment {ns}/{name}"
+        )))?;
     Ok(true)
 }
 
@@ -120,13 +133,19 @@ pub async fn delete_canary(ctx: &Context, ns: &str, name: &str) -> Result<bool, 
     {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(kube_err(format!("deleting the canary Deployment {ns}/{name}"))(e)),
+        Err(e) => Err(kube_err(format!(
+            "deleting the canary Deployment {ns}/{name}"
+        ))(e)),
     }
 }
 
 /// Applies a routing Service when the stored one differs in selector or ports.
 pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> Result<bool, Error> {
-    let key = |s: &Service| s.spec.as_ref().map(|sp| (sp.selector.clone(), sp.ports.clone()));
+    let key = |s: &Service| {
+        s.spec
+            .as_ref()
+            .map(|sp| (sp.selector.clone(), sp.ports.clone()))
+    };
     if have.is_some_and(|h| key(h) == key(want)) {
         return Ok(false);
     }
@@ -138,7 +157,9 @@ pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> R
     ctx.api::<Service>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
-        .map_err(kube_err(format!("applying the routing Service {ns}/{name}")))?;
+        .map_err(kube_err(format!(
+            "applying the routing Service {ns}/{name}"
+        )))?;
     Ok(true)
 }
 
@@ -146,7 +167,13 @@ pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> R
 /// last: when the wanted weight is a new one it is always written (the cached route may not
 /// show rollguard's own previous write yet); when it is the same, it is written only if the
 /// route drifted, and a drift rollguard did not cause (someone edited the route) is logged.
-pub async fn route_weights(ctx: &Context, ns: &str, t: &RouteTarget, weight: Ratio, last: Option<Ratio>) -> Result<bool, Error> {
+pub async fn route_weights(
+    ctx: &Context,
+    ns: &str,
+    t: &RouteTarget,
+    weight: Ratio,
+    last: Option<Ratio>,
+) -> Result<bool, Error> {
     let unchanged = last == Some(weight);
     if unchanged && weights_match(t, weight) {
         return Ok(false);
@@ -160,17 +187,24 @@ pub async fn route_weights(ctx: &Context, ns: &str, t: &RouteTarget, weight: Rat
             "HTTPRoute weights were changed by someone else; rollguard writes them back"
         );
     }
-    let patch: json_patch::Patch =
-        serde_json::from_value(weight_patch(t, weight)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let patch: json_patch::Patch = serde_json::from_value(weight_patch(t, weight))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     ctx.api::<HttpRoute>(ns)
         .patch(&t.route, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
-        .map_err(kube_err(format!("setting weights on HTTPRoute {ns}/{}", t.route)))?;
+        .map_err(kube_err(format!(
+            "setting weights on HTTPRoute {ns}/{}",
+            t.route
+        )))?;
     Ok(true)
 }
 
 /// Writes a run's status (server-side apply on the status subresource) when it changed.
-pub async fn run_status(ctx: &Context, run: &RolloutRun, status: &RolloutRunStatus) -> Result<bool, Error> {
+pub async fn run_status(
+    ctx: &Context,
+    run: &RolloutRun,
+    status: &RolloutRunStatus,
+) -> Result<bool, Error> {
     if run.status.as_ref() == Some(status) {
         return Ok(false);
     }
@@ -185,23 +219,36 @@ pub async fn run_status(ctx: &Context, run: &RolloutRun, status: &RolloutRunStat
     ctx.api::<RolloutRun>(&ns)
         .patch_status(&name, &ssa(), &Patch::Apply(body))
         .await
-        .map_err(kube_err(format!("writing the status of RolloutRun {ns}/{name}")))?;
+        .map_err(kube_err(format!(
+            "writing the status of RolloutRun {ns}/{name}"
+        )))?;
     Ok(true)
 }
 
 /// Creates a run; one that already exists (a retried create after a crash) is fine.
 pub async fn create_run(ctx: &Context, run: &RolloutRun) -> Result<bool, Error> {
     let ns = run.namespace().unwrap_or_default();
-    match ctx.api::<RolloutRun>(&ns).create(&PostParams::default(), run).await {
+    match ctx
+        .api::<RolloutRun>(&ns)
+        .create(&PostParams::default(), run)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(kube_err(format!("creating RolloutRun {ns}/{}", run.name_any()))(e)),
+        Err(e) => Err(kube_err(format!(
+            "creating RolloutRun {ns}/{}",
+            run.name_any()
+        ))(e)),
     }
 }
 
 /// Deletes a finished run (history pruning).
 pub async fn delete_run(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
-    match ctx.api::<RolloutRun>(ns).delete(name, &DeleteParams::default()).await {
+    match ctx
+        .api::<RolloutRun>(ns)
+        .delete(name, &DeleteParams::default())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(kube_err(format!("deleting RolloutRun {ns}/{name}"))(e)),
@@ -209,7 +256,11 @@ pub async fn delete_run(ctx: &Context, ns: &str, name: &str) -> Result<(), Error
 }
 
 /// Writes a policy's status when it changed.
-pub async fn policy_status(ctx: &Context, p: &RolloutPolicy, status: &RolloutPolicyStatus) -> Result<(), Error> {
+pub async fn policy_status(
+    ctx: &Context,
+    p: &RolloutPolicy,
+    status: &RolloutPolicyStatus,
+) -> Result<(), Error> {
     if p.status.as_ref() == Some(status) {
         return Ok(());
     }
@@ -224,14 +275,23 @@ pub async fn policy_status(ctx: &Context, p: &RolloutPolicy, status: &RolloutPol
     ctx.api::<RolloutPolicy>(&ns)
         .patch_status(&name, &ssa(), &Patch::Apply(body))
         .await
-        .map_err(kube_err(format!("writing the status of RolloutPolicy {ns}/{name}")))?;
+        .map_err(kube_err(format!(
+            "writing the status of RolloutPolicy {ns}/{name}"
+        )))?;
     Ok(())
 }
 
 /// Adds or removes rollguard's finalizer on a policy (server-side apply owns only our entry
 /// of the finalizer set).
-pub async fn policy_finalizer(ctx: &Context, p: &RolloutPolicy, present: bool) -> Result<(), Error> {
-    let has = p.finalizers().iter().any(|f| f == crate::names::POLICY_FINALIZER);
+pub async fn policy_finalizer(
+    ctx: &Context,
+    p: &RolloutPolicy,
+    present: bool,
+) -> Result<(), Error> {
+    let has = p
+        .finalizers()
+        .iter()
+        .any(|f| f == crate::names::POLICY_FINALIZER);
     if has == present {
         return Ok(());
     }
@@ -254,6 +314,8 @@ pub async fn policy_finalizer(ctx: &Context, p: &RolloutPolicy, present: bool) -
     {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(kube_err(format!("updating the finalizer of RolloutPolicy {ns}/{name}"))(e)),
+        Err(e) => Err(kube_err(format!(
+            "updating the finalizer of RolloutPolicy {ns}/{name}"
+        ))(e)),
     }
 }

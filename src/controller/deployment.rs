@@ -20,10 +20,10 @@ use super::apply::{self, GovernedFields};
 use super::{Context, Error, is_canary, policy};
 use crate::analysis::prometheus::{self, Answer, Endpoint};
 use crate::analysis::query::{Template, Track, Vars};
+use crate::api::RolloutPolicy;
 use crate::api::policy::Baseline;
 use crate::api::quantity::{Ratio, parse_duration};
 use crate::api::run::{DEPLOYMENT_LABEL, MatchedTier, Phase, RolloutRun, RolloutRunSpec};
-use crate::api::RolloutPolicy;
 use crate::names::{
     FAILED_REVISION, GOVERNED_BY, STABLE_REVISION, canary_name, canary_service_name, run_name,
     stable_service_name,
@@ -113,7 +113,13 @@ fn runs_of(ctx: &Context, d: &Deployment) -> Vec<Arc<RolloutRun>> {
 fn active_run(runs: &[Arc<RolloutRun>]) -> Option<Arc<RolloutRun>> {
     runs.iter()
         .rev()
-        .find(|r| !r.status.as_ref().map(|s| s.phase).unwrap_or_default().is_terminal())
+        .find(|r| {
+            !r.status
+                .as_ref()
+                .map(|s| s.phase)
+                .unwrap_or_default()
+                .is_terminal()
+        })
         .cloned()
 }
 
@@ -160,9 +166,7 @@ async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Ac
         return drive(ctx, d, &run).await;
     }
     let mut fields = GovernedFields::of(d);
-    fields
-        .annotations
-        .insert(GOVERNED_BY.into(), p.name_any());
+    fields.annotations.insert(GOVERNED_BY.into(), p.name_any());
     let view = DeploymentView {
         template_revision: revision_of(d),
         stable_revision: fields.annotations.get(STABLE_REVISION).cloned(),
@@ -178,10 +182,13 @@ async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Ac
     }
     // A canary with no run in flight is a leftover (say, a create the cache had not shown
     // when the run ended): remove it.
-    if !matches!(decision, Governance::WaitForRollout)
-        && canary_observed(ctx, d, "").is_some()
-    {
-        apply::delete_canary(ctx, &d.namespace().unwrap_or_default(), &canary_name(&d.name_any())).await?;
+    if !matches!(decision, Governance::WaitForRollout) && canary_observed(ctx, d, "").is_some() {
+        apply::delete_canary(
+            ctx,
+            &d.namespace().unwrap_or_default(),
+            &canary_name(&d.name_any()),
+        )
+        .await?;
     }
     match decision {
         Governance::WaitForRollout => {
@@ -190,9 +197,22 @@ async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Ac
         }
         Governance::Adopt { stable } => {
             fields.paused = true;
-            fields.annotations.insert(STABLE_REVISION.into(), stable.clone());
+            fields
+                .annotations
+                .insert(STABLE_REVISION.into(), stable.clone());
             apply::governed_fields(ctx, d, &fields).await?;
-            publish(ctx, d, None, false, "Adopted", format!("governed by RolloutPolicy {}; stable revision {stable}", p.name_any())).await;
+            publish(
+                ctx,
+                d,
+                None,
+                false,
+                "Adopted",
+                format!(
+                    "governed by RolloutPolicy {}; stable revision {stable}",
+                    p.name_any()
+                ),
+            )
+            .await;
             info!(stable, "adopted");
             Ok(Action::await_change())
         }
@@ -218,7 +238,11 @@ async fn start_run(
     revision: &str,
     runs: &[Arc<RolloutRun>],
 ) -> Result<Action, Error> {
-    let tiers = p.spec.tiers.clone().unwrap_or_else(crate::plan::default_tiers);
+    let tiers = p
+        .spec
+        .tiers
+        .clone()
+        .unwrap_or_else(crate::plan::default_tiers);
     let meta = template_meta(d);
     let Some((tier, why)) = match_tier(&tiers, &meta) else {
         // A validated policy always has a catch-all tier; say so if one slipped through.
@@ -294,7 +318,12 @@ async fn start_run(
 }
 
 /// Keeps `limit` finished runs per Deployment.
-async fn prune_history(ctx: &Context, d: &Deployment, runs: &[Arc<RolloutRun>], limit: i32) -> Result<(), Error> {
+async fn prune_history(
+    ctx: &Context,
+    d: &Deployment,
+    runs: &[Arc<RolloutRun>],
+    limit: i32,
+) -> Result<(), Error> {
     let finished: Vec<&Arc<RolloutRun>> = runs
         .iter()
         .filter(|r| r.status.as_ref().is_some_and(|s| s.phase.is_terminal()))
@@ -359,20 +388,28 @@ fn newest_pod_template_hash(ctx: &Context, d: &Deployment) -> Option<String> {
         .and_then(|rs| rs.labels().get("pod-template-hash").cloned())
 }
 
-fn canary_observed(ctx: &Context, d: &Deployment, revision: &str) -> Option<(Arc<Deployment>, CanaryObserved)> {
-    let c = ctx
-        .stores
-        .deployments
-        .get(&ObjectRef::new(&canary_name(&d.name_any())).within(&d.namespace().unwrap_or_default()))?;
+fn canary_observed(
+    ctx: &Context,
+    d: &Deployment,
+    revision: &str,
+) -> Option<(Arc<Deployment>, CanaryObserved)> {
+    let c = ctx.stores.deployments.get(
+        &ObjectRef::new(&canary_name(&d.name_any())).within(&d.namespace().unwrap_or_default()),
+    )?;
     let spec = c.spec.as_ref()?;
     let st = c.status.as_ref();
     // Count ready pods only once the canary's controller has seen its current spec and the
     // template is the revision on trial.
-    let current = st.and_then(|s| s.observed_generation).unwrap_or(0) >= c.metadata.generation.unwrap_or(0)
+    let current = st.and_then(|s| s.observed_generation).unwrap_or(0)
+        >= c.metadata.generation.unwrap_or(0)
         && template_hash(&spec.template) == revision;
     let ready = if current {
-        st.map(|s| s.ready_replicas.unwrap_or(0).min(s.updated_replicas.unwrap_or(0)))
-            .unwrap_or(0)
+        st.map(|s| {
+            s.ready_replicas
+                .unwrap_or(0)
+                .min(s.updated_replicas.unwrap_or(0))
+        })
+        .unwrap_or(0)
     } else {
         0
     };
@@ -385,7 +422,14 @@ fn canary_observed(ctx: &Context, d: &Deployment, revision: &str) -> Option<(Arc
     ))
 }
 
-async fn measure(ctx: &Context, d: &Deployment, run: &RolloutRun, baseline_stable: bool, routing: &Routing, now: Timestamp) -> Measurement {
+async fn measure(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    baseline_stable: bool,
+    routing: &Routing,
+    now: Timestamp,
+) -> Measurement {
     let a = &run.spec.analysis;
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
@@ -393,12 +437,17 @@ async fn measure(ctx: &Context, d: &Deployment, run: &RolloutRun, baseline_stabl
     let interval = parse_duration(&a.interval).unwrap_or(Duration::from_secs(30));
     let mut vars = Vars::for_track(Track::Canary, &ns, &name);
     vars.service = routing.service.name_any();
-    vars.route = routing.routes.first().map(|r| r.route.clone()).unwrap_or_default();
+    vars.route = routing
+        .routes
+        .first()
+        .map(|r| r.route.clone())
+        .unwrap_or_default();
     vars.interval = interval;
     // The window reaches one interval before the canary got traffic, so it always holds the
     // canary's whole life even when the first scrape lags (and `increase()` gets 2+ points).
     vars.elapsed = elapsed(&status, now) + interval;
-    let parsed = Template::parse(&a.requests).and_then(|r| Template::parse(&a.errors).map(|e| (r, e)));
+    let parsed =
+        Template::parse(&a.requests).and_then(|r| Template::parse(&a.errors).map(|e| (r, e)));
     let (req_t, err_t) = match parsed {
         Ok(t) => t,
         Err(e) => {
@@ -520,7 +569,9 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         }
     );
     let measurement = match &routing {
-        Ok(r) if analysis_due(&view, &status, now) => Some(measure(ctx, d, run, baseline_stable, r, now).await),
+        Ok(r) if analysis_due(&view, &status, now) => {
+            Some(measure(ctx, d, run, baseline_stable, r, now).await)
+        }
         _ => None,
     };
     let world = World {
@@ -549,7 +600,16 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
             .with_label_values(&[router.name()])
             .observe(late);
     }
-    apply_outcome(ctx, d, run, &out, routing.ok(), canary.map(|(c, _)| c), &status).await?;
+    apply_outcome(
+        ctx,
+        d,
+        run,
+        &out,
+        routing.ok(),
+        canary.map(|(c, _)| c),
+        &status,
+    )
+    .await?;
 
     if out.status.phase.is_terminal() {
         // Once more, with the finished run in the store: prune history, start the next run.
@@ -558,7 +618,11 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     Ok(match out.wake_at {
         Some(t) => {
             let d = t.duration_since(Timestamp::now());
-            Action::requeue(Duration::try_from(d).unwrap_or(Duration::ZERO).max(Duration::from_millis(20)))
+            Action::requeue(
+                Duration::try_from(d)
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(20)),
+            )
         }
         None => Action::await_change(),
     })
@@ -602,11 +666,15 @@ async fn apply_outcome(
     fields.paused = desired.paused;
     match &out.mark {
         Some(RevisionMark::Stable(rev)) => {
-            fields.annotations.insert(STABLE_REVISION.into(), rev.clone());
+            fields
+                .annotations
+                .insert(STABLE_REVISION.into(), rev.clone());
             fields.annotations.remove(FAILED_REVISION);
         }
         Some(RevisionMark::Failed(rev)) => {
-            fields.annotations.insert(FAILED_REVISION.into(), rev.clone());
+            fields
+                .annotations
+                .insert(FAILED_REVISION.into(), rev.clone());
         }
         None => {}
     }
@@ -619,10 +687,17 @@ async fn apply_outcome(
 
     // 5. Status, then Events: an Event is only emitted for a transition that was recorded.
     apply::run_status(ctx, run, &out.status).await?;
-    for s in out.status.samples.iter().skip(before.samples.len().min(out.status.samples.len())) {
+    for s in out
+        .status
+        .samples
+        .iter()
+        .skip(before.samples.len().min(out.status.samples.len()))
+    {
         ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
     }
-    if out.status.sample_count > before.sample_count && out.status.samples.len() == before.samples.len() {
+    if out.status.sample_count > before.sample_count
+        && out.status.samples.len() == before.samples.len()
+    {
         // The window is full: the newest sample is the new one.
         if let Some(s) = out.status.samples.last() {
             ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
@@ -649,14 +724,30 @@ async fn apply_outcome(
 
 /// Pins the `-stable` and `-canary` Services and sets the weights on every governed route
 /// rule, writing only what differs.
-async fn ensure_routing(ctx: &Context, d: &Deployment, r: &Routing, weight: Ratio, last: Option<Ratio>) -> Result<(), Error> {
+async fn ensure_routing(
+    ctx: &Context,
+    d: &Deployment,
+    r: &Routing,
+    weight: Ratio,
+    last: Option<Ratio>,
+) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
     let hash = newest_pod_template_hash(ctx, d);
     let (stable_svc, canary_svc) = traffic::routing_services(d, &r.service, hash.as_deref());
     let have = |n: &str| ctx.stores.services.get(&ObjectRef::new(n).within(&ns));
     let svc_name = r.service.name_any();
-    apply::service(ctx, &stable_svc, have(&stable_service_name(&svc_name)).as_deref()).await?;
-    apply::service(ctx, &canary_svc, have(&canary_service_name(&svc_name)).as_deref()).await?;
+    apply::service(
+        ctx,
+        &stable_svc,
+        have(&stable_service_name(&svc_name)).as_deref(),
+    )
+    .await?;
+    apply::service(
+        ctx,
+        &canary_svc,
+        have(&canary_service_name(&svc_name)).as_deref(),
+    )
+    .await?;
     for t in &r.routes {
         apply::route_weights(ctx, &ns, t, weight, last).await?;
     }
@@ -664,11 +755,22 @@ async fn ensure_routing(ctx: &Context, d: &Deployment, r: &Routing, weight: Rati
 }
 
 /// Emits an Event regarding the Deployment (where people look), related to the run.
-pub async fn publish(ctx: &Context, d: &Deployment, run: Option<&RolloutRun>, warning: bool, reason: &str, note: String) {
+pub async fn publish(
+    ctx: &Context,
+    d: &Deployment,
+    run: Option<&RolloutRun>,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
     let reference: ObjectReference = d.object_ref(&());
     let related = run.map(|r| r.object_ref(&()));
     let ev = Event {
-        type_: if warning { EventType::Warning } else { EventType::Normal },
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
         action: reason.into(),
@@ -691,7 +793,9 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
         st.phase = Phase::Superseded;
         st.reason = Some("Released".into());
         st.message = Some(format!("the run ended because {why}"));
-        st.ended_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+        st.ended_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
         st.weight = Some("0%".into());
         if Router::from_name(&run.spec.router) == Router::GatewayApi
             && let Ok(r) = find_routing(ctx, d, Router::GatewayApi)
@@ -712,7 +816,15 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
     }
     apply::delete_canary(ctx, &ns, &canary_name(&name)).await?;
     apply::release_deployment(ctx, d).await?;
-    publish(ctx, d, None, false, "Released", format!("rollguard released the Deployment: {why}")).await;
+    publish(
+        ctx,
+        d,
+        None,
+        false,
+        "Released",
+        format!("rollguard released the Deployment: {why}"),
+    )
+    .await;
     info!(why, "released");
     Ok(())
 }

@@ -47,7 +47,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("the CRDs are not installed: {0}. Apply crds/ (kubectl apply -f crds/) or install the Helm chart")]
+    #[error(
+        "the CRDs are not installed: {0}. Apply crds/ (kubectl apply -f crds/) or install the Helm chart"
+    )]
     CrdsMissing(String),
     #[error("{0}")]
     Invalid(String),
@@ -135,16 +137,25 @@ where
 }
 
 /// Runs the operator until the process is asked to stop.
-pub async fn run(client: Client, config: Config, metrics: Metrics, health: Health) -> Result<(), Error> {
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Metrics,
+    health: Health,
+) -> Result<(), Error> {
     let ns = config.namespace.clone();
     let policies_api: Api<RolloutPolicy> = scoped(&client, &ns);
     let runs_api: Api<RolloutRun> = scoped(&client, &ns);
-    for present in [crd_present(&policies_api).await, crd_present(&runs_api).await] {
+    for present in [
+        crd_present(&policies_api).await,
+        crd_present(&runs_api).await,
+    ] {
         match present {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Error::CrdsMissing(
-                    "rolloutpolicies.rollguard.dev or rolloutruns.rollguard.dev is not served".into(),
+                    "rolloutpolicies.rollguard.dev or rolloutruns.rollguard.dev is not served"
+                        .into(),
                 ));
             }
             Err(e) => return Err(Error::CrdsMissing(e.to_string())),
@@ -153,7 +164,9 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
     let routes_api: Api<HttpRoute> = scoped(&client, &ns);
     let have_routes = crd_present(&routes_api).await.unwrap_or(false);
     if !have_routes {
-        tracing::info!("the Gateway API HTTPRoute CRD is not installed; the gatewayAPI router is unavailable");
+        tracing::info!(
+            "the Gateway API HTTPRoute CRD is not installed; the gatewayAPI router is unavailable"
+        );
     }
 
     let wc = watcher::Config::default().any_semantic();
@@ -208,7 +221,8 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
         .map_ok(move |d| {
             if is_canary(&d)
                 && let Some(parent) = d.labels().get(DEPLOYMENT_LABEL)
-                && let Some(p) = dstore.get(&ObjectRef::new(parent).within(&d.namespace().unwrap_or_default()))
+                && let Some(p) =
+                    dstore.get(&ObjectRef::new(parent).within(&d.namespace().unwrap_or_default()))
             {
                 return (*p).clone();
             }
@@ -232,12 +246,15 @@ pub async fn run(client: Client, config: Config, metrics: Metrics, health: Healt
         .inspect_ok(synced.watch("services"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("Service", r)));
-    let rs_stream = watcher(scoped::<PartialObjectMeta<ReplicaSet>>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(rs_writer)
-        .inspect_ok(synced.watch("replicasets"))
-        .touched_objects()
-        .filter_map(|r| future::ready(skip_undecodable("ReplicaSet", r)));
+    let rs_stream = watcher(
+        scoped::<PartialObjectMeta<ReplicaSet>>(&client, &ns),
+        wc.clone(),
+    )
+    .default_backoff()
+    .reflect(rs_writer)
+    .inspect_ok(synced.watch("replicasets"))
+    .touched_objects()
+    .filter_map(|r| future::ready(skip_undecodable("ReplicaSet", r)));
 
     let d1 = deployments.clone();
     let d2 = deployments.clone();
@@ -313,7 +330,11 @@ impl Synced {
             if matches!(ev, watcher::Event::InitDone) && !seen {
                 seen = true;
                 tracing::debug!(cache = name, "cache synced");
-                if this.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                if this
+                    .pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                    == 1
+                {
                     tracing::info!("caches synced");
                     this.health.set_ready();
                 }
@@ -330,7 +351,10 @@ fn tokio_stream_from<T: Send + 'static>(
 
 /// A watch event that does not deserialise (an object written under an older schema, say)
 /// is reported and skipped instead of wedging the watch.
-fn skip_undecodable<K>(kind: &str, r: Result<K, watcher::Error>) -> Option<Result<K, watcher::Error>> {
+fn skip_undecodable<K>(
+    kind: &str,
+    r: Result<K, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
     match r {
         Err(e) => {
             tracing::warn!(kind, error = %e, "skipping a watch event that could not be read");
@@ -341,16 +365,17 @@ fn skip_undecodable<K>(kind: &str, r: Result<K, watcher::Error>) -> Option<Resul
 }
 
 /// The Deployments a policy change concerns: those it selects and those it governed.
-fn policy_targets(deployments: &Store<Deployment>, p: &RolloutPolicy) -> Vec<ObjectRef<Deployment>> {
+fn policy_targets(
+    deployments: &Store<Deployment>,
+    p: &RolloutPolicy,
+) -> Vec<ObjectRef<Deployment>> {
     let ns = p.namespace().unwrap_or_default();
     let name = p.name_any();
     deployments
         .state()
         .into_iter()
         .filter(|d| d.namespace().as_deref() == Some(ns.as_str()) && !is_canary(d))
-        .filter(|d| {
-            policy::selects(p, d) || d.annotations().get(GOVERNED_BY) == Some(&name)
-        })
+        .filter(|d| policy::selects(p, d) || d.annotations().get(GOVERNED_BY) == Some(&name))
         .map(|d| ObjectRef::from_obj(&*d))
         .collect()
 }

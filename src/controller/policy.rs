@@ -23,7 +23,10 @@ use crate::run::Router;
 
 /// Whether a label selector selects these labels (matchLabels and matchExpressions). An
 /// empty selector selects nothing here: the API server refuses it on policies anyway.
-pub fn selector_matches(sel: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
+pub fn selector_matches(
+    sel: &LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
     let ml = sel.match_labels.as_ref();
     let me = sel.match_expressions.as_ref();
     if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
@@ -80,7 +83,11 @@ pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
                         "spec.analysis.{field}: {at} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"
                     ));
                 }
-                let baseline = t.sequential.as_ref().map(|s| s.baseline).unwrap_or_default();
+                let baseline = t
+                    .sequential
+                    .as_ref()
+                    .map(|s| s.baseline)
+                    .unwrap_or_default();
                 if baseline == Baseline::Stable
                     && !tpl.variables().contains(&Variable::Workload)
                     && !tpl.variables().contains(&Variable::Track)
@@ -95,7 +102,14 @@ pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
     Ok(())
 }
 
-fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: Option<i64>, old: &[Condition]) -> Condition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    old: &[Condition],
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let last = old
         .iter()
@@ -115,14 +129,21 @@ fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: O
 pub async fn reconcile(p: Arc<RolloutPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = info_span!("policy", namespace = %p.namespace().unwrap_or_default(), policy = %p.name_any());
     let _g = span.enter();
-    let timer = ctx.metrics.reconcile.with_label_values(&["policy"]).start_timer();
+    let timer = ctx
+        .metrics
+        .reconcile
+        .with_label_values(&["policy"])
+        .start_timer();
     let r = reconcile_inner(&p, &ctx).await;
     timer.observe_duration();
     r
 }
 
 pub fn error_policy(p: Arc<RolloutPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.errors.with_label_values(&[err.category()]).inc();
+    ctx.metrics
+        .errors
+        .with_label_values(&[err.category()])
+        .inc();
     warn!(policy = %p.name_any(), error = %err, "policy reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }
@@ -140,7 +161,10 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
 
     if p.meta().deletion_timestamp.is_some() {
         // Release every Deployment this policy governed, then let the policy go.
-        for d in in_ns.iter().filter(|d| d.annotations().get(GOVERNED_BY) == Some(&name)) {
+        for d in in_ns
+            .iter()
+            .filter(|d| d.annotations().get(GOVERNED_BY) == Some(&name))
+        {
             deployment::release(ctx, d, &format!("RolloutPolicy {name} was deleted")).await?;
         }
         apply::policy_finalizer(ctx, p, false).await?;
@@ -153,7 +177,9 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
         .policies
         .state()
         .into_iter()
-        .filter(|q| q.namespace().as_deref() == Some(ns.as_str()) && q.meta().deletion_timestamp.is_none())
+        .filter(|q| {
+            q.namespace().as_deref() == Some(ns.as_str()) && q.meta().deletion_timestamp.is_none()
+        })
         .collect();
     let mut governed = Vec::new();
     let mut conflicts = Vec::new();
@@ -166,7 +192,11 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
         if others.is_empty() {
             governed.push(d.clone());
         } else {
-            conflicts.push(format!("{} (also selected by {})", d.name_any(), others.join(", ")));
+            conflicts.push(format!(
+                "{} (also selected by {})",
+                d.name_any(),
+                others.join(", ")
+            ));
         }
     }
     let active = ctx
@@ -177,7 +207,12 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
         .filter(|r| {
             r.namespace().as_deref() == Some(ns.as_str())
                 && r.labels().get(POLICY_LABEL) == Some(&name)
-                && !r.status.as_ref().map(|s| s.phase).unwrap_or_default().is_terminal()
+                && !r
+                    .status
+                    .as_ref()
+                    .map(|s| s.phase)
+                    .unwrap_or_default()
+                    .is_terminal()
         })
         .count();
 
@@ -186,41 +221,94 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
     let mut conds = Vec::new();
     let invalid = validate(p).err();
     conds.push(match &invalid {
-        Some(msg) => condition("InvalidSpec", true, "Invalid", msg.clone(), generation, &old),
-        None => condition("InvalidSpec", false, "Valid", "the policy is valid".into(), generation, &old),
+        Some(msg) => condition(
+            "InvalidSpec",
+            true,
+            "Invalid",
+            msg.clone(),
+            generation,
+            &old,
+        ),
+        None => condition(
+            "InvalidSpec",
+            false,
+            "Valid",
+            "the policy is valid".into(),
+            generation,
+            &old,
+        ),
     });
     conds.push(if conflicts.is_empty() {
-        condition("Conflict", false, "NoConflict", "no selected Deployment is selected by another policy".into(), generation, &old)
+        condition(
+            "Conflict",
+            false,
+            "NoConflict",
+            "no selected Deployment is selected by another policy".into(),
+            generation,
+            &old,
+        )
     } else {
         condition(
             "Conflict",
             true,
             "SelectedByAnotherPolicy",
-            format!("left alone because another policy selects them too: {}", conflicts.join("; ")),
+            format!(
+                "left alone because another policy selects them too: {}",
+                conflicts.join("; ")
+            ),
             generation,
             &old,
         )
     });
-    let router = if p.spec.traffic.gateway_api.is_some() { Router::GatewayApi } else { Router::Replicas };
+    let router = if p.spec.traffic.gateway_api.is_some() {
+        Router::GatewayApi
+    } else {
+        Router::Replicas
+    };
     let blocked: Vec<String> = governed
         .iter()
         .filter_map(|d| routing_problem(ctx, d, router).map(|m| format!("{}: {m}", d.name_any())))
         .collect();
     conds.push(if blocked.is_empty() {
-        condition("RoutesReady", true, "Found", "every governed Deployment's traffic can be routed".into(), generation, &old)
+        condition(
+            "RoutesReady",
+            true,
+            "Found",
+            "every governed Deployment's traffic can be routed".into(),
+            generation,
+            &old,
+        )
     } else {
-        condition("RoutesReady", false, "Missing", blocked.join("; "), generation, &old)
+        condition(
+            "RoutesReady",
+            false,
+            "Missing",
+            blocked.join("; "),
+            generation,
+            &old,
+        )
     });
     conds.push(match &invalid {
         None => condition(
             "Ready",
             true,
             "InForce",
-            format!("governing {} Deployment(s), {} run(s) in flight", governed.len(), active),
+            format!(
+                "governing {} Deployment(s), {} run(s) in flight",
+                governed.len(),
+                active
+            ),
             generation,
             &old,
         ),
-        Some(msg) => condition("Ready", false, "InvalidSpec", format!("new runs wait until the policy is fixed: {msg}"), generation, &old),
+        Some(msg) => condition(
+            "Ready",
+            false,
+            "InvalidSpec",
+            format!("new runs wait until the policy is fixed: {msg}"),
+            generation,
+            &old,
+        ),
     });
     // Conditions sorted by type so the status is stable between passes.
     conds.sort_by(|a, b| a.type_.cmp(&b.type_));
@@ -269,7 +357,13 @@ fn update_gauges(ctx: &Context) {
         .runs
         .state()
         .iter()
-        .filter(|r| !r.status.as_ref().map(|s| s.phase).unwrap_or_default().is_terminal())
+        .filter(|r| {
+            !r.status
+                .as_ref()
+                .map(|s| s.phase)
+                .unwrap_or_default()
+                .is_terminal()
+        })
         .count();
     ctx.metrics.active_runs.set(active as i64);
     let governed = ctx

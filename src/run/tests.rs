@@ -107,16 +107,16 @@ impl Sim {
         let out = reconcile(&run, &self.status, &world);
         self.status = out.status.clone();
         // The controller makes the desired canary real at once and it becomes ready.
-        self.canary = out
-            .desired
-            .canary_replicas
-            .map(|r| CanaryObserved { replicas: r, ready: r });
+        self.canary = out.desired.canary_replicas.map(|r| CanaryObserved {
+            replicas: r,
+            ready: r,
+        });
         self.last = Some(out);
         self.last.as_ref().expect("just set")
     }
 
     fn advance(&mut self, secs: i64) {
-        self.now = self.now + jiff::SignedDuration::from_secs(secs);
+        self.now += jiff::SignedDuration::from_secs(secs);
     }
 
     fn due(&self) -> bool {
@@ -130,7 +130,11 @@ impl Sim {
 
     /// Advance to the next wake-up, take a sample if due, and reconcile.
     fn step_with(&mut self, counts: impl Fn(Duration) -> Measurement) -> &Outcome {
-        let wake = self.last.as_ref().and_then(|o| o.wake_at).expect("a wake-up");
+        let wake = self
+            .last
+            .as_ref()
+            .and_then(|o| o.wake_at)
+            .expect("a wake-up");
         self.now = self.now.max(wake);
         let m = self.due().then(|| counts(elapsed(&self.status, self.now)));
         self.tick(m)
@@ -157,7 +161,11 @@ fn traffic(rps: f64, p: f64) -> impl Fn(Duration) -> Measurement {
 #[test]
 fn a_good_change_walks_its_steps_and_is_promoted() {
     let mut sim = Sim::new(
-        tier(Decision::Threshold, &[("10%", "30s"), ("50%", "30s")], false),
+        tier(
+            Decision::Threshold,
+            &[("10%", "30s"), ("50%", "30s")],
+            false,
+        ),
         Router::Replicas,
     );
     // First pass: the canary is created for the 10% slice; no traffic until it is ready.
@@ -177,7 +185,11 @@ fn a_good_change_walks_its_steps_and_is_promoted() {
             break;
         }
     }
-    assert_eq!(sim.status.phase, Phase::Promoting, "steps seen {seen_steps:?}");
+    assert_eq!(
+        sim.status.phase,
+        Phase::Promoting,
+        "steps seen {seen_steps:?}"
+    );
     let out = sim.last.as_ref().expect("outcome");
     assert!(!out.desired.paused, "promotion unpauses the Deployment");
     assert_eq!(out.desired.canary_replicas, Some(9), "50% of 9 stable pods");
@@ -201,7 +213,10 @@ fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
     assert_eq!(sim.status.weight.as_deref(), Some("1%"));
     let out = sim.step_with(traffic(50.0, 0.05)).clone();
     assert_eq!(out.status.phase, Phase::RolledBack);
-    assert_eq!(out.status.reason.as_deref(), Some("ErrorRateAboveThreshold"));
+    assert_eq!(
+        out.status.reason.as_deref(),
+        Some("ErrorRateAboveThreshold")
+    );
     assert_eq!(out.desired.canary_replicas, None);
     assert_eq!(out.desired.weight.to_string(), "0%");
     assert!(out.desired.paused);
@@ -210,7 +225,11 @@ fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
     assert_eq!(ev.requests.as_deref(), Some("500"));
     assert_eq!(ev.errors.as_deref(), Some("25"));
     assert_eq!(ev.rate.as_deref(), Some("5%"));
-    assert!(out.events.iter().any(|e| e.warning && e.reason == "RolledBack"));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e.warning && e.reason == "RolledBack")
+    );
     let msg = out.status.message.as_deref().unwrap_or_default();
     assert!(msg.contains("500 canary requests, 25 errors (5%)"), "{msg}");
     // The rollback landed within one interval of the canary's first traffic.
@@ -228,7 +247,12 @@ fn sequential_rolls_back_after_a_handful_of_errors() {
     sim.tick(None);
     // 5% errors at 10 requests/s: the SPRT needs only a few errors.
     let out = sim.step_with(traffic(10.0, 0.05)).clone();
-    assert_eq!(out.status.phase, Phase::RolledBack, "{:?}", out.status.samples);
+    assert_eq!(
+        out.status.phase,
+        Phase::RolledBack,
+        "{:?}",
+        out.status.samples
+    );
     assert_eq!(out.status.reason.as_deref(), Some("SequentialTestRejected"));
     let ev = out.status.evidence.as_ref().expect("evidence");
     assert!(ev.statistic.is_some() && ev.upper_bound.is_some());
@@ -330,7 +354,10 @@ fn approval_is_awaited_after_the_last_step_and_analysis_continues() {
     bad.tick(None);
     bad.step_with(traffic(100.0, 0.0));
     assert_eq!(bad.status.phase, Phase::AwaitingApproval);
-    assert_eq!(bad.step_with(traffic(100.0, 0.5)).status.phase, Phase::RolledBack);
+    assert_eq!(
+        bad.step_with(traffic(100.0, 0.5)).status.phase,
+        Phase::RolledBack
+    );
     // An approval promotes.
     sim.spec.approvals.push(Approval {
         user: "alice".into(),
@@ -339,7 +366,11 @@ fn approval_is_awaited_after_the_last_step_and_analysis_continues() {
     });
     let out = sim.tick(None).clone();
     assert_eq!(out.status.phase, Phase::Promoting);
-    assert!(out.events.iter().any(|e| e.reason == "Approved" && e.message.contains("alice")));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| e.reason == "Approved" && e.message.contains("alice"))
+    );
     // Gateway promotion: scale the canary to full size first, then all traffic to it, then
     // unpause.
     assert_eq!(out.desired.canary_replicas, Some(9));
@@ -418,8 +449,16 @@ fn promote_skips_the_pause_and_pause_holds() {
     });
     let out = sim.tick(None);
     assert_eq!(out.status.step, 1);
-    assert_eq!(out.desired.canary_replicas, Some(9), "the canary grows for the 50% slice");
-    assert_eq!(out.desired.weight.to_string(), "10%", "traffic waits for the bigger canary");
+    assert_eq!(
+        out.desired.canary_replicas,
+        Some(9),
+        "the canary grows for the 50% slice"
+    );
+    assert_eq!(
+        out.desired.weight.to_string(),
+        "10%",
+        "traffic waits for the bigger canary"
+    );
     let out = sim.tick(None);
     assert_eq!(out.desired.weight.to_string(), "50%");
 }
@@ -430,7 +469,10 @@ fn a_missing_route_holds_with_traffic_on_stable() {
         tier(Decision::Threshold, &[("10%", "10s")], false),
         Router::GatewayApi,
     );
-    sim.routing = Err(("RouteNotFound".into(), "no HTTPRoute references shop-stable".into()));
+    sim.routing = Err((
+        "RouteNotFound".into(),
+        "no HTTPRoute references shop-stable".into(),
+    ));
     for _ in 0..5 {
         sim.advance(10);
         let out = sim.tick(None);
@@ -444,13 +486,20 @@ fn a_missing_route_holds_with_traffic_on_stable() {
         .iter()
         .find(|c| c.type_ == condition::ROUTING)
         .expect("routing condition");
-    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "RouteNotFound"));
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "RouteNotFound")
+    );
 }
 
 #[test]
 fn a_restart_continues_from_status_without_repeating_or_skipping() {
     let mut sim = Sim::new(
-        tier(Decision::Threshold, &[("10%", "30s"), ("50%", "30s")], false),
+        tier(
+            Decision::Threshold,
+            &[("10%", "30s"), ("50%", "30s")],
+            false,
+        ),
         Router::Replicas,
     );
     sim.tick(None);
@@ -513,7 +562,11 @@ fn phase_by_observation_table() {
             (p, _) => p,
         }
     };
-    for phase in [Phase::Progressing, Phase::AwaitingApproval, Phase::Promoting] {
+    for phase in [
+        Phase::Progressing,
+        Phase::AwaitingApproval,
+        Phase::Promoting,
+    ] {
         for (name, m) in &obs {
             let mut sim = Sim::new(
                 tier(Decision::Threshold, &[("10%", "1h")], true),
@@ -526,12 +579,20 @@ fn phase_by_observation_table() {
             let out = sim.tick(m.clone());
             assert_eq!(out.status.phase, expect(phase, name), "{phase:?} × {name}");
             if out.status.phase != Phase::Promoting {
-                assert!(out.desired.paused, "{phase:?} × {name}: only promotion unpauses");
+                assert!(
+                    out.desired.paused,
+                    "{phase:?} × {name}: only promotion unpauses"
+                );
             }
         }
     }
     // Terminal phases stay put and want the canary gone.
-    for phase in [Phase::Succeeded, Phase::RolledBack, Phase::Aborted, Phase::Superseded] {
+    for phase in [
+        Phase::Succeeded,
+        Phase::RolledBack,
+        Phase::Aborted,
+        Phase::Superseded,
+    ] {
         for (name, m) in &obs {
             let mut sim = Sim::new(
                 tier(Decision::Threshold, &[("10%", "1h")], false),

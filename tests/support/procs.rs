@@ -94,7 +94,13 @@ pub async fn start_operator_named(namespace: &str, name: &str, extra: &[&str]) -
     let log = log_dir().join(format!("{namespace}-{name}.log"));
     let file = std::fs::File::create(&log).expect("creating the operator log");
     let child = Command::new(rollguard_bin())
-        .args(["controller", "--namespace", namespace, "--metrics-addr", &addr])
+        .args([
+            "controller",
+            "--namespace",
+            namespace,
+            "--metrics-addr",
+            &addr,
+        ])
         .args(["--prometheus-address", &prometheus_url()])
         .args(["--log-level", "info,rollguard=debug"])
         .args(extra)
@@ -162,9 +168,11 @@ pub async fn start_trafficsim(namespace: &str) -> Proc {
             sink.clear();
         }
     });
-    let first = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default())
-        .await
-        .expect("reading the simulator's first line");
+    let first = tokio::task::spawn_blocking(move || {
+        rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
+    })
+    .await
+    .expect("reading the simulator's first line");
     let addr = first
         .trim()
         .strip_prefix("listening on ")
