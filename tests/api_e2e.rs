@@ -1,0 +1,416 @@
+//! The API against the real API server: every bad policy is refused with a message that
+//! names the field, the examples in `deploy/examples/` are accepted, and `kubectl explain`
+//! reads the field docs. What CEL cannot check is reported in the policy's conditions.
+#![cfg(feature = "e2e")]
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{Api, PostParams};
+use rollguard::api::RolloutPolicy;
+use serde_json::{Value, json};
+
+fn analysis() -> Value {
+    json!({
+        "interval": "10s",
+        "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
+        "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))"
+    })
+}
+
+fn policy(spec: Value) -> Value {
+    json!({
+        "apiVersion": "rollguard.dev/v1alpha1",
+        "kind": "RolloutPolicy",
+        "metadata": {"name": "bad"},
+        "spec": spec
+    })
+}
+
+fn with(mut base: Value, path: &[&str], v: Value) -> Value {
+    let mut cur = &mut base;
+    for p in &path[..path.len() - 1] {
+        cur = cur.get_mut(*p).expect("path");
+    }
+    cur[path[path.len() - 1]] = v;
+    base
+}
+
+fn good() -> Value {
+    json!({
+        "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
+        "traffic": {"replicas": {}},
+        "analysis": analysis(),
+        "tiers": [{"name": "standard", "steps": [{"weight": "10%", "pause": "1m"}, {"weight": "50%", "pause": "1m"}]}]
+    })
+}
+
+fn tier(steps: Value, extra: Value) -> Value {
+    let mut t = json!({"name": "t", "steps": steps});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            t[k] = v;
+        }
+    }
+    t
+}
+
+/// Creates via the real API server (dry run) and returns the error message, if any.
+async fn attempt(api: &Api<RolloutPolicy>, spec: Value) -> Result<(), String> {
+    let p: RolloutPolicy = match serde_json::from_value(policy(spec.clone())) {
+        Ok(p) => p,
+        // Shapes our Rust types cannot even hold go through kubectl instead.
+        Err(_) => return kubectl_create(api, spec).await,
+    };
+    api.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &p,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+async fn kubectl_create(_api: &Api<RolloutPolicy>, spec: Value) -> Result<(), String> {
+    let ns = std::env::var("RG_TEST_NS").unwrap_or_default();
+    let body = serde_json::to_string(&policy(spec)).expect("json");
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig_path())
+        .args(["create", "--dry-run=server", "-n", &ns, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl output");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn bad_policies_are_refused_with_a_message_naming_the_field() {
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "api").await;
+    // SAFETY of the env var: only this test in this binary reads it.
+    unsafe { std::env::set_var("RG_TEST_NS", &ns.name) };
+    let api: Api<RolloutPolicy> = Api::namespaced(client.clone(), &ns.name);
+    attempt(&api, good())
+        .await
+        .expect("the good policy is accepted");
+
+    let steps = |s: Value| with(good(), &["tiers"], json!([tier(s, json!({}))]));
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "no steps",
+            steps(json!([])),
+            &["spec.tiers[0].steps", "at least 1 items"],
+        ),
+        (
+            "weights not strictly increasing",
+            steps(json!([{"weight": "10%", "pause": "1m"}, {"weight": "5%", "pause": "1m"}])),
+            &["spec.tiers[0].steps", "step weights must strictly increase"],
+        ),
+        (
+            "a repeated weight",
+            steps(json!([{"weight": "10%", "pause": "1m"}, {"weight": "10.0%", "pause": "1m"}])),
+            &["spec.tiers[0].steps", "strictly increase"],
+        ),
+        (
+            "a 0% weight",
+            steps(json!([{"weight": "0%", "pause": "1m"}])),
+            &["spec.tiers[0].steps", "within (0%, 100%]"],
+        ),
+        (
+            "a weight over 100%",
+            steps(json!([{"weight": "150%", "pause": "1m"}])),
+            &["spec.tiers[0].steps", "within (0%, 100%]"],
+        ),
+        (
+            "a malformed percentage",
+            steps(json!([{"weight": "ten", "pause": "1m"}])),
+            &["spec.tiers[0].steps[0].weight", "should match"],
+        ),
+        (
+            "a malformed duration",
+            steps(json!([{"weight": "1%", "pause": "soon"}])),
+            &["spec.tiers[0].steps[0].pause", "should match"],
+        ),
+        (
+            "a pause shorter than the interval",
+            steps(json!([{"weight": "1%", "pause": "5s"}])),
+            &["spec.tiers", "at least spec.analysis.interval"],
+        ),
+        (
+            "an interval under 1s",
+            with(good(), &["analysis", "interval"], json!("500ms")),
+            &["spec.analysis.interval", "at least 1s"],
+        ),
+        (
+            "two routers",
+            with(
+                good(),
+                &["traffic"],
+                json!({"replicas": {}, "gatewayAPI": {}}),
+            ),
+            &["spec.traffic", "exactly one router"],
+        ),
+        (
+            "no router",
+            with(good(), &["traffic"], json!({})),
+            &["spec.traffic", "exactly one router"],
+        ),
+        (
+            "an empty query template",
+            with(good(), &["analysis", "requests"], json!("")),
+            &["spec.analysis.requests", "at least 1 chars"],
+        ),
+        (
+            "an unknown template variable",
+            with(
+                good(),
+                &["analysis", "errors"],
+                json!("sum(x{a=\"{{pod}}\"})"),
+            ),
+            &["spec.analysis.errors", "unknown template variable"],
+        ),
+        (
+            "duplicate tier names",
+            with(
+                good(),
+                &["tiers"],
+                json!([
+                    tier(
+                        json!([{"weight": "1%", "pause": "1m"}]),
+                        json!({"match": {"labels": {"team": ["a"]}}})
+                    ),
+                    tier(json!([{"weight": "1%", "pause": "1m"}]), json!({}))
+                ]),
+            ),
+            &["spec.tiers", "tier names must be unique"],
+        ),
+        (
+            "maxErrorRate over 100%",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"maxErrorRate": "101%"})
+                )]),
+            ),
+            &["spec.tiers[0].maxErrorRate", "within [0%, 100%]"],
+        ),
+        (
+            "alpha out of range",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"decision": "sequential", "sequential": {"alpha": "60%"}})
+                )]),
+            ),
+            &["spec.tiers[0].sequential.alpha", "within (0%, 50%)"],
+        ),
+        (
+            "beta out of range",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"decision": "sequential", "sequential": {"beta": "0%"}})
+                )]),
+            ),
+            &["spec.tiers[0].sequential.beta", "within (0%, 50%)"],
+        ),
+        (
+            "p0 not below p1",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"decision": "sequential", "sequential": {"p0": "2%", "p1": "1%"}})
+                )]),
+            ),
+            &["spec.tiers[0]", "p0 must be lower than sequential.p1"],
+        ),
+        (
+            "an empty selector",
+            with(good(), &["selector"], json!({})),
+            &["spec.selector", "must not be empty"],
+        ),
+        (
+            "a last tier with a match",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"match": {"labels": {"team": ["a"]}}})
+                )]),
+            ),
+            &["spec.tiers", "the last tier must have no match"],
+        ),
+        (
+            "an unknown decision",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"decision": "vibes"})
+                )]),
+            ),
+            &["spec.tiers[0].decision", "Unsupported value"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, spec, needles) in &cases {
+        match attempt(&api, spec.clone()).await {
+            Ok(()) => failures.push(format!("{what}: accepted")),
+            Err(msg) => {
+                if !needles.iter().all(|n| msg.contains(n)) {
+                    failures.push(format!("{what}: message lacks {needles:?}: {msg}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad policies misjudged:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert!(cases.len() >= 12);
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_examples_are_accepted_and_explain_reads_well() {
+    let client = support::client().await;
+    // Each example goes into a fresh namespace, whatever namespace it names.
+    let ns = support::test_namespace(&client, "examples").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if v.is_null() || v["kind"] != "RolloutPolicy" {
+                continue;
+            }
+            let mut p: RolloutPolicy = serde_json::from_value(v).expect("a RolloutPolicy");
+            p.metadata.namespace = Some(ns.name.clone());
+            Api::<RolloutPolicy>::namespaced(client.clone(), &ns.name)
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..Default::default()
+                    },
+                    &p,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{} is refused: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} example policies found");
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig_path())
+        .args(["explain", "rolloutpolicy.spec.tiers"])
+        .output()
+        .expect("kubectl explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "Risk tiers",
+        "steps",
+        "maxErrorRate",
+        "requireApproval",
+        "decision",
+    ] {
+        assert!(
+            text.contains(needle),
+            "kubectl explain lacks {needle}:\n{text}"
+        );
+    }
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn what_cel_cannot_check_is_reported_in_conditions() {
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "invalid").await;
+    let api: Api<RolloutPolicy> = Api::namespaced(client.clone(), &ns.name);
+    // Valid for the API server, but a sequential tier needs cumulative counts ({{elapsed}}).
+    let mut spec = good();
+    spec["analysis"]["requests"] =
+        json!("sum(rate(http_requests_total{namespace=\"{{namespace}}\"}[{{interval}}]))");
+    spec["tiers"] = json!([tier(
+        json!([{"weight": "1%", "pause": "1m"}]),
+        json!({"decision": "sequential"})
+    )]);
+    let mut p: RolloutPolicy = serde_json::from_value(policy(spec)).expect("policy");
+    p.metadata.name = Some("needs-elapsed".into());
+    api.create(&PostParams::default(), &p)
+        .await
+        .expect("accepted by the API server");
+    let _op = support::procs::start_operator(&ns.name).await;
+    support::wait_for(
+        Duration::from_secs(20),
+        "an InvalidSpec condition",
+        async || {
+            let p = api.get("needs-elapsed").await.ok()?;
+            let c = p
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "InvalidSpec")?;
+            (c.status == "True"
+                && c.message.contains("spec.analysis.requests")
+                && c.message.contains("{{elapsed}}"))
+            .then_some(())
+        },
+    )
+    .await;
+    let ready = api
+        .get("needs-elapsed")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    let r = ready
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(r.status, "False");
+    ns.cleanup().await;
+}
