@@ -27,6 +27,7 @@ fmt:
 # Regenerate the CRDs from the Rust types (a test fails when crds/ is stale).
 crds:
 	cargo run --quiet -- crd > crds/rollguard.yaml
+	cargo run --quiet -- crd --reference > docs/reference.md
 
 cluster-up:
 	tests/cluster/cluster.sh up

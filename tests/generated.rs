@@ -70,3 +70,23 @@ fn every_crd_field_is_documented() {
         "fields without a description: {missing:#?}"
     );
 }
+
+#[test]
+fn the_api_reference_matches_the_schemas() {
+    let generated = rollguard::api::reference::markdown();
+    let committed = read("docs/reference.md");
+    assert!(
+        generated == committed,
+        "docs/reference.md is stale: run `make crds` and commit the result"
+    );
+    for field in [
+        "spec.tiers[].steps[].weight",
+        "spec.analysis.onNoData",
+        "status.phase",
+    ] {
+        assert!(
+            generated.contains(&format!("`{field}`")),
+            "the reference lacks {field}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod policy;
 pub mod quantity;
+pub mod reference;
 pub mod run;
 
 pub use policy::{RolloutPolicy, RolloutPolicySpec};

@@ -491,14 +491,23 @@ async fn measure(
         .as_ref()
         .and_then(|p| parse_duration(&p.timeout).ok())
         .unwrap_or(Duration::from_secs(10));
+    let (http, token) = match ctx.secrets.for_spec(&ns, a.prometheus.as_ref()).await {
+        Ok(x) => x,
+        Err(why) => {
+            ctx.metrics
+                .queries
+                .with_label_values(&["credentials"])
+                .inc();
+            return Measurement::Failed { why, queries };
+        }
+    };
     let ep = Endpoint {
         address,
-        token: None,
+        token,
         timeout,
     };
     let tags: Vec<&str> = parts.iter().map(|(t, _)| *t).collect();
-    let answer = ctx
-        .prometheus
+    let answer = http
         .query(&ep, &combined)
         .await
         .and_then(|series| prometheus::split(&series, &tags));

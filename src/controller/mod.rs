@@ -5,6 +5,7 @@
 mod apply;
 mod deployment;
 mod policy;
+mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +96,8 @@ pub struct Context {
     pub config: Config,
     pub stores: Stores,
     pub prometheus: prometheus::Client,
+    /// Prometheus credentials from Secrets, watched on first use.
+    pub secrets: secrets::Secrets,
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Asks the policy controller to refresh a policy's status.
@@ -203,7 +206,8 @@ pub async fn run(
         client: client.clone(),
         config: config.clone(),
         stores: stores.clone(),
-        prometheus: prom,
+        prometheus: prom.clone(),
+        secrets: secrets::Secrets::new(client.clone(), prom),
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         policy_refresh: refresh_tx,
