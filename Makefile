@@ -34,3 +34,10 @@ cluster-up:
 
 cluster-down:
 	tests/cluster/cluster.sh down
+
+# The demo on a local control plane (or ROLLGUARD_KUBECONFIG's cluster); stays up for exploring.
+demo:
+	scripts/demo.sh up
+
+demo-down:
+	scripts/demo.sh down

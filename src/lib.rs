@@ -5,10 +5,13 @@
 //! (`controller`, `traffic`, `analysis::prometheus`).
 
 pub mod analysis;
-pub mod controller;
 pub mod api;
+pub mod backtest;
+pub mod cli;
+pub mod controller;
 pub mod names;
 pub mod plan;
 pub mod run;
+pub mod simulate;
 pub mod telemetry;
 pub mod traffic;

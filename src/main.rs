@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "rollguard", version, about = "Progressive rollouts with risk tiers for AI-assisted changes and automatic rollback on the Prometheus error rate")]
+#[command(
+    name = "rollguard",
+    version,
+    about = "Progressive rollouts with risk tiers for AI-assisted changes and automatic rollback on the Prometheus error rate"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,8 +21,19 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Controller(ControllerArgs),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML (or, with --reference, the API reference).
+    Crd {
+        /// Print the Markdown API reference generated from the schemas instead.
+        #[arg(long)]
+        reference: bool,
+    },
+    /// Run a policy against synthetic traffic in virtual time; prints JSON.
+    Simulate(rollguard::simulate::Args),
+    /// Replay a policy's analysis over recorded Prometheus data; prints the decision timeline.
+    Backtest(rollguard::backtest::Args),
+    /// The kubectl plugin verbs (get, approve, abort, promote, retry, pause, resume, wait, tag).
+    #[command(flatten)]
+    Cli(rollguard::cli::Verb),
 }
 
 #[derive(clap::Args)]
@@ -44,9 +59,20 @@ struct ControllerArgs {
 }
 
 fn main() -> ExitCode {
+    // Installed or symlinked as `kubectl-rollguard`, the verbs are the whole interface.
+    if rollguard::cli::invoked_as_plugin() {
+        return ExitCode::from(rollguard::cli::plugin_main());
+    }
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match rollguard::api::crds_yaml() {
+        Command::Cli(verb) => ExitCode::from(rollguard::cli::run(verb)),
+        Command::Simulate(args) => ExitCode::from(rollguard::simulate::main(args)),
+        Command::Backtest(args) => ExitCode::from(rollguard::backtest::main(args)),
+        Command::Crd { reference: true } => {
+            print!("{}", rollguard::api::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { reference: false } => match rollguard::api::crds_yaml() {
             Ok(y) => {
                 print!("{y}");
                 ExitCode::SUCCESS

@@ -443,9 +443,9 @@ async fn measure(
         .map(|r| r.route.clone())
         .unwrap_or_default();
     vars.interval = interval;
-    // The window reaches one interval before the canary got traffic, so it always holds the
-    // canary's whole life even when the first scrape lags (and `increase()` gets 2+ points).
-    vars.elapsed = elapsed(&status, now) + interval;
+    // The window starts when the canary got traffic and no earlier: a series that outlives
+    // one canary (say `workload="<name>-canary"`) must not lend the next one its history.
+    vars.elapsed = elapsed(&status, now).max(interval);
     let parsed =
         Template::parse(&a.requests).and_then(|r| Template::parse(&a.errors).map(|e| (r, e)));
     let (req_t, err_t) = match parsed {

@@ -70,12 +70,30 @@ mod tests {
     fn governance_table() {
         let table = [
             (view("a", None, None, false), Governance::WaitForRollout),
-            (view("a", None, None, true), Governance::Adopt { stable: "a".into() }),
+            (
+                view("a", None, None, true),
+                Governance::Adopt { stable: "a".into() },
+            ),
             (view("a", Some("a"), None, true), Governance::Steady),
             (view("a", Some("a"), Some("b"), true), Governance::Steady),
-            (view("b", Some("a"), None, true), Governance::StartRun { revision: "b".into() }),
-            (view("b", Some("a"), Some("b"), true), Governance::KnownBad { revision: "b".into() }),
-            (view("c", Some("a"), Some("b"), true), Governance::StartRun { revision: "c".into() }),
+            (
+                view("b", Some("a"), None, true),
+                Governance::StartRun {
+                    revision: "b".into(),
+                },
+            ),
+            (
+                view("b", Some("a"), Some("b"), true),
+                Governance::KnownBad {
+                    revision: "b".into(),
+                },
+            ),
+            (
+                view("c", Some("a"), Some("b"), true),
+                Governance::StartRun {
+                    revision: "c".into(),
+                },
+            ),
         ];
         for (v, want) in table {
             assert_eq!(govern(&v), want, "{v:?}");

@@ -462,7 +462,14 @@ impl Machine<'_, '_> {
 
     fn waiting(&mut self, reason: &str, message: &str) {
         let now = self.now();
-        set_condition(&mut self.st.conditions, condition::WAITING, true, reason, message, now);
+        set_condition(
+            &mut self.st.conditions,
+            condition::WAITING,
+            true,
+            reason,
+            message,
+            now,
+        );
     }
 
     fn not_waiting(&mut self) {
@@ -785,7 +792,10 @@ impl Machine<'_, '_> {
         }
         let latest = self.latest_in_step().cloned();
         let healthy = latest.as_ref().is_some_and(|s| {
-            !matches!(s.verdict.as_str(), verdict::NO_DATA | verdict::ERROR | verdict::FAIL)
+            !matches!(
+                s.verdict.as_str(),
+                verdict::NO_DATA | verdict::ERROR | verdict::FAIL
+            )
         });
         if !healthy && !skip_this {
             let why = match &latest {
@@ -801,7 +811,11 @@ impl Machine<'_, '_> {
             };
             self.waiting(
                 "WaitingForEvidence",
-                &format!("step {}/{} has ended its pause but {why}", i + 1, plan.steps.len()),
+                &format!(
+                    "step {}/{} has ended its pause but {why}",
+                    i + 1,
+                    plan.steps.len()
+                ),
             );
             return desired;
         }
@@ -860,7 +874,10 @@ impl Machine<'_, '_> {
         match plan.judge {
             Judge::Threshold { .. } => s.verdict == verdict::PASS,
             Judge::Sequential { .. } => {
-                self.st.samples.iter().any(|s| s.verdict == verdict::ACCEPT_GOOD)
+                self.st
+                    .samples
+                    .iter()
+                    .any(|s| s.verdict == verdict::ACCEPT_GOOD)
                     || (s.verdict == verdict::CONTINUE && requests >= plan.min_requests)
             }
         }
@@ -877,12 +894,14 @@ impl Machine<'_, '_> {
                 paused: true,
             };
         }
-        let who: Vec<&str> = self.run.spec.approvals.iter().map(|a| a.user.as_str()).collect();
-        self.event(
-            false,
-            "Approved",
-            format!("approved by {}", who.join(", ")),
-        );
+        let who: Vec<&str> = self
+            .run
+            .spec
+            .approvals
+            .iter()
+            .map(|a| a.user.as_str())
+            .collect();
+        self.event(false, "Approved", format!("approved by {}", who.join(", ")));
         self.start_promotion()
     }
 

@@ -1,0 +1,611 @@
+//! `rollguard backtest`: replays a policy's analysis over data Prometheus recorded, and says
+//! what the policy would have done and when.
+//!
+//! The canary is taken to have started at `--from`. The policy's query templates are
+//! rendered for the canary workload `<deployment>-canary` with the same [`Template`] and
+//! [`Vars`] code the operator uses, combined into one query as the operator combines them,
+//! and evaluated with one range query (`/api/v1/query_range`) from `--from` plus one
+//! analysis interval to `--to`, one point per interval: exactly the instants at which the
+//! operator would have sampled. The points then feed the operator's run state machine
+//! through the same virtual-time driver as `rollguard simulate`, so steps, verdicts,
+//! rollbacks and promotions are the machine's own.
+//!
+//! A range query renders its template once, so `{{elapsed}}` (the time since the canary
+//! started, different at every sample) becomes the whole span `--to − --from` plus one
+//! interval: at every point the range reaches back to before `--from`. That counts exactly
+//! the canary's requests since `--from` when the canary's series start at `--from`, which
+//! holds for rollguard's canaries (a fresh `<deployment>-canary` Deployment per run); pick
+//! `--from` at the canary's start. The stable revision's counts, for `baseline: stable`,
+//! then cover a longer window than the operator's, which changes the baseline's precision
+//! but not its rate. The traffic split is what was recorded, not what the policy would have
+//! set.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::analysis::prometheus::{self, Endpoint, QueryError};
+use crate::analysis::query::{Template, Vars};
+use crate::api::run::Phase;
+use crate::plan::{Judge, RevisionMeta};
+use crate::simulate::driver::{Counts, Entry, Setup, Source, drive};
+use crate::simulate::policy;
+
+/// Prometheus answers at most 11,000 points per series; longer spans are asked in chunks.
+const MAX_POINTS: u64 = 10_000;
+
+/// What `rollguard backtest` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policy: PathBuf,
+    /// The governed Deployment; its canary is `<deployment>-canary`.
+    pub deployment: String,
+    pub namespace: String,
+    /// Prometheus' base URL.
+    pub prometheus: String,
+    /// When the canary started.
+    pub from: Timestamp,
+    /// Replay up to here.
+    pub to: Timestamp,
+    /// Use this tier instead of matching one.
+    pub tier: Option<String>,
+    /// Pod-template annotations of the revision, for tier matching.
+    pub annotations: BTreeMap<String, String>,
+    /// Pod-template labels of the revision, for tier matching.
+    pub labels: BTreeMap<String, String>,
+    /// `{{service}}` (default: the Deployment's name).
+    pub service: Option<String>,
+    /// `{{route}}` (default: the service).
+    pub route: Option<String>,
+    /// A file holding a bearer token sent with every query.
+    pub token_file: Option<PathBuf>,
+    /// Per-query timeout.
+    pub timeout: Duration,
+}
+
+/// The command line of `rollguard backtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The RolloutPolicy file (YAML; a whole policy or only its spec).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The governed Deployment; the canary measured is `<deployment>-canary`.
+    #[arg(long)]
+    pub deployment: String,
+    /// Its namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Prometheus' base URL, e.g. http://prometheus.monitoring:9090.
+    #[arg(long, env = "ROLLGUARD_PROMETHEUS_ADDRESS")]
+    pub prometheus: String,
+    /// When the canary started (RFC 3339 or Unix seconds).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Timestamp,
+    /// Replay up to here (RFC 3339 or Unix seconds).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Timestamp,
+    /// Judge with this tier instead of the one the revision matches.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// A pod-template annotation of the revision (key=value, repeatable), for tier matching.
+    #[arg(long = "annotation", value_parser = parse_key_value)]
+    pub annotations: Vec<(String, String)>,
+    /// A pod-template label of the revision (key=value, repeatable), for tier matching.
+    #[arg(long = "label", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// `{{service}}` in the templates (default: the Deployment's name).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// `{{route}}` in the templates (default: the service).
+    #[arg(long)]
+    pub route: Option<String>,
+    /// A file holding a bearer token for Prometheus.
+    #[arg(long)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// How long one range query may take.
+    #[arg(long, default_value = "30s", value_parser = crate::api::quantity::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `rollguard backtest`: prints the report as JSON, or the error; returns the exit code.
+pub fn main(args: Args) -> u8 {
+    let opts = Options {
+        policy: args.policy,
+        deployment: args.deployment,
+        namespace: args.namespace,
+        prometheus: args.prometheus,
+        from: args.from,
+        to: args.to,
+        tier: args.tier,
+        annotations: args.annotations.into_iter().collect(),
+        labels: args.labels.into_iter().collect(),
+        service: args.service,
+        route: args.route,
+        token_file: args.bearer_token_file,
+        timeout: args.timeout,
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the runtime: {e}")))
+        .and_then(|rt| rt.block_on(backtest(&opts)))
+        .and_then(|r| serde_json::to_string_pretty(&r).map_err(|e| Error::Invalid(e.to_string())));
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            0
+        }
+        Err(e) => {
+            eprintln!("rollguard backtest: {e}");
+            1
+        }
+    }
+}
+
+/// Why a backtest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Policy(#[from] crate::simulate::Error),
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One series of a range query: labels and `(unix seconds, value)` points.
+pub type RangeSeries = (BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// Reads the `data` of a range query answer (a matrix).
+pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        status: String,
+        #[serde(default)]
+        data: Option<Data>,
+        #[serde(rename = "errorType", default)]
+        error_type: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        #[serde(rename = "resultType")]
+        result_type: String,
+        result: Vec<Series>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Series {
+        #[serde(default)]
+        metric: BTreeMap<String, String>,
+        #[serde(default)]
+        values: Vec<(f64, String)>,
+    }
+    let resp: Resp =
+        serde_json::from_slice(body).map_err(|e| QueryError::Malformed(e.to_string()))?;
+    if resp.status != "success" {
+        return Err(QueryError::Rejected {
+            error_type: resp.error_type.unwrap_or_else(|| "unknown".into()),
+            message: resp.error.unwrap_or_default(),
+        });
+    }
+    let data = resp
+        .data
+        .ok_or_else(|| QueryError::Malformed("no data in a success answer".into()))?;
+    if data.result_type != "matrix" {
+        return Err(QueryError::Malformed(format!(
+            "result type {}; a range query answers with a matrix",
+            data.result_type
+        )));
+    }
+    data.result
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .into_iter()
+                .map(|(t, v)| {
+                    let v = match v.as_str() {
+                        "NaN" => f64::NAN,
+                        "+Inf" => f64::INFINITY,
+                        "-Inf" => f64::NEG_INFINITY,
+                        _ => v.parse().map_err(|_| {
+                            QueryError::Malformed(format!("value {v:?} is not a number"))
+                        })?,
+                    };
+                    Ok((t, v))
+                })
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            Ok((s.metric, points))
+        })
+        .collect()
+}
+
+/// Runs one range query from `start` to `end` (inclusive) every `step`, in chunks Prometheus
+/// accepts. Series with the same labels in different chunks are joined.
+pub async fn query_range(
+    http: &reqwest::Client,
+    ep: &Endpoint,
+    promql: &str,
+    start: Timestamp,
+    end: Timestamp,
+    step: Duration,
+) -> Result<Vec<RangeSeries>, QueryError> {
+    let url = format!("{}/api/v1/query_range", ep.address.trim_end_matches('/'));
+    let step_s = step.as_secs_f64().max(0.001);
+    let chunk = SignedDuration::try_from(step.saturating_mul(MAX_POINTS as u32))
+        .unwrap_or(SignedDuration::MAX);
+    let mut joined: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut from = start;
+    while from <= end {
+        let to = from.checked_add(chunk).unwrap_or(end).min(end);
+        let form = [
+            ("query", promql.to_string()),
+            ("start", secs(from)),
+            ("end", secs(to)),
+            ("step", format!("{step_s}")),
+        ];
+        let mut req = http.post(&url).timeout(ep.timeout).form(&form);
+        if let Some(t) = &ep.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| send_error(ep, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| send_error(ep, e))?;
+        if !status.is_success() {
+            if let Err(e @ QueryError::Rejected { .. }) = parse_matrix(&body) {
+                return Err(e);
+            }
+            return Err(QueryError::Http {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            });
+        }
+        for (labels, points) in parse_matrix(&body)? {
+            joined.entry(labels).or_default().extend(points);
+        }
+        // The next chunk starts one step after this one ended.
+        from = match to.checked_add(SignedDuration::try_from(step).unwrap_or(SignedDuration::MAX)) {
+            Ok(t) if to < end => t,
+            _ => break,
+        };
+    }
+    Ok(joined.into_iter().collect())
+}
+
+fn secs(t: Timestamp) -> String {
+    format!("{:.3}", t.as_millisecond() as f64 / 1000.0)
+}
+
+fn send_error(ep: &Endpoint, e: reqwest::Error) -> QueryError {
+    if e.is_timeout() {
+        return QueryError::Timeout {
+            address: ep.address.clone(),
+            timeout: ep.timeout,
+        };
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    QueryError::Unreachable {
+        address: ep.address.clone(),
+        message,
+    }
+}
+
+/// Parses `key=value` (a label or annotation given on the command line).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// Parses a time given on the command line: RFC 3339 (`2026-05-01T12:00:00Z`) or Unix
+/// seconds (`1777636800`, `1777636800.5`).
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => Timestamp::from_millisecond((x * 1000.0).round() as i64)
+            .map_err(|e| format!("{s}: {e}")),
+        _ => Err(format!(
+            "{s:?} is neither an RFC 3339 time (2026-05-01T12:00:00Z) nor Unix seconds"
+        )),
+    }
+}
+
+/// The recorded points, one per analysis instant.
+struct Recorded {
+    start: Timestamp,
+    /// Unix milliseconds to values per part (`requests`, `errors`, `stable_requests`, ...).
+    points: BTreeMap<i64, BTreeMap<&'static str, f64>>,
+    step: Duration,
+}
+
+impl Source for Recorded {
+    fn advance(&mut self, _to: Duration, _share: f64) {}
+
+    fn counts(&mut self, now: Duration, _window: Duration, stable: bool) -> Counts {
+        let t = self.start.as_millisecond() + now.as_millis() as i64;
+        let step = (self.step.as_millis() as i64).max(1);
+        // The point at `t`, or the latest before it within one step.
+        let got = self
+            .points
+            .range(t - step + 1..=t)
+            .next_back()
+            .map(|(_, v)| v);
+        let value = |tag: &str| -> Result<f64, String> {
+            match got.and_then(|v| v.get(tag)) {
+                Some(x) if !x.is_nan() => Ok(*x),
+                Some(_) => Err(format!("the {tag} query returned NaN")),
+                None => Err(format!("the {tag} query returned an empty vector")),
+            }
+        };
+        match (value("requests"), value("errors")) {
+            (Ok(requests), Ok(errors)) => Counts::Values {
+                requests,
+                errors,
+                stable: if stable {
+                    value("stable_requests")
+                        .ok()
+                        .zip(value("stable_errors").ok())
+                } else {
+                    None
+                },
+            },
+            (Err(why), _) | (_, Err(why)) => Counts::NoData(why),
+        }
+    }
+}
+
+/// One entry of the decision timeline.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    /// When (RFC 3339).
+    pub time: String,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// What `rollguard backtest` prints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub policy: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub tier: String,
+    pub tier_reason: String,
+    pub decision: &'static str,
+    pub from: String,
+    pub to: String,
+    /// The combined query as sent to `/api/v1/query_range`.
+    pub query: String,
+    /// `RolledBack`, `Promoted` or `Undecided` (still in flight at `--to`).
+    pub outcome: &'static str,
+    /// When the run would have ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub steps_reached: u32,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Runs `rollguard backtest`.
+pub async fn backtest(opts: &Options) -> Result<Report, Error> {
+    if opts.to <= opts.from {
+        return Err(Error::Invalid(format!(
+            "--to ({}) must be later than --from ({})",
+            opts.to, opts.from
+        )));
+    }
+    let file = opts.policy.display().to_string();
+    let mut policy = policy::load(&crate::simulate::read(&opts.policy)?, &file)
+        .map_err(crate::simulate::Error::from)?;
+    policy.namespace = opts.namespace.clone();
+    let meta = RevisionMeta {
+        template_labels: Some(&opts.labels),
+        template_annotations: Some(&opts.annotations),
+        ..Default::default()
+    };
+    let tier = policy
+        .choose_tier(opts.tier.as_deref(), &meta)
+        .map_err(Error::Invalid)?;
+    let setup = Setup::new(&policy, tier, &opts.deployment, 1);
+    let interval = setup.plan.interval;
+    let span = Duration::try_from(opts.to.duration_since(opts.from)).unwrap_or(Duration::ZERO);
+    let mut vars = setup.vars().clone();
+    vars.service = opts
+        .service
+        .clone()
+        .unwrap_or_else(|| opts.deployment.clone());
+    vars.route = opts.route.clone().unwrap_or_else(|| vars.service.clone());
+    vars.elapsed = span + interval;
+    let (req_t, err_t) = setup.templates();
+    let query = combined_query(req_t, err_t, &vars, setup.baseline_stable);
+    let token = match &opts.token_file {
+        Some(p) => Some(crate::simulate::read(p)?.trim().to_string()),
+        None => None,
+    };
+    let ep = Endpoint {
+        address: opts.prometheus.clone(),
+        token,
+        timeout: opts.timeout,
+    };
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("rollguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let first = opts
+        .from
+        .checked_add(SignedDuration::try_from(interval).unwrap_or(SignedDuration::MAX))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut recorded = Recorded {
+        start: opts.from,
+        points: BTreeMap::new(),
+        step: interval,
+    };
+    if first <= opts.to {
+        let series = query_range(&http, &ep, &query, first, opts.to, interval).await?;
+        recorded.points = points_by_part(&series)?;
+    }
+    let d = drive(&setup, opts.from, span, Duration::ZERO, &mut recorded, true);
+    let at_time = |secs: f64| {
+        opts.from
+            .checked_add(SignedDuration::from_millis((secs * 1000.0).round() as i64))
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    let outcome = match d.status.phase {
+        Phase::RolledBack | Phase::Aborted => "RolledBack",
+        Phase::Succeeded => "Promoted",
+        _ => "Undecided",
+    };
+    Ok(Report {
+        policy: file,
+        namespace: opts.namespace.clone(),
+        deployment: opts.deployment.clone(),
+        tier: setup.spec.tier.name.clone(),
+        tier_reason: setup.spec.tier.reason.clone(),
+        decision: match setup.plan.judge {
+            Judge::Threshold { .. } => "threshold",
+            Judge::Sequential { .. } => "sequential",
+        },
+        from: opts.from.to_string(),
+        to: opts.to.to_string(),
+        query,
+        outcome,
+        decided_at: d.ended.map(|e| at_time(e.as_secs_f64())),
+        phase: d.status.phase.as_str().to_string(),
+        reason: d.status.reason.clone(),
+        message: d.status.message.clone(),
+        steps_reached: d.steps_reached,
+        timeline: d
+            .timeline
+            .into_iter()
+            .map(|entry| TimelineEntry {
+                time: at_time(entry.at_seconds),
+                entry,
+            })
+            .collect(),
+    })
+}
+
+/// The operator's combined query for the canary (and the stable revision when the tier
+/// measures its baseline there), rendered with `vars`.
+fn combined_query(req: &Template, err: &Template, vars: &Vars, stable: bool) -> String {
+    let mut parts = vec![("requests", req.render(vars)), ("errors", err.render(vars))];
+    if stable {
+        let mut sv = vars.clone();
+        let s = Vars::for_track(
+            crate::analysis::query::Track::Stable,
+            &vars.namespace,
+            &vars.deployment,
+        );
+        sv.workload = s.workload;
+        sv.track = s.track;
+        parts.push(("stable_requests", req.render(&sv)));
+        parts.push(("stable_errors", err.render(&sv)));
+    }
+    let refs: Vec<(&str, &str)> = parts.iter().map(|(t, q)| (*t, q.as_str())).collect();
+    prometheus::combine(&refs)
+}
+
+/// Splits a combined range answer into values per instant and part. Several series for one
+/// part is the same error the operator reports: the template lacks a `sum`.
+fn points_by_part(
+    series: &[RangeSeries],
+) -> Result<BTreeMap<i64, BTreeMap<&'static str, f64>>, QueryError> {
+    let mut out: BTreeMap<i64, BTreeMap<&'static str, f64>> = BTreeMap::new();
+    for tag in ["requests", "errors", "stable_requests", "stable_errors"] {
+        let mine: Vec<&RangeSeries> = series
+            .iter()
+            .filter(|(l, _)| l.get(prometheus::PART_LABEL).map(String::as_str) == Some(tag))
+            .collect();
+        if mine.len() > 1 {
+            return Err(QueryError::TooManySeries { series: mine.len() });
+        }
+        for (_, points) in mine {
+            for (t, v) in points {
+                out.entry((t * 1000.0).round() as i64)
+                    .or_default()
+                    .insert(tag, *v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrices_are_read() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"rollguard_part":"requests"},"values":[[100,"10"],[115,"25.5"]]},
+            {"metric":{"rollguard_part":"errors"},"values":[[100,"0"],[115,"NaN"]]}]}}"#;
+        let m = parse_matrix(body).expect("matrix");
+        assert_eq!(m.len(), 2);
+        let p = points_by_part(&m).expect("parts");
+        assert_eq!(p[&115_000]["requests"], 25.5);
+        assert!(p[&115_000]["errors"].is_nan());
+        let mut rec = Recorded {
+            start: Timestamp::from_second(85).expect("ts"),
+            points: p,
+            step: Duration::from_secs(15),
+        };
+        assert_eq!(
+            rec.counts(Duration::from_secs(15), Duration::ZERO, false),
+            Counts::Values {
+                requests: 10.0,
+                errors: 0.0,
+                stable: None
+            }
+        );
+        assert!(
+            matches!(rec.counts(Duration::from_secs(30), Duration::ZERO, false), Counts::NoData(w) if w.contains("NaN"))
+        );
+        assert!(
+            matches!(rec.counts(Duration::from_secs(60), Duration::ZERO, false), Counts::NoData(w) if w.contains("empty"))
+        );
+        let two = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"rollguard_part":"errors","code":"500"},"values":[[1,"1"]]},
+            {"metric":{"rollguard_part":"errors","code":"503"},"values":[[1,"2"]]}]}}"#;
+        let e = points_by_part(&parse_matrix(two).expect("m")).expect_err("shape");
+        assert_eq!(e.category(), "query_shape");
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(matches!(
+            parse_matrix(bad),
+            Err(QueryError::Rejected { .. })
+        ));
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(parse_matrix(vector).is_err());
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_unix_seconds() {
+        assert_eq!(
+            parse_time("2026-05-01T12:00:00Z").map(|t| t.as_second()),
+            Ok(1_777_636_800)
+        );
+        assert_eq!(
+            parse_time("1777636800.5").map(|t| t.as_millisecond()),
+            Ok(1_777_636_800_500)
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+}

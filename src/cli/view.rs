@@ -1,0 +1,220 @@
+//! What the CLI knows about one governed Deployment's rollouts, assembled from the objects
+//! the API server returned (Deployments, policies, runs). Pure: the same assembly serves
+//! `get`, `get --watch` (from watch caches) and `-o json|yaml`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+use serde::Serialize;
+
+use crate::api::RolloutPolicy;
+use crate::api::run::{Phase, RolloutRun};
+use crate::names::{FAILED_REVISION, GOVERNED_BY, ROLE_CANARY, ROLE_LABEL, STABLE_REVISION};
+use crate::plan::template_hash;
+
+/// One Deployment with its policy, revisions and runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRollouts {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment's name.
+    pub deployment: String,
+    /// The policies selecting it (one when governed, two or more in conflict).
+    pub policies: Vec<String>,
+    /// The policy that governed it last (`rollguard.dev/policy`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub governed_by: Option<String>,
+    /// `rollguard.dev/stable-revision`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// `rollguard.dev/failed-revision`: not retried until the template changes (or `retry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    /// Hash of the Deployment's current pod template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_revision: Option<String>,
+    /// The run in flight, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<RolloutRun>,
+    /// Finished runs, newest first.
+    pub history: Vec<RolloutRun>,
+}
+
+impl DeploymentRollouts {
+    /// The governing policy, when exactly one selects the Deployment.
+    pub fn policy(&self) -> Option<&str> {
+        match self.policies.as_slice() {
+            [p] => Some(p.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Two or more policies select the Deployment: rollguard leaves it alone.
+    pub fn in_conflict(&self) -> bool {
+        self.policies.len() > 1
+    }
+
+    /// The newest finished run.
+    pub fn last(&self) -> Option<&RolloutRun> {
+        self.history.first()
+    }
+}
+
+/// The phase of a run (a run just created has no status yet: Progressing).
+pub fn phase(run: &RolloutRun) -> Phase {
+    run.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// Whether a Deployment is a canary rollguard made (not shown as a Deployment of its own).
+pub fn is_canary(d: &Deployment) -> bool {
+    d.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANARY)
+}
+
+/// Whether a label selector selects these labels, as the operator decides it: an empty
+/// selector selects nothing.
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let ml = sel.match_labels.as_ref();
+    let me = sel.match_expressions.as_ref();
+    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
+        return false;
+    }
+    let labels_ok = ml.is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let exprs_ok = me.is_none_or(|es| {
+        es.iter().all(|e| {
+            let have = labels.get(&e.key);
+            let values = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => have.is_some_and(|v| values.contains(v)),
+                "NotIn" => have.is_none_or(|v| !values.contains(v)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                _ => false,
+            }
+        })
+    });
+    labels_ok && exprs_ok
+}
+
+/// Whether a policy selects a Deployment.
+pub fn selects(p: &RolloutPolicy, d: &Deployment) -> bool {
+    !is_canary(d)
+        && p.namespace() == d.namespace()
+        && p.metadata.deletion_timestamp.is_none()
+        && d.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| selector_matches(&p.spec.selector, l))
+}
+
+/// The view of one Deployment. `runs` may contain other Deployments' runs.
+pub fn of_deployment(
+    d: &Deployment,
+    policies: &[RolloutPolicy],
+    runs: &[RolloutRun],
+) -> DeploymentRollouts {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let mut mine: Vec<RolloutRun> = runs
+        .iter()
+        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.deployment == name)
+        .cloned()
+        .collect();
+    // Newest first; the name breaks ties between runs created in the same second.
+    mine.sort_by(|a, b| {
+        let key = |r: &RolloutRun| (r.creation_timestamp().map(|t| t.0), r.name_any());
+        key(b).cmp(&key(a))
+    });
+    let current_at = mine.iter().position(|r| !phase(r).is_terminal());
+    let current = current_at.map(|i| mine.remove(i));
+    let history: Vec<RolloutRun> = mine
+        .into_iter()
+        .filter(|r| phase(r).is_terminal())
+        .collect();
+    let annotation = |k: &str| d.annotations().get(k).cloned();
+    DeploymentRollouts {
+        namespace: ns,
+        deployment: name,
+        policies: policies
+            .iter()
+            .filter(|p| selects(p, d))
+            .map(|p| p.name_any())
+            .collect(),
+        governed_by: annotation(GOVERNED_BY),
+        stable_revision: annotation(STABLE_REVISION),
+        failed_revision: annotation(FAILED_REVISION),
+        template_revision: d.spec.as_ref().map(|s| template_hash(&s.template)),
+        current,
+        history,
+    }
+}
+
+/// The views of every Deployment that is governed, selected, or has runs, sorted by
+/// namespace and name. Canary Deployments are not listed on their own.
+pub fn assemble(
+    deployments: &[Deployment],
+    policies: &[RolloutPolicy],
+    runs: &[RolloutRun],
+) -> Vec<DeploymentRollouts> {
+    let mut out: Vec<DeploymentRollouts> = deployments
+        .iter()
+        .filter(|d| !is_canary(d))
+        .map(|d| of_deployment(d, policies, runs))
+        .filter(|v| {
+            !v.policies.is_empty()
+                || v.governed_by.is_some()
+                || v.current.is_some()
+                || !v.history.is_empty()
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.deployment).cmp(&(&b.namespace, &b.deployment)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_match_like_the_operator() {
+        let l = labels(&[("app.kubernetes.io/part-of", "shop"), ("tier", "web")]);
+        let ml = |pairs: &[(&str, &str)]| LabelSelector {
+            match_labels: Some(labels(pairs)),
+            ..Default::default()
+        };
+        let expr = |op: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: op.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            ..Default::default()
+        };
+        assert!(selector_matches(
+            &ml(&[("app.kubernetes.io/part-of", "shop")]),
+            &l
+        ));
+        assert!(!selector_matches(
+            &ml(&[("app.kubernetes.io/part-of", "cart")]),
+            &l
+        ));
+        assert!(
+            !selector_matches(&LabelSelector::default(), &l),
+            "empty selects nothing"
+        );
+        assert!(selector_matches(&expr("In", &["web", "api"]), &l));
+        assert!(!selector_matches(&expr("NotIn", &["web"]), &l));
+        assert!(selector_matches(&expr("Exists", &[]), &l));
+        assert!(!selector_matches(&expr("DoesNotExist", &[]), &l));
+    }
+}

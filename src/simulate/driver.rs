@@ -1,0 +1,380 @@
+//! The virtual-time driver: feeds the operator's own run state machine
+//! ([`crate::run::reconcile`]) the way the controller's `drive` does, with the clock, the
+//! canary Deployment and Prometheus replaced by a [`Source`]. Nothing here decides anything
+//! about the run: every step, sample verdict, rollback and promotion comes from the machine.
+//!
+//! Per pass, as in the controller: take an analysis sample if [`crate::run::analysis_due`]
+//! says so (queries rendered from the policy's templates with `{{elapsed}}` = time since the
+//! canary started, at least one interval), run the machine, then make its desired state real:
+//! the canary gets the replicas it asked for and they are ready at once, traffic follows the
+//! router (replicas: the canary's pods over all pods; Gateway API: the exact weight), and an
+//! unpaused Deployment finishes its rollout by the next pass. Then sleep until the machine's
+//! `wake_at`, as the controller's requeue does.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+
+use super::policy::{ChosenTier, PolicyFile};
+use crate::analysis::query::{Template, Track, Variable, Vars};
+use crate::api::policy::Baseline;
+use crate::api::run::{Approval, MatchedTier, Phase, RolloutRunSpec, RolloutRunStatus, Sample};
+use crate::plan::{Judge, Plan, share_of};
+use crate::run::{
+    CanaryObserved, Measurement, Queries, Router, RunView, World, analysis_due, elapsed, reconcile,
+};
+
+/// The window the policy's queries count over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryWindow {
+    /// `[{{elapsed}}]`: everything since the canary started.
+    SinceStart,
+    /// A fixed range such as `[{{interval}}]` or `[5m]`: the last stretch only.
+    Last(Duration),
+}
+
+/// What the queries returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Counts {
+    /// Canary requests and errors, and the stable revision's when asked for.
+    Values {
+        requests: f64,
+        errors: f64,
+        stable: Option<(f64, f64)>,
+    },
+    /// The queries returned an empty vector (or NaN).
+    NoData(String),
+    /// The queries failed.
+    Failed(String),
+}
+
+/// Where traffic and counters come from: the synthetic traffic model of `simulate`, or
+/// Prometheus' recorded data in `backtest`.
+pub trait Source {
+    /// Traffic flowed up to `to` (since the start) with the canary taking `share` of it.
+    fn advance(&mut self, to: Duration, share: f64);
+    /// What the queries return at `now` when they count over the last `window`; with
+    /// `stable`, the stable revision's counts over the same window too.
+    fn counts(&mut self, now: Duration, window: Duration, stable: bool) -> Counts;
+}
+
+/// A run ready to be driven: its spec and plan exactly as the operator would snapshot them.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub spec: RolloutRunSpec,
+    pub plan: Plan,
+    pub router: Router,
+    /// Stable pods (the Deployment's `spec.replicas`).
+    pub stable_replicas: i32,
+    pub window: QueryWindow,
+    /// The tier measures p0 on the stable revision.
+    pub baseline_stable: bool,
+    requests: Template,
+    errors: Template,
+    vars: Vars,
+}
+
+impl Setup {
+    /// The run the operator would start for `deployment` under `policy` with `tier`.
+    pub fn new(
+        policy: &PolicyFile,
+        tier: ChosenTier,
+        deployment: &str,
+        stable_replicas: i32,
+    ) -> Setup {
+        let router = if policy.spec.traffic.gateway_api.is_some() {
+            Router::GatewayApi
+        } else {
+            Router::Replicas
+        };
+        let baseline_stable = matches!(
+            tier.plan.judge,
+            Judge::Sequential {
+                baseline: Baseline::Stable,
+                ..
+            }
+        );
+        let mut vars = Vars::for_track(Track::Canary, &policy.namespace, deployment);
+        vars.service = deployment.to_string();
+        vars.route = deployment.to_string();
+        vars.interval = tier.plan.interval;
+        let window = query_window(&policy.requests, &vars);
+        let spec = RolloutRunSpec {
+            deployment: deployment.to_string(),
+            policy: policy.name.clone(),
+            stable_revision: "stable".into(),
+            canary_revision: "canary".into(),
+            tier: MatchedTier {
+                name: tier.tier.name.clone(),
+                reason: tier.reason,
+            },
+            plan: tier.tier,
+            analysis: policy.spec.analysis.clone(),
+            router: router.name().into(),
+            approvals: vec![],
+            control: None,
+        };
+        Setup {
+            spec,
+            plan: tier.plan,
+            router,
+            stable_replicas: stable_replicas.max(1),
+            window,
+            baseline_stable,
+            requests: policy.requests.clone(),
+            errors: policy.errors.clone(),
+            vars,
+        }
+    }
+
+    /// The queries as the controller would send them with `{{elapsed}}` = `elapsed`.
+    pub fn queries(&self, elapsed: Duration) -> Queries {
+        let mut v = self.vars.clone();
+        v.elapsed = elapsed;
+        Queries {
+            requests: self.requests.render(&v),
+            errors: self.errors.render(&v),
+        }
+    }
+
+    /// The template variables for the canary (`elapsed` unset).
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    /// The parsed templates (requests, errors).
+    pub fn templates(&self) -> (&Template, &Template) {
+        (&self.requests, &self.errors)
+    }
+}
+
+/// Which window a requests template counts over: `{{elapsed}}` means since the canary
+/// started, `{{interval}}` the last interval, a literal range such as `[5m]` that range, and
+/// a query without a range (raw counters of a fresh canary) since the start too.
+pub fn query_window(t: &Template, vars: &Vars) -> QueryWindow {
+    if t.variables().contains(&Variable::Elapsed) {
+        return QueryWindow::SinceStart;
+    }
+    if t.variables().contains(&Variable::Interval) {
+        return QueryWindow::Last(vars.interval);
+    }
+    let text = t.render(vars);
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let inside = after[..close].split(':').next().unwrap_or("").trim();
+        if let Ok(d) = crate::api::quantity::parse_duration(inside)
+            && !d.is_zero()
+        {
+            return QueryWindow::Last(d);
+        }
+        rest = &after[close..];
+    }
+    QueryWindow::SinceStart
+}
+
+/// One entry of a run's timeline.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// Seconds since the start of the run.
+    pub at_seconds: f64,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum What {
+    /// An analysis sample as the machine recorded it.
+    Sample(Box<Sample>),
+    /// An Event the operator would have emitted.
+    Event {
+        reason: String,
+        message: String,
+        warning: bool,
+    },
+}
+
+/// How a driven run went.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    /// The run's status at the end.
+    pub status: RolloutRunStatus,
+    /// Steps whose slice took effect.
+    pub steps_reached: u32,
+    /// When the canary first got traffic, since the start.
+    pub canary_started: Option<Duration>,
+    /// When the run ended, since the start; `None` if it was still going at the horizon.
+    pub ended: Option<Duration>,
+    /// Samples and Events, when asked for.
+    pub timeline: Vec<Entry>,
+}
+
+/// Passes at one instant before time must move on (each pass makes the world more like
+/// what the machine wants; two or three suffice).
+const PASSES_PER_INSTANT: u32 = 8;
+
+fn since(start: Timestamp, t: &Time) -> Duration {
+    Duration::try_from(t.0.duration_since(start)).unwrap_or(Duration::ZERO)
+}
+
+fn at(start: Timestamp, d: Duration) -> Timestamp {
+    start
+        .checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Drives one run from `start` until it ends or `horizon` has passed.
+pub fn drive<S: Source>(
+    setup: &Setup,
+    start: Timestamp,
+    horizon: Duration,
+    approve_after: Duration,
+    source: &mut S,
+    trace: bool,
+) -> Drive {
+    let mut spec = setup.spec.clone();
+    let mut status = RolloutRunStatus::default();
+    let mut canary: Option<CanaryObserved> = None;
+    let mut unpaused = false;
+    let mut share = 0.0;
+    let mut now = Duration::ZERO;
+    let mut passes = 0;
+    let mut awaiting_since: Option<Duration> = None;
+    let mut steps_reached = 0u32;
+    let mut timeline = Vec::new();
+    let mut ended = None;
+    loop {
+        source.advance(now, share);
+        let ts = at(start, now);
+        let view = RunView {
+            spec: &spec,
+            plan: &setup.plan,
+            router: setup.router,
+        };
+        let measurement = analysis_due(&view, &status, ts).then(|| {
+            // As the controller's `measure`: `{{elapsed}}` is at least one interval.
+            let elapsed = elapsed(&status, ts).max(setup.plan.interval);
+            let window = match setup.window {
+                QueryWindow::SinceStart => elapsed,
+                QueryWindow::Last(w) => w,
+            };
+            let queries = if trace {
+                setup.queries(elapsed)
+            } else {
+                Queries::default()
+            };
+            match source.counts(now, window, setup.baseline_stable) {
+                Counts::Values {
+                    requests,
+                    errors,
+                    stable,
+                } => Measurement::Counts {
+                    requests,
+                    errors,
+                    stable,
+                    queries,
+                },
+                Counts::NoData(why) => Measurement::NoData { why, queries },
+                Counts::Failed(why) => Measurement::Failed { why, queries },
+            }
+        });
+        let world = World {
+            now: ts,
+            template_revision: spec.canary_revision.clone(),
+            stable_replicas: setup.stable_replicas,
+            rollout_complete: unpaused,
+            canary,
+            routing: Ok(()),
+            measurement,
+        };
+        let out = reconcile(&view, &status, &world);
+        if trace {
+            if out.status.sample_count > status.sample_count
+                && let Some(s) = out.status.samples.last()
+            {
+                timeline.push(Entry {
+                    at_seconds: now.as_secs_f64(),
+                    what: What::Sample(Box::new(s.clone())),
+                });
+            }
+            for e in &out.events {
+                timeline.push(Entry {
+                    at_seconds: now.as_secs_f64(),
+                    what: What::Event {
+                        reason: e.reason.to_string(),
+                        message: e.message.clone(),
+                        warning: e.warning,
+                    },
+                });
+            }
+        }
+        status = out.status;
+        if status.step_started_at.is_some() && status.phase == Phase::Progressing {
+            steps_reached = steps_reached.max(status.step.max(0) as u32 + 1);
+        }
+        // Make the desired state real: the canary is ready as soon as it is asked for.
+        let next_canary = out.desired.canary_replicas.map(|r| CanaryObserved {
+            replicas: r,
+            ready: r,
+        });
+        let mut changed = next_canary != canary || unpaused == out.desired.paused;
+        canary = next_canary;
+        unpaused = !out.desired.paused;
+        share = match setup.router {
+            Router::Replicas => {
+                canary.map_or(0.0, |c| share_of(c.ready, setup.stable_replicas).as_f64())
+            }
+            Router::GatewayApi => out.desired.weight.as_f64(),
+        };
+        if status.phase.is_terminal() {
+            ended = Some(now);
+            break;
+        }
+        let mut approval_due = None;
+        if status.phase == Phase::AwaitingApproval && spec.approvals.is_empty() {
+            let asked = *awaiting_since.get_or_insert(now);
+            let due = asked + approve_after;
+            if now >= due {
+                spec.approvals.push(Approval {
+                    user: "rollguard-simulate".into(),
+                    groups: vec![],
+                    time: Time(ts),
+                });
+                changed = true;
+            } else {
+                approval_due = Some(due);
+            }
+        }
+        if changed && passes < PASSES_PER_INSTANT {
+            passes += 1;
+            continue;
+        }
+        passes = 0;
+        let wake = out
+            .wake_at
+            .map(|t| Duration::try_from(t.duration_since(start)).unwrap_or(Duration::ZERO));
+        let next = match (wake, approval_due) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(horizon),
+        };
+        if now >= horizon {
+            break;
+        }
+        now = next.max(now + Duration::from_millis(1)).min(horizon);
+    }
+    source.advance(now, 0.0);
+    let canary_started = status.canary_started_at.as_ref().map(|t| since(start, t));
+    Drive {
+        status,
+        steps_reached,
+        canary_started,
+        ended,
+        timeline,
+    }
+}

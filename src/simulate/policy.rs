@@ -1,0 +1,371 @@
+//! Policy files for `rollguard simulate` and `rollguard backtest`: a `RolloutPolicy` as
+//! `kubectl apply` takes it (or only its `spec`), parsed into the API types, checked the way
+//! the operator checks a policy, and matched to a tier. Every error names the line and the
+//! field.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+use super::yaml::{self, FileError, Segment, locate, parse_path};
+use crate::analysis::query::{Template, Variable};
+use crate::api::policy::{Baseline, Decision, RolloutPolicySpec, Tier};
+use crate::plan::{Plan, RevisionMeta, default_tiers, match_tier};
+
+/// A loaded, checked policy.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// The file as the user named it.
+    pub file: String,
+    /// `metadata.name`, or `policy` for a bare spec.
+    pub name: String,
+    /// `metadata.namespace`, or `default`.
+    pub namespace: String,
+    /// The policy.
+    pub spec: RolloutPolicySpec,
+    /// The parsed query templates.
+    pub requests: Template,
+    pub errors: Template,
+}
+
+/// The tier a revision gets, resolved.
+#[derive(Debug, Clone)]
+pub struct ChosenTier {
+    pub tier: Tier,
+    /// Why it matched (as the operator records it on the run).
+    pub reason: String,
+    pub plan: Plan,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyDoc {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<ObjectMeta>,
+    spec: RolloutPolicySpec,
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<serde::de::IgnoredAny>,
+}
+
+/// Where a field of the spec is in the file: under `spec` in a whole policy, at the top in
+/// a bare spec.
+struct Layout<'a> {
+    text: &'a str,
+    file: &'a str,
+    whole: bool,
+}
+
+impl Layout<'_> {
+    /// An error about `field`, written as the operator writes it (`spec.tiers[0].steps`).
+    fn error(&self, field: &str, message: String) -> FileError {
+        let mut path = parse_path(field);
+        let in_file = match path.first() {
+            Some(Segment::Key(k)) if k == "spec" => {
+                if !self.whole {
+                    path.remove(0);
+                }
+                true
+            }
+            _ => false,
+        };
+        FileError {
+            file: self.file.to_string(),
+            position: if in_file {
+                locate(self.text, &path)
+            } else {
+                None
+            },
+            field: field.to_string(),
+            message,
+        }
+    }
+}
+
+/// Parses and checks a policy file.
+pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
+    let whole = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
+        .ok()
+        .and_then(|v| v.as_mapping().map(|m| m.contains_key("spec")))
+        .unwrap_or(true);
+    let layout = Layout { text, file, whole };
+    let (name, namespace, spec) = if whole {
+        // Unknown fields in metadata and status are the API server's business, not ours.
+        let doc: PolicyDoc = yaml::parse(
+            text,
+            file,
+            &|p| matches!(p.first(), Some(Segment::Key(k)) if k == "metadata" || k == "status"),
+        )?;
+        if let Some(kind) = doc.kind.as_deref().filter(|k| *k != "RolloutPolicy") {
+            return Err(FileError {
+                file: file.into(),
+                position: locate(text, &[Segment::Key("kind".into())]),
+                field: "kind".into(),
+                message: format!("expected RolloutPolicy, found {kind}"),
+            });
+        }
+        if let Some(v) = doc
+            .api_version
+            .as_deref()
+            .filter(|v| !v.starts_with(&format!("{}/", crate::api::GROUP)))
+        {
+            return Err(FileError {
+                file: file.into(),
+                position: locate(text, &[Segment::Key("apiVersion".into())]),
+                field: "apiVersion".into(),
+                message: format!("expected rollguard.dev/v1alpha1, found {v}"),
+            });
+        }
+        let meta = doc.metadata.unwrap_or_default();
+        (meta.name, meta.namespace, doc.spec)
+    } else {
+        let spec: RolloutPolicySpec = yaml::parse(text, file, &|_| false)?;
+        (None, None, spec)
+    };
+    let (requests, errors) = check(&spec, &layout)?;
+    Ok(PolicyFile {
+        file: file.to_string(),
+        name: name.unwrap_or_else(|| "policy".into()),
+        namespace: namespace.unwrap_or_else(|| "default".into()),
+        spec,
+        requests,
+        errors,
+    })
+}
+
+/// The checks the API server's CEL rules and the operator's policy validation make, so a
+/// policy the operator would refuse is refused here too.
+fn check(spec: &RolloutPolicySpec, at: &Layout) -> Result<(Template, Template), FileError> {
+    let a = &spec.analysis;
+    let requests = Template::parse(&a.requests)
+        .map_err(|e| at.error("spec.analysis.requests", e.to_string()))?;
+    let errors =
+        Template::parse(&a.errors).map_err(|e| at.error("spec.analysis.errors", e.to_string()))?;
+    let (tiers, builtin) = match &spec.tiers {
+        Some(t) => (t.clone(), false),
+        None => (default_tiers(), true),
+    };
+    if tiers.last().is_some_and(|t| t.match_.is_some()) {
+        return Err(at.error(
+            &format!("spec.tiers[{}].match", tiers.len() - 1),
+            "the last tier must have no match, so every revision gets a tier".into(),
+        ));
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        let field = tier_field(builtin, i, t);
+        let plan = Plan::resolve(t, a, &field).map_err(|e| {
+            let text = e.to_string();
+            match text.split_once(": ") {
+                Some((f, m)) => at.error(f, m.to_string()),
+                None => at.error(&field, text),
+            }
+        })?;
+        if let Some((w, pause)) = plan.steps.iter().find(|(_, p)| *p < plan.interval) {
+            let j = plan.steps.iter().position(|(x, _)| x == w).unwrap_or(0);
+            return Err(at.error(
+                &format!("{field}.steps[{j}].pause"),
+                format!(
+                    "{} is shorter than spec.analysis.interval; every step needs at least one analysis sample",
+                    crate::api::quantity::format_duration(*pause)
+                ),
+            ));
+        }
+        if t.decision == Decision::Sequential {
+            for (name, tpl) in [("requests", &requests), ("errors", &errors)] {
+                if !tpl.variables().contains(&Variable::Elapsed) {
+                    return Err(at.error(
+                        &format!("spec.analysis.{name}"),
+                        format!("{field} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"),
+                    ));
+                }
+                let baseline = t
+                    .sequential
+                    .as_ref()
+                    .map(|s| s.baseline)
+                    .unwrap_or_default();
+                if baseline == Baseline::Stable
+                    && !tpl.variables().contains(&Variable::Workload)
+                    && !tpl.variables().contains(&Variable::Track)
+                {
+                    return Err(at.error(
+                        &format!("spec.analysis.{name}"),
+                        format!("{field} measures its baseline on the stable revision, so the query must select the measured pods with {{{{workload}}}} or {{{{track}}}}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok((requests, errors))
+}
+
+fn tier_field(builtin: bool, i: usize, t: &Tier) -> String {
+    if builtin {
+        format!("built-in tier {}", t.name)
+    } else {
+        format!("spec.tiers[{i}]")
+    }
+}
+
+impl PolicyFile {
+    /// The tiers in force: the policy's, or the built-in ones.
+    pub fn tiers(&self) -> Vec<Tier> {
+        self.spec.tiers.clone().unwrap_or_else(default_tiers)
+    }
+
+    /// The tier named `name`, or else the tier a revision with this metadata matches, as
+    /// the operator picks it.
+    pub fn choose_tier(
+        &self,
+        name: Option<&str>,
+        meta: &RevisionMeta,
+    ) -> Result<ChosenTier, String> {
+        let tiers = self.tiers();
+        let (i, tier, reason) = match name {
+            Some(n) => {
+                let i = tiers.iter().position(|t| t.name == n).ok_or_else(|| {
+                    let names: Vec<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
+                    format!(
+                        "{}: no tier named {n} (tiers: {})",
+                        self.file,
+                        names.join(", ")
+                    )
+                })?;
+                (i, &tiers[i], format!("chosen by name ({n})"))
+            }
+            None => {
+                let (tier, why) = match_tier(&tiers, meta)
+                    .ok_or_else(|| format!("{}: no tier matches the revision", self.file))?;
+                let i = tiers.iter().position(|t| t.name == tier.name).unwrap_or(0);
+                (i, tier, why)
+            }
+        };
+        let at = tier_field(self.spec.tiers.is_none(), i, tier);
+        let plan = Plan::resolve(tier, &self.spec.analysis, &at).map_err(|e| e.to_string())?;
+        Ok(ChosenTier {
+            tier: tier.clone(),
+            reason,
+            plan,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"apiVersion: rollguard.dev/v1alpha1
+kind: RolloutPolicy
+metadata:
+  name: shop
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {app: shop}
+  traffic:
+    gatewayAPI: {}
+  analysis:
+    interval: 15s
+    requests: sum(increase(http_requests_total{workload="{{workload}}"}[{{elapsed}}]))
+    errors: sum(increase(http_requests_total{workload="{{workload}}",code=~"5.."}[{{elapsed}}]))
+  tiers:
+  - name: ai
+    match:
+      annotations: {rollguard.dev/change-origin: [ai-assisted]}
+    steps:
+    - {weight: 1%, pause: 5m}
+    - weight: 10%
+      pause: 5m
+    decision: sequential
+  - name: standard
+    steps:
+    - {weight: 10%, pause: 2m}
+"#;
+
+    fn err(text: &str) -> String {
+        load(text, "p.yaml").expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn a_policy_loads_and_picks_the_tier_the_operator_would() {
+        let p = load(POLICY, "p.yaml").expect("loads");
+        assert_eq!((p.name.as_str(), p.namespace.as_str()), ("shop", "shop"));
+        let ai = std::collections::BTreeMap::from([(
+            "rollguard.dev/change-origin".to_string(),
+            "ai-assisted".to_string(),
+        )]);
+        let meta = RevisionMeta {
+            template_annotations: Some(&ai),
+            ..Default::default()
+        };
+        let t = p.choose_tier(None, &meta).expect("tier");
+        assert_eq!(t.tier.name, "ai");
+        assert_eq!(
+            t.reason,
+            "pod template annotation rollguard.dev/change-origin=ai-assisted"
+        );
+        let t = p.choose_tier(None, &RevisionMeta::default()).expect("tier");
+        assert_eq!(t.tier.name, "standard");
+        assert!(p.choose_tier(Some("nope"), &meta).is_err());
+        // A bare spec loads too.
+        let bare: String = POLICY
+            .lines()
+            .skip_while(|l| !l.starts_with("spec:"))
+            .skip(1)
+            .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+            .collect();
+        let p = load(&bare, "p.yaml").expect("bare spec loads");
+        assert_eq!(p.tiers().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let cases = [
+            // A type error while parsing.
+            (
+                POLICY.replace("interval: 15s", "interval: [15s]"),
+                "p.yaml:12:15: spec.analysis.interval: invalid type: sequence",
+            ),
+            // A typo in a field name.
+            (
+                POLICY.replace("decision: sequential", "decison: sequential"),
+                "p.yaml:23:14: spec.tiers[0]: unknown field `decison`",
+            ),
+            // A value the API types accept but the plan does not.
+            (
+                POLICY.replace("pause: 2m", "pause: soon"),
+                "p.yaml:26:28: spec.tiers[1].steps[0].pause: invalid duration \"soon\"",
+            ),
+            (
+                POLICY.replace("      pause: 5m", "      pause: 5s"),
+                "p.yaml:22:14: spec.tiers[0].steps[1].pause: 5s is shorter than spec.analysis.interval",
+            ),
+            // A template the operator refuses.
+            (
+                POLICY.replace(
+                    "{{workload}}\"}[{{elapsed}}]))\n    errors",
+                    "{{workloads}}\"}[{{elapsed}}]))\n    errors",
+                ),
+                "p.yaml:13:15: spec.analysis.requests: unknown template variable \"workloads\"",
+            ),
+            (
+                POLICY.replace("[{{elapsed}}]))\n    errors", "[5m]))\n    errors"),
+                "p.yaml:13:15: spec.analysis.requests: spec.tiers[0] uses decision: sequential",
+            ),
+            (
+                POLICY.replace("kind: RolloutPolicy", "kind: Rollout"),
+                "p.yaml:2:7: kind: expected RolloutPolicy, found Rollout",
+            ),
+            (
+                POLICY.replace("  traffic:\n", "  trafic:\n"),
+                "p.yaml:10:5: spec: unknown field `trafic`",
+            ),
+        ];
+        for (doc, want) in cases {
+            let got = err(&doc);
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! End-to-end tests of `simulate` on policies and scenarios written as files would be.
+
+use super::*;
+
+const POLICY: &str = r#"apiVersion: rollguard.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: shop, namespace: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  traffic: {gatewayAPI: {}}
+  analysis:
+    interval: 15s
+    requests: sum(increase(http_requests_total{workload="{{workload}}"}[{{elapsed}}]))
+    errors: sum(increase(http_requests_total{workload="{{workload}}",code=~"5.."}[{{elapsed}}]))
+"#;
+
+fn sim(policy: &str, scenario: &str) -> Simulation {
+    let p = policy::load(policy, "policy.yaml").expect("policy");
+    let s = Scenario::parse(scenario, "scenario.yaml").expect("scenario");
+    Simulation::new(&p, s).expect("simulation")
+}
+
+fn ai(rate: &str, rps: u32) -> String {
+    format!(
+        "duration: 1h\nrps: {rps}\nscrapeInterval: 15s\nstable: {{errorRate: \"0.1%\"}}\ncanary: {{errorRate: \"{rate}\"}}\nrevision: {{annotations: {{rollguard.dev/change-origin: ai-assisted}}}}\n"
+    )
+}
+
+#[test]
+fn the_built_in_ai_tier_is_chosen_for_ai_changes() {
+    let s = sim(POLICY, &ai("0.1%", 100));
+    assert_eq!(s.setup.spec.tier.name, "ai-assisted");
+    assert_eq!(s.setup.router, crate::run::Router::GatewayApi);
+    assert_eq!(s.setup.window, driver::QueryWindow::SinceStart);
+    let human = ai("0.1%", 100).replace("ai-assisted", "human");
+    assert_eq!(sim(POLICY, &human).setup.spec.tier.name, "standard");
+}
+
+#[test]
+fn a_seeded_run_reproduces() {
+    let s = sim(POLICY, &ai("1%", 100));
+    let a = s.run(0, 42, true);
+    let b = s.run(0, 42, true);
+    assert_eq!(serde_json::to_value(&a).ok(), serde_json::to_value(&b).ok());
+    assert!(!a.timeline.is_empty());
+    // Thread count does not change results.
+    let one = s.run_many(20, 7, 1, false);
+    let four = s.run_many(20, 7, 4, false);
+    assert_eq!(
+        serde_json::to_value(&one).ok(),
+        serde_json::to_value(&four).ok()
+    );
+    assert_eq!(one[3].seed, 10);
+    // Another seed, another run.
+    let c = s.run(0, 43, false);
+    assert_ne!(
+        (a.canary_requests, a.canary_errors),
+        (c.canary_requests, c.canary_errors)
+    );
+}
+
+#[test]
+fn a_healthy_canary_mostly_promotes() {
+    let s = sim(POLICY, &ai("0.1%", 100));
+    let runs = s.run_many(300, 1, 2, false);
+    let agg = Aggregate::of(&runs, s.healthy());
+    assert_eq!(agg.canary, "healthy");
+    let fr = agg.false_rollback_rate.expect("healthy");
+    assert!(fr <= 0.03, "false rollback rate {fr}");
+    assert!(agg.promoted as f64 >= 0.95 * 300.0, "{agg:?}");
+    // Promotion takes all five steps: 35 minutes of pauses.
+    let t = agg.time_to_decision_seconds.p50.expect("decided");
+    assert!((35.0 * 60.0..=37.0 * 60.0).contains(&t), "{t}");
+    assert_eq!(agg.steps_reached.p50, Some(5.0));
+}
+
+#[test]
+fn a_fifty_percent_canary_always_rolls_back_after_a_few_errors() {
+    for rps in [10, 100, 1000] {
+        let s = sim(POLICY, &ai("50%", rps));
+        let runs = s.run_many(200, 9, 2, false);
+        let agg = Aggregate::of(&runs, s.healthy());
+        assert_eq!(agg.rolled_back, 200, "rps {rps}: {agg:?}");
+        assert_eq!(agg.miss_rate, Some(0.0));
+        // Three errors suffice for the test; the rest is the lag of one analysis interval
+        // plus up to one scrape interval at the 1% slice.
+        let p95 = agg.canary_errors.p95.expect("errors");
+        assert!(
+            p95 <= 3.0 + 0.5 * 0.01 * f64::from(rps) * 30.0 + 6.0,
+            "rps {rps}: {agg:?}"
+        );
+        for r in &runs {
+            assert_eq!(r.reason.as_deref(), Some("SequentialTestRejected"));
+            assert_eq!(r.steps_reached, 1);
+        }
+    }
+}
+
+#[test]
+fn no_data_holds_the_run() {
+    let scenario = format!("{}noData: [{{from: 0s, to: 20m}}]\n", ai("50%", 100));
+    let s = sim(POLICY, &scenario);
+    let r = s.run(0, 5, true);
+    // Nothing is known for 20 minutes: the run holds at its first step, then rolls back.
+    assert_eq!(r.outcome, Outcome::RolledBack);
+    assert!(
+        r.time_to_decision_seconds.is_some_and(|t| t >= 20.0 * 60.0),
+        "{r:?}"
+    );
+    assert_eq!(r.steps_reached, 1);
+    assert!(
+        r.timeline
+            .iter()
+            .any(|e| matches!(&e.what, driver::What::Sample(s) if s.verdict == "NoData"))
+    );
+}
+
+#[test]
+fn the_replicas_router_gives_the_canary_its_pods_share() {
+    let policy = POLICY.replace("traffic: {gatewayAPI: {}}", "traffic: {replicas: {}}");
+    let scenario = format!("{}replicas: 4\n", ai("0.1%", 100).replace("1h", "4m"));
+    let s = sim(&policy, &scenario);
+    let r = s.run(0, 3, false);
+    // 1% asks for one canary pod next to four stable ones: 20% of 100 rps for 4 minutes.
+    let expect = 0.2 * 100.0 * 240.0;
+    assert!(
+        (r.canary_requests as f64 - expect).abs() < 0.1 * expect,
+        "{r:?}"
+    );
+    assert_eq!(r.outcome, Outcome::Undecided);
+}
+
+#[test]
+fn approvals_are_given_after_the_scenario_says() {
+    let policy = format!(
+        "{POLICY}  tiers:\n  - name: only\n    steps: [{{weight: 10%, pause: 1m}}]\n    requireApproval: true\n"
+    );
+    let scenario = "rps: 100\ncanary: {errorRate: 0%}\napproveAfter: 10m\n";
+    let r = sim(&policy, scenario).run(0, 1, true);
+    assert_eq!(r.outcome, Outcome::Promoted);
+    let t = r.time_to_decision_seconds.expect("decided");
+    assert!((660.0..=700.0).contains(&t), "{t}");
+}
+
+#[test]
+fn windowed_queries_are_read_over_their_window() {
+    // Flagger-style: the last interval's success rate, five failed checks to roll back.
+    let policy = POLICY
+        .replace("[{{elapsed}}]", "[{{interval}}]")
+        .replace("interval: 15s", "interval: 1m")
+        + "  tiers:\n  - name: flagger\n    steps: [{weight: 10%, pause: 1m}, {weight: 20%, pause: 1m}]\n    maxErrorRate: 1%\n    failureLimit: 4\n";
+    let s = sim(
+        &policy,
+        "rps: 100\ncanary: {schedule: [{at: 0s, errorRate: 0%}, {at: 90s, errorRate: 50%}]}\nduration: 30m\n",
+    );
+    assert_eq!(
+        s.setup.window,
+        driver::QueryWindow::Last(Duration::from_secs(60))
+    );
+    let r = s.run(0, 11, false);
+    assert_eq!(r.outcome, Outcome::RolledBack);
+    // Good for 90 s, then five failed one-minute checks.
+    let t = r.time_to_decision_seconds.expect("decided");
+    assert!((300.0..=420.0).contains(&t), "{t}");
+}
+
+#[test]
+fn simulate_runs_the_operators_machine_and_nothing_else() {
+    // The driver feeds crate::run::reconcile; no module of simulate judges samples itself.
+    let driver = include_str!("driver.rs");
+    assert!(driver.contains("let out = reconcile(&view, &status, &world);"));
+    for (name, src) in [
+        ("driver.rs", driver),
+        ("traffic.rs", include_str!("traffic.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("report.rs", include_str!("report.rs")),
+    ] {
+        for forbidden in ["decision::", "Sprt", "threshold("] {
+            assert!(!src.contains(forbidden), "{name} uses {forbidden}");
+        }
+    }
+    // What the machine says ends up in the report verbatim.
+    let r = sim(POLICY, &ai("50%", 1000)).run(0, 2, true);
+    let Some(driver::What::Event { message, .. }) = r
+        .timeline
+        .iter()
+        .map(|e| &e.what)
+        .find(|w| matches!(w, driver::What::Event { reason, .. } if reason == "RolledBack"))
+    else {
+        panic!("no RolledBack event: {r:?}");
+    };
+    assert!(
+        message.contains("the sequential test's statistic"),
+        "{message}"
+    );
+}
+
+#[test]
+fn time_to_carry_walks_the_slices() {
+    let p = crate::api::quantity::parse_percent;
+    let steps = [
+        (p("1%").expect("w"), Duration::from_secs(300)),
+        (p("10%").expect("w"), Duration::from_secs(300)),
+    ];
+    // 1 rps for 300 s, then 10 rps.
+    assert_eq!(time_to_carry(&steps, 100.0, 150.0), Some(150.0));
+    assert_eq!(time_to_carry(&steps, 100.0, 400.0), Some(310.0));
+    assert_eq!(time_to_carry(&steps, 100.0, 10_000.0), Some(300.0 + 970.0));
+}

@@ -1,0 +1,1245 @@
+#![cfg(feature = "e2e")]
+//! `kubectl rollguard` end to end, every verb as a process against the local control plane,
+//! with the real operator and traffic simulator per namespace, and the chart's approval
+//! admission policy (`rollguard-approvals`) in force, so every approval and command the CLI
+//! writes passes the same check a forged one fails.
+//!
+//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test cli_e2e`
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use rollguard::api::RolloutPolicy;
+use rollguard::api::run::{Phase, RolloutRun};
+use serde_json::{Value, json};
+use support::TestNamespace;
+use support::procs::{Proc, rollguard_bin, start_operator, start_trafficsim};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OnceCell, Semaphore};
+
+const APP: &str = "web";
+const FAILED: &str = "rollguard.dev/failed-revision";
+
+// ---------------------------------------------------------------------------------------
+// Running the CLI
+
+/// What a CLI process did.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The single error line (and asserts it is one line).
+    fn error_line(&self) -> &str {
+        let line = self.stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "the error is one line: {self:?}");
+        assert!(line.starts_with("error: "), "{self:?}");
+        line
+    }
+}
+
+fn cli(kubeconfig: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(rollguard_bin());
+    c.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("ROLLGUARD_AI_ASSISTANTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+async fn finish(c: tokio::process::Child) -> Out {
+    let o = tokio::time::timeout(Duration::from_secs(120), c.wait_with_output())
+        .await
+        .expect("the CLI finishes within 2 minutes")
+        .expect("running the CLI");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Runs `rollguard ARGS` with the kubeconfig and waits for it.
+async fn run_as(kubeconfig: &Path, args: &[&str]) -> Out {
+    finish(cli(kubeconfig, args).spawn().expect("starting rollguard")).await
+}
+
+/// Runs `rollguard ARGS` as the cluster admin.
+async fn rg(args: &[&str]) -> Out {
+    run_as(&support::kubeconfig_path(), args).await
+}
+
+/// Starts `rollguard ARGS` as the cluster admin without waiting.
+fn rg_spawn(args: &[&str]) -> tokio::process::Child {
+    cli(&support::kubeconfig_path(), args)
+        .spawn()
+        .expect("starting rollguard")
+}
+
+// ---------------------------------------------------------------------------------------
+// The approval admission policy
+
+/// The chart's `rollguard-approvals` ValidatingAdmissionPolicy and binding, rendered with
+/// helm (`$ROLLGUARD_HELM`, the cached build, or `helm` on PATH), else taken from the
+/// rendered plain manifests deploy/rollguard.yaml.
+fn approval_policy_yaml() -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let helm = std::env::var("ROLLGUARD_HELM")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let versions = std::fs::read_to_string(repo.join("tests/cluster/versions.env")).ok()?;
+            let v = versions
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("HELM_VERSION="))?
+                .trim_matches('"')
+                .to_string();
+            let cache = std::env::var("ROLLGUARD_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                        .join(".cache/rollguard")
+                });
+            let p = cache.join(format!("bin/helm-{v}"));
+            p.exists().then_some(p)
+        })
+        .unwrap_or_else(|| PathBuf::from("helm"));
+    let rendered = std::process::Command::new(&helm)
+        .args([
+            "template",
+            "rollguard",
+            "charts/rollguard",
+            "--namespace",
+            "rollguard-system",
+        ])
+        .args(["--show-only", "templates/approval-policy.yaml"])
+        .current_dir(repo)
+        .output();
+    if let Ok(o) = rendered
+        && o.status.success()
+    {
+        return String::from_utf8_lossy(&o.stdout).into_owned();
+    }
+    let plain = std::fs::read_to_string(repo.join("deploy/rollguard.yaml"))
+        .expect("deploy/rollguard.yaml (the rendered chart), since helm could not render it");
+    let docs: Vec<&str> = plain
+        .split("\n---")
+        .filter(|d| d.contains("# Source: rollguard/templates/approval-policy.yaml"))
+        .collect();
+    assert_eq!(
+        docs.len(),
+        2,
+        "the policy and its binding in deploy/rollguard.yaml"
+    );
+    docs.join("\n---\n")
+}
+
+static APPROVAL_POLICY: OnceCell<()> = OnceCell::const_new();
+
+/// Applies the approval policy once per test process and waits until it is in force.
+async fn approval_policy_in_force() {
+    APPROVAL_POLICY
+        .get_or_init(|| async {
+            let yaml = approval_policy_yaml();
+            assert!(yaml.contains("name: rollguard-approvals"), "{yaml}");
+            let mut kubectl = tokio::process::Command::new("kubectl")
+                .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+                .env("KUBECONFIG", support::kubeconfig_path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("running kubectl");
+            {
+                use tokio::io::AsyncWriteExt;
+                let mut stdin = kubectl.stdin.take().expect("kubectl stdin");
+                stdin
+                    .write_all(yaml.as_bytes())
+                    .await
+                    .expect("writing the policy");
+            }
+            let out = kubectl.wait_with_output().await.expect("kubectl apply");
+            assert!(
+                out.status.success(),
+                "kubectl apply: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A world per test
+
+/// Scenarios run a few at a time: each has its own operator, simulator and Prometheus job.
+static SLOTS: Semaphore = Semaphore::const_new(4);
+
+fn tier(name: &str, pause: &str, approval: bool, matches: bool) -> Value {
+    let mut t = json!({
+        "name": name,
+        "steps": [{"weight": "10%", "pause": pause}, {"weight": "50%", "pause": pause}],
+        "maxErrorRate": "5%",
+        "requireApproval": approval,
+    });
+    if matches {
+        t["match"] = json!({"annotations": {"rollguard.dev/change-origin": ["ai-assisted"]}});
+    }
+    t
+}
+
+/// One test's namespace: Deployment `web` (3 replicas, 0.1% errors), its Service at 50
+/// requests/s, a policy with an `ai-assisted` tier (approval required) and a `standard`
+/// one, both with two steps (10%, 50%) of `pause`; the operator and the simulator.
+struct World {
+    client: Client,
+    ns: TestNamespace,
+    op: Proc,
+    _sim: Proc,
+    _slot: tokio::sync::SemaphorePermit<'static>,
+}
+
+async fn create<K>(api: &Api<K>, v: Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(v).expect("a valid object");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create")
+}
+
+impl World {
+    async fn new(prefix: &str, pause: &str) -> World {
+        let slot = SLOTS.acquire().await.expect("a scenario slot");
+        approval_policy_in_force().await;
+        let client = support::client().await;
+        let ns = support::test_namespace(&client, prefix).await;
+        let n = ns.name.clone();
+        create(
+            &Api::<Deployment>::namespaced(client.clone(), &n),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": APP, "labels": {"app.kubernetes.io/part-of": "shop"}},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": APP}},
+                    "template": {
+                        "metadata": {"labels": {"app": APP}, "annotations": {"sim.rollguard.dev/error-rate": "0.001"}},
+                        "spec": {"containers": [{"name": "app", "image": "example.com/web:1"}]}
+                    }
+                }
+            }),
+        )
+        .await;
+        create(
+            &Api::<Service>::namespaced(client.clone(), &n),
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": APP, "annotations": {"sim.rollguard.dev/rps": "50"}},
+                "spec": {"selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 8080}]}
+            }),
+        )
+        .await;
+        create(
+            &Api::<RolloutPolicy>::namespaced(client.clone(), &n),
+            json!({
+                "apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutPolicy",
+                "metadata": {"name": "shop"},
+                "spec": {
+                    "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
+                    "traffic": {"replicas": {}},
+                    "analysis": {
+                        "interval": "1s",
+                        "prometheus": {"address": support::prometheus_url()},
+                        "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
+                        "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
+                        "minRequests": 20,
+                    },
+                    "tiers": [tier("ai-assisted", pause, true, true), tier("standard", pause, false, false)],
+                }
+            }),
+        )
+        .await;
+        let op = start_operator(&n).await;
+        let sim = start_trafficsim(&n).await;
+        let w = World {
+            client,
+            ns,
+            op,
+            _sim: sim,
+            _slot: slot,
+        };
+        w.until("the Deployment to be adopted", 60, async || {
+            let d = w.deployment().await;
+            d.annotations()
+                .contains_key("rollguard.dev/stable-revision")
+                .then_some(())
+        })
+        .await;
+        w
+    }
+
+    fn n(&self) -> &str {
+        &self.ns.name
+    }
+
+    fn runs(&self) -> Api<RolloutRun> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    async fn deployment(&self) -> Deployment {
+        self.deployments().get(APP).await.expect("the Deployment")
+    }
+
+    /// A new pod template: the simulator's error rate and the change origin.
+    async fn deploy(&self, error_rate: &str, origin: &str) {
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+            "sim.rollguard.dev/error-rate": error_rate,
+            "rollguard.dev/change-origin": origin,
+            "e2e/serial": rollguard_serial(),
+        }}}}});
+        self.deployments()
+            .patch(APP, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("patching the template");
+    }
+
+    /// The newest run.
+    async fn run(&self) -> Option<RolloutRun> {
+        let mut runs = self.runs().list(&ListParams::default()).await.ok()?.items;
+        runs.sort_by_key(|r| (r.creation_timestamp().map(|t| t.0), r.name_any()));
+        runs.pop()
+    }
+
+    /// Polls `check` every 200 ms for `secs` seconds; on timeout panics with the newest
+    /// run's status and the operator's log.
+    async fn until<T>(
+        &self,
+        what: &str,
+        secs: u64,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                let run = self.run().await;
+                panic!(
+                    "timed out after {secs}s waiting for {what}\nnewest run: {}\noperator log:\n{}",
+                    serde_json::to_string_pretty(&run.map(|r| (
+                        r.metadata.name,
+                        r.spec.control,
+                        r.status
+                    )))
+                    .unwrap_or_default(),
+                    self.op.tail(40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the newest run is in `phase` and (when given) at `step`, with a sample
+    /// with counts in that step.
+    async fn until_run(&self, phase: Phase, step: Option<i32>) -> RolloutRun {
+        self.until(
+            &format!("the run in {phase:?} at step {step:?}"),
+            90,
+            async || {
+                let r = self.run().await?;
+                let st = r.status.as_ref()?;
+                let at_step = step.is_none_or(|s| {
+                    st.step == s
+                        && st
+                            .samples
+                            .last()
+                            .is_some_and(|x| x.step == s && x.requests.is_some())
+                });
+                (st.phase == phase && at_step).then_some(r)
+            },
+        )
+        .await
+    }
+
+    async fn cleanup(self) {
+        let World { ns, op, _sim, .. } = self;
+        drop(op);
+        drop(_sim);
+        ns.cleanup().await;
+    }
+}
+
+/// A value that changes on every call, so each `deploy` is a new template.
+fn rollguard_serial() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+}
+
+fn phase(r: &RolloutRun) -> Phase {
+    r.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// The admin's user name as the API server authenticates it.
+async fn admin_user(client: &Client) -> String {
+    let r = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .expect("SelfSubjectReview");
+    r.status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .expect("a user name")
+}
+
+// ---------------------------------------------------------------------------------------
+// ServiceAccounts as other users
+
+/// Another user: a ServiceAccount with a kubeconfig that authenticates as it.
+struct OtherUser {
+    kubeconfig: PathBuf,
+    /// The user name the API server sees.
+    user: String,
+    token: String,
+}
+
+/// Creates ServiceAccount `name` with a Role of `rules` in the namespace and writes a
+/// kubeconfig that authenticates as it (a TokenRequest token).
+async fn service_account(client: &Client, ns: &str, name: &str, rules: Value) -> OtherUser {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    create(
+        &sas,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
+    )
+    .await;
+    create(
+        &Api::<Role>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), ns),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        }),
+    )
+    .await;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    let admin =
+        std::fs::read_to_string(support::kubeconfig_path()).expect("reading the kubeconfig");
+    let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).expect("a kubeconfig");
+    kc["users"][0]["user"] = serde_yaml_ng::to_value(json!({"token": &token})).expect("yaml");
+    kc["contexts"][0]["context"]["namespace"] = serde_yaml_ng::Value::String(ns.to_string());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/e2e-logs/{ns}-{name}.kubeconfig"));
+    let _ = std::fs::create_dir_all(path.parent().expect("a parent"));
+    std::fs::write(&path, serde_yaml_ng::to_string(&kc).expect("yaml"))
+        .expect("writing the kubeconfig");
+    OtherUser {
+        kubeconfig: path,
+        user: format!("system:serviceaccount:{ns}:{name}"),
+        token,
+    }
+}
+
+/// What `kubectl rollguard` needs to read and write runs.
+fn approver_rules() -> Value {
+    json!([
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutpolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutruns"], "verbs": ["get", "list", "watch", "patch"]},
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests
+
+#[tokio::test]
+async fn get_shows_the_table_the_detail_and_json_and_watch_follows_promote_to_the_end() {
+    let w = World::new("cli-get", "60s").await;
+    let n = w.n().to_string();
+    w.deploy("0.001", "human").await;
+    let run = w.until_run(Phase::Progressing, Some(0)).await;
+    let run_name = run.name_any();
+
+    // The table.
+    let table = rg(&["get", "-n", &n]).await;
+    assert_eq!(table.code, 0, "{table:?}");
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("DEPLOYMENT  TIER"), "{}", table.stdout);
+    assert!(
+        lines[1].starts_with("web")
+            && lines[1].contains("standard")
+            && lines[1].contains("Progressing"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        lines[1].contains("1/2") && lines[1].contains("10%"),
+        "{}",
+        table.stdout
+    );
+    assert!(!table.stdout.contains('\x1b'), "no colour when piped");
+
+    // The same through kubectl's plugin discovery.
+    let bin = tempdir("plugin");
+    std::os::unix::fs::symlink(rollguard_bin(), bin.join("kubectl-rollguard"))
+        .expect("symlinking the plugin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new("kubectl")
+        .args(["rollguard", "get", "-n", &n])
+        .env("PATH", &path)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .await
+        .expect("kubectl rollguard");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some(lines[0])
+    );
+    let help = tokio::process::Command::new("kubectl")
+        .args(["rollguard", "--help"])
+        .env("PATH", &path)
+        .output()
+        .await
+        .expect("kubectl rollguard --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Usage: kubectl rollguard <COMMAND>") && !help.contains("controller"),
+        "{help}"
+    );
+
+    // The detailed view.
+    let detail = rg(&["get", APP, "-n", &n]).await;
+    assert_eq!(detail.code, 0, "{detail:?}");
+    for want in [
+        format!("Deployment:  {n}/web"),
+        "Policy:      shop".to_string(),
+        format!("Run:         {run_name}  Progressing"),
+        "Tier:        standard (no tier above matched".to_string(),
+        "Steps:       step 1/2 at 10%".to_string(),
+        "requests, ".to_string(),
+        "vs threshold 5%".to_string(),
+    ] {
+        assert!(
+            detail.stdout.contains(&want),
+            "missing {want:?} in\n{}",
+            detail.stdout
+        );
+    }
+
+    // On a terminal (a pty from script(1)): colour and bars; --watch redraws in place.
+    let tty = on_a_terminal(&format!("{} get web -n {n}", rollguard_bin().display())).await;
+    assert!(
+        tty.contains("\x1b[36mProgressing\x1b[0m") && tty.contains('█'),
+        "{tty:?}"
+    );
+    let tty = on_a_terminal(&format!(
+        "timeout -s INT 3 {} get web -n {n} --watch",
+        rollguard_bin().display()
+    ))
+    .await;
+    assert!(
+        tty.matches("\x1b[H").count() >= 2,
+        "redrawn in place every second: {tty:?}"
+    );
+
+    // JSON and YAML for scripts.
+    let json_out = rg(&["get", APP, "-n", &n, "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&json_out.stdout).expect("JSON");
+    assert_eq!(v["deployment"], "web");
+    assert_eq!(v["current"]["metadata"]["name"], run_name.as_str());
+    assert!(v["current"]["metadata"].get("managedFields").is_none());
+    let yaml_out = rg(&["get", "-n", &n, "-o", "yaml"]).await;
+    let y: Vec<Value> =
+        serde_yaml_ng::from_str(yaml_out.stdout.trim_start_matches("---\n")).expect("YAML");
+    assert_eq!(y[0]["current"]["spec"]["tier"]["name"], "standard");
+
+    // Watch (piped: frames appended) while the run is promoted step by step.
+    let mut watch = rg_spawn(&["get", APP, "-n", &n, "--watch"]);
+    let mut watch_out = watch.stdout.take().expect("watch stdout");
+    let mut seen = String::new();
+    read_until(&mut watch_out, &mut seen, "step 1/2 at 10%", 20).await;
+    let promote = rg(&["promote", APP, "-n", &n]).await;
+    assert_eq!(promote.code, 0, "{promote:?}");
+    assert!(
+        promote.stdout.contains("skips the pause of step 1/2 (10%)"),
+        "{promote:?}"
+    );
+    let r = w.until_run(Phase::Progressing, Some(1)).await;
+    let admin = admin_user(&w.client).await;
+    let cmd = r
+        .spec
+        .control
+        .and_then(|c| c.promote)
+        .expect("the promote command");
+    assert_eq!(
+        (cmd.user.as_str(), cmd.step, cmd.full),
+        (admin.as_str(), 0, false)
+    );
+    let full = rg(&["promote", APP, "-n", &n, "--full"]).await;
+    assert_eq!(full.code, 0, "{full:?}");
+    let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert!(
+        waited.stdout.starts_with(&format!(
+            "promoted: revision {} of {n}/web is stable",
+            r.spec.canary_revision
+        )),
+        "{waited:?}"
+    );
+
+    // The watch saw the run move and end.
+    read_until(&mut watch_out, &mut seen, "Succeeded", 20).await;
+    let _ = watch.kill().await;
+    assert!(seen.contains("step 1/2 at 10%"), "{seen}");
+    assert!(
+        seen.contains("step 2/2 at 50%") || seen.contains("Promoting"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Last run:    ") && seen.contains("Succeeded"),
+        "{seen}"
+    );
+    assert!(!seen.contains('\x1b'), "no escapes when piped");
+
+    let table = rg(&["get", "-n", &n]).await;
+    assert!(
+        table
+            .stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Steady") && l.contains("Succeeded")),
+        "{table:?}"
+    );
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
+    let w = World::new("cli-approve", "3s").await;
+    let n = w.n().to_string();
+    w.deploy("0.001", "ai-assisted").await;
+    w.until_run(Phase::Progressing, None).await;
+    // promote never stands in for a missing approval.
+    let refused = rg(&["promote", APP, "-n", &n, "--full"]).await;
+    assert_eq!(refused.code, 6, "{refused:?}");
+    assert!(
+        refused
+            .error_line()
+            .contains("requires an approval and it has none"),
+        "{refused:?}"
+    );
+
+    let r = w.until_run(Phase::AwaitingApproval, None).await;
+    let refused = rg(&["promote", APP, "-n", &n]).await;
+    assert_eq!(refused.code, 6, "{refused:?}");
+    let mut waiter = rg_spawn(&["wait", APP, "-n", &n, "--timeout", "90s"]);
+
+    let approved = rg(&["approve", APP, "-n", &n]).await;
+    assert_eq!(approved.code, 0, "{approved:?}");
+    let admin = admin_user(&w.client).await;
+    assert!(
+        approved.stdout.contains(&format!(
+            "approved run {} of Deployment {n}/web as {admin}",
+            r.name_any()
+        )),
+        "{approved:?}"
+    );
+    let stored = w.runs().get(&r.name_any()).await.expect("the run");
+    assert_eq!(stored.spec.approvals.len(), 1);
+    assert_eq!(stored.spec.approvals[0].user, admin);
+    assert!(
+        stored.spec.approvals[0]
+            .groups
+            .contains(&"system:authenticated".to_string())
+    );
+
+    let again = rg(&["approve", APP, "-n", &n]).await;
+    assert!(
+        matches!(again.code, 5 | 6),
+        "approved already / no run in flight: {again:?}"
+    );
+
+    let waited = finish(waiter).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert!(waited.stdout.contains("tier ai-assisted"), "{waited:?}");
+    waiter = rg_spawn(&["wait", APP, "-n", &n]);
+    let now_stable = finish(waiter).await;
+    assert_eq!(now_stable.code, 0, "nothing to roll out: {now_stable:?}");
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accepted() {
+    let w = World::new("cli-forged", "3s").await;
+    let n = w.n().to_string();
+    let mallory = service_account(&w.client, &n, "mallory", approver_rules()).await;
+    w.deploy("0.001", "ai-assisted").await;
+    let r = w.until_run(Phase::AwaitingApproval, None).await;
+
+    // mallory may patch runs (RBAC), but not in alice's name: the admission policy refuses.
+    let mallory_client = support::client_with_token(&mallory.token).await;
+    let runs: Api<RolloutRun> = Api::namespaced(mallory_client, &n);
+    let forged = json!([{"op": "add", "path": "/spec/approvals", "value": [
+        {"user": "alice@example.com", "time": "2026-01-01T00:00:00Z"}
+    ]}]);
+    let patch: json_patch::Patch = serde_json::from_value(forged).expect("a JSON patch");
+    let refusal = w
+        .until("the forged approval to be refused by the admission policy", 30, async || {
+            match runs.patch(&r.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch.clone())).await {
+                Err(kube::Error::Api(s)) if s.message.contains("forged approval") => Some(s),
+                Err(e) => panic!("unexpected error: {e}"),
+                // The policy was not loaded yet and the forgery went through: that would
+                // promote the run, so the test cannot continue.
+                Ok(_) => panic!("the forged approval was accepted: is the rollguard-approvals policy applied?"),
+            }
+        })
+        .await;
+    assert!(
+        refusal.message.contains("rollguard-approvals"),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.message.contains(&format!(
+            "for user \"alice@example.com\", but the request was made by \"{}\"",
+            mallory.user
+        )),
+        "{refusal:?}"
+    );
+    let still = w.runs().get(&r.name_any()).await.expect("the run");
+    assert!(still.spec.approvals.is_empty());
+    assert_eq!(phase(&still), Phase::AwaitingApproval);
+
+    // A forged command is refused too.
+    let forged_abort = json!({"spec": {"control": {"abort": {"user": "alice@example.com", "time": "2026-01-01T00:00:00Z"}}}});
+    let e = runs
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(forged_abort),
+        )
+        .await
+        .expect_err("a forged abort is refused");
+    assert!(e.to_string().contains("forged command"), "{e}");
+
+    // The real one: `approve` records mallory as the API server knows her.
+    let approved = run_as(&mallory.kubeconfig, &["approve", APP]).await;
+    assert_eq!(approved.code, 0, "{approved:?}");
+    let stored = w.runs().get(&r.name_any()).await.expect("the run");
+    assert_eq!(stored.spec.approvals[0].user, mallory.user);
+    let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn abort_records_who_and_why_wait_exits_11_and_retry_starts_a_second_attempt() {
+    let w = World::new("cli-abort", "60s").await;
+    let n = w.n().to_string();
+    w.deploy("0.001", "human").await;
+    let r = w.until_run(Phase::Progressing, Some(0)).await;
+    let waiter = rg_spawn(&["wait", APP, "-n", &n]);
+
+    let aborted = rg(&["abort", APP, "-n", &n, "--reason", "dashboards look wrong"]).await;
+    assert_eq!(aborted.code, 0, "{aborted:?}");
+    let waited = finish(waiter).await;
+    assert_eq!(waited.code, 11, "{waited:?}");
+    let admin = admin_user(&w.client).await;
+    assert!(
+        waited.stdout.starts_with(&format!(
+            "aborted: revision {} of {n}/web",
+            r.spec.canary_revision
+        )) && waited
+            .stdout
+            .contains(&format!("aborted by {admin}: dashboards look wrong")),
+        "{waited:?}"
+    );
+    assert!(
+        waited
+            .stdout
+            .contains("requests: sum(increase(http_requests_total"),
+        "the evidence: {waited:?}"
+    );
+    let stored = w.runs().get(&r.name_any()).await.expect("the run");
+    let cmd = stored
+        .spec
+        .control
+        .and_then(|c| c.abort)
+        .expect("the abort command");
+    assert_eq!(
+        (cmd.user.as_str(), cmd.reason.as_deref()),
+        (admin.as_str(), Some("dashboards look wrong"))
+    );
+    let failed = w.deployment().await.annotations().get(FAILED).cloned();
+    assert_eq!(failed.as_deref(), Some(r.spec.canary_revision.as_str()));
+
+    // Nothing in flight now.
+    let again = rg(&["abort", APP, "-n", &n]).await;
+    assert_eq!(again.code, 5, "{again:?}");
+    assert!(
+        again.error_line().contains("no run in flight") && again.stderr.contains("`retry`"),
+        "{again:?}"
+    );
+    let table = rg(&["get", "-n", &n]).await;
+    assert!(
+        table
+            .stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Blocked") && l.contains("Aborted")),
+        "{table:?}"
+    );
+
+    // retry: the mark goes, attempt 2 starts and runs to the end.
+    let retried = rg(&["retry", APP, "-n", &n]).await;
+    assert_eq!(retried.code, 0, "{retried:?}");
+    let second = format!("{}-2", r.name_any());
+    assert!(retried.stdout.contains(&second), "{retried:?}");
+    assert!(!w.deployment().await.annotations().contains_key(FAILED));
+    w.until("attempt 2", 30, async || w.runs().get(&second).await.ok())
+        .await;
+    let busy = rg(&["retry", APP, "-n", &n]).await;
+    assert_eq!(busy.code, 6, "a run is in flight: {busy:?}");
+    let full = rg(&["promote", APP, "-n", &n, "--full"]).await;
+    assert_eq!(full.code, 0, "{full:?}");
+    let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    assert!(waited.stdout.contains(&second), "{waited:?}");
+    let nothing = rg(&["retry", APP, "-n", &n]).await;
+    assert_eq!(nothing.code, 6, "{nothing:?}");
+    assert!(
+        nothing.error_line().contains("nothing to retry"),
+        "{nothing:?}"
+    );
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_bad_canary_makes_wait_exit_10_with_the_evidence() {
+    let w = World::new("cli-rollback", "3s").await;
+    let n = w.n().to_string();
+    w.deploy("0.5", "human").await;
+    let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
+    assert_eq!(waited.code, 10, "{waited:?}");
+    assert!(
+        waited.stdout.starts_with("rolled back: revision "),
+        "{waited:?}"
+    );
+    assert!(
+        waited.stdout.contains("is above the threshold 5%"),
+        "{waited:?}"
+    );
+    assert!(
+        waited.stdout.contains("Evidence:") && waited.stdout.contains(": Fail"),
+        "{waited:?}"
+    );
+    assert!(
+        waited
+            .stdout
+            .contains(&format!("namespace=\"{n}\",workload=\"web-canary\"")),
+        "the queries as sent: {waited:?}"
+    );
+    // Waiting again on the same (failed) template answers at once with the same verdict.
+    let again = rg(&["wait", APP, "-n", &n]).await;
+    assert_eq!(again.code, 10, "{again:?}");
+    let detail = rg(&["get", APP, "-n", &n]).await;
+    assert!(
+        detail.stdout.contains("Retry:       revision "),
+        "{detail:?}"
+    );
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn pause_holds_the_run_and_resume_releases_it() {
+    let w = World::new("cli-pause", "3s").await;
+    let n = w.n().to_string();
+    w.deploy("0.001", "human").await;
+    // Paused as soon as the run exists, well inside its first 3 s step.
+    let r = w.until_run(Phase::Progressing, None).await;
+    let paused = rg(&["pause", APP, "-n", &n, "--reason", "checking logs"]).await;
+    assert_eq!(paused.code, 0, "{paused:?}");
+    let step = w
+        .runs()
+        .get(&r.name_any())
+        .await
+        .expect("the run")
+        .status
+        .map(|s| s.step);
+    // Held: well past the 3 s pause, at the same step (or, on the last, not promoting).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let held = w.runs().get(&r.name_any()).await.expect("the run");
+    let st = held.status.clone().expect("status");
+    assert_eq!(
+        (st.phase, Some(st.step)),
+        (Phase::Progressing, step),
+        "{st:?}"
+    );
+    let waiting = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Waiting")
+        .expect("a Waiting condition");
+    assert_eq!(waiting.reason, "Paused");
+    let admin = admin_user(&w.client).await;
+    let cmd = held
+        .spec
+        .control
+        .and_then(|c| c.pause)
+        .expect("the pause command");
+    assert_eq!(
+        (cmd.user.as_str(), cmd.reason.as_deref()),
+        (admin.as_str(), Some("checking logs"))
+    );
+    let detail = rg(&["get", APP, "-n", &n]).await;
+    assert!(
+        detail.stdout.contains(&format!("paused by {admin}"))
+            && detail.stdout.contains("Waiting:     Paused"),
+        "{detail:?}"
+    );
+
+    let twice = rg(&["pause", APP, "-n", &n]).await;
+    assert_eq!(twice.code, 6, "{twice:?}");
+    let promote = rg(&["promote", APP, "-n", &n]).await;
+    assert_eq!(promote.code, 6, "{promote:?}");
+    assert!(promote.error_line().contains("resume"), "{promote:?}");
+
+    let resumed = rg(&["resume", APP, "-n", &n]).await;
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let stored = w.runs().get(&r.name_any()).await.expect("the run");
+    assert!(stored.spec.control.and_then(|c| c.pause).is_none());
+    let not_paused = rg(&["resume", APP, "-n", &n]).await;
+    assert!(matches!(not_paused.code, 5 | 6), "{not_paused:?}");
+    let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
+    assert_eq!(waited.code, 0, "{waited:?}");
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn wait_times_out_with_13_and_exits_12_when_a_newer_template_supersedes_the_run() {
+    let w = World::new("cli-wait", "60s").await;
+    let n = w.n().to_string();
+    w.deploy("0.001", "human").await;
+    w.until_run(Phase::Progressing, None).await;
+    let started = Instant::now();
+    let timed_out = rg(&["wait", APP, "-n", &n, "--timeout", "2s"]).await;
+    assert_eq!(timed_out.code, 13, "{timed_out:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        timed_out.stdout.starts_with("timed out after 2s"),
+        "{timed_out:?}"
+    );
+
+    let waiter = rg_spawn(&["wait", APP, "-n", &n]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.deploy("0.001", "human").await;
+    let waited = finish(waiter).await;
+    assert_eq!(waited.code, 12, "{waited:?}");
+    assert!(waited.stdout.starts_with("superseded: run "), "{waited:?}");
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn errors_are_one_line_with_distinct_exit_codes() {
+    let w = World::new("cli-errors", "60s").await;
+    let n = w.n().to_string();
+    // A Deployment no policy selects.
+    create(
+        &w.deployments(),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "loner"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "loner"}},
+                "template": {"metadata": {"labels": {"app": "loner"}}, "spec": {"containers": [{"name": "app", "image": "example.com/loner:1"}]}}
+            }
+        }),
+    )
+    .await;
+
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["get", "nope"], 3, "no Deployment nope in namespace"),
+        (
+            vec!["approve", "nope"],
+            3,
+            "no Deployment nope in namespace",
+        ),
+        (
+            vec!["get", "loner"],
+            4,
+            "is not governed by rollguard: no RolloutPolicy",
+        ),
+        (vec!["abort", "loner"], 4, "is not governed by rollguard"),
+        (vec!["abort", APP], 5, "no run in flight for Deployment"),
+        (vec!["approve", APP], 5, "no run in flight for Deployment"),
+        (vec!["promote", APP], 5, "no run in flight for Deployment"),
+        (vec!["retry", APP], 6, "nothing to retry"),
+    ];
+    for (args, code, text) in &cases {
+        let mut full = args.clone();
+        full.extend(["-n", n.as_str()]);
+        let out = rg(&full).await;
+        assert_eq!(out.code, *code, "{args:?}: {out:?}");
+        assert!(out.error_line().contains(text), "{args:?}: {out:?}");
+    }
+
+    // Not waiting for approval: the standard tier needs none.
+    w.deploy("0.001", "human").await;
+    w.until_run(Phase::Progressing, None).await;
+    let out = rg(&["approve", APP, "-n", &n]).await;
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(
+        out.error_line().contains(
+            "is not waiting for approval: its tier standard does not require an approval"
+        ),
+        "{out:?}"
+    );
+
+    // Permission denied, naming the verb and the resource.
+    let nobody = service_account(&w.client, &n, "nobody", json!([])).await;
+    let out = run_as(&nobody.kubeconfig, &["get", APP]).await;
+    assert_eq!(out.code, 7, "{out:?}");
+    assert_eq!(
+        out.error_line(),
+        format!(
+            "error: permission denied: {} cannot get deployments.apps in namespace {n}; ask your cluster admin for a Role that allows it",
+            nobody.user
+        )
+    );
+    let reader = service_account(
+        &w.client,
+        &n,
+        "reader",
+        json!([
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["rollguard.dev"], "resources": ["rolloutpolicies", "rolloutruns"], "verbs": ["get", "list", "watch"]},
+        ]),
+    )
+    .await;
+    let out = run_as(&reader.kubeconfig, &["get", APP]).await;
+    assert_eq!(out.code, 0, "a reader may look: {out:?}");
+    let out = run_as(&reader.kubeconfig, &["abort", APP]).await;
+    assert_eq!(out.code, 7, "{out:?}");
+    assert!(
+        out.error_line()
+            .contains("cannot patch rolloutruns.rollguard.dev in namespace"),
+        "{out:?}"
+    );
+    let out = run_as(&reader.kubeconfig, &["get", "-A"]).await;
+    assert_eq!(out.code, 7, "{out:?}");
+    assert!(
+        out.error_line()
+            .contains("cannot list deployments.apps in all namespaces"),
+        "{out:?}"
+    );
+
+    // The API server unreachable.
+    let admin = std::fs::read_to_string(support::kubeconfig_path()).expect("kubeconfig");
+    let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).expect("yaml");
+    kc["clusters"][0]["cluster"]["server"] =
+        serde_yaml_ng::Value::String("https://127.0.0.1:1".into());
+    let dead = tempdir("dead").join("kubeconfig");
+    std::fs::write(&dead, serde_yaml_ng::to_string(&kc).expect("yaml")).expect("writing");
+    for verb in ["get", "wait", "approve"] {
+        let out = run_as(&dead, &[verb, APP, "-n", &n]).await;
+        assert_eq!(out.code, 8, "{verb}: {out:?}");
+        assert!(
+            out.error_line().starts_with(
+                "error: cannot reach the Kubernetes API server at https://127.0.0.1:1"
+            ),
+            "{out:?}"
+        );
+    }
+    // Bad arguments are clap's usage errors.
+    let out = rg(&["wait", APP, "--timeout", "soon"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    w.cleanup().await;
+}
+
+#[tokio::test]
+async fn tag_reads_the_trailers_of_real_commits() {
+    let repo = tempdir("git");
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=Test",
+                "-c",
+                "user.email=test@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    let commit = |msg: &str| {
+        git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        git(&["rev-parse", "HEAD"])
+    };
+    let base = commit("Initial commit");
+    commit("Paint the dashboard\n\nCo-authored-by: Claude Monet <claude@monet.fr>");
+    let ai = commit(
+        "Add retry\n\nCopilot was not involved.\n\nCo-Authored-By: Claude <noreply@anthropic.com>",
+    );
+    let human = commit("Fix typo\n\nSigned-off-by: Ann <ann@example.com>");
+    let repo_s = repo.to_string_lossy().to_string();
+    let tag = |args: Vec<String>| {
+        let mut a = vec!["tag".to_string(), "--repo".into(), repo_s.clone()];
+        a.extend(args);
+        async move {
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            rg(&refs).await
+        }
+    };
+    let out = tag(vec!["--from-git".into(), human.clone()]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, "human\n"), "{out:?}");
+    let out = tag(vec!["--from-git".into(), ai.clone()]).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "ai-assisted\n"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("Co-Authored-By: Claude <noreply@anthropic.com>"),
+        "{out:?}"
+    );
+    let out = tag(vec!["--from-git".into(), format!("{ai}~1")]).await;
+    assert_eq!(out.stdout, "human\n", "Claude Monet is a person: {out:?}");
+    // A range (a pull request's commits) takes the strongest origin.
+    let out = tag(vec![
+        "--from-git".into(),
+        format!("{base}..HEAD"),
+        "-o".into(),
+        "helm".into(),
+    ])
+    .await;
+    assert_eq!(
+        out.stdout, "--set-string podAnnotations.rollguard\\.dev/change-origin=ai-assisted\n",
+        "{out:?}"
+    );
+    let out = tag(vec![
+        "--from-git".into(),
+        format!("{base}..HEAD"),
+        "-o".into(),
+        "json".into(),
+    ])
+    .await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["origin"], "ai-assisted");
+    assert_eq!(v["commits"].as_array().map(Vec::len), Some(3));
+    // The assistant list is configurable: here Monet counts.
+    let mut c = cli(
+        &support::kubeconfig_path(),
+        &["tag", "--repo", &repo_s, "--from-git", &format!("{ai}~1")],
+    );
+    c.env("ROLLGUARD_AI_ASSISTANTS", "default,*@monet.fr");
+    let out = finish(c.spawn().expect("tag")).await;
+    assert_eq!(out.stdout, "ai-assisted\n", "{out:?}");
+    let out = tag(vec!["--from-git".into(), "no-such-rev".into()]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.error_line().contains("git log no-such-rev failed"),
+        "{out:?}"
+    );
+}
+
+/// Reads a child's output into `seen` until it contains `needle` (or `secs` pass).
+async fn read_until(
+    out: &mut tokio::process::ChildStdout,
+    seen: &mut String,
+    needle: &str,
+    secs: u64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !seen.contains(needle) && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(1), out.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(k)) => seen.push_str(&String::from_utf8_lossy(&buf[..k])),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a shell command with its stdout on a pseudo-terminal (script(1)) and returns what it
+/// printed.
+async fn on_a_terminal(command: &str) -> String {
+    let out = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("script(1) runs the command on a pty");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh directory under target/e2e-logs.
+fn tempdir(what: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "target/e2e-logs/cli-{what}-{}",
+        support::unique_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
