@@ -66,11 +66,10 @@ fn fmt_count(x: Option<f64>) -> String {
 
 fn fmt_time(x: Option<f64>) -> String {
     match x {
-        Some(s) => format!(
-            "{}m{:02}s",
-            (s / 60.0).floor() as u64,
-            (s % 60.0).round() as u64 % 60
-        ),
+        Some(s) => {
+            let t = s.round() as u64;
+            format!("{}m{:02}s", t / 60, t % 60)
+        }
         None => "–".into(),
     }
 }
@@ -275,7 +274,11 @@ fn sensitivity(a: &policy::PolicyFile, runs: u32, threads: usize) {
         p
     };
     let variants: [(&str, policy::PolicyFile, u64); 5] = [
-        ("(a): scrape 15s, interval 15s, first slice 1%", with("15s", "1%"), 15),
+        (
+            "(a): scrape 15s, interval 15s, first slice 1%",
+            with("15s", "1%"),
+            15,
+        ),
         ("scrape 5s", with("15s", "1%"), 5),
         ("interval 5s", with("5s", "1%"), 15),
         ("scrape 5s and interval 5s", with("5s", "1%"), 5),

@@ -53,9 +53,25 @@ struct ControllerArgs {
     /// Human-readable logs instead of JSON.
     #[arg(long)]
     log_text: bool,
-    /// The instance name in Events (the pod name in a cluster).
+    /// The instance name in Events and the Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Run the controllers only while holding the Lease (for more than one replica).
+    #[arg(long, env = "ROLLGUARD_LEADER_ELECT")]
+    leader_elect: bool,
+    /// The Lease's namespace (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "rollguard-leader")]
+    lease_name: String,
+    /// How long the Lease stays valid without renewal (the longest takeover takes).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    rollguard::api::quantity::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -113,12 +129,35 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let instance = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| format!("rollguard-{}", std::process::id()));
     let config = rollguard::controller::Config {
         namespace: args.namespace,
         prometheus_address: args.prometheus_address,
-        instance: args.instance,
+        instance: Some(instance.clone()),
     };
-    rollguard::controller::run(client, config, metrics, health)
+    if !args.leader_elect {
+        return rollguard::controller::run(client, config, metrics, health)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    // A follower is Ready too (readiness does not depend on leadership): it only needs the
+    // CRDs to be there to take over.
+    rollguard::controller::check_crds(&client, &config.namespace)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    health.set_ready();
+    let lease = rollguard::controller::leader::LeaseConfig {
+        namespace: args.lease_namespace,
+        name: args.lease_name,
+        identity: instance,
+        duration: args.lease_duration,
+    };
+    let lost = rollguard::controller::leader::acquire(client.clone(), &lease).await?;
+    tokio::select! {
+        r = rollguard::controller::run(client, config, metrics, health) => r.map_err(|e| e.to_string()),
+        () = lost => Err("lost the Lease; exiting so that only the leader writes".into()),
+    }
 }

@@ -746,7 +746,10 @@ fn rendered_rbac_is_least_privilege() {
         assert_no_wildcards(r);
         let t = rule_table(r);
         assert_eq!(t.len(), 1);
-        assert_eq!(t[&(String::new(), "secrets".to_string())], ["get", "list", "watch"]);
+        assert_eq!(
+            t[&(String::new(), "secrets".to_string())],
+            ["get", "list", "watch"]
+        );
     }
 
     // watchNamespace: the same rules as a Role in that namespace, no ClusterRole at all.

@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
-use support::procs::{start_operator, start_trafficsim};
+use support::scenario::setup;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -38,78 +38,10 @@ async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
     runs.pop()
 }
 
-/// A namespace with a governed Deployment `web` behind a Service at 100 requests/s, a
-/// policy with a 1 s analysis interval and a 10%/3s, 50%/3s plan, the operator and the
-/// simulator.
-async fn setup(
-    prefix: &str,
-) -> (
-    kube::Client,
-    support::TestNamespace,
-    support::procs::Proc,
-    support::procs::Proc,
-) {
-    let client = support::client().await;
-    let ns = support::test_namespace(&client, prefix).await;
-    let n = ns.name.clone();
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "shop"}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}, "annotations": {"sim.rollguard.dev/error-rate": "0.001"}},
-                "spec": {"containers": [{"name": "app", "image": "example.com/web:1"}]}}}
-    }))
-    .expect("deployment");
-    Api::<Deployment>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &d)
-        .await
-        .expect("create");
-    let s: Service = serde_json::from_value(json!({
-        "metadata": {"name": "web", "annotations": {"sim.rollguard.dev/rps": "100"}},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
-    }))
-    .expect("service");
-    Api::<Service>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &s)
-        .await
-        .expect("create");
-    let p: RolloutPolicy = serde_json::from_value(json!({
-        "metadata": {"name": "shop"},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
-            "analysis": {
-                "interval": "1s",
-                "prometheus": {"address": support::prometheus_url(), "timeout": "2s"},
-                "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
-                "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
-                "minRequests": 10
-            },
-            "tiers": [{"name": "standard", "steps": [{"weight": "10%", "pause": "3s"}, {"weight": "50%", "pause": "3s"}], "maxErrorRate": "5%"}]
-        }
-    }))
-    .expect("policy");
-    Api::<RolloutPolicy>::namespaced(client.clone(), &n)
-        .create(&PostParams::default(), &p)
-        .await
-        .expect("create");
-    let op = start_operator(&n).await;
-    let sim = start_trafficsim(&n).await;
-    support::wait_for(Duration::from_secs(30), "adoption", async || {
-        let d = Api::<Deployment>::namespaced(client.clone(), &n)
-            .get("web")
-            .await
-            .ok()?;
-        d.annotations()
-            .contains_key("rollguard.dev/stable-revision")
-            .then_some(())
-    })
-    .await;
-    (client, ns, op, sim)
-}
-
 #[tokio::test]
 async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
     let _serial = SERIAL.lock().await;
-    let (client, ns, op, _sim) = setup("promdown").await;
+    let (client, ns, op, _sim) = setup("promdown", 1).await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
     // Stop Prometheus before the change, so no sample can pass while it is away.
     cluster(&["stop", "prometheus"]);

@@ -4,6 +4,7 @@
 
 mod apply;
 mod deployment;
+pub mod leader;
 mod policy;
 mod secrets;
 
@@ -139,16 +140,10 @@ where
     }
 }
 
-/// Runs the operator until the process is asked to stop.
-pub async fn run(
-    client: Client,
-    config: Config,
-    metrics: Metrics,
-    health: Health,
-) -> Result<(), Error> {
-    let ns = config.namespace.clone();
-    let policies_api: Api<RolloutPolicy> = scoped(&client, &ns);
-    let runs_api: Api<RolloutRun> = scoped(&client, &ns);
+/// Fails with an install hint when the CRDs are not served.
+pub async fn check_crds(client: &Client, ns: &Option<String>) -> Result<(), Error> {
+    let policies_api: Api<RolloutPolicy> = scoped(client, ns);
+    let runs_api: Api<RolloutRun> = scoped(client, ns);
     for present in [
         crd_present(&policies_api).await,
         crd_present(&runs_api).await,
@@ -164,6 +159,20 @@ pub async fn run(
             Err(e) => return Err(Error::CrdsMissing(e.to_string())),
         }
     }
+    Ok(())
+}
+
+/// Runs the operator until the process is asked to stop.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Metrics,
+    health: Health,
+) -> Result<(), Error> {
+    let ns = config.namespace.clone();
+    let policies_api: Api<RolloutPolicy> = scoped(&client, &ns);
+    let runs_api: Api<RolloutRun> = scoped(&client, &ns);
+    check_crds(&client, &ns).await?;
     let routes_api: Api<HttpRoute> = scoped(&client, &ns);
     let have_routes = crd_present(&routes_api).await.unwrap_or(false);
     if !have_routes {

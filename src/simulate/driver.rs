@@ -104,8 +104,8 @@ impl Setup {
         let spec = RolloutRunSpec {
             deployment: deployment.to_string(),
             policy: policy.name.clone(),
-            stable_revision: "stable".into(),
-            canary_revision: "canary".into(),
+            stable_revision: "stable-revision".into(),
+            canary_revision: "new-revision".into(),
             tier: MatchedTier {
                 name: tier.tier.name.clone(),
                 reason: tier.reason,

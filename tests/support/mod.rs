@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod procs;
+pub mod scenario;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
