@@ -9,10 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rollguard::api::RolloutPolicy;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
 use support::scenario::setup;

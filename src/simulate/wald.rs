@@ -19,9 +19,8 @@ pub struct Expectation {
 /// `alpha, beta` in (0, 1), `p` in [0, 1].
 pub fn expectation(p0: f64, p1: f64, alpha: f64, beta: f64, p: f64) -> Option<Expectation> {
     let valid = |x: f64| x.is_finite() && x > 0.0 && x < 1.0;
-    if !(valid(p0) && valid(p1) && valid(alpha) && valid(beta) && p0 < p1)
-        || !(0.0..=1.0).contains(&p)
-    {
+    let parameters_ok = valid(p0) && valid(p1) && valid(alpha) && valid(beta) && p0 < p1;
+    if !parameters_ok || !(0.0..=1.0).contains(&p) {
         return None;
     }
     let a = ((1.0 - beta) / alpha).ln();
