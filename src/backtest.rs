@@ -276,6 +276,24 @@ pub async fn query_range(
     Ok(joined.into_iter().collect())
 }
 
+/// Runs one instant query evaluated at `at`.
+pub async fn query_at(
+    http: &reqwest::Client,
+    ep: &Endpoint,
+    promql: &str,
+    at: Timestamp,
+) -> Result<Vec<prometheus::Series>, QueryError> {
+    let url = format!("{}/api/v1/query", ep.address.trim_end_matches('/'));
+    let form = [("query", promql.to_string()), ("time", secs(at))];
+    let mut req = http.post(&url).timeout(ep.timeout).form(&form);
+    if let Some(t) = &ep.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| send_error(ep, e))?;
+    let body = resp.bytes().await.map_err(|e| send_error(ep, e))?;
+    prometheus::parse_vector(&body)
+}
+
 fn secs(t: Timestamp) -> String {
     format!("{:.3}", t.as_millisecond() as f64 / 1000.0)
 }
@@ -401,6 +419,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub steps_reached: u32,
+    /// What may make the replay differ from what the operator would have seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -462,6 +483,20 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
         let series = query_range(&http, &ep, &query, first, opts.to, interval).await?;
         recorded.points = points_by_part(&series)?;
     }
+    let mut warnings = Vec::new();
+    // The range reaches back before --from: the canary's series must be silent there, or
+    // an earlier canary's history leaks into the counts.
+    let before = query_at(&http, &ep, &query, opts.from)
+        .await
+        .and_then(|series| prometheus::split(&series, &["requests"]));
+    if let Ok(parts) = before
+        && let Some(prometheus::Answer::Value(n)) = parts.get("requests")
+        && *n >= 0.5
+    {
+        warnings.push(format!(
+            "the canary's requests query already counts {n:.0} requests at --from: the canary served traffic before --from (an earlier run?), and those requests are counted as if they were this run's; set --from to when this canary started"
+        ));
+    }
     let d = drive(&setup, opts.from, span, Duration::ZERO, &mut recorded, true);
     let at_time = |secs: f64| {
         opts.from
@@ -493,6 +528,7 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
         reason: d.status.reason.clone(),
         message: d.status.message.clone(),
         steps_reached: d.steps_reached,
+        warnings,
         timeline: d
             .timeline
             .into_iter()

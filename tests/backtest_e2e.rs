@@ -170,6 +170,24 @@ async fn backtest_replays_recorded_counters() {
         "recorded error rate {rate}%\n{report}"
     );
 
+    assert!(bad.warnings.is_empty(), "{report}");
+    // Starting the replay after the canary started: the earlier requests would be counted
+    // as this run's, and the report says so.
+    let late = backtest(&options(
+        policy.clone(),
+        "good",
+        &ns,
+        from + SignedDuration::from_secs(10),
+        to,
+    ))
+    .await
+    .expect("backtest from later");
+    assert!(
+        late.warnings.iter().any(|w| w.contains("before --from")),
+        "{:?}",
+        late.warnings
+    );
+
     // No errors, through the CLI: both 4 s steps pass and the canary is promoted.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
         .args(["backtest", "--policy"])

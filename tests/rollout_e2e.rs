@@ -347,56 +347,67 @@ type W = World;
 
 #[tokio::test]
 async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
-    let w = World::new(
-        "ai-good",
-        Router::Gateway,
-        json!([ai_tier(true), standard_tier("3s")]),
-    )
-    .await;
-    w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
-        .await;
-    // The first slice is exactly 1% on the HTTPRoute.
-    w.wait("the 1% slice", Duration::from_secs(30), async || {
-        (w.route_weights().await == (99, 1)).then_some(())
-    })
-    .await;
-    let run = w.run().await.expect("a run");
-    assert_eq!(run.spec.tier.name, "ai-assisted");
-    assert!(
-        run.spec
-            .tier
-            .reason
-            .contains("rollguard.dev/change-origin=ai-assisted"),
-        "{}",
-        run.spec.tier.reason
-    );
-    w.wait("the 5% slice", Duration::from_secs(30), async || {
-        (w.route_weights().await == (19, 1)).then_some(())
-    })
-    .await;
-    let waiting = w
-        .wait_phase(Phase::AwaitingApproval, Duration::from_secs(60))
-        .await;
-    // It stays there: no approval, no promotion.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        W::phase(&w.run().await.expect("run")),
-        Phase::AwaitingApproval
-    );
-    // Approve (as the admin user; the CLI records the authenticated identity).
-    let patch =
-        json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
-    w.runs()
-        .patch(
-            &waiting.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
+    for router in [Router::Gateway, Router::Replicas] {
+        let w = World::new(
+            "ai-good",
+            router,
+            json!([ai_tier(true), standard_tier("3s")]),
         )
-        .await
-        .expect("approving");
-    w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
         .await;
-    w.finish().await;
+        w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
+            .await;
+        if router == Router::Gateway {
+            // The first slice is exactly 1% on the HTTPRoute, then 5%.
+            w.wait("the 1% slice", Duration::from_secs(30), async || {
+                (w.route_weights().await == (99, 1)).then_some(())
+            })
+            .await;
+            w.wait("the 5% slice", Duration::from_secs(30), async || {
+                (w.route_weights().await == (19, 1)).then_some(())
+            })
+            .await;
+        } else {
+            // With 3 stable pods the nearest share to 1% is one canary pod of four.
+            w.wait("the first slice", Duration::from_secs(30), async || {
+                let c = w.canary().await?;
+                (c.spec?.replicas == Some(1)).then_some(())
+            })
+            .await;
+        }
+        let run = w.run().await.expect("a run");
+        assert_eq!(run.spec.tier.name, "ai-assisted");
+        assert!(
+            run.spec
+                .tier
+                .reason
+                .contains("rollguard.dev/change-origin=ai-assisted"),
+            "{}",
+            run.spec.tier.reason
+        );
+        let waiting = w
+            .wait_phase(Phase::AwaitingApproval, Duration::from_secs(60))
+            .await;
+        // It stays there: no approval, no promotion.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            W::phase(&w.run().await.expect("run")),
+            Phase::AwaitingApproval
+        );
+        // Approve (as the admin user; the CLI records the authenticated identity).
+        let patch =
+            json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
+        w.runs()
+            .patch(
+                &waiting.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .expect("approving");
+        w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
+            .await;
+        w.finish().await;
+    }
 }
 
 #[tokio::test]

@@ -48,4 +48,4 @@ $KUBECTL wait --for=condition=Established crd/rolloutpolicies.rollguard.dev crd/
 say "end-to-end tests"
 # Each e2e test works in its own namespace with its own operator process; a few at a time
 # keep the 2-core machine responsive enough for timing-sensitive checks.
-cargo test --features e2e --tests "$@" -- --test-threads="${ROLLGUARD_E2E_THREADS:-3}"
+cargo test --no-fail-fast --features e2e --test '*' "$@" -- --test-threads="${ROLLGUARD_E2E_THREADS:-3}"
