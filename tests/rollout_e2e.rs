@@ -47,7 +47,7 @@ fn ai_tier(approval: bool) -> Value {
     json!({
         "name": "ai-assisted",
         "match": {"annotations": {"rollguard.dev/change-origin": ["ai-assisted", "ai-generated"]}},
-        "steps": [{"weight": "1%", "pause": "6s"}, {"weight": "5%", "pause": "3s"}],
+        "steps": [{"weight": "1%", "pause": "10s"}, {"weight": "5%", "pause": "3s"}],
         "maxErrorRate": "1%",
         "requireApproval": approval,
     })
@@ -393,17 +393,19 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
             W::phase(&w.run().await.expect("run")),
             Phase::AwaitingApproval
         );
-        // Approve (as the admin user; the CLI records the authenticated identity).
-        let patch =
-            json!({"spec": {"approvals": [{"user": "e2e-admin", "time": "2026-01-01T00:00:00Z"}]}});
-        w.runs()
-            .patch(
-                &waiting.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await
-            .expect("approving");
+        // Approve with the CLI, which records the user the API server authenticates.
+        let out = std::process::Command::new(support::procs::rollguard_bin())
+            .args(["approve", "-n", w.n(), APP])
+            .env("KUBECONFIG", support::kubeconfig_path())
+            .output()
+            .expect("rollguard approve");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let approved = w.runs().get(&waiting.name_any()).await.expect("run");
+        assert_eq!(approved.spec.approvals.len(), 1);
         w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
             .await;
         w.finish().await;
@@ -663,7 +665,12 @@ async fn deleting_the_policy_mid_run_releases_the_deployment() {
     )
     .await;
     // Traffic to stable, canary deleted, Deployment unpaused and free of rollguard's marks.
-    assert_eq!(w.route_weights().await, (1, 0));
+    w.wait(
+        "all traffic back on stable",
+        Duration::from_secs(10),
+        async || (w.route_weights().await == (1, 0)).then_some(()),
+    )
+    .await;
     w.wait(
         "the canary to be deleted",
         Duration::from_secs(20),

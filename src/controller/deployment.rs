@@ -69,6 +69,9 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
     if is_canary(&d) || d.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    if !ctx.synced.is_ready() {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     let ns = d.namespace().unwrap_or_default();
     let selecting: Vec<Arc<RolloutPolicy>> = ctx
         .stores
@@ -812,6 +815,7 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
             for t in &r.routes {
                 // Always written: the cache may not show the last weight rollguard wrote.
                 apply::route_weights(ctx, &ns, t, Ratio::ZERO, None).await?;
+                info!(route = %t.route, "released: all traffic to stable");
             }
             // Unpin the stable Service: after release it serves whatever the Deployment runs.
             let (stable_svc, _) = traffic::routing_services(d, &r.service, None);

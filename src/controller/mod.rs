@@ -103,6 +103,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Asks the policy controller to refresh a policy's status.
     pub policy_refresh: mpsc::UnboundedSender<ObjectRef<RolloutPolicy>>,
+    /// Every watch has listed its objects. Until then no reconcile acts: a Deployment seen
+    /// before its policy would otherwise look ungoverned and be released.
+    pub synced: Health,
 }
 
 impl Context {
@@ -184,7 +187,11 @@ pub async fn run(
     let wc = watcher::Config::default().any_semantic();
     // Ready once every watch has listed its objects. (Awaiting the stores' own readiness from
     // a second task would steal the controller's wake-up: the store signals one waiter.)
-    let synced = Synced::new(if have_routes { 6 } else { 5 }, health.clone());
+    let all_synced = Health::default();
+    let synced = Synced::new(
+        if have_routes { 6 } else { 5 },
+        vec![health.clone(), all_synced.clone()],
+    );
     let (deployments, deploy_writer) = reflector::store::<Deployment>();
     let (runs, run_writer) = reflector::store::<RolloutRun>();
     let (policies, policy_writer) = reflector::store::<RolloutPolicy>();
@@ -220,6 +227,7 @@ pub async fn run(
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         policy_refresh: refresh_tx,
+        synced: all_synced,
     });
 
     // Deployments (governed and canaries) drive the Deployment controller; a canary's events
@@ -324,14 +332,14 @@ pub async fn run(
 #[derive(Clone)]
 struct Synced {
     pending: Arc<std::sync::atomic::AtomicUsize>,
-    health: Health,
+    flags: Vec<Health>,
 }
 
 impl Synced {
-    fn new(watches: usize, health: Health) -> Synced {
+    fn new(watches: usize, flags: Vec<Health>) -> Synced {
         Synced {
             pending: Arc::new(std::sync::atomic::AtomicUsize::new(watches)),
-            health,
+            flags,
         }
     }
 
@@ -349,7 +357,9 @@ impl Synced {
                     == 1
                 {
                     tracing::info!("caches synced");
-                    this.health.set_ready();
+                    for f in &this.flags {
+                        f.set_ready();
+                    }
                 }
             }
         }

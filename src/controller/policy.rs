@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info_span, warn};
 
-use super::deployment::{self, POLICY_LABEL};
+use super::deployment::POLICY_LABEL;
 use super::{Context, Error, apply, is_canary};
 use crate::analysis::query::{Template, Variable};
 use crate::api::RolloutPolicy;
@@ -149,6 +149,9 @@ pub fn error_policy(p: Arc<RolloutPolicy>, err: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Error> {
+    if !ctx.synced.is_ready() {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     let ns = p.namespace().unwrap_or_default();
     let name = p.name_any();
     let in_ns: Vec<Arc<Deployment>> = ctx
@@ -160,12 +163,15 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
         .collect();
 
     if p.meta().deletion_timestamp.is_some() {
-        // Release every Deployment this policy governed, then let the policy go.
-        for d in in_ns
+        // The Deployment controller releases every Deployment this policy governed (one
+        // writer per Deployment, so a release never races a run's own writes); the policy
+        // goes once none is left.
+        let left = in_ns
             .iter()
             .filter(|d| d.annotations().get(GOVERNED_BY) == Some(&name))
-        {
-            deployment::release(ctx, d, &format!("RolloutPolicy {name} was deleted")).await?;
+            .count();
+        if left > 0 {
+            return Ok(Action::requeue(Duration::from_millis(500)));
         }
         apply::policy_finalizer(ctx, p, false).await?;
         return Ok(Action::await_change());
