@@ -12,6 +12,7 @@ pub mod controller;
 pub mod names;
 pub mod plan;
 pub mod run;
+pub mod selection;
 pub mod simulate;
 pub mod telemetry;
 pub mod traffic;

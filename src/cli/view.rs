@@ -2,16 +2,13 @@
 //! the API server returned (Deployments, policies, runs). Pure: the same assembly serves
 //! `get`, `get --watch` (from watch caches) and `-o json|yaml`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::RolloutPolicy;
 use crate::api::run::{Phase, RolloutRun};
-use crate::names::{FAILED_REVISION, GOVERNED_BY, ROLE_CANARY, ROLE_LABEL, STABLE_REVISION};
+use crate::names::{FAILED_REVISION, GOVERNED_BY, STABLE_REVISION};
 use crate::plan::template_hash;
 
 /// One Deployment with its policy, revisions and runs.
@@ -68,45 +65,11 @@ pub fn phase(run: &RolloutRun) -> Phase {
     run.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
-/// Whether a Deployment is a canary rollguard made (not shown as a Deployment of its own).
-pub fn is_canary(d: &Deployment) -> bool {
-    d.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANARY)
-}
+pub use crate::selection::{is_canary, selector_matches};
 
-/// Whether a label selector selects these labels, as the operator decides it: an empty
-/// selector selects nothing.
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let ml = sel.match_labels.as_ref();
-    let me = sel.match_expressions.as_ref();
-    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
-        return false;
-    }
-    let labels_ok = ml.is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let exprs_ok = me.is_none_or(|es| {
-        es.iter().all(|e| {
-            let have = labels.get(&e.key);
-            let values = e.values.as_deref().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|v| values.contains(v)),
-                "NotIn" => have.is_none_or(|v| !values.contains(v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && exprs_ok
-}
-
-/// Whether a policy selects a Deployment.
+/// Whether a policy in force (not being deleted) selects a Deployment.
 pub fn selects(p: &RolloutPolicy, d: &Deployment) -> bool {
-    !is_canary(d)
-        && p.namespace() == d.namespace()
-        && p.metadata.deletion_timestamp.is_none()
-        && d.metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| selector_matches(&p.spec.selector, l))
+    p.metadata.deletion_timestamp.is_none() && crate::selection::selects(p, d)
 }
 
 /// The view of one Deployment. `runs` may contain other Deployments' runs.
@@ -175,6 +138,10 @@ pub fn assemble(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 

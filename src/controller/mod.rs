@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::analysis::prometheus;
 use crate::api::run::DEPLOYMENT_LABEL;
 use crate::api::{RolloutPolicy, RolloutRun};
-use crate::names::{GOVERNED_BY, ROLE_CANARY, ROLE_LABEL};
+use crate::names::GOVERNED_BY;
 use crate::telemetry::{Health, Metrics};
 
 /// How the operator runs.
@@ -127,10 +127,7 @@ where
     }
 }
 
-/// Whether a Deployment is a canary rollguard made.
-pub fn is_canary(d: &Deployment) -> bool {
-    d.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_CANARY)
-}
+pub use crate::selection::is_canary;
 
 async fn crd_present<K>(api: &Api<K>) -> Result<bool, kube::Error>
 where

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info_span, warn};
@@ -21,43 +21,7 @@ use crate::names::GOVERNED_BY;
 use crate::plan::{Plan, default_tiers};
 use crate::run::Router;
 
-/// Whether a label selector selects these labels (matchLabels and matchExpressions). An
-/// empty selector selects nothing here: the API server refuses it on policies anyway.
-pub fn selector_matches(
-    sel: &LabelSelector,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    let ml = sel.match_labels.as_ref();
-    let me = sel.match_expressions.as_ref();
-    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
-        return false;
-    }
-    let labels_ok = ml.is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let exprs_ok = me.is_none_or(|es| {
-        es.iter().all(|e| {
-            let have = labels.get(&e.key);
-            let values = e.values.as_deref().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|v| values.contains(v)),
-                "NotIn" => have.is_none_or(|v| !values.contains(v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && exprs_ok
-}
-
-/// Whether a policy selects a Deployment (by the Deployment's own labels).
-pub fn selects(p: &RolloutPolicy, d: &Deployment) -> bool {
-    !is_canary(d)
-        && p.namespace() == d.namespace()
-        && d.metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| selector_matches(&p.spec.selector, l))
-}
+pub use crate::selection::selects;
 
 /// Checks what CEL cannot: every tier resolves to a plan, the templates parse and use what
 /// the decision needs. Returns the first problem, naming the field.

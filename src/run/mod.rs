@@ -791,10 +791,12 @@ impl Machine<'_, '_> {
             return desired;
         }
         let latest = self.latest_in_step().cloned();
+        // A wider slice needs evidence from this one: a sample that judged the canary
+        // (not one with too few requests, no data or an error).
         let healthy = latest.as_ref().is_some_and(|s| {
-            !matches!(
+            matches!(
                 s.verdict.as_str(),
-                verdict::NO_DATA | verdict::ERROR | verdict::FAIL
+                verdict::PASS | verdict::CONTINUE | verdict::ACCEPT_GOOD
             )
         });
         if !healthy && !skip_this {
