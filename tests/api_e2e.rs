@@ -336,7 +336,31 @@ async fn the_examples_are_accepted_and_explain_reads_well() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "only {checked} example policies found");
+    // The README's first policy too.
+    let readme = std::fs::read_to_string(dir.join("../../README.md")).expect("README");
+    for block in readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+    {
+        if !block.contains("kind: RolloutPolicy") {
+            continue;
+        }
+        let mut p: RolloutPolicy = serde_yaml_ng::from_str(block).expect("README policy");
+        p.metadata.namespace = Some(ns.name.clone());
+        Api::<RolloutPolicy>::namespaced(client.clone(), &ns.name)
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &p,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("the README's policy is refused: {e}"));
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} example policies found");
     let out = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(support::kubeconfig_path())

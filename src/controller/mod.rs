@@ -6,6 +6,9 @@ mod apply;
 mod deployment;
 pub mod leader;
 mod policy;
+
+/// What the operator checks on a policy beyond the API server's validation (templates, plans).
+pub use policy::validate as policy_validate;
 mod secrets;
 
 use std::sync::Arc;

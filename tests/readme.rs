@@ -1,0 +1,69 @@
+//! The README cannot rot: the files and make targets it names exist, and its first policy
+//! is a valid RolloutPolicy (the e2e suite also sends it to the real API server).
+
+use std::path::Path;
+
+fn repo(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// The YAML blocks of the README that hold a RolloutPolicy.
+pub fn readme_policies() -> Vec<String> {
+    let readme = repo("README.md");
+    readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("kind: RolloutPolicy"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_files_and_targets_the_readme_names_exist() {
+    let readme = repo("README.md");
+    let mut named = 0;
+    for word in
+        readme.split(|c: char| c == '`' || c.is_whitespace() || c == ',' || c == '(' || c == ')')
+    {
+        let w = word.trim_end_matches(['.', ':', ';']);
+        if (w.starts_with("docs/")
+            || w.starts_with("deploy/")
+            || w.starts_with("charts/")
+            || w.starts_with("tests/")
+            || w.starts_with("scripts/"))
+            && !w.contains('*')
+        {
+            assert!(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(w).exists(),
+                "README names {w}, which does not exist"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 8, "only {named} paths found in the README");
+    let makefile = repo("Makefile");
+    for target in ["demo:", "demo-down:", "test:"] {
+        assert!(
+            makefile.contains(&format!("\n{target}")),
+            "the Makefile lacks {target}"
+        );
+    }
+    assert!(
+        repo(".ci/run").contains("make test"),
+        ".ci/run must run the README's test command"
+    );
+}
+
+#[test]
+fn the_readme_policy_is_valid() {
+    let policies = readme_policies();
+    assert!(!policies.is_empty(), "no RolloutPolicy in the README");
+    for text in policies {
+        let p: rollguard::api::RolloutPolicy =
+            serde_yaml_ng::from_str(&text).expect("the README's policy parses");
+        rollguard::controller::policy_validate(&p)
+            .expect("the README's policy passes the operator's checks");
+    }
+}
