@@ -303,6 +303,21 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
     ns.cleanup().await;
 }
 
+/// Sends a policy to the real API server (dry run) in `ns`, whatever namespace it names.
+async fn accepted(client: &kube::Client, ns: &str, mut p: RolloutPolicy, what: &str) {
+    p.metadata.namespace = Some(ns.to_string());
+    Api::<RolloutPolicy>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &p,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what} is refused: {e}"));
+}
+
 #[tokio::test]
 async fn the_examples_are_accepted_and_explain_reads_well() {
     let client = support::client().await;
@@ -321,18 +336,8 @@ async fn the_examples_are_accepted_and_explain_reads_well() {
             if v.is_null() || v["kind"] != "RolloutPolicy" {
                 continue;
             }
-            let mut p: RolloutPolicy = serde_json::from_value(v).expect("a RolloutPolicy");
-            p.metadata.namespace = Some(ns.name.clone());
-            Api::<RolloutPolicy>::namespaced(client.clone(), &ns.name)
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..Default::default()
-                    },
-                    &p,
-                )
-                .await
-                .unwrap_or_else(|e| panic!("{} is refused: {e}", path.display()));
+            let p: RolloutPolicy = serde_json::from_value(v).expect("a RolloutPolicy");
+            accepted(&client, &ns.name, p, &path.display().to_string()).await;
             checked += 1;
         }
     }
@@ -346,18 +351,8 @@ async fn the_examples_are_accepted_and_explain_reads_well() {
         if !block.contains("kind: RolloutPolicy") {
             continue;
         }
-        let mut p: RolloutPolicy = serde_yaml_ng::from_str(block).expect("README policy");
-        p.metadata.namespace = Some(ns.name.clone());
-        Api::<RolloutPolicy>::namespaced(client.clone(), &ns.name)
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                },
-                &p,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("the README's policy is refused: {e}"));
+        let p: RolloutPolicy = serde_yaml_ng::from_str(block).expect("README policy");
+        accepted(&client, &ns.name, p, "the README's policy").await;
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} example policies found");
