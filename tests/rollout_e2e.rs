@@ -47,7 +47,7 @@ fn ai_tier(approval: bool) -> Value {
     json!({
         "name": "ai-assisted",
         "match": {"annotations": {"rollguard.dev/change-origin": ["ai-assisted", "ai-generated"]}},
-        "steps": [{"weight": "1%", "pause": "10s"}, {"weight": "5%", "pause": "3s"}],
+        "steps": [{"weight": "1%", "pause": "20s"}, {"weight": "5%", "pause": "3s"}],
         "maxErrorRate": "1%",
         "requireApproval": approval,
     })
@@ -362,7 +362,7 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
                 (w.route_weights().await == (99, 1)).then_some(())
             })
             .await;
-            w.wait("the 5% slice", Duration::from_secs(30), async || {
+            w.wait("the 5% slice", Duration::from_secs(60), async || {
                 (w.route_weights().await == (19, 1)).then_some(())
             })
             .await;

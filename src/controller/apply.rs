@@ -222,6 +222,14 @@ pub async fn run_status(
         .map_err(kube_err(format!(
             "writing the status of RolloutRun {ns}/{name}"
         )))?;
+    // Until the watch delivers this write, the cached run is older than what was written:
+    // remember it, so a reconcile in between does not act on the old status again.
+    if let Some(rv) = run.resource_version() {
+        ctx.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((ns, name), (rv, status.clone()));
+    }
     Ok(true)
 }
 

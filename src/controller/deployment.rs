@@ -113,16 +113,10 @@ fn runs_of(ctx: &Context, d: &Deployment) -> Vec<Arc<RolloutRun>> {
     runs
 }
 
-fn active_run(runs: &[Arc<RolloutRun>]) -> Option<Arc<RolloutRun>> {
+fn active_run(ctx: &Context, runs: &[Arc<RolloutRun>]) -> Option<Arc<RolloutRun>> {
     runs.iter()
         .rev()
-        .find(|r| {
-            !r.status
-                .as_ref()
-                .map(|s| s.phase)
-                .unwrap_or_default()
-                .is_terminal()
-        })
+        .find(|r| !ctx.run_status(r).phase.is_terminal())
         .cloned()
 }
 
@@ -165,7 +159,7 @@ fn router_of(p: &RolloutPolicy) -> Router {
 
 async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Action, Error> {
     let runs = runs_of(ctx, d);
-    if let Some(run) = active_run(&runs) {
+    if let Some(run) = active_run(ctx, &runs) {
         return drive(ctx, d, &run).await;
     }
     let mut fields = GovernedFields::of(d);
@@ -436,7 +430,7 @@ async fn measure(
     let a = &run.spec.analysis;
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let status = run.status.clone().unwrap_or_default();
+    let status = ctx.run_status(run);
     let interval = parse_duration(&a.interval).unwrap_or(Duration::from_secs(30));
     let mut vars = Vars::for_track(Track::Canary, &ns, &name);
     vars.service = routing.service.name_any();
@@ -556,7 +550,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let span = tracing::Span::current();
     span.record("run", run.name_any().as_str());
     let now = Timestamp::now();
-    let status = run.status.clone().unwrap_or_default();
+    let status = ctx.run_status(run);
     let router = Router::from_name(&run.spec.router);
     let plan = match Plan::resolve(&run.spec.plan, &run.spec.analysis, "spec.plan") {
         Ok(p) => p,
@@ -800,8 +794,8 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
     let runs = runs_of(ctx, d);
-    if let Some(run) = active_run(&runs) {
-        let mut st = run.status.clone().unwrap_or_default();
+    if let Some(run) = active_run(ctx, &runs) {
+        let mut st = ctx.run_status(&run);
         st.phase = Phase::Superseded;
         st.reason = Some("Released".into());
         st.message = Some(format!("the run ended because {why}"));

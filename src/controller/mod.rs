@@ -109,6 +109,28 @@ pub struct Context {
     /// Every watch has listed its objects. Until then no reconcile acts: a Deployment seen
     /// before its policy would otherwise look ungoverned and be released.
     pub synced: Health,
+    /// Run statuses written but maybe not yet seen through the watch: (namespace, name) to
+    /// (the resourceVersion the write replaced, the status written).
+    pub written: std::sync::Mutex<
+        std::collections::HashMap<(String, String), (String, crate::api::run::RolloutRunStatus)>,
+    >,
+}
+
+impl Context {
+    /// A run's status as rollguard last knows it: the cached one, or the one it wrote when
+    /// the cache still holds the version that write replaced.
+    pub fn run_status(&self, run: &RolloutRun) -> crate::api::run::RolloutRunStatus {
+        let key = (run.namespace().unwrap_or_default(), run.name_any());
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(&key) {
+            Some((replaced, st)) if run.resource_version().as_ref() == Some(replaced) => st.clone(),
+            Some(_) => {
+                written.remove(&key);
+                run.status.clone().unwrap_or_default()
+            }
+            None => run.status.clone().unwrap_or_default(),
+        }
+    }
 }
 
 impl Context {
@@ -228,6 +250,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         policy_refresh: refresh_tx,
         synced: all_synced,
+        written: Default::default(),
     });
 
     // Deployments (governed and canaries) drive the Deployment controller; a canary's events
