@@ -162,62 +162,27 @@ pub type RangeSeries = (BTreeMap<String, String>, Vec<(f64, f64)>);
 /// Reads the `data` of a range query answer (a matrix).
 pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
     #[derive(serde::Deserialize)]
-    struct Resp {
-        status: String,
-        #[serde(default)]
-        data: Option<Data>,
-        #[serde(rename = "errorType", default)]
-        error_type: Option<String>,
-        #[serde(default)]
-        error: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Data {
-        #[serde(rename = "resultType")]
-        result_type: String,
-        result: Vec<Series>,
-    }
-    #[derive(serde::Deserialize)]
     struct Series {
         #[serde(default)]
         metric: BTreeMap<String, String>,
         #[serde(default)]
         values: Vec<(f64, String)>,
     }
-    let resp: Resp =
-        serde_json::from_slice(body).map_err(|e| QueryError::Malformed(e.to_string()))?;
-    if resp.status != "success" {
-        return Err(QueryError::Rejected {
-            error_type: resp.error_type.unwrap_or_else(|| "unknown".into()),
-            message: resp.error.unwrap_or_default(),
-        });
-    }
-    let data = resp
-        .data
-        .ok_or_else(|| QueryError::Malformed("no data in a success answer".into()))?;
-    if data.result_type != "matrix" {
+    let (result_type, result) = prometheus::parse_result(body)?;
+    if result_type != "matrix" {
         return Err(QueryError::Malformed(format!(
-            "result type {}; a range query answers with a matrix",
-            data.result_type
+            "result type {result_type}; a range query answers with a matrix"
         )));
     }
-    data.result
+    let series: Vec<Series> =
+        serde_json::from_value(result).map_err(|e| QueryError::Malformed(e.to_string()))?;
+    series
         .into_iter()
         .map(|s| {
             let points = s
                 .values
                 .into_iter()
-                .map(|(t, v)| {
-                    let v = match v.as_str() {
-                        "NaN" => f64::NAN,
-                        "+Inf" => f64::INFINITY,
-                        "-Inf" => f64::NEG_INFINITY,
-                        _ => v.parse().map_err(|_| {
-                            QueryError::Malformed(format!("value {v:?} is not a number"))
-                        })?,
-                    };
-                    Ok((t, v))
-                })
+                .map(|(t, v)| Ok((t, prometheus::parse_value(&v)?)))
                 .collect::<Result<Vec<_>, QueryError>>()?;
             Ok((s.metric, points))
         })

@@ -89,9 +89,9 @@ struct ApiData {
 /// One series of an instant query answer: its labels and value.
 pub type Series = (BTreeMap<String, String>, f64);
 
-/// Reads the `data` of an instant query answer as a list of series (a scalar is one
-/// series without labels).
-pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
+/// Reads the Prometheus API envelope: the `resultType` and `result` of a success answer, or
+/// the error Prometheus gave.
+pub fn parse_result(body: &[u8]) -> Result<(String, serde_json::Value), QueryError> {
     let resp: ApiResponse =
         serde_json::from_slice(body).map_err(|e| QueryError::Malformed(e.to_string()))?;
     if resp.status != "success" {
@@ -103,26 +103,36 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
     let data = resp
         .data
         .ok_or_else(|| QueryError::Malformed("no data in a success answer".into()))?;
+    Ok((data.result_type, data.result))
+}
+
+/// Reads one sample value as Prometheus spells it (`NaN`, `+Inf`, `-Inf` included).
+pub fn parse_value(s: &str) -> Result<f64, QueryError> {
+    match s {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s
+            .parse()
+            .map_err(|_| QueryError::Malformed(format!("value {s:?} is not a number"))),
+    }
+}
+
+/// Reads the `data` of an instant query answer as a list of series (a scalar is one
+/// series without labels).
+pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
+    let (result_type, result) = parse_result(body)?;
     let value_of = |pair: &serde_json::Value| -> Result<f64, QueryError> {
         let s = pair
             .get(1)
             .and_then(|v| v.as_str())
             .ok_or_else(|| QueryError::Malformed(format!("sample without a value: {pair}")))?;
-        // Prometheus spells them NaN, +Inf and -Inf.
-        match s {
-            "NaN" => Ok(f64::NAN),
-            "+Inf" => Ok(f64::INFINITY),
-            "-Inf" => Ok(f64::NEG_INFINITY),
-            _ => s
-                .parse()
-                .map_err(|_| QueryError::Malformed(format!("value {s:?} is not a number"))),
-        }
+        parse_value(s)
     };
-    match data.result_type.as_str() {
-        "scalar" => Ok(vec![(BTreeMap::new(), value_of(&data.result)?)]),
+    match result_type.as_str() {
+        "scalar" => Ok(vec![(BTreeMap::new(), value_of(&result)?)]),
         "vector" => {
-            let series = data
-                .result
+            let series = result
                 .as_array()
                 .ok_or_else(|| QueryError::Malformed("vector result is not a list".into()))?;
             series
