@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod api;
 pub mod backtest;
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod names;

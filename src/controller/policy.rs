@@ -14,56 +14,18 @@ use tracing::{info_span, warn};
 
 use super::deployment::POLICY_LABEL;
 use super::{Context, Error, apply, is_canary};
-use crate::analysis::query::{Template, Variable};
 use crate::api::RolloutPolicy;
-use crate::api::policy::{Baseline, Decision, RolloutPolicyStatus};
+use crate::api::policy::RolloutPolicyStatus;
 use crate::names::GOVERNED_BY;
-use crate::plan::{Plan, default_tiers};
 use crate::run::Router;
 
 pub use crate::selection::selects;
 
-/// Checks what CEL cannot: every tier resolves to a plan, the templates parse and use what
-/// the decision needs. Returns the first problem, naming the field.
+/// Checks what CEL cannot ([`crate::check`]): the first problem, naming the field.
 pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
-    let a = &p.spec.analysis;
-    let req = Template::parse(&a.requests).map_err(|e| format!("spec.analysis.requests: {e}"))?;
-    let err = Template::parse(&a.errors).map_err(|e| format!("spec.analysis.errors: {e}"))?;
-    let (tiers, builtin) = match &p.spec.tiers {
-        Some(t) => (t.clone(), false),
-        None => (default_tiers(), true),
-    };
-    for (i, t) in tiers.iter().enumerate() {
-        let at = if builtin {
-            format!("built-in tier {}", t.name)
-        } else {
-            format!("spec.tiers[{i}]")
-        };
-        Plan::resolve(t, a, &at).map_err(|e| e.to_string())?;
-        if t.decision == Decision::Sequential {
-            for (field, tpl) in [("requests", &req), ("errors", &err)] {
-                if !tpl.variables().contains(&Variable::Elapsed) {
-                    return Err(format!(
-                        "spec.analysis.{field}: {at} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"
-                    ));
-                }
-                let baseline = t
-                    .sequential
-                    .as_ref()
-                    .map(|s| s.baseline)
-                    .unwrap_or_default();
-                if baseline == Baseline::Stable
-                    && !tpl.variables().contains(&Variable::Workload)
-                    && !tpl.variables().contains(&Variable::Track)
-                {
-                    return Err(format!(
-                        "spec.analysis.{field}: {at} measures its baseline on the stable revision, so the query must select the measured pods with {{{{workload}}}} or {{{{track}}}}"
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
+    crate::check::check(&p.spec)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn condition(

@@ -7,8 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use super::yaml::{self, FileError, Segment, locate, parse_path};
-use crate::analysis::query::{Template, Variable};
-use crate::api::policy::{Baseline, Decision, RolloutPolicySpec, Tier};
+use crate::analysis::query::Template;
+use crate::api::policy::{RolloutPolicySpec, Tier};
+use crate::check::tier_field;
 use crate::plan::{Plan, RevisionMeta, default_tiers, match_tier};
 
 /// A loaded, checked policy.
@@ -136,77 +137,11 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
     })
 }
 
-/// The checks the API server's CEL rules and the operator's policy validation make, so a
-/// policy the operator would refuse is refused here too.
+/// The operator's checks ([`crate::check`]), with the failing field pointed at its line.
 fn check(spec: &RolloutPolicySpec, at: &Layout) -> Result<(Template, Template), FileError> {
-    let a = &spec.analysis;
-    let requests = Template::parse(&a.requests)
-        .map_err(|e| at.error("spec.analysis.requests", e.to_string()))?;
-    let errors =
-        Template::parse(&a.errors).map_err(|e| at.error("spec.analysis.errors", e.to_string()))?;
-    let (tiers, builtin) = match &spec.tiers {
-        Some(t) => (t.clone(), false),
-        None => (default_tiers(), true),
-    };
-    if tiers.last().is_some_and(|t| t.match_.is_some()) {
-        return Err(at.error(
-            &format!("spec.tiers[{}].match", tiers.len() - 1),
-            "the last tier must have no match, so every revision gets a tier".into(),
-        ));
-    }
-    for (i, t) in tiers.iter().enumerate() {
-        let field = tier_field(builtin, i, t);
-        let plan = Plan::resolve(t, a, &field).map_err(|e| {
-            let text = e.to_string();
-            match text.split_once(": ") {
-                Some((f, m)) => at.error(f, m.to_string()),
-                None => at.error(&field, text),
-            }
-        })?;
-        if let Some((w, pause)) = plan.steps.iter().find(|(_, p)| *p < plan.interval) {
-            let j = plan.steps.iter().position(|(x, _)| x == w).unwrap_or(0);
-            return Err(at.error(
-                &format!("{field}.steps[{j}].pause"),
-                format!(
-                    "{} is shorter than spec.analysis.interval; every step needs at least one analysis sample",
-                    crate::api::quantity::format_duration(*pause)
-                ),
-            ));
-        }
-        if t.decision == Decision::Sequential {
-            for (name, tpl) in [("requests", &requests), ("errors", &errors)] {
-                if !tpl.variables().contains(&Variable::Elapsed) {
-                    return Err(at.error(
-                        &format!("spec.analysis.{name}"),
-                        format!("{field} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"),
-                    ));
-                }
-                let baseline = t
-                    .sequential
-                    .as_ref()
-                    .map(|s| s.baseline)
-                    .unwrap_or_default();
-                if baseline == Baseline::Stable
-                    && !tpl.variables().contains(&Variable::Workload)
-                    && !tpl.variables().contains(&Variable::Track)
-                {
-                    return Err(at.error(
-                        &format!("spec.analysis.{name}"),
-                        format!("{field} measures its baseline on the stable revision, so the query must select the measured pods with {{{{workload}}}} or {{{{track}}}}"),
-                    ));
-                }
-            }
-        }
-    }
-    Ok((requests, errors))
-}
-
-fn tier_field(builtin: bool, i: usize, t: &Tier) -> String {
-    if builtin {
-        format!("built-in tier {}", t.name)
-    } else {
-        format!("spec.tiers[{i}]")
-    }
+    crate::check::check(spec)
+        .map(|t| (t.requests, t.errors))
+        .map_err(|e| at.error(&e.field, e.message))
 }
 
 impl PolicyFile {

@@ -1,0 +1,117 @@
+//! The checks on a `RolloutPolicy` spec that go beyond its schema: the query templates
+//! parse, every tier resolves to a plan, and the templates carry what each tier's decision
+//! needs. The operator reports the first problem in the policy's `InvalidSpec` condition;
+//! `rollguard simulate` and `backtest` point it at a line of the file. The API server's CEL
+//! rules refuse some of these too; they are checked again here because a policy may come
+//! from a file, or from a cluster whose CRD predates a rule.
+
+use crate::analysis::query::{Template, Variable};
+use crate::api::policy::{Baseline, Decision, RolloutPolicySpec, Tier};
+use crate::api::quantity::format_duration;
+use crate::plan::{Plan, PlanError, default_tiers};
+
+/// A field of the spec and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The field as the API names it, e.g. `spec.tiers[0].steps[1].pause`, or the built-in
+    /// tier (`built-in tier ai-assisted`) when the policy has no tiers of its own.
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<PlanError> for Invalid {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Quantity { field, source } => Invalid::new(field, source.to_string()),
+            PlanError::Invalid { field, message } => Invalid::new(field, message),
+        }
+    }
+}
+
+/// The parsed query templates of a spec that passed [`check`].
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub requests: Template,
+    pub errors: Template,
+}
+
+/// How a tier is named in messages: its place in `spec.tiers`, or the built-in tier's name.
+pub fn tier_field(builtin: bool, index: usize, tier: &Tier) -> String {
+    if builtin {
+        format!("built-in tier {}", tier.name)
+    } else {
+        format!("spec.tiers[{index}]")
+    }
+}
+
+/// Checks a spec; the first problem found names its field.
+pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
+    let a = &spec.analysis;
+    let requests = Template::parse(&a.requests)
+        .map_err(|e| Invalid::new("spec.analysis.requests", e.to_string()))?;
+    let errors = Template::parse(&a.errors)
+        .map_err(|e| Invalid::new("spec.analysis.errors", e.to_string()))?;
+    let (tiers, builtin) = match &spec.tiers {
+        Some(t) => (t.clone(), false),
+        None => (default_tiers(), true),
+    };
+    if !builtin && tiers.last().is_some_and(|t| t.match_.is_some()) {
+        return Err(Invalid::new(
+            format!("spec.tiers[{}].match", tiers.len() - 1),
+            "the last tier must have no match, so every revision gets a tier",
+        ));
+    }
+    for (i, t) in tiers.iter().enumerate() {
+        let field = tier_field(builtin, i, t);
+        let plan = Plan::resolve(t, a, &field)?;
+        if let Some(j) = plan.steps.iter().position(|(_, p)| *p < plan.interval) {
+            return Err(Invalid::new(
+                format!("{field}.steps[{j}].pause"),
+                format!(
+                    "{} is shorter than spec.analysis.interval; every step needs at least one analysis sample",
+                    format_duration(plan.steps[j].1)
+                ),
+            ));
+        }
+        if t.decision == Decision::Sequential {
+            let baseline = t
+                .sequential
+                .as_ref()
+                .map(|s| s.baseline)
+                .unwrap_or_default();
+            for (name, tpl) in [("requests", &requests), ("errors", &errors)] {
+                let vars = tpl.variables();
+                if !vars.contains(&Variable::Elapsed) {
+                    return Err(Invalid::new(
+                        format!("spec.analysis.{name}"),
+                        format!(
+                            "{field} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"
+                        ),
+                    ));
+                }
+                if baseline == Baseline::Stable
+                    && !vars.contains(&Variable::Workload)
+                    && !vars.contains(&Variable::Track)
+                {
+                    return Err(Invalid::new(
+                        format!("spec.analysis.{name}"),
+                        format!(
+                            "{field} measures its baseline on the stable revision, so the query must select the measured pods with {{{{workload}}}} or {{{{track}}}}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Templates { requests, errors })
+}
