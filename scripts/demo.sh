@@ -124,10 +124,13 @@ follow none "$n"
 
 step "2. An AI-assisted change (checkout:3) with a 5% error rate"
 say "CI tagged it: rollguard.dev/change-origin=ai-assisted -> the ai-assisted tier, first slice 1%"
+# The canary's counters carry change 1's traffic: the evidence counts from this snapshot.
+curl -fsS "http://$SIM_ADDR/stats" >"$DEMO/stats-before-change-2.json"
 n=$(runs); template 0.05 example.com/checkout:3 ai-assisted
 follow none "$n"
 RUN=$($KUBECTL -n $NS get rolloutruns -l rollguard.dev/deployment=checkout --sort-by=.metadata.creationTimestamp -o name | tail -1)
-$KUBECTL -n $NS get "$RUN" -o json | python3 scripts/demo/evidence.py "$SIM_ADDR" checkout-canary
+$KUBECTL -n $NS get "$RUN" -o json |
+  python3 scripts/demo/evidence.py "$SIM_ADDR" checkout-canary "$DEMO/stats-before-change-2.json"
 say "traffic is back on stable; the revision is marked failed and will not be retried until the template changes"
 
 step "3. The fix (checkout:4), still AI-assisted: it needs an approval after its slices"

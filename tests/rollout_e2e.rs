@@ -506,6 +506,58 @@ async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
     }
 }
 
+/// Back to back on one Deployment: the canary's series (`workload="web-canary"`) outlives a
+/// run, and a promotion ends with the canary taking up to all of the traffic. The next run's
+/// 1% canary (20 requests/s) must not count any of that in its `[{{elapsed}}]` samples.
+#[tokio::test]
+async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
+    let w = World::new(
+        "back-to-back",
+        Router::Gateway,
+        json!([ai_tier(false), standard_tier("3s")]),
+    )
+    .await;
+    w.deploy("0.001", "example.com/web:2", Some("human")).await;
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(90))
+        .await;
+    w.deploy("0.001", "example.com/web:3", Some("ai-assisted"))
+        .await;
+    let samples = w
+        .wait(
+            "three samples of the AI run",
+            Duration::from_secs(60),
+            async || {
+                let r = w.run().await?;
+                let samples = r.status?.samples;
+                (r.spec.tier.name == "ai-assisted" && samples.len() >= 3).then_some(samples)
+            },
+        )
+        .await;
+    for s in &samples {
+        let range: f64 = s
+            .requests_query
+            .as_deref()
+            .and_then(|q| q.rsplit_once('[')?.1.split_once("s]"))
+            .and_then(|(secs, _)| secs.parse().ok())
+            .expect("a [Ns] range in the query");
+        let requests: f64 = s
+            .requests
+            .as_deref()
+            .unwrap_or("0")
+            .parse()
+            .expect("a count");
+        // 20 requests/s over the range, with room for increase()'s extrapolation; the
+        // previous canary served 1000-2000 requests/s in its last seconds.
+        let bound = 20.0 * (range + 1.0) * 1.6;
+        println!("sample over [{range}s]: {requests} requests (bound {bound})");
+        assert!(
+            requests <= bound,
+            "a 1% canary counted {requests} requests over [{range}s]: the previous run's traffic leaked in\n{samples:#?}"
+        );
+    }
+    w.finish().await;
+}
+
 #[tokio::test]
 async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
     let w = World::new("supersede", Router::Replicas, json!([standard_tier("20s")])).await;

@@ -2,7 +2,7 @@
 //! Owns parsing `{{variable}}` placeholders, checking each one sits where it cannot inject PromQL,
 //! rendering with values escaped as PromQL string literals, and a small PromQL string-literal lexer.
 
-use crate::api::quantity::prometheus_range;
+use crate::api::quantity::{prometheus_range, prometheus_range_within};
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::fmt;
@@ -329,7 +329,8 @@ pub struct Vars {
     pub route: String,
     /// Value of `{{interval}}`, rendered like [`prometheus_range`].
     pub interval: Duration,
-    /// Value of `{{elapsed}}`, rendered like [`prometheus_range`].
+    /// Value of `{{elapsed}}`, rendered like [`prometheus_range_within`] (rounded down, so
+    /// the range stays inside the time it measures).
     pub elapsed: Duration,
 }
 
@@ -379,6 +380,18 @@ impl Vars {
         match variable {
             Variable::Interval => Some(self.interval),
             Variable::Elapsed => Some(self.elapsed),
+            _ => None,
+        }
+    }
+
+    /// A duration variable as a PromQL range: `{{interval}}` rounded up, `{{elapsed}}`
+    /// rounded down (a canary's counts must not include what its series held before it
+    /// started); `None` for a string variable.
+    #[must_use]
+    pub fn range(&self, variable: Variable) -> Option<String> {
+        match variable {
+            Variable::Interval => Some(prometheus_range(self.interval)),
+            Variable::Elapsed => Some(prometheus_range_within(self.elapsed)),
             _ => None,
         }
     }
@@ -472,8 +485,8 @@ impl Template {
     }
 
     /// Renders the query: string variables are escaped for a PromQL double-quoted
-    /// string (see [`escape_string`]), duration variables become whole seconds
-    /// rounded up with a minimum of one second ("300s").
+    /// string (see [`escape_string`]), duration variables become whole seconds with a
+    /// minimum of one second ("300s"; see [`Vars::range`] for the rounding).
     #[must_use]
     pub fn render(&self, vars: &Vars) -> String {
         let mut out = String::with_capacity(self.source.len() + 64);
@@ -483,8 +496,8 @@ impl Template {
                 Segment::Var(variable) => {
                     if let Some(value) = vars.string(*variable) {
                         push_escaped(&mut out, value);
-                    } else if let Some(value) = vars.duration(*variable) {
-                        out.push_str(&prometheus_range(value));
+                    } else if let Some(value) = vars.range(*variable) {
+                        out.push_str(&value);
                     }
                 }
             }
@@ -875,7 +888,14 @@ mod tests {
     fn substitute_durations(text: &str, vars: &Vars) -> String {
         let mut out = text.to_owned();
         for variable in [Variable::Interval, Variable::Elapsed] {
-            let value = prometheus_range(vars.duration(variable).unwrap_or_default());
+            let d = vars.duration(variable).unwrap_or_default();
+            // {{interval}} rounds up, {{elapsed}} down; both at least one second.
+            let secs = if variable == Variable::Interval && d.subsec_nanos() > 0 {
+                d.as_secs() + 1
+            } else {
+                d.as_secs()
+            };
+            let value = format!("{}s", secs.max(1));
             for form in [
                 format!("{{{{{variable}}}}}"),
                 format!("{{{{ {variable} }}}}"),
@@ -939,8 +959,9 @@ mod tests {
             t.render(&vars),
             r#"sum(increase(http_requests_total{namespace="shop",workload="web-canary",code=~"5.."}[300s]))"#
         );
+        // {{elapsed}} rounds down: the range never reaches back before the canary started.
         let stable = Vars {
-            elapsed: Duration::from_millis(1_500),
+            elapsed: Duration::from_millis(2_900),
             ..Vars::for_track(Track::Stable, "shop", "web")
         };
         assert_eq!(

@@ -397,6 +397,14 @@ pub fn prometheus_range(d: Duration) -> String {
     format!("{}s", secs.max(1))
 }
 
+/// Formats a duration as the longest whole-second PromQL range that fits in it, with a
+/// minimum of one second: 2.9 s gives "2s". A `[{{elapsed}}]` range rendered this way never
+/// reaches back before the moment it is measured from.
+#[must_use]
+pub fn prometheus_range_within(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,6 +825,20 @@ mod tests {
         ];
         for &(d, text) in cases {
             assert_eq!(prometheus_range(d), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn prometheus_range_within_rounds_down() {
+        let cases: &[(Duration, &str)] = &[
+            (Duration::ZERO, "1s"),
+            (Duration::from_millis(1_999), "1s"),
+            (Duration::from_secs(2), "2s"),
+            (Duration::from_millis(2_900), "2s"),
+            (Duration::from_secs(3_600), "3600s"),
+        ];
+        for &(d, text) in cases {
+            assert_eq!(prometheus_range_within(d), text, "{d:?}");
         }
     }
 

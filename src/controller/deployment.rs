@@ -442,7 +442,7 @@ async fn measure(
     vars.interval = interval;
     // The window starts when the canary got traffic and no earlier: a series that outlives
     // one canary (say `workload="<name>-canary"`) must not lend the next one its history.
-    vars.elapsed = elapsed(&status, now).max(interval);
+    vars.elapsed = elapsed(&status, now);
     let parsed =
         Template::parse(&a.requests).and_then(|r| Template::parse(&a.errors).map(|e| (r, e)));
     let (req_t, err_t) = match parsed {

@@ -166,6 +166,19 @@ fn ts(t: &Time) -> Timestamp {
     t.0
 }
 
+/// `now` rounded up to the whole second. The API stores times to the second (metav1.Time
+/// drops the fraction), so a start recorded as it happened would read back up to a second
+/// early, and a `[{{elapsed}}]` range measured from it would take in samples from before
+/// the canary had traffic: on a series that outlives one canary, another run's requests.
+fn start_time(now: Timestamp) -> Time {
+    let whole = Timestamp::from_second(now.as_second()).unwrap_or(now);
+    if whole < now {
+        Time(after(whole, Duration::from_secs(1)))
+    } else {
+        Time(whole)
+    }
+}
+
 fn after(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
         .unwrap_or(Timestamp::MAX)
@@ -751,9 +764,9 @@ impl Machine<'_, '_> {
             }
             self.not_waiting();
             self.st.weight = Some(w.to_string());
-            self.st.step_started_at = Some(Time(now));
+            self.st.step_started_at = Some(start_time(now));
             if self.st.canary_started_at.is_none() {
-                self.st.canary_started_at = Some(Time(now));
+                self.st.canary_started_at = Some(start_time(now));
             }
             self.event(
                 false,

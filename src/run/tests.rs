@@ -606,3 +606,43 @@ fn phase_by_observation_table() {
         }
     }
 }
+
+/// The `[{{elapsed}}]` range, rendered at any moment an analysis is due, starts no earlier
+/// than the canary's first traffic, even though the API keeps only whole seconds: else a
+/// series that outlives one canary lends the next one its last requests (seen in the demo,
+/// where a new 1% canary's first sample counted the previous run's promotion traffic).
+#[test]
+fn the_elapsed_range_never_reaches_before_the_canary_started() {
+    use crate::api::quantity::prometheus_range_within;
+    let base = Timestamp::from_second(1_800_000_000).expect("time");
+    for start_ms in [0, 1, 250, 500, 999, 1_000, 1_001, 1_999] {
+        let started = after(base, Duration::from_millis(start_ms));
+        let recorded = start_time(started);
+        // As stored and read back: whole seconds.
+        let recorded = Time(Timestamp::from_second(recorded.0.as_second()).expect("time"));
+        assert_eq!(recorded.0.subsec_nanosecond(), 0);
+        assert!(
+            recorded.0 >= started,
+            "{start_ms} ms: recorded before it started"
+        );
+        let status = RolloutRunStatus {
+            canary_started_at: Some(recorded.clone()),
+            ..Default::default()
+        };
+        for interval_ms in [1_000, 2_000, 15_000] {
+            let due = after(recorded.0, Duration::from_millis(interval_ms));
+            for late_ms in [0, 1, 400, 999, 1_000, 7_321] {
+                let now = after(due, Duration::from_millis(late_ms));
+                let range = prometheus_range_within(elapsed(&status, now));
+                let secs: u64 = range.trim_end_matches('s').parse().expect("seconds");
+                let from = now
+                    .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
+                    .expect("time");
+                assert!(
+                    from >= started,
+                    "start +{start_ms} ms, interval {interval_ms} ms, +{late_ms} ms late: [{range}] reaches back to {from}, before {started}"
+                );
+            }
+        }
+    }
+}

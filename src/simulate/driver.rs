@@ -258,8 +258,8 @@ pub fn drive<S: Source>(
             router: setup.router,
         };
         let measurement = analysis_due(&view, &status, ts).then(|| {
-            // As the controller's `measure`: `{{elapsed}}` is at least one interval.
-            let elapsed = elapsed(&status, ts).max(setup.plan.interval);
+            // As the controller's `measure`.
+            let elapsed = elapsed(&status, ts);
             let window = match setup.window {
                 QueryWindow::SinceStart => elapsed,
                 QueryWindow::Last(w) => w,
