@@ -10,6 +10,7 @@
 
 pub mod procs;
 pub mod scenario;
+pub mod slowproxy;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -20,6 +20,16 @@ pub async fn setup(
     prefix: &str,
     operators: usize,
 ) -> (kube::Client, super::TestNamespace, Proc, Proc) {
+    setup_with(prefix, operators, serde_json::Value::Null).await
+}
+
+/// As [`setup`], with `analysis` merged over the policy's `spec.analysis` (a JSON merge:
+/// the keys given replace the defaults).
+pub async fn setup_with(
+    prefix: &str,
+    operators: usize,
+    analysis: serde_json::Value,
+) -> (kube::Client, super::TestNamespace, Proc, Proc) {
     let client = super::client().await;
     let ns = super::test_namespace(&client, prefix).await;
     let n = ns.name.clone();
@@ -43,7 +53,7 @@ pub async fn setup(
         .create(&PostParams::default(), &s)
         .await
         .expect("create");
-    let p: RolloutPolicy = serde_json::from_value(json!({
+    let mut policy = json!({
         "metadata": {"name": "shop"},
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
@@ -56,8 +66,13 @@ pub async fn setup(
             },
             "tiers": [{"name": "standard", "steps": [{"weight": "10%", "pause": "3s"}, {"weight": "50%", "pause": "3s"}], "maxErrorRate": "5%"}]
         }
-    }))
-    .expect("policy");
+    });
+    if let serde_json::Value::Object(over) = analysis {
+        for (k, v) in over {
+            policy["spec"]["analysis"][k] = v;
+        }
+    }
+    let p: RolloutPolicy = serde_json::from_value(policy).expect("policy");
     Api::<RolloutPolicy>::namespaced(client.clone(), &n)
         .create(&PostParams::default(), &p)
         .await

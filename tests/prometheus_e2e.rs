@@ -1,0 +1,161 @@
+//! Prometheus answering badly: the real Prometheus refusing a query, returning NaN, returning
+//! an empty vector, and answering later than the policy's timeout (behind a slow network).
+//! In every case the run holds at its first step and never promotes, and the run's
+//! `Analysis` condition names the cause; with `onNoData: rollback` an empty answer rolls the
+//! canary back after `noDataLimit` samples.
+#![cfg(feature = "e2e")]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use rollguard::api::run::{Phase, RolloutRun};
+use serde_json::{Value, json};
+use support::scenario::setup_with;
+
+const REQUESTS: &str = r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="{{workload}}"}[{{elapsed}}]))"#;
+
+async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
+    let mut runs = api.list(&ListParams::default()).await.ok()?.items;
+    runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
+    runs.pop()
+}
+
+/// Starts a governed service whose policy has `analysis` merged in, changes its template,
+/// waits for the run's `Analysis` condition to have `reason` and a message containing
+/// `cause`, then checks that the run stays at its first step well past its whole plan and
+/// never promotes. Returns the run's samples' verdicts.
+async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str) -> Vec<String> {
+    let (client, ns, op, _sim) = setup_with(prefix, 1, analysis).await;
+    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
+    Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("new template");
+    let condition = support::wait_for(
+        Duration::from_secs(40),
+        &format!("the run's Analysis condition to say {reason}: {cause}"),
+        async || {
+            let r = newest_run(&runs).await?;
+            let c = r
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Analysis")?;
+            (c.status == "False" && c.reason == reason && c.message.contains(cause)).then_some(c)
+        },
+    )
+    .await;
+    // The plan's pauses add up to 6 s; 10 s later it still holds at its first step.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let r = newest_run(&runs).await.expect("the run");
+    let st = r.status.clone().expect("status");
+    assert_eq!(st.phase, Phase::Progressing, "{}\n{st:?}", op.tail(30));
+    assert_eq!(st.step, 0, "never advances without evidence: {st:?}");
+    let weight = st.weight.clone().unwrap_or_default();
+    assert_eq!(weight, "10%", "the canary keeps its first slice");
+    println!(
+        "{prefix}: held at step 1 for {} samples; condition: {}",
+        st.sample_count, condition.message
+    );
+    let verdicts = st.samples.iter().map(|s| s.verdict.clone()).collect();
+    ns.cleanup().await;
+    verdicts
+}
+
+#[tokio::test]
+async fn a_query_prometheus_refuses_holds_the_run() {
+    // rate() of an instant vector: Prometheus answers 400 bad_data.
+    let verdicts = holds(
+        "prom-refused",
+        json!({"errors": r#"rate(sum(http_requests_total{namespace="{{namespace}}",workload="{{workload}}",code=~"5.."}))"#}),
+        "QueryFailed",
+        "Prometheus rejected the query (bad_data)",
+    )
+    .await;
+    assert!(verdicts.iter().all(|v| v == "Error"), "{verdicts:?}");
+}
+
+#[tokio::test]
+async fn a_nan_answer_holds_the_run() {
+    // 0/0 for every error count.
+    let verdicts = holds(
+        "prom-nan",
+        json!({"errors": r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="{{workload}}",code=~"5.."}[{{elapsed}}])) * 0 / 0"#}),
+        "NoData",
+        "NaN",
+    )
+    .await;
+    assert!(verdicts.iter().all(|v| v == "NoData"), "{verdicts:?}");
+}
+
+#[tokio::test]
+async fn an_empty_answer_holds_the_run() {
+    let verdicts = holds(
+        "prom-empty",
+        json!({"requests": r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="nothing-here"}[{{elapsed}}]))"#}),
+        "NoData",
+        "empty",
+    )
+    .await;
+    assert!(verdicts.iter().all(|v| v == "NoData"), "{verdicts:?}");
+}
+
+#[tokio::test]
+async fn a_slow_prometheus_holds_the_run() {
+    // The real Prometheus, behind a network that holds each connection for 4 s; the policy
+    // waits 2 s.
+    let upstream = support::prometheus_url()
+        .trim_start_matches("http://")
+        .to_string();
+    let slow = support::slowproxy::start(upstream, Duration::from_secs(4)).await;
+    let verdicts = holds(
+        "prom-slow",
+        json!({"prometheus": {"address": slow, "timeout": "2s"}, "requests": REQUESTS}),
+        "QueryFailed",
+        "did not answer within 2s",
+    )
+    .await;
+    assert!(verdicts.iter().all(|v| v == "Error"), "{verdicts:?}");
+}
+
+#[tokio::test]
+async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
+    let (client, ns, _op, _sim) = setup_with(
+        "prom-empty-rb",
+        1,
+        json!({
+            "requests": r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="nothing-here"}[{{elapsed}}]))"#,
+            "onNoData": "rollback",
+            "noDataLimit": 3,
+        }),
+    )
+    .await;
+    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
+    Api::<Deployment>::namespaced(client.clone(), &ns.name)
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("new template");
+    let r = support::wait_for(Duration::from_secs(40), "a rollback", async || {
+        let r = newest_run(&runs).await?;
+        let phase = r.status.as_ref()?.phase;
+        matches!(phase, Phase::RolledBack | Phase::Succeeded).then_some(r)
+    })
+    .await;
+    let st = r.status.clone().expect("status");
+    assert_eq!(st.phase, Phase::RolledBack, "{st:?}");
+    assert_eq!(st.step, 0);
+    let no_data = st.samples.iter().filter(|s| s.verdict == "NoData").count();
+    assert_eq!(no_data, 3, "rolled back on the third empty sample: {st:?}");
+    println!(
+        "empty answers with onNoData: rollback: {:?}: {}",
+        st.reason,
+        st.message.unwrap_or_default()
+    );
+    ns.cleanup().await;
+}
