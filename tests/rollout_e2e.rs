@@ -36,7 +36,7 @@ struct World {
     client: Client,
     ns: TestNamespace,
     op: Proc,
-    _sim: Proc,
+    sim: Proc,
 }
 
 fn standard_tier(pauses: &str) -> Value {
@@ -155,7 +155,7 @@ impl World {
             client,
             ns,
             op,
-            _sim: sim,
+            sim,
         };
         // Adopted: paused with the stable revision recorded.
         w.wait(
@@ -287,6 +287,36 @@ impl World {
             .clone()
             .expect("refs");
         (refs[0].weight.unwrap_or(1), refs[1].weight.unwrap_or(1))
+    }
+
+    /// Requests the simulator could not deliver (no backend, no ready pod), by reason.
+    async fn unrouted(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats: Value = reqwest::get(format!("http://{}/stats", self.sim.addr))
+            .await
+            .expect("the simulator's /stats")
+            .json()
+            .await
+            .expect("JSON");
+        let mut out = std::collections::BTreeMap::new();
+        for row in stats["unrouted"].as_array().into_iter().flatten() {
+            *out.entry(row["reason"].as_str().unwrap_or("?").to_string())
+                .or_default() += row["requests"].as_u64().unwrap_or(0);
+        }
+        out
+    }
+
+    /// The Events of the test's namespace with this reason.
+    async fn events(&self, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), self.n());
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
     }
 
     async fn finish(self) {
@@ -555,6 +585,164 @@ async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
             "a 1% canary counted {requests} requests over [{range}s]: the previous run's traffic leaked in\n{samples:#?}"
         );
     }
+    w.finish().await;
+}
+
+/// Someone deletes the canary Deployment mid-step: its share goes back to stable, the
+/// canary is made again, the step starts over, and the run still ends in promotion.
+#[tokio::test]
+async fn a_canary_deleted_by_hand_is_made_again_and_gets_no_traffic_meanwhile() {
+    let w = World::new(
+        "canary-deleted",
+        Router::Gateway,
+        json!([standard_tier("8s")]),
+    )
+    .await;
+    w.deploy("0.001", "example.com/web:2", Some("human")).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (9, 1)).then_some(())
+    })
+    .await;
+    let before = w.unrouted().await;
+    let old_uid = w
+        .canary()
+        .await
+        .and_then(|c| c.metadata.uid)
+        .expect("canary");
+    w.deployments()
+        .delete("web-canary", &DeleteParams::default())
+        .await
+        .expect("deleting the canary");
+    let deleted = Instant::now();
+    let lost = w
+        .wait("a CanaryLost Event", Duration::from_secs(20), async || {
+            w.events("CanaryLost").await.into_iter().next()
+        })
+        .await;
+    assert_eq!(lost.type_.as_deref(), Some("Warning"));
+    println!(
+        "canary deleted: CanaryLost after {:.1}s: {}",
+        deleted.elapsed().as_secs_f64(),
+        lost.note.unwrap_or_default()
+    );
+    w.wait(
+        "a new canary serving its 10% again",
+        Duration::from_secs(30),
+        async || {
+            let c = w.canary().await?;
+            let serving = c.status?.ready_replicas.unwrap_or(0) > 0;
+            (c.metadata.uid != Some(old_uid.clone())
+                && serving
+                && w.route_weights().await == (9, 1))
+                .then_some(())
+        },
+    )
+    .await;
+    let back = deleted.elapsed();
+    let after = w.unrouted().await;
+    let lost_requests: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+    println!(
+        "canary deleted: serving its slice again after {:.1}s; {lost_requests} requests reached no pod meanwhile ({after:?}; 200 requests/s were the canary's share)",
+        back.as_secs_f64()
+    );
+    let run = w
+        .wait_phase(Phase::Succeeded, Duration::from_secs(90))
+        .await;
+    assert!(run.status.expect("status").sample_count > 0);
+    w.finish().await;
+}
+
+/// Someone deletes a routing Service (`web-stable`, which the HTTPRoute sends 90% to)
+/// mid-run: rollguard makes it again at once and the run goes on.
+#[tokio::test]
+async fn a_routing_service_deleted_by_hand_is_made_again() {
+    let w = World::new("svc-deleted", Router::Gateway, json!([standard_tier("8s")])).await;
+    w.deploy("0.001", "example.com/web:2", Some("human")).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (9, 1)).then_some(())
+    })
+    .await;
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), w.n());
+    let old_uid = svcs
+        .get("web-stable")
+        .await
+        .expect("web-stable")
+        .metadata
+        .uid;
+    let before = w.unrouted().await;
+    svcs.delete("web-stable", &DeleteParams::default())
+        .await
+        .expect("deleting web-stable");
+    let deleted = Instant::now();
+    w.wait(
+        "web-stable to be made again",
+        Duration::from_secs(20),
+        async || {
+            let s = svcs.get_opt("web-stable").await.ok()??;
+            (s.metadata.uid != old_uid).then_some(())
+        },
+    )
+    .await;
+    let back = deleted.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = w.unrouted().await;
+    let lost_requests: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+    println!(
+        "web-stable deleted: made again after {:.2}s; {lost_requests} requests found no backend meanwhile ({after:?})",
+        back.as_secs_f64()
+    );
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(90))
+        .await;
+    w.finish().await;
+}
+
+/// Someone edits the HTTPRoute's weights by hand mid-run: rollguard writes its weights
+/// back and says so in its log.
+#[tokio::test]
+async fn hand_edited_weights_are_written_back() {
+    let w = World::new(
+        "weights-edited",
+        Router::Gateway,
+        json!([standard_tier("8s")]),
+    )
+    .await;
+    w.deploy("0.001", "example.com/web:2", Some("human")).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (9, 1)).then_some(())
+    })
+    .await;
+    let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
+    let edit = json!({"spec": {"rules": [{"backendRefs": [
+        {"name": "web-stable", "port": 80, "weight": 50},
+        {"name": "web-canary", "port": 80, "weight": 50}
+    ]}]}});
+    routes
+        .patch(APP, &PatchParams::default(), &Patch::Merge(edit))
+        .await
+        .expect("editing the weights");
+    let edited = Instant::now();
+    w.wait(
+        "the weights to be written back",
+        Duration::from_secs(10),
+        async || (w.route_weights().await == (9, 1)).then_some(()),
+    )
+    .await;
+    println!(
+        "hand-edited weights written back after {:.2}s",
+        edited.elapsed().as_secs_f64()
+    );
+    w.wait(
+        "the operator to log the conflict",
+        Duration::from_secs(5),
+        async || {
+            w.op.tail(200)
+                .contains("HTTPRoute weights were changed by someone else")
+                .then_some(())
+        },
+    )
+    .await;
+    w.wait_phase(Phase::Succeeded, Duration::from_secs(90))
+        .await;
     w.finish().await;
 }
 

@@ -410,11 +410,13 @@ fn canary_observed(
     } else {
         0
     };
+    let serving = st.and_then(|s| s.ready_replicas).unwrap_or(0);
     Some((
         c.clone(),
         CanaryObserved {
             replicas: spec.replicas.unwrap_or(1),
             ready,
+            serving,
         },
     ))
 }

@@ -85,6 +85,9 @@ pub struct CanaryObserved {
     pub replicas: i32,
     /// Ready pods (status.readyReplicas, for the canary's current spec).
     pub ready: i32,
+    /// Ready pods of any spec: whether the canary's Service has anywhere to send traffic
+    /// (0 while a canary deleted by hand is being made again).
+    pub serving: i32,
 }
 
 /// What the controller saw this time round.
@@ -648,7 +651,7 @@ impl Machine<'_, '_> {
             now,
         );
 
-        match self.st.phase {
+        let desired = match self.st.phase {
             Phase::Progressing => self.progress(),
             Phase::AwaitingApproval => self.await_approval(),
             Phase::Promoting => self.promote(),
@@ -657,7 +660,34 @@ impl Machine<'_, '_> {
                 weight: Ratio::default(),
                 paused: true,
             },
+        };
+        self.no_traffic_to_an_empty_canary(desired)
+    }
+
+    /// A weighted route never points at a canary without a ready pod (one deleted by hand,
+    /// say): its share goes back to stable until the canary serves again, and a step that
+    /// had started starts over, pause and evidence included.
+    fn no_traffic_to_an_empty_canary(&mut self, mut desired: Desired) -> Desired {
+        let serving = self.world.canary.map_or(0, |c| c.serving);
+        if self.run.router != Router::GatewayApi || desired.weight.ppm() == 0 || serving > 0 {
+            return desired;
         }
+        let share = desired.weight;
+        desired.weight = Ratio::default();
+        self.st.weight = Some(desired.weight.to_string());
+        if self.st.phase == Phase::Progressing && self.st.step_started_at.take().is_some() {
+            let (i, n) = (self.st.step + 1, self.run.plan.steps.len());
+            self.event(
+                true,
+                "CanaryLost",
+                format!("the canary has no ready pod: its {share} share is back on stable, and step {i}/{n} starts over once the canary serves again"),
+            );
+        }
+        self.waiting(
+            "CanaryNotReady",
+            &format!("the canary has no ready pod: its {share} share is on stable until it has"),
+        );
+        desired
     }
 
     /// Returns the rollback's desired state when the sample ends the run.

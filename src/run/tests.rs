@@ -110,6 +110,7 @@ impl Sim {
         self.canary = out.desired.canary_replicas.map(|r| CanaryObserved {
             replicas: r,
             ready: r,
+            serving: r,
         });
         self.last = Some(out);
         self.last.as_ref().expect("just set")
@@ -645,4 +646,75 @@ fn the_elapsed_range_never_reaches_before_the_canary_started() {
             }
         }
     }
+}
+
+/// A canary deleted by hand mid-step: its share goes back to stable at once, the canary is
+/// asked for again, and the step starts over (pause and evidence) once it serves. With the
+/// replicas router there is no weight to move: the Service sends only to pods that exist.
+#[test]
+fn a_lost_canary_gets_no_traffic_and_its_step_starts_over() {
+    let mut sim = Sim::new(
+        tier(
+            Decision::Threshold,
+            &[("10%", "30s"), ("50%", "30s")],
+            false,
+        ),
+        Router::GatewayApi,
+    );
+    sim.tick(None);
+    let out = sim.tick(None);
+    assert_eq!(out.desired.weight.to_string(), "10%");
+    sim.advance(20);
+    // The canary Deployment is gone (its pods with it).
+    sim.canary = None;
+    let out = sim.tick(None).clone();
+    assert_eq!(
+        out.desired.weight.to_string(),
+        "0%",
+        "no share for a canary without pods"
+    );
+    assert_eq!(
+        out.desired.canary_replicas,
+        Some(1),
+        "the canary is made again"
+    );
+    assert_eq!(out.status.weight.as_deref(), Some("0%"));
+    assert!(out.status.step_started_at.is_none(), "the step starts over");
+    let lost: Vec<_> = out
+        .events
+        .iter()
+        .filter(|e| e.reason == "CanaryLost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{:?}", out.events);
+    assert!(lost[0].warning);
+    // Recreated but not ready yet: still nothing, and no second Event.
+    sim.canary = Some(CanaryObserved {
+        replicas: 1,
+        ready: 0,
+        serving: 0,
+    });
+    let out = sim.tick(None).clone();
+    assert_eq!(out.desired.weight.to_string(), "0%");
+    assert!(out.events.iter().all(|e| e.reason != "CanaryLost"));
+    // Ready again (the tick above left it ready): the step starts over with its full pause.
+    let out = sim.tick(None).clone();
+    assert_eq!(out.desired.weight.to_string(), "10%");
+    assert!(out.events.iter().any(|e| e.reason == "StepStarted"));
+    let restarted = out.status.step_started_at.as_ref().expect("started").0;
+    assert_eq!(restarted, sim.now);
+    while sim.step_with(traffic(20.0, 0.001)).status.step == 0 {}
+    let waited = sim.now.duration_since(restarted).as_secs();
+    assert!(waited >= 30, "the pause counts from the restart: {waited}s");
+
+    // The replicas router: nothing to move, nothing restarted.
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "30s")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.canary = None;
+    let out = sim.tick(None).clone();
+    assert!(out.status.step_started_at.is_some());
+    assert!(out.events.iter().all(|e| e.reason != "CanaryLost"));
 }

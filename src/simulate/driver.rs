@@ -322,6 +322,7 @@ pub fn drive<S: Source>(
         let next_canary = out.desired.canary_replicas.map(|r| CanaryObserved {
             replicas: r,
             ready: r,
+            serving: r,
         });
         let mut changed = next_canary != canary || unpaused == out.desired.paused;
         canary = next_canary;
