@@ -35,6 +35,8 @@ pub struct Metrics {
     pub reconcile: HistogramVec,
     /// Errors, by bounded category.
     pub errors: IntCounterVec,
+    /// Watched objects left out of the cache because they could not be read, by kind.
+    pub undecodable: IntCounterVec,
     /// Runs in flight.
     pub active_runs: IntGauge,
     /// Deployments governed.
@@ -83,6 +85,11 @@ impl Metrics {
             "rollguard_errors_total",
             "Errors, by category.",
             &["category"],
+        );
+        let undecodable = counter(
+            "rollguard_undecodable_objects_total",
+            "Watched objects rollguard could not read (written under another schema) and left out, by kind.",
+            &["kind"],
         );
         let weight = GaugeVec::new(
             Opts::new(
@@ -144,6 +151,7 @@ impl Metrics {
             queries,
             reconcile,
             errors,
+            undecodable,
             active_runs,
             governed,
             step_delay,

@@ -5,6 +5,7 @@
 mod apply;
 mod deployment;
 pub mod leader;
+pub mod lenient;
 mod policy;
 
 /// What the operator checks on a policy beyond the API server's validation (templates, plans).
@@ -158,7 +159,11 @@ async fn crd_present<K>(api: &Api<K>) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.list(&kube::api::ListParams::default().limit(1)).await {
+    // Metadata only: one object the types cannot read must not look like a missing CRD.
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
@@ -195,8 +200,6 @@ pub async fn run(
     health: Health,
 ) -> Result<(), Error> {
     let ns = config.namespace.clone();
-    let policies_api: Api<RolloutPolicy> = scoped(&client, &ns);
-    let runs_api: Api<RolloutRun> = scoped(&client, &ns);
     check_crds(&client, &ns).await?;
     let routes_api: Api<HttpRoute> = scoped(&client, &ns);
     let have_routes = crd_present(&routes_api).await.unwrap_or(false);
@@ -272,14 +275,12 @@ pub async fn run(
             }
             d
         });
-    let run_stream = watcher(runs_api.clone(), wc.clone())
-        .default_backoff()
+    let run_stream = readable_watch::<RolloutRun>(&client, &ns, wc.clone(), &metrics)
         .reflect(run_writer)
         .inspect_ok(synced.watch("rolloutruns"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
-    let policy_stream = watcher(policies_api.clone(), wc.clone())
-        .default_backoff()
+    let policy_stream = readable_watch::<RolloutPolicy>(&client, &ns, wc.clone(), &metrics)
         .reflect(policy_writer)
         .inspect_ok(synced.watch("rolloutpolicies"))
         .touched_objects()
@@ -336,7 +337,13 @@ pub async fn run(
         });
     }
 
-    let policy_ctl = Controller::new(policies_api, wc)
+    // The policy controller watches policies its own way too, unreadable ones left out.
+    let (policy_ctl_store, policy_ctl_writer) = reflector::store::<RolloutPolicy>();
+    let policy_ctl_stream = readable_watch::<RolloutPolicy>(&client, &ns, wc, &metrics)
+        .reflect(policy_ctl_writer)
+        .touched_objects()
+        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
+    let policy_ctl = Controller::for_stream(policy_ctl_stream, policy_ctl_store)
         .with_config(controller::Config::default().debounce(Duration::from_millis(300)))
         .reconcile_on(tokio_stream_from(refresh_rx))
         .shutdown_on_signal()
@@ -403,10 +410,63 @@ fn skip_undecodable<K>(
 ) -> Option<Result<K, watcher::Error>> {
     match r {
         Err(e) => {
-            tracing::warn!(kind, error = %e, "skipping a watch event that could not be read");
+            if undecodable(&e) {
+                tracing::warn!(kind, error = %e, "skipping an object that could not be read");
+            } else {
+                tracing::warn!(kind, error = %e, "watch interrupted; reconnecting with backoff");
+            }
             None
         }
         ok => Some(ok),
+    }
+}
+
+/// A watch of one of rollguard's kinds in which an object the types cannot read is reported
+/// and left out instead of failing the list it came in.
+fn readable_watch<K>(
+    client: &Client,
+    ns: &Option<String>,
+    wc: watcher::Config,
+    metrics: &Metrics,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let counter = metrics.undecodable.clone();
+    let api: Api<lenient::Decoded<K>> = scoped(client, ns);
+    watcher(api, wc).default_backoff().filter_map(move |r| {
+        let counter = counter.clone();
+        future::ready(match r {
+            Ok(ev) => lenient::readable(ev, &|meta, error| {
+                let kind = K::kind(&());
+                counter.with_label_values(&[&kind]).inc();
+                tracing::warn!(
+                    kind = %kind,
+                    namespace = meta.namespace.as_deref().unwrap_or_default(),
+                    name = meta.name.as_deref().unwrap_or_default(),
+                    error,
+                    "skipping an object rollguard cannot read (written under another schema?); fix or delete it"
+                );
+            })
+            .map(Ok),
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+/// Whether a watch error is about an object's content rather than the connection.
+fn undecodable(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => matches!(k, kube::Error::SerdeError(_)),
+        _ => false,
     }
 }
 

@@ -32,7 +32,27 @@ pub async fn setup_with(
 ) -> (kube::Client, super::TestNamespace, Proc, Proc) {
     let client = super::client().await;
     let ns = super::test_namespace(&client, prefix).await;
-    let n = ns.name.clone();
+    let (op, sim) = populate(&client, &ns.name, operators, analysis).await;
+    (client, ns, op, sim)
+}
+
+/// As [`setup`], in a namespace the test already made (and cleans up).
+pub async fn setup_in(
+    ns: &super::TestNamespace,
+    operators: usize,
+) -> (kube::Client, String, Proc, Proc) {
+    let client = super::client().await;
+    let (op, sim) = populate(&client, &ns.name, operators, serde_json::Value::Null).await;
+    (client, ns.name.clone(), op, sim)
+}
+
+async fn populate(
+    client: &kube::Client,
+    n: &str,
+    operators: usize,
+    analysis: serde_json::Value,
+) -> (Proc, Proc) {
+    let n = n.to_string();
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "shop"}},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
@@ -104,5 +124,5 @@ pub async fn setup_with(
             .then_some(())
     })
     .await;
-    (client, ns, op, sim)
+    (op, sim)
 }
