@@ -33,8 +33,13 @@ pub fn default_tiers() -> Vec<Tier> {
                 labels: BTreeMap::from([(key.clone(), ai_values.clone())]),
                 annotations: BTreeMap::from([(key, ai_values)]),
             }),
+            // A 0.5% first slice: the sequential test needs the same few errors at any slice,
+            // but what the canary serves while the counters are stale (up to a scrape interval,
+            // then up to an analysis interval) grows with its share. At 1000 rps a 1% slice
+            // served 1.6x Wald's expected errors, 0.5% serves 1.4x; healthy canaries take the
+            // same 35 minutes to promotion (docs/analysis/simulate.md, "first slice").
             steps: steps(&[
-                ("1%", "5m"),
+                ("0.5%", "5m"),
                 ("5%", "5m"),
                 ("10%", "5m"),
                 ("25%", "10m"),
@@ -380,7 +385,7 @@ mod tests {
         }
         let ai_plan = Plan::resolve(&tiers[0], &analysis(), "default").expect("plan");
         let weights: Vec<String> = ai_plan.steps.iter().map(|(w, _)| w.to_string()).collect();
-        assert_eq!(weights, ["1%", "5%", "10%", "25%", "50%"]);
+        assert_eq!(weights, ["0.5%", "5%", "10%", "25%", "50%"]);
         let std_plan = Plan::resolve(&tiers[1], &analysis(), "default").expect("plan");
         let weights: Vec<String> = std_plan.steps.iter().map(|(w, _)| w.to_string()).collect();
         assert_eq!(weights, ["10%", "50%"]);

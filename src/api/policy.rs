@@ -84,7 +84,7 @@ pub struct RolloutPolicySpec {
     /// Risk tiers, tried in order; the first whose `match` accepts the new revision wins.
     /// The last tier must have no `match`, so every revision gets a tier. When omitted, the
     /// built-in tiers apply: `ai-assisted` (changes whose `rollguard.dev/change-origin` label
-    /// or annotation is `ai-assisted` or `ai-generated`; slices 1%, 5%, 10%, 25%, 50%) and
+    /// or annotation is `ai-assisted` or `ai-generated`; slices 0.5%, 5%, 10%, 25%, 50%) and
     /// `standard` (10%, 50%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 10))]

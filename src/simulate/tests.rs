@@ -83,16 +83,21 @@ fn a_fifty_percent_canary_always_rolls_back_after_a_few_errors() {
         assert_eq!(agg.rolled_back, 200, "rps {rps}: {agg:?}");
         assert_eq!(agg.miss_rate, Some(0.0));
         // Three errors suffice for the test; the rest is the lag of one analysis interval
-        // plus up to one scrape interval at the 1% slice.
+        // plus up to one scrape interval at the first slice (0.5%; the bound allows 1%).
         let p95 = agg.canary_errors.p95.expect("errors");
         assert!(
             p95 <= 3.0 + 0.5 * 0.01 * f64::from(rps) * 30.0 + 6.0,
             "rps {rps}: {agg:?}"
         );
+        // At 10 rps the 0.5% slice carries about 15 requests in its 5 minutes, so now and
+        // then the third error comes only in the 5% slice.
+        let most_steps = if rps == 10 { 2 } else { 1 };
         for r in &runs {
             assert_eq!(r.reason.as_deref(), Some("SequentialTestRejected"));
-            assert_eq!(r.steps_reached, 1);
+            assert!(r.steps_reached <= most_steps, "rps {rps}: {r:?}");
         }
+        let first = runs.iter().filter(|r| r.steps_reached == 1).count();
+        assert!(first >= 190, "rps {rps}: {first} of 200 at the first slice");
     }
 }
 
@@ -121,7 +126,8 @@ fn the_replicas_router_gives_the_canary_its_pods_share() {
     let scenario = format!("{}replicas: 4\n", ai("0.1%", 100).replace("1h", "4m"));
     let s = sim(&policy, &scenario);
     let r = s.run(0, 3, false);
-    // 1% asks for one canary pod next to four stable ones: 20% of 100 rps for 4 minutes.
+    // The 0.5% slice asks for one canary pod next to four stable ones: 20% of 100 rps for
+    // 4 minutes.
     let expect = 0.2 * 100.0 * 240.0;
     assert!(
         (r.canary_requests as f64 - expect).abs() < 0.1 * expect,

@@ -59,6 +59,27 @@ pub fn expectation(p0: f64, p1: f64, alpha: f64, beta: f64, p: f64) -> Option<Ex
     })
 }
 
+/// The information bound: the fewest requests, on average, that *any* test can take to roll
+/// back a canary whose error rate is `p` with probability at least `1 - beta`, if it rolls
+/// back a canary at `p0` with probability at most `alpha`; errors = `p` × requests. By Wald's
+/// identity and the data-processing inequality, E_p[N] · D(p‖p0) ≥ d(1 - beta ‖ alpha), with
+/// D and d the Bernoulli divergences. Unlike [`expectation`] it holds for a test tuned to this
+/// very `p`, so it is the floor no policy can beat; `None` unless `0 < p0 < p < 1` and
+/// `alpha, beta` in (0, 1) with `alpha < 1 - beta`.
+pub fn information_bound(p0: f64, alpha: f64, beta: f64, p: f64) -> Option<Expectation> {
+    let valid = |x: f64| x.is_finite() && x > 0.0 && x < 1.0;
+    if !(valid(p0) && valid(p) && valid(alpha) && valid(beta)) || p <= p0 || alpha >= 1.0 - beta {
+        return None;
+    }
+    let kl = |x: f64, y: f64| x * (x / y).ln() + (1.0 - x) * ((1.0 - x) / (1.0 - y)).ln();
+    let requests = kl(1.0 - beta, alpha) / kl(p, p0);
+    Some(Expectation {
+        rollback_probability: 1.0 - beta,
+        requests,
+        errors: p * requests,
+    })
+}
+
 /// The non-zero root `h` of `p e^{h u} + (1 - p) e^{h d} = 1`, by bisection: positive when
 /// the drift is negative (a good canary), negative otherwise.
 fn oc_exponent(p: f64, u: f64, d: f64, mean: f64) -> Option<f64> {
@@ -110,6 +131,28 @@ mod tests {
         // The note's worked example: about 297 requests and 3 errors at p1.
         assert!((at_p1.requests - 297.0).abs() < 1.0);
         assert!((at_p1.errors - 2.97).abs() < 0.01);
+    }
+
+    #[test]
+    fn the_information_bound_is_wald_at_p1_and_below_any_sprt_elsewhere() {
+        // At p1 the bound is the SPRT's own E1[N] (the note's 297 requests for 0.1% vs 1%).
+        let s = Sprt::new(0.001, 0.01, 0.01, 0.05).expect("valid");
+        let b = information_bound(0.001, 0.01, 0.05, 0.01).expect("bound");
+        assert!(
+            (b.requests / s.expected_requests_h1() - 1.0).abs() < 1e-9,
+            "{b:?}"
+        );
+        // Elsewhere an SPRT tuned to another p1 needs more than a test tuned to p.
+        for p in [0.005, 0.05, 0.5] {
+            let b = information_bound(0.001, 0.01, 0.05, p).expect("bound");
+            let e = expectation(0.001, 0.005, 0.01, 0.05, p).expect("valid");
+            assert!(b.errors <= e.errors * 1.001, "p={p}: {b:?} vs {e:?}");
+        }
+        // A 5% canary: about 28 requests, 1.4 errors.
+        let b = information_bound(0.001, 0.01, 0.05, 0.05).expect("bound");
+        assert!((b.errors - 1.41).abs() < 0.01, "{b:?}");
+        assert!(information_bound(0.001, 0.01, 0.05, 0.001).is_none());
+        assert!(information_bound(0.001, 0.6, 0.5, 0.01).is_none());
     }
 
     #[test]
