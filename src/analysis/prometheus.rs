@@ -159,11 +159,13 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
 pub const PART_LABEL: &str = "rollguard_part";
 
 /// Combines several single-number queries into one, so one analysis costs one request:
-/// each part is tagged with [`PART_LABEL`] and the parts are joined with `or`.
+/// each part is tagged with [`PART_LABEL`] and the parts are joined with `or`. Each part
+/// ends with a line break, so a `#` comment in a template ends with its part instead of
+/// swallowing the rest of the combined query.
 pub fn combine(parts: &[(&str, &str)]) -> String {
     parts
         .iter()
-        .map(|(tag, q)| format!("label_replace(({q}), \"{PART_LABEL}\", \"{tag}\", \"\", \"\")"))
+        .map(|(tag, q)| format!("label_replace(({q}\n), \"{PART_LABEL}\", \"{tag}\", \"\", \"\")"))
         .collect::<Vec<_>>()
         .join(" or ")
 }
@@ -310,7 +312,31 @@ mod tests {
         let q = combine(&[("requests", "sum(a)"), ("errors", "sum(b)")]);
         assert_eq!(
             q,
-            r#"label_replace((sum(a)), "rollguard_part", "requests", "", "") or label_replace((sum(b)), "rollguard_part", "errors", "", "")"#
+            "label_replace((sum(a)\n), \"rollguard_part\", \"requests\", \"\", \"\") or label_replace((sum(b)\n), \"rollguard_part\", \"errors\", \"\", \"\")"
+        );
+    }
+
+    #[test]
+    fn a_comment_in_a_template_ends_with_its_part() {
+        // Templates may carry `#` comments; combined on one line, the first comment used to
+        // swallow the rest of the query, and Prometheus refused every analysis.
+        let q = combine(&[
+            ("requests", "sum(a) # all requests"),
+            ("errors", "sum(b) # 5xx only"),
+        ]);
+        let literals = crate::analysis::query::string_literals(&q).expect("lexes");
+        assert_eq!(
+            literals,
+            [
+                "rollguard_part",
+                "requests",
+                "",
+                "",
+                "rollguard_part",
+                "errors",
+                "",
+                ""
+            ]
         );
     }
 
