@@ -8,7 +8,7 @@ pub mod leader;
 mod policy;
 
 /// What the operator checks on a policy beyond the API server's validation (templates, plans).
-pub use policy::validate as policy_validate;
+pub use policy::{NO_TIERS, validate as policy_validate};
 mod secrets;
 
 use std::sync::Arc;

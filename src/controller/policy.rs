@@ -23,6 +23,11 @@ use crate::run::Router;
 
 pub use crate::selection::selects;
 
+/// The API server refuses an empty tier list too; said here for policies that did not come
+/// through it (`rollguard simulate` files).
+pub const NO_TIERS: &str =
+    "spec.tiers: list at least one tier, or omit spec.tiers to use the built-in tiers";
+
 /// Checks what CEL cannot: every tier resolves to a plan, the templates parse and use what
 /// the decision needs. Returns the first problem, naming the field.
 pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
@@ -30,6 +35,7 @@ pub fn validate(p: &RolloutPolicy) -> Result<(), String> {
     let req = Template::parse(&a.requests).map_err(|e| format!("spec.analysis.requests: {e}"))?;
     let err = Template::parse(&a.errors).map_err(|e| format!("spec.analysis.errors: {e}"))?;
     let (tiers, builtin) = match &p.spec.tiers {
+        Some(t) if t.is_empty() => return Err(NO_TIERS.into()),
         Some(t) => (t.clone(), false),
         None => (default_tiers(), true),
     };
@@ -344,4 +350,21 @@ fn update_gauges(ctx: &Context) {
         .filter(|d| d.annotations().contains_key(GOVERNED_BY))
         .count();
     ctx.metrics.governed.set(governed as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_tier_list_is_refused() {
+        // With `tiers: []` no revision matches a tier: the policy must be refused, not left
+        // to fail at the first run.
+        let mut p: RolloutPolicy =
+            serde_yaml_ng::from_str(include_str!("../../deploy/examples/replicas-router.yaml"))
+                .expect("example");
+        assert_eq!(validate(&p), Ok(()));
+        p.spec.tiers = Some(Vec::new());
+        assert_eq!(validate(&p), Err(NO_TIERS.to_string()));
+    }
 }

@@ -145,6 +145,12 @@ fn check(spec: &RolloutPolicySpec, at: &Layout) -> Result<(Template, Template), 
     let errors =
         Template::parse(&a.errors).map_err(|e| at.error("spec.analysis.errors", e.to_string()))?;
     let (tiers, builtin) = match &spec.tiers {
+        Some(t) if t.is_empty() => {
+            let (field, message) = crate::controller::NO_TIERS
+                .split_once(": ")
+                .unwrap_or(("spec.tiers", crate::controller::NO_TIERS));
+            return Err(at.error(field, message.to_string()));
+        }
         Some(t) => (t.clone(), false),
         None => (default_tiers(), true),
     };
@@ -361,6 +367,14 @@ spec:
             (
                 POLICY.replace("  traffic:\n", "  trafic:\n"),
                 "p.yaml:10:5: spec: unknown field `trafic`",
+            ),
+            // No tier at all: refused with the field named, not left to the first run.
+            (
+                format!(
+                    "{}  tiers: []\n",
+                    POLICY.split("  tiers:\n").next().unwrap_or_default()
+                ),
+                "p.yaml:15:10: spec.tiers: list at least one tier",
             ),
         ];
         for (doc, want) in cases {
