@@ -87,6 +87,7 @@ impl Layout<'_> {
 
 /// Parses and checks a policy file.
 pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
+    yaml::check_depth(text, file)?;
     let whole = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
         .ok()
         .and_then(|v| v.as_mapping().map(|m| m.contains_key("spec")))
