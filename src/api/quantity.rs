@@ -398,6 +398,9 @@ pub fn prometheus_range(d: Duration) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -368,3 +368,6 @@ mod tests {
         assert_eq!(validate(&p), Err(NO_TIERS.to_string()));
     }
 }
+
+#[cfg(test)]
+mod fuzz;
