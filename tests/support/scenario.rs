@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use rollguard::api::RolloutPolicy;
@@ -20,9 +20,27 @@ pub async fn setup(
     prefix: &str,
     operators: usize,
 ) -> (kube::Client, super::TestNamespace, Proc, Proc) {
+    let prometheus = json!({"address": super::prometheus_url(), "timeout": "2s"});
+    setup_with(prefix, operators, prometheus, Vec::new()).await
+}
+
+/// [`setup`] with the policy's `spec.analysis.prometheus` given, and Secrets created in the
+/// namespace before the policy.
+pub async fn setup_with(
+    prefix: &str,
+    operators: usize,
+    prometheus: serde_json::Value,
+    secrets: Vec<Secret>,
+) -> (kube::Client, super::TestNamespace, Proc, Proc) {
     let client = super::client().await;
     let ns = super::test_namespace(&client, prefix).await;
     let n = ns.name.clone();
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), &n)
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create Secret");
+    }
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "shop"}},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
@@ -49,7 +67,7 @@ pub async fn setup(
             "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
             "analysis": {
                 "interval": "1s",
-                "prometheus": {"address": super::prometheus_url(), "timeout": "2s"},
+                "prometheus": prometheus,
                 "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
                 "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
                 "minRequests": 10
