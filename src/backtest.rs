@@ -170,12 +170,11 @@ pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
     }
     let (result_type, result) = prometheus::parse_result(body)?;
     if result_type != "matrix" {
-        return Err(QueryError::Malformed(format!(
+        return Err(QueryError::malformed(format!(
             "result type {result_type}; a range query answers with a matrix"
         )));
     }
-    let series: Vec<Series> =
-        serde_json::from_value(result).map_err(|e| QueryError::Malformed(e.to_string()))?;
+    let series: Vec<Series> = serde_json::from_value(result).map_err(QueryError::malformed)?;
     series
         .into_iter()
         .map(|s| {

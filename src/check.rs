@@ -38,6 +38,9 @@ impl From<PlanError> for Invalid {
     }
 }
 
+/// Why `tiers: []` is refused: no revision could match a tier.
+pub const NO_TIERS: &str = "list at least one tier, or omit spec.tiers to use the built-in tiers";
+
 /// The parsed query templates of a spec that passed [`check`].
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -62,6 +65,8 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     let errors = Template::parse(&a.errors)
         .map_err(|e| Invalid::new("spec.analysis.errors", e.to_string()))?;
     let (tiers, builtin) = match &spec.tiers {
+        // The API server refuses an empty list too; a file for `simulate` does not pass it.
+        Some(t) if t.is_empty() => return Err(Invalid::new("spec.tiers", NO_TIERS)),
         Some(t) => (t.clone(), false),
         None => (default_tiers(), true),
     };

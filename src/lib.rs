@@ -17,3 +17,6 @@ pub mod selection;
 pub mod simulate;
 pub mod telemetry;
 pub mod traffic;
+
+#[cfg(test)]
+mod fuzz;

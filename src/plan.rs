@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use sha2::{Digest, Sha256};
 
+use crate::analysis::decision::{MixtureSprt, Sprt};
 use crate::api::policy::{
     AnalysisSpec, Baseline, CHANGE_ORIGIN, Decision, OnNoData, SequentialSpec, SequentialTest,
     Step, Tier, TierMatch,
@@ -221,6 +222,28 @@ impl Plan {
                     return Err(PlanError::Invalid {
                         field: format!("{at}.sequential.p0"),
                         message: "must be above 0%".into(),
+                    });
+                }
+                // The engine that will judge the samples checks its parameters too (p1 below
+                // 100%, alpha and beta within (0%, 50%)); a plan it would refuse at every
+                // sample is refused here, naming the field.
+                let engine = match seq.test {
+                    SequentialTest::Sprt => {
+                        Sprt::new(p0.as_f64(), p1.as_f64(), alpha.as_f64(), beta.as_f64())
+                            .map(|_| ())
+                    }
+                    SequentialTest::Mixture => {
+                        MixtureSprt::with_default_prior(p0.as_f64(), alpha.as_f64()).map(|_| ())
+                    }
+                };
+                if let Err(e) = engine {
+                    let field = match e.parameter() {
+                        "p1" if seq.p1.is_none() => format!("{at}.maxErrorRate"),
+                        param => format!("{at}.sequential.{param}"),
+                    };
+                    return Err(PlanError::Invalid {
+                        field,
+                        message: e.to_string(),
                     });
                 }
                 Judge::Sequential {
@@ -437,6 +460,43 @@ mod tests {
                 .starts_with("spec.tiers[0].steps[0].pause: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sequential_parameters_the_engines_refuse_are_refused_here() {
+        // maxErrorRate 100% passes the API server's rules (p0 below it, at most 100%), but
+        // the SPRT needs p1 below 100%: every sample would have been an error.
+        let mut tier = default_tiers().remove(0);
+        tier.max_error_rate = "100%".into();
+        let err = Plan::resolve(&tier, &analysis(), "spec.tiers[0]").expect_err("p1 = 100%");
+        assert!(
+            err.to_string()
+                .starts_with("spec.tiers[0].maxErrorRate: p1 (100%)"),
+            "{err}"
+        );
+        let cases = [
+            (Some("100%"), "0%", "spec.tiers[0].sequential.p1: "),
+            (None, "0%", "spec.tiers[0].sequential.alpha: "),
+            (None, "50%", "spec.tiers[0].sequential.alpha: "),
+        ];
+        for (p1, alpha, field) in cases {
+            let mut tier = default_tiers().remove(0);
+            let seq = tier.sequential.get_or_insert_with(SequentialSpec::default);
+            seq.p1 = p1.map(String::from);
+            seq.alpha = alpha.into();
+            let err = Plan::resolve(&tier, &analysis(), "spec.tiers[0]").expect_err(field);
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+        let mut tier = default_tiers().remove(0);
+        let seq = tier.sequential.get_or_insert_with(SequentialSpec::default);
+        seq.test = SequentialTest::Mixture;
+        seq.beta = "50%".into(); // the mixture test has no beta
+        assert!(Plan::resolve(&tier, &analysis(), "t").is_ok());
+        if let Some(seq) = tier.sequential.as_mut() {
+            seq.alpha = "0%".into();
+        }
+        let err = Plan::resolve(&tier, &analysis(), "t").expect_err("alpha 0%");
+        assert!(err.to_string().starts_with("t.sequential.alpha: "), "{err}");
     }
 
     #[test]

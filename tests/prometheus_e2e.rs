@@ -29,7 +29,7 @@ async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
 /// `cause`, then checks that the run stays at its first step well past its whole plan and
 /// never promotes. Returns the run's samples' verdicts.
 async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str) -> Vec<String> {
-    let (client, ns, op, _sim) = setup_with(prefix, 1, analysis).await;
+    let (client, ns, op, _sim) = setup_with(prefix, 1, analysis, Vec::new()).await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
     Api::<Deployment>::namespaced(client.clone(), &ns.name)
@@ -133,6 +133,7 @@ async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
             "onNoData": "rollback",
             "noDataLimit": 3,
         }),
+        Vec::new(),
     )
     .await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);

@@ -54,7 +54,27 @@ pub enum QueryError {
     Malformed(String),
 }
 
+/// The most characters of text from an answer that an error quotes: the message ends up in
+/// the run's status, a condition and an Event, which a huge answer must not blow up.
+const QUOTED_CHARS: usize = 200;
+
+/// `text`, cut to [`QUOTED_CHARS`] characters with a mark when it was longer.
+fn clip(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{head}… (cut)")
+    } else {
+        head
+    }
+}
+
 impl QueryError {
+    /// An answer rollguard cannot read, described by `why` (cut to a bounded length).
+    pub fn malformed(why: impl std::fmt::Display) -> QueryError {
+        QueryError::Malformed(clip(&why.to_string()))
+    }
+
     /// A short stable category for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
@@ -92,17 +112,16 @@ pub type Series = (BTreeMap<String, String>, f64);
 /// Reads the Prometheus API envelope: the `resultType` and `result` of a success answer, or
 /// the error Prometheus gave.
 pub fn parse_result(body: &[u8]) -> Result<(String, serde_json::Value), QueryError> {
-    let resp: ApiResponse =
-        serde_json::from_slice(body).map_err(|e| QueryError::Malformed(e.to_string()))?;
+    let resp: ApiResponse = serde_json::from_slice(body).map_err(QueryError::malformed)?;
     if resp.status != "success" {
         return Err(QueryError::Rejected {
-            error_type: resp.error_type.unwrap_or_else(|| "unknown".into()),
-            message: resp.error.unwrap_or_default(),
+            error_type: clip(resp.error_type.as_deref().unwrap_or("unknown")),
+            message: clip(resp.error.as_deref().unwrap_or_default()),
         });
     }
     let data = resp
         .data
-        .ok_or_else(|| QueryError::Malformed("no data in a success answer".into()))?;
+        .ok_or_else(|| QueryError::malformed("no data in a success answer"))?;
     Ok((data.result_type, data.result))
 }
 
@@ -114,7 +133,7 @@ pub fn parse_value(s: &str) -> Result<f64, QueryError> {
         "-Inf" => Ok(f64::NEG_INFINITY),
         _ => s
             .parse()
-            .map_err(|_| QueryError::Malformed(format!("value {s:?} is not a number"))),
+            .map_err(|_| QueryError::malformed(format!("value {s:?} is not a number"))),
     }
 }
 
@@ -126,7 +145,7 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
         let s = pair
             .get(1)
             .and_then(|v| v.as_str())
-            .ok_or_else(|| QueryError::Malformed(format!("sample without a value: {pair}")))?;
+            .ok_or_else(|| QueryError::malformed(format!("sample without a value: {pair}")))?;
         parse_value(s)
     };
     match result_type.as_str() {
@@ -134,7 +153,7 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
         "vector" => {
             let series = result
                 .as_array()
-                .ok_or_else(|| QueryError::Malformed("vector result is not a list".into()))?;
+                .ok_or_else(|| QueryError::malformed("vector result is not a list"))?;
             series
                 .iter()
                 .map(|s| {
@@ -149,7 +168,7 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
                 })
                 .collect()
         }
-        other => Err(QueryError::Malformed(format!(
+        other => Err(QueryError::malformed(format!(
             "result type {other}; the query must return an instant vector or a scalar"
         ))),
     }
@@ -159,11 +178,13 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
 pub const PART_LABEL: &str = "rollguard_part";
 
 /// Combines several single-number queries into one, so one analysis costs one request:
-/// each part is tagged with [`PART_LABEL`] and the parts are joined with `or`.
+/// each part is tagged with [`PART_LABEL`] and the parts are joined with `or`. Each part
+/// ends with a line break, so a `#` comment in a template ends with its part instead of
+/// swallowing the rest of the combined query.
 pub fn combine(parts: &[(&str, &str)]) -> String {
     parts
         .iter()
-        .map(|(tag, q)| format!("label_replace(({q}), \"{PART_LABEL}\", \"{tag}\", \"\", \"\")"))
+        .map(|(tag, q)| format!("label_replace(({q}\n), \"{PART_LABEL}\", \"{tag}\", \"\", \"\")"))
         .collect::<Vec<_>>()
         .join(" or ")
 }
@@ -234,10 +255,9 @@ impl Client {
             if let Err(e @ QueryError::Rejected { .. }) = parse_vector(&body) {
                 return Err(e);
             }
-            let text = String::from_utf8_lossy(&body);
             return Err(QueryError::Http {
                 status: status.as_u16(),
-                body: text.chars().take(200).collect(),
+                body: clip(&String::from_utf8_lossy(&body)),
             });
         }
         parse_vector(&body)
@@ -264,6 +284,9 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -310,8 +333,52 @@ mod tests {
         let q = combine(&[("requests", "sum(a)"), ("errors", "sum(b)")]);
         assert_eq!(
             q,
-            r#"label_replace((sum(a)), "rollguard_part", "requests", "", "") or label_replace((sum(b)), "rollguard_part", "errors", "", "")"#
+            "label_replace((sum(a)\n), \"rollguard_part\", \"requests\", \"\", \"\") or label_replace((sum(b)\n), \"rollguard_part\", \"errors\", \"\", \"\")"
         );
+    }
+
+    #[test]
+    fn a_comment_in_a_template_ends_with_its_part() {
+        // Templates may carry `#` comments; combined on one line, the first comment used to
+        // swallow the rest of the query, and Prometheus refused every analysis.
+        let q = combine(&[
+            ("requests", "sum(a) # all requests"),
+            ("errors", "sum(b) # 5xx only"),
+        ]);
+        let literals = crate::analysis::query::string_literals(&q).expect("lexes");
+        assert_eq!(
+            literals,
+            [
+                "rollguard_part",
+                "requests",
+                "",
+                "",
+                "rollguard_part",
+                "errors",
+                "",
+                ""
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_quote_a_bounded_part_of_the_answer() {
+        // A huge answer (a proxy's error page, a misbehaving server) once went whole into the
+        // error, and from there into the run's status and Events.
+        let big = "x".repeat(100_000);
+        let answers = [
+            serde_json::json!({"status": "error", "errorType": big, "error": big}),
+            serde_json::json!({"status": "success", "data": {"resultType": big, "result": []}}),
+            serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, big]}]}}),
+            serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [big]}]}}),
+        ];
+        for a in answers {
+            let e = parse_vector(a.to_string().as_bytes()).expect_err("refused");
+            let m = e.to_string();
+            assert!(m.chars().count() < 600, "{} chars", m.chars().count());
+            assert!(m.contains("xxx") && m.contains("(cut)"), "{m}");
+        }
+        assert_eq!(clip("short"), "short");
     }
 
     #[test]

@@ -818,6 +818,9 @@ fn decode_escape(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -406,6 +406,9 @@ pub fn prometheus_range_within(d: Duration) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -307,3 +307,26 @@ fn update_gauges(ctx: &Context) {
         .count();
     ctx.metrics.governed.set(governed as i64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_tier_list_is_refused() {
+        // With `tiers: []` no revision matches a tier: the policy must be refused, not left
+        // to fail at the first run.
+        let mut p: RolloutPolicy =
+            serde_yaml_ng::from_str(include_str!("../../deploy/examples/replicas-router.yaml"))
+                .expect("example");
+        assert_eq!(validate(&p), Ok(()));
+        p.spec.tiers = Some(Vec::new());
+        assert_eq!(
+            validate(&p),
+            Err(format!("spec.tiers: {}", crate::check::NO_TIERS))
+        );
+    }
+}
+
+#[cfg(test)]
+mod fuzz;

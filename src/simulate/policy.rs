@@ -88,6 +88,7 @@ impl Layout<'_> {
 
 /// Parses and checks a policy file.
 pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
+    yaml::check_depth(text, file)?;
     let whole = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
         .ok()
         .and_then(|v| v.as_mapping().map(|m| m.contains_key("spec")))
@@ -296,6 +297,14 @@ spec:
             (
                 POLICY.replace("  traffic:\n", "  trafic:\n"),
                 "p.yaml:10:5: spec: unknown field `trafic`",
+            ),
+            // No tier at all: refused with the field named, not left to the first run.
+            (
+                format!(
+                    "{}  tiers: []\n",
+                    POLICY.split("  tiers:\n").next().unwrap_or_default()
+                ),
+                "p.yaml:15:10: spec.tiers: list at least one tier",
             ),
         ];
         for (doc, want) in cases {

@@ -8,6 +8,7 @@
 //! Each test binary includes this module with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod auth_proxy;
 pub mod procs;
 pub mod scenario;
 pub mod slowproxy;

@@ -106,7 +106,8 @@ pub async fn start_operator_named(namespace: &str, name: &str, extra: &[&str]) -
         .args(extra)
         .env("KUBECONFIG", kubeconfig_path())
         .env("POD_NAME", format!("{name}-{namespace}"))
-        .stdout(Stdio::null())
+        // Both streams into the log, so a test can check everything the operator printed.
+        .stdout(file.try_clone().expect("cloning the log handle"))
         .stderr(file)
         .spawn()
         .expect("starting rollguard controller");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use rollguard::api::RolloutPolicy;
@@ -20,18 +20,25 @@ pub async fn setup(
     prefix: &str,
     operators: usize,
 ) -> (kube::Client, super::TestNamespace, Proc, Proc) {
-    setup_with(prefix, operators, serde_json::Value::Null).await
+    setup_with(prefix, operators, serde_json::Value::Null, Vec::new()).await
 }
 
 /// As [`setup`], with `analysis` merged over the policy's `spec.analysis` (a JSON merge:
-/// the keys given replace the defaults).
+/// the keys given replace the defaults) and `secrets` created before the policy.
 pub async fn setup_with(
     prefix: &str,
     operators: usize,
     analysis: serde_json::Value,
+    secrets: Vec<Secret>,
 ) -> (kube::Client, super::TestNamespace, Proc, Proc) {
     let client = super::client().await;
     let ns = super::test_namespace(&client, prefix).await;
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), &ns.name)
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create Secret");
+    }
     let (op, sim) = populate(&client, &ns.name, operators, analysis).await;
     (client, ns, op, sim)
 }
