@@ -70,7 +70,8 @@ fn policy(name: &str, router: Router, tiers: Value, selector_value: &str) -> Val
                 "prometheus": {"address": support::prometheus_url()},
                 "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
                 "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
-                "minRequests": 20,
+                // Enough that one error at a 0.1% baseline cannot trip the 2% threshold.
+                "minRequests": 100,
             },
             "tiers": tiers,
         }
@@ -170,6 +171,17 @@ impl World {
                 .then_some(())
             },
         )
+        .await;
+        w
+    }
+
+    /// A Gateway API world with a human change at its 10% slice (8 s pauses).
+    async fn at_the_first_slice(prefix: &str) -> World {
+        let w = World::new(prefix, Router::Gateway, json!([standard_tier("8s")])).await;
+        w.deploy("0.001", "example.com/web:2", Some("human")).await;
+        w.wait("the 10% slice", Duration::from_secs(30), async || {
+            (w.route_weights().await == (9, 1)).then_some(())
+        })
         .await;
         w
     }
@@ -592,17 +604,7 @@ async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
 /// canary is made again, the step starts over, and the run still ends in promotion.
 #[tokio::test]
 async fn a_canary_deleted_by_hand_is_made_again_and_gets_no_traffic_meanwhile() {
-    let w = World::new(
-        "canary-deleted",
-        Router::Gateway,
-        json!([standard_tier("8s")]),
-    )
-    .await;
-    w.deploy("0.001", "example.com/web:2", Some("human")).await;
-    w.wait("the 10% slice", Duration::from_secs(30), async || {
-        (w.route_weights().await == (9, 1)).then_some(())
-    })
-    .await;
+    let w = World::at_the_first_slice("canary-deleted").await;
     let before = w.unrouted().await;
     let old_uid = w
         .canary()
@@ -656,12 +658,7 @@ async fn a_canary_deleted_by_hand_is_made_again_and_gets_no_traffic_meanwhile() 
 /// mid-run: rollguard makes it again at once and the run goes on.
 #[tokio::test]
 async fn a_routing_service_deleted_by_hand_is_made_again() {
-    let w = World::new("svc-deleted", Router::Gateway, json!([standard_tier("8s")])).await;
-    w.deploy("0.001", "example.com/web:2", Some("human")).await;
-    w.wait("the 10% slice", Duration::from_secs(30), async || {
-        (w.route_weights().await == (9, 1)).then_some(())
-    })
-    .await;
+    let w = World::at_the_first_slice("svc-deleted").await;
     let svcs: Api<Service> = Api::namespaced(w.client.clone(), w.n());
     let old_uid = svcs
         .get("web-stable")
@@ -700,17 +697,7 @@ async fn a_routing_service_deleted_by_hand_is_made_again() {
 /// back and says so in its log.
 #[tokio::test]
 async fn hand_edited_weights_are_written_back() {
-    let w = World::new(
-        "weights-edited",
-        Router::Gateway,
-        json!([standard_tier("8s")]),
-    )
-    .await;
-    w.deploy("0.001", "example.com/web:2", Some("human")).await;
-    w.wait("the 10% slice", Duration::from_secs(30), async || {
-        (w.route_weights().await == (9, 1)).then_some(())
-    })
-    .await;
+    let w = World::at_the_first_slice("weights-edited").await;
     let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
     let edit = json!({"spec": {"rules": [{"backendRefs": [
         {"name": "web-stable", "port": 80, "weight": 50},
