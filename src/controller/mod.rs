@@ -165,6 +165,24 @@ where
     }
 }
 
+/// Adds rollguard's User-Agent ([`crate::names::USER_AGENT`]) to a client configuration.
+pub fn identify(config: &mut kube::Config) {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::names::USER_AGENT),
+    ));
+}
+
+/// The operator's client: the inferred configuration (in-cluster, else the kubeconfig)
+/// sending rollguard's User-Agent.
+pub async fn client() -> Result<Client, String> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    identify(&mut config);
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
 /// Fails with an install hint when the CRDs are not served.
 pub async fn check_crds(client: &Client, ns: &Option<String>) -> Result<(), Error> {
     let policies_api: Api<RolloutPolicy> = scoped(client, ns);
@@ -454,4 +472,43 @@ fn service_targets(deployments: &Store<Deployment>, s: &Service) -> Vec<ObjectRe
         })
         .map(|d| ObjectRef::from_obj(&*d))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The API server sees `rollguard/<version>` as the User-Agent of the operator's
+    /// requests (what an audit log filters on).
+    #[tokio::test]
+    async fn requests_carry_rollguards_user_agent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let _ = sock
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().expect("a valid URL"));
+        super::identify(&mut config);
+        let client = kube::Client::try_from(config).expect("client");
+        let _ = client.apiserver_version().await;
+        let head = server.await.expect("the server task");
+        let want = format!("user-agent: rollguard/{}\r\n", env!("CARGO_PKG_VERSION"));
+        assert!(head.contains(&want), "request head:\n{head}");
+        assert_eq!(head.matches("user-agent:").count(), 1, "{head}");
+    }
 }
