@@ -276,6 +276,7 @@ pub async fn run(
     let dstore = deployments.clone();
     let deploy_stream = watcher(scoped::<Deployment>(&client, &ns), wc.clone())
         .default_backoff()
+        .modify(slim::<Deployment>)
         .reflect(deploy_writer)
         .inspect_ok(synced.watch("deployments"))
         .touched_objects()
@@ -292,18 +293,21 @@ pub async fn run(
         });
     let run_stream = watcher(runs_api.clone(), wc.clone())
         .default_backoff()
+        .modify(slim::<RolloutRun>)
         .reflect(run_writer)
         .inspect_ok(synced.watch("rolloutruns"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
     let policy_stream = watcher(policies_api.clone(), wc.clone())
         .default_backoff()
+        .modify(slim::<RolloutPolicy>)
         .reflect(policy_writer)
         .inspect_ok(synced.watch("rolloutpolicies"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
     let svc_stream = watcher(scoped::<Service>(&client, &ns), wc.clone())
         .default_backoff()
+        .modify(slim::<Service>)
         .reflect(svc_writer)
         .inspect_ok(synced.watch("services"))
         .touched_objects()
@@ -313,6 +317,7 @@ pub async fn run(
         wc.clone(),
     )
     .default_backoff()
+    .modify(slim::<PartialObjectMeta<ReplicaSet>>)
     .reflect(rs_writer)
     .inspect_ok(synced.watch("replicasets"))
     .touched_objects()
@@ -339,6 +344,7 @@ pub async fn run(
     if let Some(w) = route_writer {
         let route_stream = watcher(routes_api, wc.clone())
             .default_backoff()
+            .modify(slim::<HttpRoute>)
             .reflect(w)
             .inspect_ok(synced.watch("httproutes"))
             .touched_objects()
@@ -366,6 +372,14 @@ pub async fn run(
         .for_each(|_| future::ready(()));
     tokio::join!(policy_ctl, deploy_ctl);
     Ok(())
+}
+
+/// Drops what rollguard never reads before an object is cached: its `managedFields`, often
+/// the larger part of an object that several managers write (kubectl, the controllers,
+/// rollguard). Writes are server-side applies of rollguard's own fields, never the cached
+/// object sent back, so nothing is lost. At 1000 Deployments this is most of the cache.
+fn slim<K: kube::Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
 }
 
 /// Counts the watches that have not yet listed their objects; marks the operator ready when
@@ -477,6 +491,31 @@ fn service_targets(deployments: &Store<Deployment>, s: &Service) -> Vec<ObjectRe
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+
+    #[test]
+    fn cached_objects_keep_everything_but_managed_fields() {
+        let mut d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                         "annotations": {"rollguard.dev/policy": "shop"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "paused": true,
+                     "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .expect("a Deployment");
+        let mut want = d.clone();
+        want.metadata.managed_fields = None;
+        super::slim(&mut d);
+        assert!(
+            d.metadata
+                .managed_fields
+                .as_ref()
+                .is_none_or(|m| m.is_empty())
+        );
+        d.metadata.managed_fields = None;
+        assert_eq!(d, want);
+    }
 
     /// The API server sees `rollguard/<version>` as the User-Agent of the operator's
     /// requests (what an audit log filters on).
