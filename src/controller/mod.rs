@@ -298,13 +298,17 @@ pub async fn run(
         .inspect_ok(synced.watch("rolloutruns"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
+    // Only a policy's spec or its deletion concerns its Deployments: its status (which the
+    // policy controller rewrites as Deployments are adopted and runs start and end) would
+    // wake every Deployment it selects on each write.
     let policy_stream = watcher(policies_api.clone(), wc.clone())
         .default_backoff()
         .modify(slim::<RolloutPolicy>)
         .reflect(policy_writer)
         .inspect_ok(synced.watch("rolloutpolicies"))
         .touched_objects()
-        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
+        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)))
+        .predicate_filter(spec_or_deletion, Default::default());
     let svc_stream = watcher(scoped::<Service>(&client, &ns), wc.clone())
         .default_backoff()
         .modify(slim::<Service>)
@@ -442,6 +446,21 @@ fn skip_undecodable<K>(
     }
 }
 
+/// What of a policy its Deployments react to: its spec (the generation) and whether it is
+/// being deleted (which also bumps the generation; this covers a deletion without one).
+/// Status and metadata writes leave it unchanged. A policy deleted outright (no finalizer,
+/// so never seen deleting) is not seen here; its Deployments notice at their next event.
+fn spec_or_deletion(p: &RolloutPolicy) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        p.metadata.generation,
+        p.metadata.deletion_timestamp.is_some(),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// The Deployments a policy change concerns: those it selects and those it governed.
 fn policy_targets(
     deployments: &Store<Deployment>,
@@ -492,6 +511,27 @@ fn service_targets(deployments: &Store<Deployment>, s: &Service) -> Vec<ObjectRe
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use super::spec_or_deletion;
+    use crate::api::RolloutPolicy;
+
+    fn policy(generation: i64, status: Option<serde_json::Value>, deleting: bool) -> RolloutPolicy {
+        let mut v = serde_json::json!({
+            "apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutPolicy",
+            "metadata": {"name": "shop", "namespace": "shop", "generation": generation,
+                         "resourceVersion": format!("{}", generation * 10 + i64::from(status.is_some()))},
+            "spec": {
+                "selector": {"matchLabels": {"app": "shop"}},
+                "analysis": {"interval": "15s", "requests": "r", "errors": "e"}
+            }
+        });
+        if let Some(s) = status {
+            v["status"] = s;
+        }
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-28T10:00:00Z");
+        }
+        serde_json::from_value(v).expect("a policy")
+    }
 
     #[test]
     fn cached_objects_keep_everything_but_managed_fields() {
@@ -515,6 +555,18 @@ mod tests {
         );
         d.metadata.managed_fields = None;
         assert_eq!(d, want);
+    }
+
+    /// A status write (governed count, conflicts) does not wake the policy's Deployments; a
+    /// spec change or a deletion does.
+    #[test]
+    fn only_spec_and_deletion_wake_deployments() {
+        let base = spec_or_deletion(&policy(3, None, false));
+        let status =
+            serde_json::json!({"governedDeployments": 50, "activeRuns": 2, "conditions": []});
+        assert_eq!(spec_or_deletion(&policy(3, Some(status), false)), base);
+        assert_ne!(spec_or_deletion(&policy(4, None, false)), base);
+        assert_ne!(spec_or_deletion(&policy(3, None, true)), base);
     }
 
     /// The API server sees `rollguard/<version>` as the User-Agent of the operator's
