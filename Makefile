@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test unit lint fmt deny crds demo demo-down cluster-up cluster-down deps
+.PHONY: all build test unit lint fmt deny crds demo demo-down cluster-up cluster-down deps bench-scale
 
 all: build
 
@@ -50,3 +50,9 @@ demo:
 
 demo-down:
 	scripts/demo.sh down
+
+# The scale benchmark (docs/operations/scale.md): its own local control plane, about 10 min
+# for 1000 Deployments. Not part of `make test`.
+DEPLOYMENTS ?= 1000
+bench-scale:
+	DEPLOYMENTS=$(DEPLOYMENTS) benches/scale/run.sh

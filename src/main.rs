@@ -126,9 +126,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let client = rollguard::controller::client().await?;
     let instance = args
         .instance
         .clone()

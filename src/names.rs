@@ -4,6 +4,11 @@
 /// The one field manager for every server-side apply the operator does.
 pub const FIELD_MANAGER: &str = "rollguard";
 
+/// The User-Agent of the operator's requests to the API server. kube-rs sends none, so
+/// without it the API server's audit log cannot tell rollguard's requests from another
+/// kube-rs client's.
+pub const USER_AGENT: &str = concat!("rollguard/", env!("CARGO_PKG_VERSION"));
+
 /// Pod-template label marking the canary's pods (value `canary`).
 pub const ROLE_LABEL: &str = "rollguard.dev/role";
 /// Value of [`ROLE_LABEL`] on canary pods.

@@ -41,7 +41,8 @@ pub struct Metrics {
     pub active_runs: IntGauge,
     /// Deployments governed.
     pub governed: IntGauge,
-    /// Seconds from a step's pause ending to the next weight being written.
+    /// Seconds from a step's pause ending to rollguard's writes for the next slice (the slice
+    /// itself, or the bigger canary it needs first) being done.
     pub step_delay: HistogramVec,
 }
 
@@ -119,7 +120,7 @@ impl Metrics {
         let step_delay = HistogramVec::new(
             HistogramOpts::new(
                 "rollguard_step_delay_seconds",
-                "Delay between a step's pause ending and the next slice's weight being written.",
+                "Delay between a step's pause ending and rollguard's writes for the next slice (or the bigger canary it needs first) being done.",
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
             &["router"],

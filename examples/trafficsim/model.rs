@@ -432,15 +432,29 @@ pub fn plan(pods: &[PodView], services: &[ServiceView], routes: &[RouteView]) ->
         .iter()
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
+    // Pods by namespace, so a Service looks only at its own namespace's pods: with a
+    // thousand Services and a few thousand pods, scanning every pod for every Service
+    // each tick took longer than the tick.
+    let mut in_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in pods.iter().enumerate() {
+        in_namespace
+            .entry(p.namespace.as_str())
+            .or_default()
+            .push(i);
+    }
     let select = |svc: &ServiceView| -> Vec<usize> {
         let Some(selector) = svc.selector.as_ref() else {
             return Vec::new();
         };
-        pods.iter()
-            .enumerate()
-            .filter(|(_, p)| p.namespace == svc.namespace && selector_matches(selector, &p.labels))
-            .map(|(i, _)| i)
-            .collect()
+        in_namespace
+            .get(svc.namespace.as_str())
+            .map(|idx| {
+                idx.iter()
+                    .copied()
+                    .filter(|&i| selector_matches(selector, &pods[i].labels))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
 
     let mut entries = Vec::new();

@@ -32,7 +32,7 @@ use crate::plan::{Judge, Plan, RevisionMeta, match_tier, template_hash};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
     CanaryObserved, Measurement, Outcome, Queries, RevisionMark, Router, RunView, World,
-    analysis_due, elapsed, reconcile as run_machine,
+    analysis_due, elapsed, pause_ended, reconcile as run_machine,
 };
 use crate::traffic::{self, Blocked, RouteTarget};
 
@@ -595,19 +595,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         measurement,
     };
     let out = run_machine(&view, &status, &world);
-    // A new slice took effect: how long after the previous step's pause ended?
-    if out.status.step > status.step
-        && out.status.step_started_at.is_some()
-        && let Some(prev) = status.step_started_at.as_ref()
-        && let Some((_, pause)) = plan.steps.get(status.step.max(0) as usize)
-    {
-        let due = prev.0 + jiff::SignedDuration::try_from(*pause).unwrap_or_default();
-        let late = now.duration_since(due).as_secs_f64().max(0.0);
-        ctx.metrics
-            .step_delay
-            .with_label_values(&[router.name()])
-            .observe(late);
-    }
+    let pause_end = pause_ended(&view, &status, &out.status);
     apply_outcome(
         ctx,
         d,
@@ -618,6 +606,18 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         &status,
     )
     .await?;
+    // The run moved on from a step: how long after its pause ended were the writes for the
+    // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`
+    // that skipped the pause has no delay to measure.
+    if let Some(end) = pause_end {
+        let late = Timestamp::now().duration_since(end).as_secs_f64();
+        if late >= 0.0 {
+            ctx.metrics
+                .step_delay
+                .with_label_values(&[router.name()])
+                .observe(late);
+        }
+    }
 
     if out.status.phase.is_terminal() {
         // Once more, with the finished run in the store: prune history, start the next run.

@@ -32,6 +32,13 @@ use crate::api::{RolloutPolicy, RolloutRun};
 use crate::names::GOVERNED_BY;
 use crate::telemetry::{Health, Metrics};
 
+/// Deployment reconciles in flight at once. Unbounded, adopting 1000 Deployments started
+/// 1000 reconciles together: their requests queued in the API server (a reconcile took
+/// seconds) and their buffers set the operator's memory high-water mark. 64 keeps 50
+/// simultaneous runs moving while a burst waits its turn in the controller's queue; the
+/// step delay metric includes that wait.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 64;
+
 /// How the operator runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,6 +177,24 @@ where
     }
 }
 
+/// Adds rollguard's User-Agent ([`crate::names::USER_AGENT`]) to a client configuration.
+pub fn identify(config: &mut kube::Config) {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::names::USER_AGENT),
+    ));
+}
+
+/// The operator's client: the inferred configuration (in-cluster, else the kubeconfig)
+/// sending rollguard's User-Agent.
+pub async fn client() -> Result<Client, String> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    identify(&mut config);
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
 /// Fails with an install hint when the CRDs are not served.
 pub async fn check_crds(client: &Client, ns: &Option<String>) -> Result<(), Error> {
     let policies_api: Api<RolloutPolicy> = scoped(client, ns);
@@ -261,6 +286,7 @@ pub async fn run(
     let dstore = deployments.clone();
     let deploy_stream = watcher(scoped::<Deployment>(&client, &ns), wc.clone())
         .default_backoff()
+        .modify(slim::<Deployment>)
         .reflect(deploy_writer)
         .inspect_ok(synced.watch("deployments"))
         .touched_objects()
@@ -276,17 +302,24 @@ pub async fn run(
             d
         });
     let run_stream = readable_watch::<RolloutRun>(&client, &ns, wc.clone(), &metrics)
+        .modify(slim::<RolloutRun>)
         .reflect(run_writer)
         .inspect_ok(synced.watch("rolloutruns"))
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutRun", r)));
+    // Only a policy's spec or its deletion concerns its Deployments: its status (which the
+    // policy controller rewrites as Deployments are adopted and runs start and end) would
+    // wake every Deployment it selects on each write.
     let policy_stream = readable_watch::<RolloutPolicy>(&client, &ns, wc.clone(), &metrics)
+        .modify(slim::<RolloutPolicy>)
         .reflect(policy_writer)
         .inspect_ok(synced.watch("rolloutpolicies"))
         .touched_objects()
-        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
+        .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)))
+        .predicate_filter(spec_or_deletion, Default::default());
     let svc_stream = watcher(scoped::<Service>(&client, &ns), wc.clone())
         .default_backoff()
+        .modify(slim::<Service>)
         .reflect(svc_writer)
         .inspect_ok(synced.watch("services"))
         .touched_objects()
@@ -296,6 +329,7 @@ pub async fn run(
         wc.clone(),
     )
     .default_backoff()
+    .modify(slim::<PartialObjectMeta<ReplicaSet>>)
     .reflect(rs_writer)
     .inspect_ok(synced.watch("replicasets"))
     .touched_objects()
@@ -305,7 +339,7 @@ pub async fn run(
     let d2 = deployments.clone();
     let d3 = deployments.clone();
     let mut deploy_ctl = Controller::for_stream(deploy_stream, deployments.clone())
-        .with_config(controller::Config::default())
+        .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .watches_stream(run_stream, |r: RolloutRun| {
             Some(ObjectRef::new(&r.spec.deployment).within(&r.namespace().unwrap_or_default()))
         })
@@ -322,6 +356,7 @@ pub async fn run(
     if let Some(w) = route_writer {
         let route_stream = watcher(routes_api, wc.clone())
             .default_backoff()
+            .modify(slim::<HttpRoute>)
             .reflect(w)
             .inspect_ok(synced.watch("httproutes"))
             .touched_objects()
@@ -340,6 +375,7 @@ pub async fn run(
     // The policy controller watches policies its own way too, unreadable ones left out.
     let (policy_ctl_store, policy_ctl_writer) = reflector::store::<RolloutPolicy>();
     let policy_ctl_stream = readable_watch::<RolloutPolicy>(&client, &ns, wc, &metrics)
+        .modify(slim::<RolloutPolicy>)
         .reflect(policy_ctl_writer)
         .touched_objects()
         .filter_map(|r| future::ready(skip_undecodable("RolloutPolicy", r)));
@@ -355,6 +391,14 @@ pub async fn run(
         .for_each(|_| future::ready(()));
     tokio::join!(policy_ctl, deploy_ctl);
     Ok(())
+}
+
+/// Drops what rollguard never reads before an object is cached: its `managedFields`, often
+/// the larger part of an object that several managers write (kubectl, the controllers,
+/// rollguard). Writes are server-side applies of rollguard's own fields, never the cached
+/// object sent back, so nothing is lost. At 1000 Deployments this is most of the cache.
+fn slim<K: kube::Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
 }
 
 /// Counts the watches that have not yet listed their objects; marks the operator ready when
@@ -470,6 +514,21 @@ fn undecodable(e: &watcher::Error) -> bool {
     }
 }
 
+/// What of a policy its Deployments react to: its spec (the generation) and whether it is
+/// being deleted (which also bumps the generation; this covers a deletion without one).
+/// Status and metadata writes leave it unchanged. A policy deleted outright (no finalizer,
+/// so never seen deleting) is not seen here; its Deployments notice at their next event.
+fn spec_or_deletion(p: &RolloutPolicy) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        p.metadata.generation,
+        p.metadata.deletion_timestamp.is_some(),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// The Deployments a policy change concerns: those it selects and those it governed.
 fn policy_targets(
     deployments: &Store<Deployment>,
@@ -514,4 +573,101 @@ fn service_targets(deployments: &Store<Deployment>, s: &Service) -> Vec<ObjectRe
         })
         .map(|d| ObjectRef::from_obj(&*d))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::spec_or_deletion;
+    use crate::api::RolloutPolicy;
+
+    fn policy(generation: i64, status: Option<serde_json::Value>, deleting: bool) -> RolloutPolicy {
+        let mut v = serde_json::json!({
+            "apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutPolicy",
+            "metadata": {"name": "shop", "namespace": "shop", "generation": generation,
+                         "resourceVersion": format!("{}", generation * 10 + i64::from(status.is_some()))},
+            "spec": {
+                "selector": {"matchLabels": {"app": "shop"}},
+                "analysis": {"interval": "15s", "requests": "r", "errors": "e"}
+            }
+        });
+        if let Some(s) = status {
+            v["status"] = s;
+        }
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-28T10:00:00Z");
+        }
+        serde_json::from_value(v).expect("a policy")
+    }
+
+    #[test]
+    fn cached_objects_keep_everything_but_managed_fields() {
+        let mut d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                         "annotations": {"rollguard.dev/policy": "shop"},
+                         "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "paused": true,
+                     "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .expect("a Deployment");
+        let mut want = d.clone();
+        want.metadata.managed_fields = None;
+        super::slim(&mut d);
+        assert!(
+            d.metadata
+                .managed_fields
+                .as_ref()
+                .is_none_or(|m| m.is_empty())
+        );
+        d.metadata.managed_fields = None;
+        assert_eq!(d, want);
+    }
+
+    /// A status write (governed count, conflicts) does not wake the policy's Deployments; a
+    /// spec change or a deletion does.
+    #[test]
+    fn only_spec_and_deletion_wake_deployments() {
+        let base = spec_or_deletion(&policy(3, None, false));
+        let status =
+            serde_json::json!({"governedDeployments": 50, "activeRuns": 2, "conditions": []});
+        assert_eq!(spec_or_deletion(&policy(3, Some(status), false)), base);
+        assert_ne!(spec_or_deletion(&policy(4, None, false)), base);
+        assert_ne!(spec_or_deletion(&policy(3, None, true)), base);
+    }
+
+    /// The API server sees `rollguard/<version>` as the User-Agent of the operator's
+    /// requests (what an audit log filters on).
+    #[tokio::test]
+    async fn requests_carry_rollguards_user_agent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let _ = sock
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().expect("a valid URL"));
+        super::identify(&mut config);
+        let client = kube::Client::try_from(config).expect("client");
+        let _ = client.apiserver_version().await;
+        let head = server.await.expect("the server task");
+        let want = format!("user-agent: rollguard/{}\r\n", env!("CARGO_PKG_VERSION"));
+        assert!(head.contains(&want), "request head:\n{head}");
+        assert_eq!(head.matches("user-agent:").count(), 1, "{head}");
+    }
 }

@@ -193,6 +193,23 @@ pub fn analysis_due(run: &RunView, status: &RolloutRunStatus, now: Timestamp) ->
     next_analysis(run, status).is_some_and(|t| now >= t)
 }
 
+/// When a pass moves a run on from a step: the time that step's pause ended (its start plus
+/// its pause, as the machine reckons it). `None` when the pass stays on its step. The
+/// controller measures the step delay from here to its write for the next slice, whether
+/// that write is the slice itself or the canary growing first.
+pub fn pause_ended(
+    run: &RunView,
+    before: &RolloutRunStatus,
+    after_pass: &RolloutRunStatus,
+) -> Option<Timestamp> {
+    if after_pass.step <= before.step {
+        return None;
+    }
+    let started = ts(before.step_started_at.as_ref()?);
+    let (_, pause) = run.plan.steps.get(usize::try_from(before.step).ok()?)?;
+    Some(after(started, *pause))
+}
+
 fn next_analysis(run: &RunView, status: &RolloutRunStatus) -> Option<Timestamp> {
     if !matches!(status.phase, Phase::Progressing | Phase::AwaitingApproval) {
         return None;

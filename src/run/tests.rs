@@ -718,3 +718,44 @@ fn a_lost_canary_gets_no_traffic_and_its_step_starts_over() {
     assert!(out.status.step_started_at.is_some());
     assert!(out.events.iter().all(|e| e.reason != "CanaryLost"));
 }
+
+#[test]
+fn the_pause_ends_at_the_step_start_plus_its_pause_whether_or_not_the_canary_must_grow() {
+    let mut sim = Sim::new(
+        tier(
+            Decision::Threshold,
+            &[("10%", "30s"), ("25%", "30s"), ("50%", "30s")],
+            false,
+        ),
+        Router::Replicas,
+    );
+    let run_of = |sim: &Sim| (sim.spec.clone(), sim.plan.clone());
+    let mut ends = vec![];
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..40 {
+        let before = sim.status.clone();
+        let out = sim.step_with(traffic(50.0, 0.0)).clone();
+        let (spec, plan) = run_of(&sim);
+        let run = RunView {
+            spec: &spec,
+            plan: &plan,
+            router: Router::Replicas,
+        };
+        if let Some(end) = pause_ended(&run, &before, &out.status) {
+            let started = before.step_started_at.as_ref().expect("a started step").0;
+            assert_eq!(end, started + jiff::SignedDuration::from_secs(30));
+            assert!(sim.now >= end, "the step moved on before its pause ended");
+            ends.push((before.step, out.status.step_started_at.is_some()));
+        } else {
+            assert_eq!(out.status.step, before.step);
+        }
+        if out.status.phase != Phase::Progressing {
+            break;
+        }
+    }
+    // Both step changes have a pause end, and with 9 stable pods both need a bigger canary
+    // before the slice starts (1 -> 3 -> 9 pods): a delay taken only when the next slice
+    // starts in the same pass would see neither.
+    assert_eq!(ends, [(0, false), (1, false)]);
+}

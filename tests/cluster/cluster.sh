@@ -17,6 +17,9 @@
 #                          fixed ports; unset ones are picked free at `up`
 #   ROLLGUARD_KUBECONFIG   at `up`: use this existing cluster (kind, k3d, ...) instead of starting
 #                          a control plane; only Prometheus is started locally
+#   ROLLGUARD_AUDIT_LOG    at `up`, set to 1: kube-apiserver writes a Metadata-level audit log
+#                          (JSON lines, no rotation) to <dir>/audit/audit.log, exported as
+#                          ROLLGUARD_AUDIT_LOG_FILE (benches/scale counts the operator's requests)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -220,6 +223,7 @@ write_env() {
     printf 'export ROLLGUARD_CLUSTER_DIR=%q\n' "$DIR"
     printf 'export ROLLGUARD_CA_FILE=%q\n' "$ca"
     printf 'export ROLLGUARD_EXISTING_CLUSTER=%q\n' "$existing"
+    [ -z "${AUDIT_LOG:-}" ] || printf 'export ROLLGUARD_AUDIT_LOG_FILE=%q\n' "$AUDIT_LOG"
   } >"$DIR/env"
 }
 
@@ -379,10 +383,30 @@ up_existing() {
   wait_for prometheus 30 "Prometheus /-/ready" prometheus_ready
 }
 
+# Opt-in audit log (ROLLGUARD_AUDIT_LOG=1): every request at Metadata level (user, user agent,
+# verb, resource; no bodies), from ResponseStarted on, so a watch is logged when it opens.
+# Writes the policy and sets AUDIT_FLAGS and AUDIT_LOG.
+AUDIT_FLAGS=()
+audit_flags() {
+  case ${ROLLGUARD_AUDIT_LOG:-} in
+    ''|0|false) return 0 ;;
+    1|true) ;;
+    *) die "ROLLGUARD_AUDIT_LOG must be 1 or unset, not '$ROLLGUARD_AUDIT_LOG'" ;;
+  esac
+  mkdir -p "$DIR/audit"
+  printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: [RequestReceived]' \
+    'rules:' '- level: Metadata' >"$DIR/audit/policy.yaml"
+  AUDIT_LOG=$DIR/audit/audit.log
+  # maxsize in MB: large enough that the log never rotates during a benchmark.
+  AUDIT_FLAGS=(--audit-policy-file="$DIR/audit/policy.yaml" --audit-log-path="$AUDIT_LOG"
+    --audit-log-format=json --audit-log-maxsize=100000 --audit-log-maxbackup=0)
+}
+
 up_local() {
   gen_pki
   write_kubeconfig
   local P=$DIR/pki
+  audit_flags
   prepare_prometheus
   write_env "$P/ca.crt" 0
   launch prometheus
@@ -396,6 +420,7 @@ up_local() {
     --auto-compaction-retention=1 --quota-backend-bytes=2147483648 --unsafe-no-fsync=true --log-level=warn
   launch etcd
 
+  # A /16 Service range: room for the thousand Services of benches/scale (a /24 holds 254).
   write_cmd kube-apiserver "$APISERVER" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
@@ -409,8 +434,8 @@ up_local() {
     --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --allow-privileged=true
+    --service-cluster-ip-range=10.0.0.0/16 \
+    --allow-privileged=true "${AUDIT_FLAGS[@]}"
   local admin=$DIR/kubeconfig
   write_cmd kube-controller-manager "$KCM" \
     --kubeconfig="$admin" --authentication-kubeconfig="$admin" --authorization-kubeconfig="$admin" \
