@@ -154,14 +154,13 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
     )
     .await;
     let reconnected = back.elapsed();
-    // The local control plane's own controllers come back from a full outage slowly (their
-    // informers sat in backoff for over a minute here, stale reads refused); restart them so
-    // that the rest of the run measures rollguard, not them. rollguard is not restarted.
-    for c in ["kube-controller-manager", "kube-scheduler", "kwok"] {
-        cluster(&["restart", c]);
-    }
+    // The run ends once the control plane's own controllers have caught up too (their
+    // informers back off for a minute or more after a full outage: kube-controller-manager
+    // refuses its stale cache meanwhile), which is why the wait below is long. Restarting them
+    // instead is not reliable here: their ports are in the ephemeral range, and another
+    // process's outgoing connection can take one while it is free.
     let done = support::wait_for(
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         "the run to succeed after the outage",
         async || {
             let st = newest_run(&runs).await?.status?;
