@@ -8,11 +8,11 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
+use support::scenario::newest_run;
 use support::scenario::setup;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -30,12 +30,6 @@ fn cluster(args: &[&str]) {
     );
 }
 
-async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
-    let mut runs = api.list(&ListParams::default()).await.ok()?.items;
-    runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
-    runs.pop()
-}
-
 #[tokio::test]
 async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
     let _serial = SERIAL.lock().await;
@@ -44,11 +38,7 @@ async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
     // Stop Prometheus before the change, so no sample can pass while it is away.
     cluster(&["stop", "prometheus"]);
     let stopped_at = Instant::now();
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client, &ns.name).await;
     let held = support::wait_for(
         Duration::from_secs(30),
         "the run to say Prometheus is unreachable",
@@ -114,11 +104,7 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
     let _serial = SERIAL.lock().await;
     let (client, ns, mut op, _sim) = setup("apidown", 1).await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client, &ns.name).await;
     let before = support::wait_for(Duration::from_secs(30), "the first slice", async || {
         let r = newest_run(&runs).await?;
         let st = r.status.clone()?;
@@ -300,11 +286,7 @@ async fn an_object_the_operator_cannot_read_is_reported_and_skipped() {
     // takes a change through to promotion.
     let (client2, ns2, op, _sim) = support::scenario::setup_in(&ns, 1).await;
     let runs: Api<RolloutRun> = Api::namespaced(client2.clone(), &ns2);
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client2.clone(), &ns2)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client2, &ns2).await;
     support::wait_for(Duration::from_secs(60), "the run to succeed", async || {
         (newest_run(&runs).await?.status?.phase == Phase::Succeeded).then_some(())
     })

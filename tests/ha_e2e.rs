@@ -7,11 +7,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use rollguard::api::run::{Phase, RolloutRun};
-use serde_json::json;
 use support::procs::start_operator_named;
 use support::scenario::setup;
 
@@ -30,11 +28,7 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
     // The follower is Ready (readiness does not depend on leadership) but does not write.
     assert!(follower.alive());
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &n);
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client.clone(), &n)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client, &n).await;
     let before = support::wait_for(Duration::from_secs(30), "the first slice", async || {
         let r = runs.list(&ListParams::default()).await.ok()?.items.pop()?;
         r.status.as_ref()?.step_started_at.as_ref()?;

@@ -13,13 +13,13 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::ResourceExt;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ListParams, ObjectMeta};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
 use support::auth_proxy::{AuthProxy, Pki, start_auth_proxy, throwaway_pki, unrelated_ca_pem};
 use support::procs::Proc;
+use support::scenario::newest_run;
 use support::scenario::setup_with;
 
 fn secret(name: &str, key: &str, value: &str) -> Secret {
@@ -89,17 +89,7 @@ async fn start(prefix: &str, s: &Setup, pki: &Pki) -> Env {
 }
 
 async fn new_template(env: &Env) {
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(env.client.clone(), &env.ns.name)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
-}
-
-async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
-    let mut runs = api.list(&ListParams::default()).await.ok()?.items;
-    runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
-    runs.pop()
+    support::scenario::new_template(&env.client, &env.ns.name).await;
 }
 
 /// Waits until the run's Analysis condition is a failed query whose message satisfies

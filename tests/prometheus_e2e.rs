@@ -9,20 +9,13 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::{Value, json};
+use support::scenario::newest_run;
 use support::scenario::setup_with;
 
 const REQUESTS: &str = r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="{{workload}}"}[{{elapsed}}]))"#;
-
-async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
-    let mut runs = api.list(&ListParams::default()).await.ok()?.items;
-    runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
-    runs.pop()
-}
 
 /// Starts a governed service whose policy has `analysis` merged in, changes its template,
 /// waits for the run's `Analysis` condition to have `reason` and a message containing
@@ -31,11 +24,7 @@ async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
 async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str, verdict: &str) {
     let (client, ns, op, _sim) = setup_with(prefix, 1, analysis, Vec::new()).await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client, &ns.name).await;
     let condition = support::wait_for(
         Duration::from_secs(40),
         &format!("the run's Analysis condition to say {reason}: {cause}"),
@@ -137,11 +126,7 @@ async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
     )
     .await;
     let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .expect("new template");
+    support::scenario::new_template(&client, &ns.name).await;
     let r = support::wait_for(Duration::from_secs(40), "a rollback", async || {
         let r = newest_run(&runs).await?;
         let phase = r.status.as_ref()?.phase;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
+use rollguard::api::run::RolloutRun;
 use serde_json::json;
 
 use super::procs::{Proc, start_operator, start_operator_named, start_trafficsim};
@@ -132,4 +133,20 @@ async fn populate(
     })
     .await;
     (op, sim)
+}
+
+/// Gives `web` in `namespace` a new pod template (image `web:2`): a run starts.
+pub async fn new_template(client: &kube::Client, namespace: &str) {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
+    Api::<Deployment>::namespaced(client.clone(), namespace)
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("new template");
+}
+
+/// The newest run behind `api`.
+pub async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
+    let mut runs = api.list(&ListParams::default()).await.ok()?.items;
+    runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
+    runs.pop()
 }
