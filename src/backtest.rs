@@ -198,7 +198,6 @@ pub async fn query_range(
     end: Timestamp,
     step: Duration,
 ) -> Result<Vec<RangeSeries>, QueryError> {
-    let url = format!("{}/api/v1/query_range", ep.address.trim_end_matches('/'));
     let step_s = step.as_secs_f64().max(0.001);
     let chunk = SignedDuration::try_from(step.saturating_mul(MAX_POINTS as u32))
         .unwrap_or(SignedDuration::MAX);
@@ -212,23 +211,8 @@ pub async fn query_range(
             ("end", secs(to)),
             ("step", format!("{step_s}")),
         ];
-        let mut req = http.post(&url).timeout(ep.timeout).form(&form);
-        if let Some(t) = &ep.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| send_error(ep, e))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| send_error(ep, e))?;
-        if !status.is_success() {
-            if let Err(e @ QueryError::Rejected { .. }) = parse_matrix(&body) {
-                return Err(e);
-            }
-            return Err(QueryError::Http {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(200).collect(),
-            });
-        }
-        for (labels, points) in parse_matrix(&body)? {
+        let series = prometheus::post(http, ep, "query_range", &form, parse_matrix).await?;
+        for (labels, points) in series {
             joined.entry(labels).or_default().extend(points);
         }
         // The next chunk starts one step after this one ended.
@@ -247,38 +231,12 @@ pub async fn query_at(
     promql: &str,
     at: Timestamp,
 ) -> Result<Vec<prometheus::Series>, QueryError> {
-    let url = format!("{}/api/v1/query", ep.address.trim_end_matches('/'));
     let form = [("query", promql.to_string()), ("time", secs(at))];
-    let mut req = http.post(&url).timeout(ep.timeout).form(&form);
-    if let Some(t) = &ep.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| send_error(ep, e))?;
-    let body = resp.bytes().await.map_err(|e| send_error(ep, e))?;
-    prometheus::parse_vector(&body)
+    prometheus::post(http, ep, "query", &form, prometheus::parse_vector).await
 }
 
 fn secs(t: Timestamp) -> String {
     format!("{:.3}", t.as_millisecond() as f64 / 1000.0)
-}
-
-fn send_error(ep: &Endpoint, e: reqwest::Error) -> QueryError {
-    if e.is_timeout() {
-        return QueryError::Timeout {
-            address: ep.address.clone(),
-            timeout: ep.timeout,
-        };
-    }
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    QueryError::Unreachable {
-        address: ep.address.clone(),
-        message,
-    }
 }
 
 /// Parses `key=value` (a label or annotation given on the command line).

@@ -238,50 +238,65 @@ impl Client {
 
     /// Runs one instant query and returns its series.
     pub async fn query(&self, ep: &Endpoint, promql: &str) -> Result<Vec<Series>, QueryError> {
-        let url = format!("{}/api/v1/query", ep.address.trim_end_matches('/'));
-        let mut req = self
-            .http
-            .post(&url)
-            .timeout(ep.timeout)
-            .form(&[("query", promql)]);
-        if let Some(t) = &ep.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|e| self.send_error(ep, e))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.send_error(ep, e))?;
-        // Prometheus answers 400/422 with a JSON error body; read it for the message.
-        if !status.is_success() {
-            if let Err(e @ QueryError::Rejected { .. }) = parse_vector(&body) {
-                return Err(e);
-            }
-            return Err(QueryError::Http {
-                status: status.as_u16(),
-                body: clip(&String::from_utf8_lossy(&body)),
-            });
-        }
-        parse_vector(&body)
+        post(
+            &self.http,
+            ep,
+            "query",
+            &[("query", promql.to_string())],
+            parse_vector,
+        )
+        .await
     }
+}
 
-    fn send_error(&self, ep: &Endpoint, e: reqwest::Error) -> QueryError {
-        if e.is_timeout() {
-            QueryError::Timeout {
-                address: ep.address.clone(),
-                timeout: ep.timeout,
-            }
-        } else {
-            // The URL in reqwest's message carries no credentials: the token is a header.
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message = format!("{message}: {s}");
-                source = s.source();
-            }
-            QueryError::Unreachable {
-                address: ep.address.clone(),
-                message,
-            }
+/// Posts a form to one of Prometheus's HTTP API endpoints (`query`, `query_range`) with the
+/// endpoint's token and timeout, and reads a successful answer with `read`. An error answer
+/// becomes `Rejected` when Prometheus explains it in JSON (400/422), else `Http`; a failed
+/// send becomes `Timeout` or `Unreachable`.
+pub async fn post<T>(
+    http: &reqwest::Client,
+    ep: &Endpoint,
+    path: &str,
+    form: &[(&str, String)],
+    read: fn(&[u8]) -> Result<T, QueryError>,
+) -> Result<T, QueryError> {
+    let url = format!("{}/api/v1/{path}", ep.address.trim_end_matches('/'));
+    let mut req = http.post(&url).timeout(ep.timeout).form(form);
+    if let Some(t) = &ep.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| send_error(ep, e))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| send_error(ep, e))?;
+    if !status.is_success() {
+        if let Err(e @ QueryError::Rejected { .. }) = read(&body) {
+            return Err(e);
         }
+        return Err(QueryError::Http {
+            status: status.as_u16(),
+            body: clip(&String::from_utf8_lossy(&body)),
+        });
+    }
+    read(&body)
+}
+
+fn send_error(ep: &Endpoint, e: reqwest::Error) -> QueryError {
+    if e.is_timeout() {
+        return QueryError::Timeout {
+            address: ep.address.clone(),
+            timeout: ep.timeout,
+        };
+    }
+    // The URL in reqwest's message carries no credentials: the token is a header.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    QueryError::Unreachable {
+        address: ep.address.clone(),
+        message,
     }
 }
 
