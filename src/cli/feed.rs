@@ -156,20 +156,11 @@ impl Feed {
 
     /// The assembled views of what the stores hold now.
     pub fn views(&self) -> Vec<DeploymentRollouts> {
-        let ds: Vec<Deployment> = self
-            .deployments
-            .state()
-            .iter()
-            .map(|d| (**d).clone())
-            .collect();
-        let ps: Vec<RolloutPolicy> = self
-            .policies
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
-        let rs: Vec<RolloutRun> = self.runs.state().iter().map(|r| (**r).clone()).collect();
-        view::assemble(&ds, &ps, &rs)
+        view::assemble(
+            &owned(&self.deployments),
+            &owned(&self.policies),
+            &owned(&self.runs),
+        )
     }
 
     /// The view of one Deployment; `None` when it does not exist (any more).
@@ -177,13 +168,15 @@ impl Feed {
         let d = self
             .deployments
             .get(&reflector::ObjectRef::new(name).within(namespace))?;
-        let ps: Vec<RolloutPolicy> = self
-            .policies
-            .state()
-            .iter()
-            .map(|p| (**p).clone())
-            .collect();
-        let rs: Vec<RolloutRun> = self.runs.state().iter().map(|r| (**r).clone()).collect();
+        let (ps, rs) = (owned(&self.policies), owned(&self.runs));
         Some(view::of_deployment(&d, &ps, &rs))
     }
+}
+
+/// What a store holds now, as owned objects.
+fn owned<K: Clone + kube::Resource>(store: &reflector::Store<K>) -> Vec<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
 }
