@@ -21,8 +21,8 @@ use kube::{Client, ResourceExt};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::{Value, json};
-use support::TestNamespace;
 use support::procs::{Proc, rollguard_bin, start_operator, start_trafficsim};
+use support::{TestNamespace, create};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -212,16 +212,6 @@ struct World {
     op: Proc,
     _sim: Proc,
     _slot: tokio::sync::SemaphorePermit<'static>,
-}
-
-async fn create<K>(api: &Api<K>, v: Value) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).expect("a valid object");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create")
 }
 
 impl World {

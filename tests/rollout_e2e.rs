@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::{Value, json};
-use support::TestNamespace;
 use support::procs::{Proc, start_operator, start_trafficsim};
+use support::{TestNamespace, create};
 
 const APP: &str = "web";
 
@@ -96,16 +96,6 @@ fn deployment(error_rate: &str, image: &str, origin: Option<&str>) -> Value {
             }
         }
     })
-}
-
-async fn create<K>(api: &Api<K>, v: Value) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let obj: K = serde_json::from_value(v).expect("a valid object");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create")
 }
 
 impl World {

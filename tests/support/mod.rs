@@ -213,3 +213,14 @@ pub async fn wait_for<T>(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Creates an object given as JSON (a test's fixture), failing the test if it is refused.
+pub async fn create<K>(api: &Api<K>, v: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(v).expect("a valid object");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create")
+}
