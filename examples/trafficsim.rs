@@ -19,14 +19,16 @@
 //! It serves, on `--listen`:
 //!
 //! * `/metrics` (Prometheus text):
-//!   `http_requests_total{namespace,workload,track,code}` (code `200`/`500`; the series
-//!   exist at 0 from the first tick the workload/track has a ready pod),
-//!   `sim_first_request_timestamp_seconds{namespace,workload,track}`,
-//!   `sim_pods{namespace,workload,track}` and
+//!   `http_requests_total{namespace,workload,track,pod_template_hash,code}` (code
+//!   `200`/`500`; the series exist at 0 from the first tick the workload/track/revision has
+//!   a ready pod),
+//!   `sim_first_request_timestamp_seconds{namespace,workload,track,pod_template_hash}`,
+//!   `sim_pods{namespace,workload,track,pod_template_hash}` and
 //!   `sim_unrouted_requests_total{namespace,kind,name,reason}`. `workload` is the owning
 //!   Deployment (the ReplicaSet owner's name minus `-<pod-template-hash>`, or the pod
 //!   name without a ReplicaSet owner); `track` is `canary` for pods labelled
-//!   `rollguard.dev/role: canary`, else `stable`;
+//!   `rollguard.dev/role: canary`, else `stable`; `pod_template_hash` is the pods' label of
+//!   that name (the revision they run, as Prometheus' pod discovery would label it);
 //! * `/stats` (JSON totals per namespace/workload/track: requests, errors, error ratio,
 //!   ready pods, first/last request time; plus unrouted requests);
 //! * `/healthz`.

@@ -453,7 +453,7 @@ def run(args, n, out, prom, audit, report, procs):
             body = http_get(f"http://{sim_addr}/metrics", 10)
         except OSError:
             return False
-        return len(set(re.findall(r'sim_pods\{namespace="[^"]+",track="stable",workload="(app-\d+)"\} [1-9]', body))) == n
+        return len(set(re.findall(r'sim_pods\{namespace="[^"]+",pod_template_hash="[^"]*",track="stable",workload="(app-\d+)"\} [1-9]', body))) == n
     wait_until("the simulator to serve every workload", 300, sim_serving, every=2)
 
     # Prometheus scraped the simulator (its own /metrics, so no query is counted).

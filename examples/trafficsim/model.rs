@@ -52,7 +52,9 @@ impl Track {
     }
 }
 
-/// The unit the metrics are reported by: one workload's track in one namespace.
+/// The unit the metrics are reported by: one revision of one workload's track in one
+/// namespace. Two canaries of one Deployment share a workload name (`<name>-canary`) but
+/// never a revision, so a query can tell them apart.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupKey {
     /// Namespace of the pods.
@@ -61,6 +63,8 @@ pub struct GroupKey {
     pub workload: String,
     /// Stable or canary.
     pub track: Track,
+    /// The pods' `pod-template-hash` label (empty without one): the revision they run.
+    pub revision: String,
 }
 
 /// A ready pod, reduced to what the simulation needs.
@@ -346,6 +350,10 @@ pub fn pod_view(pod: &Pod, issues: &mut Vec<String>) -> Option<PodView> {
         namespace: namespace.clone(),
         workload: workload_of(&name, &labels, owners),
         track: Track::of(&labels),
+        revision: labels
+            .get(POD_TEMPLATE_HASH_LABEL)
+            .cloned()
+            .unwrap_or_default(),
     };
     Some(PodView {
         namespace,
@@ -844,7 +852,8 @@ mod tests {
             GroupKey {
                 namespace: "ns".into(),
                 workload: "web-canary".into(),
-                track: Track::Canary
+                track: Track::Canary,
+                revision: "7f9".into(),
             }
         );
         assert_eq!(v.error_rate, 0.05);

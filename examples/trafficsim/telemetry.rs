@@ -45,6 +45,8 @@ struct WorkloadRow<'a> {
     namespace: &'a str,
     workload: &'a str,
     track: Track,
+    /// The pods' `pod-template-hash`.
+    pod_template_hash: &'a str,
     requests: u64,
     errors: u64,
     /// errors / requests, `null` before the first request.
@@ -90,23 +92,23 @@ impl Telemetry {
         let requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
-                "Requests served by the simulated pods, by workload, track and response code.",
+                "Requests served by the simulated pods, by workload, track, revision (the pods' pod-template-hash) and response code.",
             ),
-            &["namespace", "workload", "track", "code"],
+            &["namespace", "workload", "track", "pod_template_hash", "code"],
         )?;
         let first_request = GaugeVec::new(
             Opts::new(
                 "sim_first_request_timestamp_seconds",
-                "Unix time of the first request this workload/track served since the simulator started.",
+                "Unix time of the first request this workload/track/revision served since the simulator started.",
             ),
-            &["namespace", "workload", "track"],
+            &["namespace", "workload", "track", "pod_template_hash"],
         )?;
         let pods = IntGaugeVec::new(
             Opts::new(
                 "sim_pods",
-                "Ready (Ready=True, not terminating) pods of the workload/track.",
+                "Ready (Ready=True, not terminating) pods of the workload/track/revision.",
             ),
-            &["namespace", "workload", "track"],
+            &["namespace", "workload", "track", "pod_template_hash"],
         )?;
         let unrouted = IntCounterVec::new(
             Opts::new(
@@ -147,22 +149,27 @@ impl Telemetry {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let groups: BTreeSet<&GroupKey> = ready.keys().chain(served.keys()).collect();
         for key in groups {
-            let labels = [key.namespace.as_str(), &key.workload, key.track.as_str()];
+            let labels = [
+                key.namespace.as_str(),
+                &key.workload,
+                key.track.as_str(),
+                &key.revision,
+            ];
             let stats = state.groups.entry(key.clone()).or_insert_with(|| {
                 // First sight: make both code series exist at 0.
                 for code in ["200", "500"] {
                     self.requests
-                        .with_label_values(&[labels[0], labels[1], labels[2], code]);
+                        .with_label_values(&[labels[0], labels[1], labels[2], labels[3], code]);
                 }
                 GroupStats::default()
             });
             if let Some(s) = served.get(key).filter(|s| s.requests > 0) {
                 let ok = s.requests.saturating_sub(s.errors);
                 self.requests
-                    .with_label_values(&[labels[0], labels[1], labels[2], "200"])
+                    .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "200"])
                     .inc_by(ok);
                 self.requests
-                    .with_label_values(&[labels[0], labels[1], labels[2], "500"])
+                    .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "500"])
                     .inc_by(s.errors);
                 stats.requests += s.requests;
                 stats.errors += s.errors;
@@ -177,7 +184,12 @@ impl Telemetry {
             let n = ready.get(key).copied().unwrap_or(0);
             stats.ready_pods = n;
             self.pods
-                .with_label_values(&[key.namespace.as_str(), &key.workload, key.track.as_str()])
+                .with_label_values(&[
+                    key.namespace.as_str(),
+                    &key.workload,
+                    key.track.as_str(),
+                    &key.revision,
+                ])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         for (key, n) in unrouted {
@@ -216,6 +228,7 @@ impl Telemetry {
                     namespace: &k.namespace,
                     workload: &k.workload,
                     track: k.track,
+                    pod_template_hash: &k.revision,
                     requests: s.requests,
                     errors: s.errors,
                     error_ratio: (s.requests > 0).then(|| s.errors as f64 / s.requests as f64),
@@ -249,6 +262,7 @@ mod tests {
             namespace: "ns".into(),
             workload: workload.into(),
             track,
+            revision: "5d8f".into(),
         }
     }
 
@@ -264,13 +278,13 @@ mod tests {
         let text = t.render_metrics().expect("render");
         for code in ["200", "500"] {
             let line = format!(
-                "http_requests_total{{code=\"{code}\",namespace=\"ns\",track=\"canary\",workload=\"web-canary\"}} 0"
+                "http_requests_total{{code=\"{code}\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"canary\",workload=\"web-canary\"}} 0"
             );
             assert!(has_line(&text, &line), "missing {line} in\n{text}");
         }
         assert!(has_line(
             &text,
-            "sim_pods{namespace=\"ns\",track=\"canary\",workload=\"web-canary\"} 1"
+            "sim_pods{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"canary\",workload=\"web-canary\"} 1"
         ));
         assert!(
             !text.contains("sim_first_request_timestamp_seconds{"),
@@ -301,10 +315,10 @@ mod tests {
         t.record(&BTreeMap::new(), &BTreeMap::new(), &[(lost, 4)], 102.0);
         let text = t.render_metrics().expect("render");
         for line in [
-            "http_requests_total{code=\"200\",namespace=\"ns\",track=\"stable\",workload=\"web\"} 190",
-            "http_requests_total{code=\"500\",namespace=\"ns\",track=\"stable\",workload=\"web\"} 10",
-            "sim_first_request_timestamp_seconds{namespace=\"ns\",track=\"stable\",workload=\"web\"} 100",
-            "sim_pods{namespace=\"ns\",track=\"stable\",workload=\"web\"} 0",
+            "http_requests_total{code=\"200\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 190",
+            "http_requests_total{code=\"500\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 10",
+            "sim_first_request_timestamp_seconds{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 100",
+            "sim_pods{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 0",
             "sim_unrouted_requests_total{kind=\"httproute\",name=\"web\",namespace=\"ns\",reason=\"no_ready_pods\"} 4",
         ] {
             assert!(has_line(&text, line), "missing {line} in\n{text}");
@@ -315,6 +329,7 @@ mod tests {
         let w = &stats["workloads"][0];
         assert_eq!(w["workload"], "web");
         assert_eq!(w["track"], "stable");
+        assert_eq!(w["pod_template_hash"], "5d8f");
         assert_eq!(w["requests"], 200);
         assert_eq!(w["errors"], 10);
         assert_eq!(w["error_ratio"], 0.05);
@@ -323,5 +338,32 @@ mod tests {
         assert_eq!(w["last_request_unix"], 101.5);
         assert_eq!(stats["unrouted"][0]["reason"], "no_ready_pods");
         assert_eq!(stats["unrouted"][0]["requests"], 4);
+    }
+
+    /// Two canaries of one Deployment share `workload="web-canary"`: each revision is its own
+    /// series, so the second one's counters start at 0 whatever the first one served.
+    #[test]
+    fn each_revision_of_a_workload_is_its_own_series() {
+        let t = Telemetry::new(1).expect("registry");
+        let old = key("web-canary", Track::Canary);
+        let new = GroupKey {
+            revision: "77aa".into(),
+            ..old.clone()
+        };
+        let bad = Served {
+            requests: 100,
+            errors: 5,
+        };
+        t.record(&BTreeMap::from([(old.clone(), 1)]), &BTreeMap::from([(old, bad)]), &[], 100.0);
+        t.record(&BTreeMap::from([(new, 1)]), &BTreeMap::new(), &[], 101.0);
+        let text = t.render_metrics().expect("render");
+        for line in [
+            "http_requests_total{code=\"500\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"canary\",workload=\"web-canary\"} 5",
+            "http_requests_total{code=\"500\",namespace=\"ns\",pod_template_hash=\"77aa\",track=\"canary\",workload=\"web-canary\"} 0",
+            "sim_pods{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"canary\",workload=\"web-canary\"} 0",
+            "sim_pods{namespace=\"ns\",pod_template_hash=\"77aa\",track=\"canary\",workload=\"web-canary\"} 1",
+        ] {
+            assert!(has_line(&text, line), "missing {line} in\n{text}");
+        }
     }
 }

@@ -37,6 +37,10 @@ pub enum Variable {
     Service,
     /// `route`: name of the traffic route (e.g. an `HTTPRoute`).
     Route,
+    /// `revision`: the `pod-template-hash` label of the pods being measured (the canary's
+    /// for the canary query, the stable ReplicaSet's for the stable one), so a query can
+    /// count only the revision on trial.
+    Revision,
     /// `interval`: the analysis interval, as a duration.
     Interval,
     /// `elapsed`: time since the current step started, as a duration.
@@ -45,7 +49,7 @@ pub enum Variable {
 
 impl Variable {
     /// Every variable, in declaration order.
-    pub const ALL: [Variable; 10] = [
+    pub const ALL: [Variable; 11] = [
         Variable::Namespace,
         Variable::Deployment,
         Variable::Canary,
@@ -54,6 +58,7 @@ impl Variable {
         Variable::Track,
         Variable::Service,
         Variable::Route,
+        Variable::Revision,
         Variable::Interval,
         Variable::Elapsed,
     ];
@@ -70,6 +75,7 @@ impl Variable {
             Variable::Track => "track",
             Variable::Service => "service",
             Variable::Route => "route",
+            Variable::Revision => "revision",
             Variable::Interval => "interval",
             Variable::Elapsed => "elapsed",
         }
@@ -327,6 +333,8 @@ pub struct Vars {
     pub service: String,
     /// Value of `{{route}}`.
     pub route: String,
+    /// Value of `{{revision}}`: the measured pods' `pod-template-hash`.
+    pub revision: String,
     /// Value of `{{interval}}`, rendered like [`prometheus_range`].
     pub interval: Duration,
     /// Value of `{{elapsed}}`, rendered like [`prometheus_range_within`] (rounded down, so
@@ -369,6 +377,7 @@ impl Vars {
             Variable::Track => &self.track,
             Variable::Service => &self.service,
             Variable::Route => &self.route,
+            Variable::Revision => &self.revision,
             Variable::Interval | Variable::Elapsed => return None,
         };
         Some(value)
@@ -869,6 +878,7 @@ mod tests {
                 Variable::Track => vars.track = sentinel,
                 Variable::Service => vars.service = sentinel,
                 Variable::Route => vars.route = sentinel,
+                Variable::Revision => vars.revision = sentinel,
                 Variable::Interval | Variable::Elapsed => {}
             }
         }
@@ -946,6 +956,7 @@ mod tests {
             track: value.to_owned(),
             service: value.to_owned(),
             route: value.to_owned(),
+            revision: value.to_owned(),
             interval: Duration::from_secs(30),
             elapsed: Duration::from_millis(299_500),
         }
@@ -1441,6 +1452,7 @@ mod tests {
                 track: random_value(&mut rng),
                 service: random_value(&mut rng),
                 route: random_value(&mut rng),
+                revision: random_value(&mut rng),
                 interval: Duration::from_millis(rng.next() % 10_000_000),
                 elapsed: Duration::from_millis(rng.next() % 10_000_000),
             };

@@ -27,6 +27,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "track",
     "service",
     "route",
+    "revision",
     "interval",
     "elapsed",
 ];
@@ -161,8 +162,9 @@ pub struct AnalysisSpec {
 
     /// PromQL template for the number of requests the measured workload served since the
     /// canary started. Variables in `{{...}}`: namespace, deployment, canary, stable,
-    /// workload, track, service, route (inside double-quoted strings; values are escaped)
-    /// and interval, elapsed (range durations such as `[{{elapsed}}]`).
+    /// workload, track, service, route, revision (the measured pods' `pod-template-hash`)
+    /// (inside double-quoted strings; values are escaped) and interval, elapsed (range
+    /// durations such as `[{{elapsed}}]`).
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
     pub requests: String,
@@ -191,8 +193,8 @@ pub struct AnalysisSpec {
 
 /// CEL: every `{{...}}` in a template names a known variable (one linear regex, so the
 /// rule stays within the API server's cost budget).
-const TEMPLATE_RULE: &str = r"self.matches('^(?:[^{]|\\{(?:[^{]|$)|\\{\\{\\s*(?:namespace|deployment|canary|stable|workload|track|service|route|interval|elapsed)\\s*\\}\\})*$')";
-const TEMPLATE_MESSAGE: &str = "unknown template variable: use {{namespace}}, {{deployment}}, {{canary}}, {{stable}}, {{workload}}, {{track}}, {{service}}, {{route}}, {{interval}} or {{elapsed}}";
+const TEMPLATE_RULE: &str = r"self.matches('^(?:[^{]|\\{(?:[^{]|$)|\\{\\{\\s*(?:namespace|deployment|canary|stable|workload|track|service|route|revision|interval|elapsed)\\s*\\}\\})*$')";
+const TEMPLATE_MESSAGE: &str = "unknown template variable: use {{namespace}}, {{deployment}}, {{canary}}, {{stable}}, {{workload}}, {{track}}, {{service}}, {{route}}, {{revision}}, {{interval}} or {{elapsed}}";
 
 fn default_interval() -> String {
     "30s".into()
@@ -467,4 +469,28 @@ pub struct RolloutPolicyStatus {
     /// Runs in flight.
     #[serde(default)]
     pub active_runs: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TEMPLATE_MESSAGE, TEMPLATE_RULE, TEMPLATE_VARIABLES};
+    use crate::analysis::query::Variable;
+
+    /// The CEL rule, its message and the documented list name exactly the renderer's
+    /// variables, in the renderer's order.
+    #[test]
+    fn every_list_of_template_variables_is_the_renderers() {
+        let names: Vec<&str> = Variable::ALL.iter().map(|v| v.name()).collect();
+        assert_eq!(TEMPLATE_VARIABLES, names.as_slice());
+        assert!(
+            TEMPLATE_RULE.contains(&format!("(?:{})", names.join("|"))),
+            "{TEMPLATE_RULE}"
+        );
+        let (last, rest) = names.split_last().expect("variables");
+        let listed: Vec<String> = rest.iter().map(|n| format!("{{{{{n}}}}}")).collect();
+        assert!(
+            TEMPLATE_MESSAGE.ends_with(&format!("{} or {{{{{last}}}}}", listed.join(", "))),
+            "{TEMPLATE_MESSAGE}"
+        );
+    }
 }

@@ -17,9 +17,10 @@ use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::apply::{self, GovernedFields};
+use super::observe::{self, CanarySight};
 use super::{Context, Error, is_canary, policy};
 use crate::analysis::prometheus::{self, Answer, Endpoint};
-use crate::analysis::query::{Template, Track, Vars};
+use crate::analysis::query::{Template, Track, Variable, Vars};
 use crate::api::RolloutPolicy;
 use crate::api::policy::Baseline;
 use crate::api::quantity::{Ratio, parse_duration};
@@ -31,7 +32,7 @@ use crate::names::{
 use crate::plan::{Judge, Plan, RevisionMeta, match_tier, template_hash};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
-    CanaryObserved, Measurement, Outcome, Queries, RevisionMark, Router, RunView, World,
+    Measurement, Outcome, Queries, RevisionMark, Router, RunView, World,
     analysis_due, elapsed, pause_ended, reconcile as run_machine,
 };
 use crate::traffic::{self, Blocked, RouteTarget};
@@ -179,7 +180,10 @@ async fn governed(ctx: &Context, d: &Deployment, p: &RolloutPolicy) -> Result<Ac
     }
     // A canary with no run in flight is a leftover (say, a create the cache had not shown
     // when the run ended): remove it.
-    if !matches!(decision, Governance::WaitForRollout) && canary_observed(ctx, d, "").is_some() {
+    let found = found_canary(ctx, d);
+    if !matches!(decision, Governance::WaitForRollout)
+        && CanarySight::of(found.as_deref(), "").stray().is_some()
+    {
         apply::delete_canary(
             ctx,
             &d.namespace().unwrap_or_default(),
@@ -367,58 +371,37 @@ fn find_routing(ctx: &Context, d: &Deployment, router: Router) -> Result<Routing
     Ok(Routing { service, routes })
 }
 
-/// The pod-template-hash of the Deployment's newest ReplicaSet: its stable pods while it is
-/// paused, the new revision's pods once it rolls.
-fn newest_pod_template_hash(ctx: &Context, d: &Deployment) -> Option<String> {
-    let uid = d.uid()?;
+/// The metadata of every cached ReplicaSet in the Deployment's namespace.
+fn replicasets_of(ctx: &Context, d: &Deployment) -> Vec<ObjectMeta> {
+    let ns = d.namespace();
     ctx.stores
         .replicasets
         .state()
         .into_iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
-        .max_by_key(|rs| {
-            rs.annotations()
-                .get("deployment.kubernetes.io/revision")
-                .and_then(|r| r.parse::<i64>().ok())
-                .unwrap_or(0)
-        })
-        .and_then(|rs| rs.labels().get("pod-template-hash").cloned())
+        .filter(|rs| rs.namespace() == ns)
+        .map(|rs| rs.metadata.clone())
+        .collect()
 }
 
-fn canary_observed(
-    ctx: &Context,
-    d: &Deployment,
-    revision: &str,
-) -> Option<(Arc<Deployment>, CanaryObserved)> {
-    let c = ctx.stores.deployments.get(
+/// The cached `<name>-canary` Deployment, whatever its revision or state.
+fn found_canary(ctx: &Context, d: &Deployment) -> Option<Arc<Deployment>> {
+    ctx.stores.deployments.get(
         &ObjectRef::new(&canary_name(&d.name_any())).within(&d.namespace().unwrap_or_default()),
-    )?;
-    let spec = c.spec.as_ref()?;
-    let st = c.status.as_ref();
-    // Count ready pods only once the canary's controller has seen its current spec and the
-    // template is the revision on trial.
-    let current = st.and_then(|s| s.observed_generation).unwrap_or(0)
-        >= c.metadata.generation.unwrap_or(0)
-        && template_hash(&spec.template) == revision;
-    let ready = if current {
-        st.map(|s| {
-            s.ready_replicas
-                .unwrap_or(0)
-                .min(s.updated_replicas.unwrap_or(0))
-        })
-        .unwrap_or(0)
-    } else {
-        0
-    };
-    let serving = st.and_then(|s| s.ready_replicas).unwrap_or(0);
-    Some((
-        c.clone(),
-        CanaryObserved {
-            replicas: spec.replicas.unwrap_or(1),
-            ready,
-            serving,
-        },
-    ))
+    )
+}
+
+/// The `pod-template-hash` of the Deployment's newest ReplicaSet: its stable pods while it
+/// is paused, the new revision's pods once it rolls.
+fn newest_pod_template_hash(ctx: &Context, d: &Deployment) -> Option<String> {
+    let sets = replicasets_of(ctx, d);
+    let refs: Vec<&ObjectMeta> = sets.iter().collect();
+    observe::newest_pod_template_hash(&d.uid()?, &refs)
+}
+
+/// The `pod-template-hash` each side runs, for `{{revision}}`.
+struct Revisions {
+    canary: Option<String>,
+    stable: Option<String>,
 }
 
 async fn measure(
@@ -427,6 +410,7 @@ async fn measure(
     run: &RolloutRun,
     baseline_stable: bool,
     routing: &Routing,
+    revisions: &Revisions,
     now: Timestamp,
 ) -> Measurement {
     let a = &run.spec.analysis;
@@ -456,6 +440,23 @@ async fn measure(
             };
         }
     };
+    let uses_revision = [&req_t, &err_t]
+        .iter()
+        .any(|t| t.variables().contains(&Variable::Revision));
+    let (canary_rev, stable_rev) = match (&revisions.canary, &revisions.stable) {
+        (Some(c), Some(s)) => (c.clone(), s.clone()),
+        (c, s) if uses_revision && (c.is_none() || (baseline_stable && s.is_none())) => {
+            return Measurement::Failed {
+                why: format!(
+                    "the queries use {{{{revision}}}} but the {} pods' pod-template-hash is not known yet (no ReplicaSet of theirs in the cache)",
+                    if c.is_none() { "canary" } else { "stable" }
+                ),
+                queries: Queries::default(),
+            };
+        }
+        (c, s) => (c.clone().unwrap_or_default(), s.clone().unwrap_or_default()),
+    };
+    vars.revision = canary_rev;
     let mut parts = vec![
         ("requests", req_t.render(&vars)),
         ("errors", err_t.render(&vars)),
@@ -465,6 +466,7 @@ async fn measure(
         let stable = Vars::for_track(Track::Stable, &ns, &name);
         sv.workload = stable.workload;
         sv.track = stable.track;
+        sv.revision = stable_rev;
         parts.push(("stable_requests", req_t.render(&sv)));
         parts.push(("stable_errors", err_t.render(&sv)));
     }
@@ -568,7 +570,19 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     };
     span.record("step", status.step);
     let routing = find_routing(ctx, d, router);
-    let canary = canary_observed(ctx, d, &run.spec.canary_revision);
+    let found = found_canary(ctx, d);
+    let sight = CanarySight::of(found.as_deref(), &run.spec.canary_revision);
+    let sets = replicasets_of(ctx, d);
+    let set_refs: Vec<&ObjectMeta> = sets.iter().collect();
+    let revisions = Revisions {
+        canary: sight
+            .live
+            .and_then(|c| c.uid())
+            .and_then(|uid| observe::newest_pod_template_hash(&uid, &set_refs)),
+        stable: d
+            .uid()
+            .and_then(|uid| observe::newest_pod_template_hash(&uid, &set_refs)),
+    };
     let baseline_stable = matches!(
         plan.judge,
         Judge::Sequential {
@@ -578,7 +592,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     );
     let measurement = match &routing {
         Ok(r) if analysis_due(&view, &status, now) => {
-            Some(measure(ctx, d, run, baseline_stable, r, now).await)
+            Some(measure(ctx, d, run, baseline_stable, r, &revisions, now).await)
         }
         _ => None,
     };
@@ -587,7 +601,8 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         template_revision: revision_of(d),
         stable_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         rollout_complete: rollout_complete(d),
-        canary: canary.as_ref().map(|(_, c)| *c),
+        canary: sight.observed(),
+        earlier_canary: observe::earlier_canary(&sight, &d.name_any(), &set_refs),
         routing: routing
             .as_ref()
             .map(|_| ())
@@ -602,7 +617,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         run,
         &out,
         routing.ok(),
-        canary.map(|(c, _)| c),
+        &sight,
         &status,
     )
     .await?;
@@ -642,7 +657,7 @@ async fn apply_outcome(
     run: &RolloutRun,
     out: &Outcome,
     routing: Option<Routing>,
-    have_canary: Option<Arc<Deployment>>,
+    canary: &CanarySight<'_>,
     before: &crate::api::run::RolloutRunStatus,
 ) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
@@ -650,11 +665,17 @@ async fn apply_outcome(
     let router = Router::from_name(&run.spec.router);
     let desired = out.desired;
 
-    // 1. The canary first when it grows, so it is ready before it gets traffic.
+    // 1. The canary first when it grows, so it is ready before it gets traffic. A canary
+    // being deleted is made again only once it is gone, and one of another revision is
+    // deleted rather than changed: a canary's pods are always of one run.
     if let Some(n) = desired.canary_replicas
         && let Some(want) = traffic::canary_deployment(d, n)
     {
-        apply::canary(ctx, &want, have_canary.as_deref()).await?;
+        if canary.stray().is_some() {
+            apply::delete_canary(ctx, &ns, &canary_name(&name)).await?;
+        } else if !canary.terminating() {
+            apply::canary(ctx, &want, canary.live).await?;
+        }
     }
 
     // 2. Traffic.
@@ -689,7 +710,7 @@ async fn apply_outcome(
     apply::governed_fields(ctx, d, &fields).await?;
 
     // 4. The canary goes last when it is no longer wanted (traffic already left it).
-    if desired.canary_replicas.is_none() && have_canary.is_some() {
+    if desired.canary_replicas.is_none() && canary.found.is_some() && !canary.terminating() {
         apply::delete_canary(ctx, &ns, &canary_name(&name)).await?;
     }
 

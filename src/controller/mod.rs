@@ -4,6 +4,7 @@
 
 mod apply;
 mod deployment;
+mod observe;
 pub mod leader;
 pub mod lenient;
 mod policy;

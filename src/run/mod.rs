@@ -101,8 +101,12 @@ pub struct World {
     /// The Deployment has fully rolled out its current template (only meaningful while
     /// promoting, when it is unpaused).
     pub rollout_complete: bool,
-    /// The canary Deployment, if it exists.
+    /// The canary Deployment of the revision on trial, if it exists (not one being deleted).
     pub canary: Option<CanaryObserved>,
+    /// What is left of an earlier canary (another run's, even of the same revision) that can
+    /// still serve, named for the condition: until it is gone a new canary is not made, gets
+    /// no traffic and opens no analysis window, since both would share its name and series.
+    pub earlier_canary: Option<String>,
     /// `Err((reason, message))` when the router cannot route (a missing Service or
     /// HTTPRoute): the run holds and says why.
     pub routing: Result<(), (String, String)>,
@@ -458,6 +462,12 @@ pub mod condition {
     pub const WAITING: &str = "Waiting";
 }
 
+/// Reasons of the `Waiting` condition the machine sets.
+pub mod waiting {
+    /// Pods of an earlier canary can still serve; the new one waits for them to be gone.
+    pub const EARLIER_CANARY: &str = "EarlierCanaryServing";
+}
+
 struct Machine<'a, 'r> {
     run: &'a RunView<'r>,
     world: &'a World,
@@ -785,6 +795,21 @@ impl Machine<'_, '_> {
     fn progress(&mut self) -> Desired {
         let plan = self.run.plan;
         let now = self.now();
+        if self.st.canary_started_at.is_none()
+            && let Some(what) = self.world.earlier_canary.clone()
+        {
+            // Not even made: with the replicas router the user's Service would send it
+            // traffic at once, and every analysis would count the earlier pods' requests.
+            self.waiting(
+                waiting::EARLIER_CANARY,
+                &format!("{what}; the new canary is made, routed and measured only once it is gone"),
+            );
+            return Desired {
+                canary_replicas: None,
+                weight: Ratio::default(),
+                paused: true,
+            };
+        }
         let stable = self.world.stable_replicas;
         let i = self.st.step.clamp(0, plan.steps.len() as i32 - 1);
         self.st.step = i;

@@ -67,6 +67,7 @@ struct Sim {
     template: String,
     rollout_complete: bool,
     routing: Result<(), (String, String)>,
+    earlier: Option<String>,
     last: Option<Outcome>,
 }
 
@@ -85,6 +86,7 @@ impl Sim {
             template: "new".into(),
             rollout_complete: false,
             routing: Ok(()),
+            earlier: None,
             last: None,
         }
     }
@@ -101,6 +103,7 @@ impl Sim {
             stable_replicas: self.stable,
             rollout_complete: self.rollout_complete,
             canary: self.canary,
+            earlier_canary: self.earlier.clone(),
             routing: self.routing.clone(),
             measurement: m,
         };
@@ -758,4 +761,53 @@ fn the_pause_ends_at_the_step_start_plus_its_pause_whether_or_not_the_canary_mus
     // before the slice starts (1 -> 3 -> 9 pods): a delay taken only when the next slice
     // starts in the same pass would see neither.
     assert_eq!(ends, [(0, false), (1, false)]);
+}
+
+/// Issue #21: the fix that follows a rolled-back change on the same Deployment must not be
+/// judged with the rolled-back canary's requests. While anything of an earlier canary can
+/// still serve, the new one is not made, gets no share, and no analysis window opens.
+#[test]
+fn a_new_canary_waits_until_no_pod_of_an_earlier_canary_can_serve() {
+    for router in [Router::Replicas, Router::GatewayApi] {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("1%", "20s"), ("5%", "3s")], false),
+            router,
+        );
+        sim.earlier = Some("ReplicaSet web-canary-aaa of an earlier canary still has pods".into());
+        for _ in 0..3 {
+            let out = sim.tick(None).clone();
+            assert_eq!(out.desired.canary_replicas, None, "{router:?}: not made");
+            assert_eq!(out.desired.weight.to_string(), "0%", "{router:?}");
+            assert!(out.desired.paused);
+            assert!(out.status.canary_started_at.is_none(), "{router:?}: no window");
+            assert!(out.status.step_started_at.is_none());
+            assert!(!sim.due(), "{router:?}: no analysis is due");
+            let c = out
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::WAITING)
+                .expect("a Waiting condition");
+            assert_eq!(c.reason, waiting::EARLIER_CANARY);
+            assert!(c.message.contains("web-canary-aaa"), "{}", c.message);
+            assert!(out.events.is_empty(), "{:?}", out.events);
+            sim.advance(1);
+        }
+        // Gone: the canary is made, then routed, and the window opens only then.
+        sim.earlier = None;
+        let out = sim.tick(None).clone();
+        assert!(out.desired.canary_replicas.is_some(), "{router:?}");
+        let out = sim.tick(None).clone();
+        assert_eq!(out.desired.weight.to_string(), "1%", "{router:?}");
+        assert_eq!(
+            out.status.canary_started_at.as_ref().map(|t| t.0),
+            Some(sim.now)
+        );
+        // Once the window is open, a lingering earlier ReplicaSet (seen late in the cache)
+        // no longer matters: the run goes on.
+        sim.earlier = Some("ReplicaSet web-canary-aaa of an earlier canary still has pods".into());
+        let out = sim.step_with(traffic(20.0, 0.001)).clone();
+        assert_eq!(out.desired.weight.to_string(), "1%");
+        assert_eq!(out.status.sample_count, 1);
+    }
 }

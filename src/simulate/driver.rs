@@ -290,6 +290,7 @@ pub fn drive<S: Source>(
             stable_replicas: setup.stable_replicas,
             rollout_complete: unpaused,
             canary,
+            earlier_canary: None,
             routing: Ok(()),
             measurement,
         };

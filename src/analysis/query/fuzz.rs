@@ -190,7 +190,7 @@ struct Model {
     comment: bool,
 }
 
-const STRING_VARS: [Variable; 8] = [
+const STRING_VARS: [Variable; 9] = [
     Variable::Namespace,
     Variable::Deployment,
     Variable::Canary,
@@ -199,6 +199,7 @@ const STRING_VARS: [Variable; 8] = [
     Variable::Track,
     Variable::Service,
     Variable::Route,
+    Variable::Revision,
 ];
 
 fn part() -> impl Strategy<Value = Part> {
@@ -366,6 +367,7 @@ fn raw(vars: &Vars, v: Variable) -> &str {
         Variable::Track => &vars.track,
         Variable::Service => &vars.service,
         Variable::Route => &vars.route,
+        Variable::Revision => &vars.revision,
         Variable::Interval | Variable::Elapsed => "",
     }
 }
@@ -428,7 +430,7 @@ fn hostile() -> impl Strategy<Value = String> {
 
 fn vars() -> impl Strategy<Value = Vars> {
     (
-        prop::collection::vec(hostile(), 8),
+        prop::collection::vec(hostile(), 9),
         any::<u64>(),
         0u64..100_000_000,
     )
@@ -441,6 +443,7 @@ fn vars() -> impl Strategy<Value = Vars> {
             track: v[5].clone(),
             service: v[6].clone(),
             route: v[7].clone(),
+            revision: v[8].clone(),
             interval: Duration::from_nanos(interval_ns),
             elapsed: Duration::from_millis(elapsed_ms),
         })
