@@ -94,7 +94,13 @@ impl Telemetry {
                 "http_requests_total",
                 "Requests served by the simulated pods, by workload, track, revision (the pods' pod-template-hash) and response code.",
             ),
-            &["namespace", "workload", "track", "pod_template_hash", "code"],
+            &[
+                "namespace",
+                "workload",
+                "track",
+                "pod_template_hash",
+                "code",
+            ],
         )?;
         let first_request = GaugeVec::new(
             Opts::new(
@@ -354,7 +360,12 @@ mod tests {
             requests: 100,
             errors: 5,
         };
-        t.record(&BTreeMap::from([(old.clone(), 1)]), &BTreeMap::from([(old, bad)]), &[], 100.0);
+        t.record(
+            &BTreeMap::from([(old.clone(), 1)]),
+            &BTreeMap::from([(old, bad)]),
+            &[],
+            100.0,
+        );
         t.record(&BTreeMap::from([(new, 1)]), &BTreeMap::new(), &[], 101.0);
         let text = t.render_metrics().expect("render");
         for line in [

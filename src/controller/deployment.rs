@@ -32,8 +32,8 @@ use crate::names::{
 use crate::plan::{Judge, Plan, RevisionMeta, match_tier, template_hash};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
-    Measurement, Outcome, Queries, RevisionMark, Router, RunView, World,
-    analysis_due, elapsed, pause_ended, reconcile as run_machine,
+    Measurement, Outcome, Queries, RevisionMark, Router, RunView, World, analysis_due, elapsed,
+    pause_ended, reconcile as run_machine,
 };
 use crate::traffic::{self, Blocked, RouteTarget};
 
@@ -611,16 +611,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     };
     let out = run_machine(&view, &status, &world);
     let pause_end = pause_ended(&view, &status, &out.status);
-    apply_outcome(
-        ctx,
-        d,
-        run,
-        &out,
-        routing.ok(),
-        &sight,
-        &status,
-    )
-    .await?;
+    apply_outcome(ctx, d, run, &out, routing.ok(), &sight, &status).await?;
     // The run moved on from a step: how long after its pause ended were the writes for the
     // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`
     // that skipped the pause has no delay to measure.

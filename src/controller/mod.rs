@@ -4,9 +4,9 @@
 
 mod apply;
 mod deployment;
-mod observe;
 pub mod leader;
 pub mod lenient;
+mod observe;
 mod policy;
 
 /// What the operator checks on a policy beyond the API server's validation (templates, plans).

@@ -103,7 +103,9 @@ pub fn earlier_canary(
         .filter(|rs| {
             let labels = rs.labels.as_ref();
             labels.and_then(|l| l.get(ROLE_LABEL)).map(String::as_str) == Some(ROLE_CANARY)
-                && labels.and_then(|l| l.get(DEPLOYMENT_LABEL)).map(String::as_str)
+                && labels
+                    .and_then(|l| l.get(DEPLOYMENT_LABEL))
+                    .map(String::as_str)
                     == Some(deployment)
         })
         .find(|rs| {
@@ -127,7 +129,12 @@ pub fn earlier_canary(
 pub fn newest_pod_template_hash(owner_uid: &str, replicasets: &[&ObjectMeta]) -> Option<String> {
     replicasets
         .iter()
-        .filter(|rs| rs.owner_references.iter().flatten().any(|o| o.uid == owner_uid))
+        .filter(|rs| {
+            rs.owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == owner_uid)
+        })
         .max_by_key(|rs| {
             rs.annotations
                 .as_ref()
@@ -160,7 +167,7 @@ mod tests {
                 name: Some("web-canary".into()),
                 uid: Some(uid.into()),
                 generation: Some(2),
-                deletion_timestamp: deleting.then(|| Time(jiff::Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting.then_some(Time(jiff::Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: Some(DeploymentSpec {
@@ -212,7 +219,9 @@ mod tests {
         let same = canary("u1", "web:2", false);
         let other = canary("u1", "web:1", false);
         let going = canary("u1", "web:2", true);
-        let table: [(&str, Option<&Deployment>, &str, bool, bool, bool); 6] = [
+        // (case, found, revision on trial, live, terminating, stray)
+        type Row<'a> = (&'a str, Option<&'a Deployment>, &'a str, bool, bool, bool);
+        let table: [Row; 6] = [
             ("none", None, &v2, false, false, false),
             ("the run's own", Some(&same), &v2, true, false, false),
             ("another revision", Some(&other), &v2, false, false, true),
@@ -259,7 +268,14 @@ mod tests {
         let stable_rs = rs("web-ccc", "stable-uid", "ccc", "4", "");
         let other_app = rs("api-canary-ddd", "x", "ddd", "1", "api");
         let stray = canary("new", "web:1", false);
-        let table: Vec<(&str, Option<&Deployment>, Vec<&ObjectMeta>, Option<&str>)> = vec![
+        // (case, the canary found, the ReplicaSets cached, what blocks the new canary)
+        type Row<'a> = (
+            &'a str,
+            Option<&'a Deployment>,
+            Vec<&'a ObjectMeta>,
+            Option<&'a str>,
+        );
+        let table: Vec<Row> = vec![
             (
                 "old canary being deleted",
                 Some(&old),

@@ -802,7 +802,9 @@ impl Machine<'_, '_> {
             // traffic at once, and every analysis would count the earlier pods' requests.
             self.waiting(
                 waiting::EARLIER_CANARY,
-                &format!("{what}; the new canary is made, routed and measured only once it is gone"),
+                &format!(
+                    "{what}; the new canary is made, routed and measured only once it is gone"
+                ),
             );
             return Desired {
                 canary_replicas: None,

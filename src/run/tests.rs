@@ -779,7 +779,10 @@ fn a_new_canary_waits_until_no_pod_of_an_earlier_canary_can_serve() {
             assert_eq!(out.desired.canary_replicas, None, "{router:?}: not made");
             assert_eq!(out.desired.weight.to_string(), "0%", "{router:?}");
             assert!(out.desired.paused);
-            assert!(out.status.canary_started_at.is_none(), "{router:?}: no window");
+            assert!(
+                out.status.canary_started_at.is_none(),
+                "{router:?}: no window"
+            );
             assert!(out.status.step_started_at.is_none());
             assert!(!sim.due(), "{router:?}: no analysis is due");
             let c = out
