@@ -60,6 +60,10 @@ pub struct Options {
     pub service: Option<String>,
     /// `{{route}}` (default: the service).
     pub route: Option<String>,
+    /// `{{revision}}` for the canary query: the canary pods' `pod-template-hash`.
+    pub revision: Option<String>,
+    /// `{{revision}}` for the stable baseline query.
+    pub stable_revision: Option<String>,
     /// A file holding a bearer token sent with every query.
     pub token_file: Option<PathBuf>,
     /// Per-query timeout.
@@ -102,6 +106,13 @@ pub struct Args {
     /// `{{route}}` in the templates (default: the service).
     #[arg(long)]
     pub route: Option<String>,
+    /// `{{revision}}` in the canary query: the canary pods' `pod-template-hash` (required
+    /// when the templates use `{{revision}}`).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// `{{revision}}` in the stable baseline query: the stable pods' `pod-template-hash`.
+    #[arg(long)]
+    pub stable_revision: Option<String>,
     /// A file holding a bearer token for Prometheus.
     #[arg(long)]
     pub bearer_token_file: Option<PathBuf>,
@@ -124,6 +135,8 @@ pub fn main(args: Args) -> u8 {
         labels: args.labels.into_iter().collect(),
         service: args.service,
         route: args.route,
+        revision: args.revision,
+        stable_revision: args.stable_revision,
         token_file: args.bearer_token_file,
         timeout: args.timeout,
     };
@@ -378,7 +391,24 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
     vars.route = opts.route.clone().unwrap_or_else(|| vars.service.clone());
     vars.elapsed = span + interval;
     let (req_t, err_t) = setup.templates();
-    let query = combined_query(req_t, err_t, &vars, setup.baseline_stable);
+    let uses_revision = [req_t, err_t].iter().any(|t| {
+        t.variables()
+            .contains(&crate::analysis::query::Variable::Revision)
+    });
+    let revision = |given: &Option<String>, flag: &str| match given {
+        Some(r) => Ok(r.clone()),
+        None if uses_revision => Err(Error::Invalid(format!(
+            "the policy's queries use {{{{revision}}}}: pass {flag} (the pods' pod-template-hash label)"
+        ))),
+        None => Ok(String::new()),
+    };
+    vars.revision = revision(&opts.revision, "--revision")?;
+    let stable_revision = if setup.baseline_stable {
+        revision(&opts.stable_revision, "--stable-revision")?
+    } else {
+        String::new()
+    };
+    let query = combined_query(req_t, err_t, &vars, &stable_revision, setup.baseline_stable);
     let token = match &opts.token_file {
         Some(p) => Some(crate::simulate::read(p)?.trim().to_string()),
         None => None,
@@ -464,7 +494,13 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
 
 /// The operator's combined query for the canary (and the stable revision when the tier
 /// measures its baseline there), rendered with `vars`.
-fn combined_query(req: &Template, err: &Template, vars: &Vars, stable: bool) -> String {
+fn combined_query(
+    req: &Template,
+    err: &Template,
+    vars: &Vars,
+    stable_revision: &str,
+    stable: bool,
+) -> String {
     let mut parts = vec![("requests", req.render(vars)), ("errors", err.render(vars))];
     if stable {
         let mut sv = vars.clone();
@@ -475,6 +511,7 @@ fn combined_query(req: &Template, err: &Template, vars: &Vars, stable: bool) -> 
         );
         sv.workload = s.workload;
         sv.track = s.track;
+        sv.revision = stable_revision.to_string();
         parts.push(("stable_requests", req.render(&sv)));
         parts.push(("stable_errors", err.render(&sv)));
     }

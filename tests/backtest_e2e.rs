@@ -80,6 +80,8 @@ fn options(policy: PathBuf, deployment: &str, ns: &str, from: Timestamp, to: Tim
         labels: Default::default(),
         service: None,
         route: None,
+        revision: None,
+        stable_revision: None,
         token_file: None,
         timeout: Duration::from_secs(10),
     }
@@ -240,4 +242,38 @@ async fn backtest_replays_recorded_counters() {
     let _ = std::fs::remove_file(target);
     let _ = std::fs::remove_dir_all(dir);
     server.abort();
+}
+
+/// A policy whose queries name `{{revision}}` needs the revision on the command line (the
+/// error names the flag), and with it the query sent counts that pod-template-hash only.
+#[tokio::test]
+async fn backtest_renders_revision_and_asks_for_it() {
+    let ns = format!("bt-rev-{}", support::unique_suffix());
+    let dir = std::env::temp_dir().join(format!("rollguard-backtest-{ns}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        POLICY.replace(
+            "workload=\"{{workload}}\"",
+            "workload=\"{{workload}}\",pod_template_hash=\"{{revision}}\"",
+        ),
+    )
+    .expect("policy file");
+    let to = Timestamp::now();
+    let from = to - SignedDuration::from_secs(20);
+    let mut opts = options(policy, "web", &ns, from, to);
+    let err = backtest(&opts)
+        .await
+        .expect_err("{{revision}} without --revision");
+    assert!(err.to_string().contains("--revision"), "{err}");
+    opts.revision = Some("5d8f7c9b6".into());
+    let report = backtest(&opts).await.expect("a report");
+    assert!(
+        report
+            .query
+            .contains("workload=\"web-canary\",pod_template_hash=\"5d8f7c9b6\""),
+        "{}",
+        report.query
+    );
 }

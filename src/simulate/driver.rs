@@ -100,6 +100,8 @@ impl Setup {
         vars.service = deployment.to_string();
         vars.route = deployment.to_string();
         vars.interval = tier.plan.interval;
+        // Shown in the rendered queries; the synthetic traffic has one canary revision.
+        vars.revision = "new-revision".into();
         let window = query_window(&policy.requests, &vars);
         let spec = RolloutRunSpec {
             deployment: deployment.to_string(),
