@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test unit lint fmt deny crds demo demo-down cluster-up cluster-down deps bench-scale
+.PHONY: all build test unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale
 
 all: build
 
@@ -37,6 +37,11 @@ deny:
 crds:
 	cargo run --quiet -- crd > crds/rollguard.yaml
 	cargo run --quiet -- crd --reference > docs/reference.md
+
+# Everything generated: the CRDs and the reference, then the chart's copy of the CRDs, its
+# README and deploy/rollguard.yaml (tests fail when any is stale).
+generate: crds
+	deploy/render.sh
 
 cluster-up:
 	tests/cluster/cluster.sh up
