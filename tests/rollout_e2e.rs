@@ -617,8 +617,10 @@ async fn a_fix_right_after_a_rollback_waits_for_the_rolled_back_canary_and_count
             .await;
         let fix = w
             .wait("the fix's run", Duration::from_secs(20), async || {
-                let r = w.run().await?;
-                (w.run_count().await == 2).then_some(r.name_any())
+                // One list: the newest of exactly two runs.
+                let mut runs = w.runs().list(&ListParams::default()).await.ok()?.items;
+                runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
+                (runs.len() == 2).then(|| runs[1].name_any())
             })
             .await;
         // Held: over five seconds in which the operator keeps reconciling (the condition is
@@ -647,10 +649,6 @@ async fn a_fix_right_after_a_rollback_waits_for_the_rolled_back_canary_and_count
             assert!(
                 ps.iter().all(|p| hash(p) == bad_hash),
                 "a pod of the fix's canary was made while the rolled-back canary's pods exist"
-            );
-            assert!(
-                ps.iter().all(|p| p.metadata.deletion_timestamp.is_some()),
-                "the rolled-back canary's pods are being deleted"
             );
             let run = w.runs().get(&fix).await.expect("the fix's run");
             let st = run.status.clone().unwrap_or_default();
