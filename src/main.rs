@@ -6,10 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `rollguard --version`: the crate version and the git revision build.rs stamped in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ROLLGUARD_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "rollguard",
-    version,
+    version = VERSION,
     about = "Progressive rollouts with risk tiers for AI-assisted changes and automatic rollback on the Prometheus error rate"
 )]
 struct Cli {

@@ -24,7 +24,7 @@ VALUES = HERE / "values.yaml"
 CHART = HERE / "Chart.yaml"
 README = HERE / "README.md"
 
-KEY_RE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?: (?P<value>.*))?$")
+KEY_RE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_./-]+):(?: (?P<value>.*))?$")
 
 
 class ValuesError(Exception):
