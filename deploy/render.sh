@@ -69,7 +69,7 @@ metadata:
     app.kubernetes.io/part-of: rollguard
     pod-security.kubernetes.io/enforce: restricted
 HEADER
-  "$helm" template "$RELEASE" "$out/chart" --namespace "$NAMESPACE" --include-crds \
+  "$helm" template "$RELEASE" "$out/chart" --namespace "$NAMESPACE" --include-crds --skip-tests \
     | sed -e 's/app\.kubernetes\.io\/managed-by: Helm/app.kubernetes.io\/managed-by: rollguard-render/'
 } >"$out/rollguard.yaml"
 

@@ -15,11 +15,11 @@
 //! runtime adds beyond that (cgroups, seccomp, the pod network) is the runtime's, not the
 //! image's.
 
+mod image_support;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -30,155 +30,15 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
-use serde_json::{Value, json};
+use serde_json::json;
+use image_support::{
+    Running, TEST_IMAGE, build_image, chroot_command, container_command, entrypoint_user_env,
+    export_rootfs, free_port, git_head, image, manifest_and_config, work_dir,
+};
 use support::procs::start_trafficsim;
 use support::{test_namespace, wait_for};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-/// One image build: its work dir (context, OCI layout), manifest digest and sizes.
-struct Build {
-    dir: PathBuf,
-    digest: String,
-    /// Bytes of the root filesystem, and of its compressed layers.
-    sizes: (u64, u64),
-    output: String,
-}
-
-fn work_dir(name: &str) -> PathBuf {
-    let dir = Path::new(REPO).join("target/image-e2e").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating the image work dir");
-    dir
-}
-
-/// Runs `scripts/image.sh` into `dir`.
-fn build_image(dir: &Path) -> Build {
-    let out = Command::new(Path::new(REPO).join("scripts/image.sh"))
-        .env("IMAGE_BUILD_DIR", dir)
-        .env("IMAGE", "localhost/rollguard-e2e")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running scripts/image.sh");
-    let output = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "scripts/image.sh failed:\n{output}");
-    let digest = std::fs::read_to_string(dir.join("digest"))
-        .expect("the digest file")
-        .trim()
-        .to_string();
-    assert!(
-        output.contains(&format!("digest:   {digest}")),
-        "the digest is printed:\n{output}"
-    );
-    let sizes: Vec<u64> = std::fs::read_to_string(dir.join("size"))
-        .expect("the size file")
-        .split_whitespace()
-        .map(|s| s.parse().expect("a byte count"))
-        .collect();
-    Build {
-        dir: dir.to_path_buf(),
-        digest,
-        sizes: (sizes[0], sizes[1]),
-        output,
-    }
-}
-
-/// The image, built once per test binary.
-fn image() -> &'static Build {
-    static IMAGE: OnceLock<Build> = OnceLock::new();
-    IMAGE.get_or_init(|| build_image(&work_dir("a")))
-}
-
-fn blob(layout: &Path, digest: &str) -> PathBuf {
-    let (alg, hex) = digest.split_once(':').expect("algorithm:hex");
-    layout.join("blobs").join(alg).join(hex)
-}
-
-fn json_file(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("reading a blob")).expect("JSON blob")
-}
-
-/// The image's manifest and config from the OCI layout.
-fn manifest_and_config(b: &Build) -> (Value, Value) {
-    let layout = b.dir.join("oci");
-    let manifest = json_file(&blob(&layout, &b.digest));
-    let config = json_file(&blob(
-        &layout,
-        manifest["config"]["digest"].as_str().expect("config digest"),
-    ));
-    (manifest, config)
-}
-
-/// Exports the image's root filesystem: its layers, in order, unpacked into a fresh dir.
-fn export_rootfs(b: &Build, name: &str) -> PathBuf {
-    let root = work_dir(name);
-    let (manifest, _) = manifest_and_config(b);
-    for layer in manifest["layers"].as_array().expect("layers") {
-        let file = blob(&b.dir.join("oci"), layer["digest"].as_str().expect("digest"));
-        let st = Command::new("tar")
-            .args(["-xzpf"])
-            .arg(&file)
-            .arg("-C")
-            .arg(&root)
-            .arg("--numeric-owner")
-            .status()
-            .expect("running tar");
-        assert!(st.success(), "unpacking {}", file.display());
-    }
-    root
-}
-
-fn git_head() -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(REPO)
-        .output()
-        .expect("git");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The command that runs `argv` from `root` as `user`, with the root read-only, and `binds`
-/// (host dir -> absolute path in the image) mounted writable over it, in a private mount
-/// namespace; the process keeps the PID (unshare and chroot exec it).
-fn chroot_command(root: &Path, user: &str, binds: &[(&Path, &str)], argv: &[String]) -> Command {
-    let mut script = String::from(
-        "set -e; r=$1; shift; mount --bind \"$r\" \"$r\"; mount -o remount,ro,bind \"$r\"; ",
-    );
-    for (i, _) in binds.iter().enumerate() {
-        script += &format!("mount --bind \"${}\" \"$r${}\"; ", 2 * i + 1, 2 * i + 2);
-    }
-    script += &format!("shift {}; exec chroot --userspec={user} \"$r\" \"$@\"", 2 * binds.len());
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "--", "sh", "-c", &script, "sh"])
-        .arg(root);
-    for (host, inside) in binds {
-        cmd.arg(host).arg(inside);
-    }
-    cmd.args(argv).env_clear();
-    cmd
-}
-
-/// The image config's entrypoint, user and environment.
-fn entrypoint_user_env(config: &Value) -> (Vec<String>, String, Vec<(String, String)>) {
-    let c = &config["config"];
-    let entrypoint = c["Entrypoint"]
-        .as_array()
-        .expect("an Entrypoint")
-        .iter()
-        .map(|s| s.as_str().expect("a string").to_string())
-        .collect();
-    let user = c["User"].as_str().expect("a User").to_string();
-    let env = c["Env"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|s| s.as_str()?.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (entrypoint, user, env)
-}
 
 #[test]
 fn the_image_is_reproducible_small_labelled_and_minimal() {
@@ -291,32 +151,10 @@ fn helm(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Kills the chrooted operator when the test ends, however it ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_image_runs_the_operator_as_the_chart_would() {
     let b = image();
-    let (_, config) = manifest_and_config(b);
-    let (entrypoint, user, image_env) = entrypoint_user_env(&config);
     let root = export_rootfs(b, "rootfs-run");
-    // The mount points a kubelet mounts over (the image itself stays as built).
-    let sa_mount = "/var/run/secrets/kubernetes.io/serviceaccount";
-    std::fs::create_dir_all(root.join(&sa_mount[1..])).expect("SA mount point");
 
     let admin = support::client().await;
     let ns = test_namespace(&admin, "image-run").await;
@@ -337,7 +175,7 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
         "--set",
         "replicaCount=1",
         "--set",
-        "image.repository=localhost/rollguard-e2e",
+        &format!("image.repository={TEST_IMAGE}"),
         "--set",
         &format!("image.digest={}", b.digest),
         "--set",
@@ -346,6 +184,11 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
         &format!("metrics.port={port}"),
         "--set",
         "leaderElection.leaseDuration=6s",
+        // Only namespaced objects, so a failed test leaves nothing cluster-wide behind.
+        "--set",
+        "approvalPolicy.enabled=false",
+        "--set",
+        "rbac.aggregateRoles=false",
     ]);
     let fullname = format!("{release}-rollguard");
     let chart_deploy: Deployment = Api::namespaced(admin.clone(), &n)
@@ -359,69 +202,39 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
-        Some(format!("localhost/rollguard-e2e@{}", b.digest).as_str()),
+        Some(format!("{TEST_IMAGE}@{}", b.digest).as_str()),
         "the chart pins the built digest"
     );
-    assert_eq!(
-        container
-            .security_context
-            .as_ref()
-            .and_then(|s| s.run_as_user),
-        Some(65532),
-        "the chart's uid is the image's"
-    );
     let sa = pod.service_account_name.clone().expect("a ServiceAccount");
-
-    // What the kubelet would mount: the ServiceAccount token, the CA, the namespace.
     let token = Api::<ServiceAccount>::namespaced(admin.clone(), &n)
         .create_token_request(
             &sa,
             &PostParams::default(),
             &TokenRequest {
-                spec: TokenRequestSpec {
+                spec: Some(TokenRequestSpec {
                     expiration_seconds: Some(3600),
                     ..Default::default()
-                },
+                }),
                 ..Default::default()
             },
         )
         .await
         .expect("TokenRequest")
         .status
-        .expect("a token")
-        .token;
-    let sa_dir = work_dir("sa");
-    std::fs::write(sa_dir.join("token"), token).expect("token");
-    let ca = std::env::var("ROLLGUARD_CA_FILE").expect("ROLLGUARD_CA_FILE");
-    std::fs::copy(ca, sa_dir.join("ca.crt")).expect("ca.crt");
-    std::fs::write(sa_dir.join("namespace"), &n).expect("namespace");
-    let tmp = work_dir("tmp");
-    let server = support::admin_config().await.cluster_url;
+        .and_then(|s| s.token)
+        .expect("a token");
     let pod_name = format!("{fullname}-chroot-0");
-
-    // The chart's command line and environment, with the downward API resolved.
-    let mut argv = entrypoint.clone();
-    argv.extend(container.args.clone().unwrap_or_default());
-    let mut cmd = chroot_command(
+    let server = support::admin_config().await.cluster_url;
+    let mut cmd = container_command(
+        b,
         &root,
-        &user,
-        &[(&sa_dir, sa_mount), (&tmp, "/tmp")],
-        &argv,
+        &work_dir("pod"),
+        container,
+        &pod_name,
+        &n,
+        &token,
+        &server,
     );
-    cmd.envs(image_env)
-        .env("KUBERNETES_SERVICE_HOST", server.host().expect("a host"))
-        .env(
-            "KUBERNETES_SERVICE_PORT",
-            server.port_u16().unwrap_or(443).to_string(),
-        );
-    for e in container.env.clone().unwrap_or_default() {
-        let value = match e.value_from.and_then(|f| f.field_ref).map(|f| f.field_path) {
-            Some(p) if p == "metadata.name" => pod_name.clone(),
-            Some(p) if p == "metadata.namespace" => n.clone(),
-            _ => e.value.unwrap_or_default(),
-        };
-        cmd.env(e.name, value);
-    }
     let log_path = Path::new(REPO).join(format!("target/e2e-logs/{n}-image-operator.log"));
     let _ = std::fs::create_dir_all(log_path.parent().expect("log dir"));
     let log = std::fs::File::create(&log_path).expect("log file");
