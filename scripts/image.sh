@@ -35,11 +35,13 @@ STORAGE=(--storage-driver vfs)
 say() { printf '[image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-# Debian bookworm packages: name, version, SHA-256 of the .deb. When the mirror drops a
+# Debian bookworm packages: name, version, SHA-256 of the .deb (gcc-12-base only for the
+# copyright file of libgcc_s, which libgcc-s1 links to). When the mirror drops a
 # version (a point release), update the pin: the error below prints the new candidate.
 DEBS=(
   "libc6 2.36-9+deb12u14 ba4f88f73dbc3ae9055f3c20f4523bfdbaf1ad13ff95e258924f77d20b4fbedf"
   "libgcc-s1 12.2.0-14+deb12u1 3016e62cb4b7cd8038822870601f5ed131befe942774d0f745622cc77d8a88f7"
+  "gcc-12-base 12.2.0-14+deb12u1 1896a2aacf4ad681ff5eacc24a5b0ca4d5d9c9b9c9e4b6de5197bc1e116ea619"
   "ca-certificates 20250419~deb12u2 b9f76b5271a7ac373fd5e7e1b5b826a71ddd702b42a0d104955ecb1acfffc94b"
 )
 
@@ -73,14 +75,15 @@ ROLLGUARD_GIT_REVISION=$REVISION cargo build --release --locked --quiet --bin ro
 target=${CARGO_TARGET_DIR:-$REPO/target}
 bin=$target/release/rollguard
 # The target dir may be shared with other checkouts: check this is our revision's binary.
-"$bin" --version | grep -qF "($REVISION" || die "$bin is not revision $REVISION: $("$bin" --version)"
+"$bin" --version | grep -qF "(git $REVISION)" || die "$bin is not revision $REVISION: $("$bin" --version)"
 
 # 2. The pinned Debian packages.
 debs=$CACHE/debs
 mkdir -p "$debs"
 for entry in "${DEBS[@]}"; do
   read -r name version sha <<<"$entry"
-  file=$debs/${name}_${version//:/%3a}_$([ "$name" = ca-certificates ] && echo all || echo amd64).deb
+  arch=amd64; [ "$name" = ca-certificates ] && arch=all
+  file=$debs/${name}_${version//:/%3a}_$arch.deb
   if [ ! -f "$file" ]; then
     say "downloading $name=$version"
     (cd "$debs" && apt-get download -qq "$name=$version" 2>&1) >&2 ||
@@ -100,8 +103,11 @@ rm -rf "$pkgs" && mkdir -p "$pkgs"
 for entry in "${DEBS[@]}"; do
   read -r name version _ <<<"$entry"
   dpkg-deb -x "$debs/${name}_${version//:/%3a}_"*.deb "$pkgs/$name"
-  mkdir -p "$root/usr/share/doc/$name"
-  cp "$pkgs/$name/usr/share/doc/$name/copyright" "$root/usr/share/doc/$name/copyright"
+  # The licence of what is shipped (a package whose doc dir is a link has it in another).
+  if [ -f "$pkgs/$name/usr/share/doc/$name/copyright" ] && [ ! -L "$pkgs/$name/usr/share/doc/$name" ]; then
+    mkdir -p "$root/usr/share/doc/$name"
+    cp "$pkgs/$name/usr/share/doc/$name/copyright" "$root/usr/share/doc/$name/copyright"
+  fi
 done
 install -D -m 0755 "$bin" "$root/usr/bin/rollguard"
 strip --strip-all "$root/usr/bin/rollguard"

@@ -43,7 +43,11 @@ pub fn crd_problem(name: &str, crd: Option<&CustomResourceDefinition>) -> Option
 /// What keeps the operator Deployment from being ready, or `None` when every replica of its
 /// current generation is ready.
 pub fn deployment_problem(d: &Deployment) -> Option<String> {
-    let name = d.metadata.name.as_deref().unwrap_or("the operator Deployment");
+    let name = d
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or("the operator Deployment");
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
     let generation = d.metadata.generation.unwrap_or(0);
@@ -156,9 +160,7 @@ mod tests {
     #[test]
     fn the_operator_must_have_every_replica_of_its_generation_ready() {
         assert_eq!(deployment_problem(&deployment(2, 2, 3, 3)), None);
-        assert!(
-            deployment_problem(&deployment(2, 1, 3, 3)).is_some_and(|p| p.contains("1 of 2"))
-        );
+        assert!(deployment_problem(&deployment(2, 1, 3, 3)).is_some_and(|p| p.contains("1 of 2")));
         assert!(
             deployment_problem(&deployment(2, 2, 4, 3)).is_some_and(|p| p.contains("generation 4"))
         );

@@ -1903,7 +1903,13 @@ fn checklist_objects_render_as_documented() {
         pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
         "rollguard"
     );
-    assert!(of_kind(&render_with(&["--set", "replicaCount=1"]), "PodDisruptionBudget").is_empty());
+    assert!(
+        of_kind(
+            &render_with(&["--set", "replicaCount=1"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty()
+    );
     let pdb = render_with(&["--set", "podDisruptionBudget.maxUnavailable=1"]);
     let pdb = of_kind(&pdb, "PodDisruptionBudget")[0];
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
@@ -1922,9 +1928,16 @@ fn checklist_objects_render_as_documented() {
     let edit = named(&default, "ClusterRole", "rollguard-edit").expect("the edit role");
     assert!(!label(edit, "view") && label(edit, "edit") && label(edit, "admin"));
     assert!(grants(edit, "rollguard.dev", "rolloutpolicies", "create"));
-    assert!(!grants(edit, "rollguard.dev", "rolloutruns", "patch"), "edit cannot approve");
+    assert!(
+        !grants(edit, "rollguard.dev", "rolloutruns", "patch"),
+        "edit cannot approve"
+    );
     let approver = named(&default, "ClusterRole", "rollguard-approver").expect("the approver");
-    assert!(!["view", "edit", "admin"].iter().any(|to| label(approver, to)));
+    assert!(
+        !["view", "edit", "admin"]
+            .iter()
+            .any(|to| label(approver, to))
+    );
     assert!(grants(approver, "rollguard.dev", "rolloutruns", "patch"));
     assert!(grants(approver, "apps", "deployments", "get"));
     assert!(!grants(approver, "apps", "deployments", "patch"));
@@ -1942,7 +1955,10 @@ fn checklist_objects_render_as_documented() {
 
     // Off by default: PrometheusRule, dashboard, NetworkPolicy.
     for kind in ["PrometheusRule", "NetworkPolicy", "ConfigMap"] {
-        assert!(of_kind(&default, kind).is_empty(), "{kind} is off by default");
+        assert!(
+            of_kind(&default, kind).is_empty(),
+            "{kind} is off by default"
+        );
     }
     let on = render_with(&[
         "--set",
@@ -2012,24 +2028,59 @@ fn checklist_objects_render_as_documented() {
     ]);
     let d = of_kind(&extra, "Deployment")[0];
     let c = &d["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(string_list(&c["args"]).last().map(String::as_str), Some("--log-text"));
-    assert!(c["env"].as_array().expect("env").iter().any(|e| e["name"] == "RUST_BACKTRACE"));
-    assert!(c["volumeMounts"].as_array().expect("mounts").iter().any(|m| m["mountPath"] == "/etc/corp-ca"));
-    assert!(d["spec"]["template"]["spec"]["volumes"].as_array().expect("volumes").iter().any(|v| v["configMap"]["name"] == "corp-ca"));
+    assert_eq!(
+        string_list(&c["args"]).last().map(String::as_str),
+        Some("--log-text")
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "RUST_BACKTRACE")
+    );
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/corp-ca")
+    );
+    assert!(
+        d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["configMap"]["name"] == "corp-ca")
+    );
     let obj = named(&extra, "ConfigMap", "extra").expect("the extra object");
-    assert_eq!(obj["metadata"]["namespace"], "rollguard-system", "templated");
+    assert_eq!(
+        obj["metadata"]["namespace"], "rollguard-system",
+        "templated"
+    );
 
     // The helm test hook: its own ServiceAccount, reading only the CRDs and the Deployment.
     let hook = named(&default, "Pod", "rollguard-test").expect("the test Pod");
     assert_eq!(hook["metadata"]["annotations"]["helm.sh/hook"], "test");
     assert_eq!(
         string_list(&hook["spec"]["containers"][0]["args"]),
-        ["check-install", "--deployment=rollguard", "--namespace=rollguard-system"]
+        [
+            "check-install",
+            "--deployment=rollguard",
+            "--namespace=rollguard-system"
+        ]
     );
     let crd_role = named(&default, "ClusterRole", "rollguard-test").expect("its ClusterRole");
     assert_eq!(
         rule_table(crd_role),
-        [(("apiextensions.k8s.io".to_string(), "customresourcedefinitions".to_string()), vec!["get".to_string()])].into()
+        [(
+            (
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string()
+            ),
+            vec!["get".to_string()]
+        )]
+        .into()
     );
     assert_eq!(
         string_list(&crd_role["rules"][0]["resourceNames"]),
@@ -2040,7 +2091,11 @@ fn checklist_objects_render_as_documented() {
 #[test]
 fn chart_metadata_is_complete_for_artifact_hub() {
     let chart = yaml_file("charts/rollguard/Chart.yaml");
-    assert!(chart["icon"].as_str().is_some_and(|i| i.starts_with("https://")));
+    assert!(
+        chart["icon"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("https://"))
+    );
     assert!(chart_dir().join("icon.svg").exists());
     assert!(!chart["maintainers"][0]["name"].is_null());
     let ann = &chart["annotations"];
@@ -2053,14 +2108,25 @@ fn chart_metadata_is_complete_for_artifact_hub() {
     assert_eq!(field("operator"), true);
     assert_eq!(field("operatorCapabilities"), "Full Lifecycle");
     let crds = field("crds");
-    let names: Vec<&str> = crds.as_array().expect("crds").iter().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = crds
+        .as_array()
+        .expect("crds")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(names, [POLICIES_CRD, RUNS_CRD]);
     // The CRD example is the first example policy, which the e2e suite applies.
-    assert_eq!(field("crdsExamples")[0], yaml_file("deploy/examples/replicas-router.yaml"));
+    assert_eq!(
+        field("crdsExamples")[0],
+        yaml_file("deploy/examples/replicas-router.yaml")
+    );
     let images = field("images");
     assert_eq!(
         images[0]["image"],
-        format!("ghcr.io/rollguard/rollguard:{}", chart["appVersion"].as_str().expect("appVersion"))
+        format!(
+            "ghcr.io/rollguard/rollguard:{}",
+            chart["appVersion"].as_str().expect("appVersion")
+        )
     );
     for k in ["links", "changes"] {
         assert!(field(k).as_array().is_some_and(|l| !l.is_empty()), "{k}");
@@ -2074,11 +2140,22 @@ fn chart_metadata_is_complete_for_artifact_hub() {
 fn promtool_accepts_the_alert_rules() {
     let rendered = render_with(&["--set", "prometheusRule.enabled=true"]);
     let spec = &of_kind(&rendered, "PrometheusRule")[0]["spec"];
-    let tmp = std::env::temp_dir().join(format!("rollguard-rules-{}.yaml", support::unique_suffix()));
+    let tmp =
+        std::env::temp_dir().join(format!("rollguard-rules-{}.yaml", support::unique_suffix()));
     std::fs::write(&tmp, serde_yaml_ng::to_string(spec).expect("yaml")).expect("writing the rules");
-    for file in [Path::new(REPO).join("docs/operations/alert-rules.yaml"), tmp.clone()] {
-        let (ok, stdout, stderr) = run(Command::new("promtool").args(["check", "rules"]).arg(&file), None);
-        assert!(ok, "promtool check rules {}:\n{stdout}{stderr}", file.display());
+    for file in [
+        Path::new(REPO).join("docs/operations/alert-rules.yaml"),
+        tmp.clone(),
+    ] {
+        let (ok, stdout, stderr) = run(
+            Command::new("promtool").args(["check", "rules"]).arg(&file),
+            None,
+        );
+        assert!(
+            ok,
+            "promtool check rules {}:\n{stdout}{stderr}",
+            file.display()
+        );
         assert!(stdout.contains("SUCCESS: 5 rules found"), "{stdout}");
     }
     let _ = std::fs::remove_file(tmp);
@@ -2121,14 +2198,22 @@ fn apply_prometheus_operator_crds() {
 }
 
 fn can_i(verb: &str, resource: &str, ns: &str, user: &str) -> bool {
-    let (_, out, _) = kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", user], None);
+    let (_, out, _) = kubectl(
+        &["auth", "can-i", verb, resource, "-n", ns, "--as", user],
+        None,
+    );
     out.trim() == "yes"
 }
 
 /// The test plays the kubelet for the `helm test` Pod, which kwok would only mark Running: it
 /// runs the Pod's container from the image's root filesystem (chroot, the Pod's
 /// ServiceAccount token) and writes the Pod's phase from the exit code. Returns the output.
-async fn run_test_pod(client: &Client, ns: &str, name: &str, b: &image_support::Build) -> (bool, String) {
+async fn run_test_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    b: &image_support::Build,
+) -> (bool, String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = wait_for(Duration::from_secs(60), "the helm test Pod", async || {
         let p = pods.get_opt(name).await.ok()??;
@@ -2223,39 +2308,63 @@ async fn checklist_objects_install_and_helm_test_passes() {
         let (ok, _, err) = kubectl(&["get", kind, &obj, "-n", &n], None);
         assert!(ok, "{kind}/{obj} is not installed: {err}");
     }
-    let pdb: Value = serde_json::from_str(
-        &kubectl(&["get", "pdb", &full, "-n", &n, "-o", "json"], None).1,
-    )
-    .expect("the PDB");
+    let pdb: Value =
+        serde_json::from_str(&kubectl(&["get", "pdb", &full, "-n", &n, "-o", "json"], None).1)
+            .expect("the PDB");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     let deploy: Deployment = Api::namespaced(client.clone(), &n)
         .get(&full)
         .await
         .expect("the operator Deployment");
-    let c = &deploy.spec.expect("spec").template.spec.expect("pod").containers[0];
+    let c = &deploy
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
     assert_eq!(
         c.image.as_deref(),
         Some(format!("{}@{}", image_support::TEST_IMAGE, image.digest).as_str())
     );
-    assert_eq!(c.args.as_ref().and_then(|a| a.last()).map(String::as_str), Some("--log-text"));
+    assert_eq!(
+        c.args.as_ref().and_then(|a| a.last()).map(String::as_str),
+        Some("--log-text")
+    );
 
     // The aggregated roles reach the built-in ones (kube-controller-manager aggregates them).
     let (view_user, edit_user, approver, nobody) = ("carol", "dave", "erin", "mallory");
-    for (user, role, kind) in [(view_user, "view", "ClusterRole"), (edit_user, "edit", "ClusterRole"), (approver, &format!("{full}-approver") as &str, "ClusterRole")] {
+    for (user, role, kind) in [
+        (view_user, "view", "ClusterRole"),
+        (edit_user, "edit", "ClusterRole"),
+        (approver, &format!("{full}-approver") as &str, "ClusterRole"),
+    ] {
         let rb = json!({"metadata": {"name": format!("{user}-{}", role.replace('-', ""))},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
         support::create(&Api::<RoleBinding>::namespaced(client.clone(), &n), rb).await;
     }
-    wait_for(Duration::from_secs(30), "aggregation into view and edit", async || {
-        (can_i("list", "rolloutruns.rollguard.dev", &n, view_user)
-            && can_i("create", "rolloutpolicies.rollguard.dev", &n, edit_user))
-        .then_some(())
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "aggregation into view and edit",
+        async || {
+            (can_i("list", "rolloutruns.rollguard.dev", &n, view_user)
+                && can_i("create", "rolloutpolicies.rollguard.dev", &n, edit_user))
+            .then_some(())
+        },
+    )
     .await;
-    assert!(!can_i("create", "rolloutpolicies.rollguard.dev", &n, view_user));
+    assert!(!can_i(
+        "create",
+        "rolloutpolicies.rollguard.dev",
+        &n,
+        view_user
+    ));
     assert!(!can_i("patch", "rolloutruns.rollguard.dev", &n, view_user));
-    assert!(!can_i("patch", "rolloutruns.rollguard.dev", &n, edit_user), "edit does not approve");
+    assert!(
+        !can_i("patch", "rolloutruns.rollguard.dev", &n, edit_user),
+        "edit does not approve"
+    );
     assert!(can_i("patch", "rolloutruns.rollguard.dev", &n, approver));
     assert!(can_i("get", "deployments.apps", &n, approver));
     assert!(!can_i("patch", "rolloutruns.rollguard.dev", &n, nobody));
@@ -2296,12 +2405,21 @@ async fn chart_and_image_install_from_an_oci_registry() {
         None,
     );
     assert!(ok, "scripts/image.sh --push:\n{stdout}{stderr}");
-    let digest = std::fs::read_to_string(work.join("digest")).expect("digest").trim().to_string();
+    let digest = std::fs::read_to_string(work.join("digest"))
+        .expect("digest")
+        .trim()
+        .to_string();
     let values = std::fs::read_to_string(work.join("values.yaml")).expect("values.yaml");
-    assert!(values.contains(&format!("digest: \"{digest}\"")), "{values}");
+    assert!(
+        values.contains(&format!("digest: \"{digest}\"")),
+        "{values}"
+    );
     // The registry serves that manifest by digest.
     let resp = reqwest::Client::new()
-        .get(format!("http://{}/v2/platform/rollguard/manifests/{digest}", registry.addr))
+        .get(format!(
+            "http://{}/v2/platform/rollguard/manifests/{digest}",
+            registry.addr
+        ))
         .header("Accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
@@ -2310,18 +2428,31 @@ async fn chart_and_image_install_from_an_oci_registry() {
 
     // The chart: packaged, pushed, installed from the oci:// reference with those values.
     let pkg = image_support::work_dir("oci-chart");
-    helm(&["package", chart_dir().to_str().expect("chart"), "-d", pkg.to_str().expect("dir")]);
+    helm(&[
+        "package",
+        chart_dir().to_str().expect("chart"),
+        "-d",
+        pkg.to_str().expect("dir"),
+    ]);
     let chart: Value = yaml_file("charts/rollguard/Chart.yaml");
     let version = chart["version"].as_str().expect("version").to_string();
     let tgz = pkg.join(format!("rollguard-{version}.tgz"));
     let charts_ref = format!("oci://{}/platform/charts", registry.addr);
     let out = {
         let mut cmd = Command::new(helm_bin());
-        cmd.args(["push", tgz.to_str().expect("tgz"), &charts_ref, "--plain-http"]);
+        cmd.args([
+            "push",
+            tgz.to_str().expect("tgz"),
+            &charts_ref,
+            "--plain-http",
+        ]);
         run(&mut cmd, None)
     };
     assert!(out.0, "helm push: {}{}", out.1, out.2);
-    assert!(out.2.contains("Digest: sha256:") || out.1.contains("Digest: sha256:"), "{out:?}");
+    assert!(
+        out.2.contains("Digest: sha256:") || out.1.contains("Digest: sha256:"),
+        "{out:?}"
+    );
     let ns = test_namespace(&client, "chart-oci").await;
     let n = ns.name.clone();
     let name = release_name("rg-oci");
@@ -2342,13 +2473,25 @@ async fn chart_and_image_install_from_an_oci_registry() {
         "--timeout",
         "120s",
     ]);
-    let release = Release { name: name.clone(), namespace: n.clone(), installed: true };
+    let release = Release {
+        name: name.clone(),
+        namespace: n.clone(),
+        installed: true,
+    };
     let deploy: Deployment = Api::namespaced(client.clone(), &n)
         .get(&release.fullname())
         .await
         .expect("the operator Deployment");
     assert_eq!(
-        deploy.spec.expect("spec").template.spec.expect("pod").containers[0].image.as_deref(),
+        deploy
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+            .containers[0]
+            .image
+            .as_deref(),
         Some(format!("{image_repo}@{digest}").as_str()),
         "installed from the OCI chart, pinned to the pushed digest"
     );
@@ -2375,19 +2518,35 @@ async fn the_readme_install_works_as_written() {
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("its sh block");
-    assert!(block.contains("make image-push") && block.contains("helm install"), "{block}");
+    assert!(
+        block.contains("make image-push") && block.contains("helm install"),
+        "{block}"
+    );
     let registry = image_support::Registry::start("readme");
     let script = block.replace("registry.example.com/platform", &registry.addr);
 
     // Fresh names as the README uses them.
     for ns in ["shop", "rollguard-system"] {
-        let _ = kubectl(&["delete", "namespace", ns, "--wait=true", "--ignore-not-found"], None);
+        let _ = kubectl(
+            &[
+                "delete",
+                "namespace",
+                ns,
+                "--wait=true",
+                "--ignore-not-found",
+            ],
+            None,
+        );
     }
     adopt_crds(&client, "rollguard", "rollguard-system").await;
     // `helm` on PATH is the pinned one; kubectl and helm talk to the test cluster.
     let bin = image_support::work_dir("readme-bin");
     std::os::unix::fs::symlink(helm_bin(), bin.join("helm")).expect("helm on PATH");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut cmd = Command::new("bash");
     cmd.args(["-euxo", "pipefail", "-c", &script])
         .current_dir(REPO)
@@ -2395,18 +2554,41 @@ async fn the_readme_install_works_as_written() {
         .env("KUBECONFIG", support::kubeconfig_path())
         .env("REGISTRY_TLS_VERIFY", "false");
     let (ok, stdout, stderr) = run(&mut cmd, None);
-    let release = Release { name: "rollguard".into(), namespace: "rollguard-system".into(), installed: true };
+    let release = Release {
+        name: "rollguard".into(),
+        namespace: "rollguard-system".into(),
+        installed: true,
+    };
     assert!(ok, "the README's install block failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("successfully rolled out"), "{stdout}");
-    assert!(stdout.contains("shop"), "the first policy is listed:\n{stdout}");
-    let values = std::fs::read_to_string(Path::new(REPO).join("build/image/values.yaml")).expect("values");
+    assert!(
+        stdout.contains("shop"),
+        "the first policy is listed:\n{stdout}"
+    );
+    let values =
+        std::fs::read_to_string(Path::new(REPO).join("build/image/values.yaml")).expect("values");
     let deploy: Deployment = Api::namespaced(client.clone(), "rollguard-system")
         .get("rollguard")
         .await
         .expect("the operator Deployment");
-    let image = deploy.spec.expect("spec").template.spec.expect("pod").containers[0].image.clone().expect("image");
-    assert!(image.starts_with(&format!("{}/rollguard@sha256:", registry.addr)), "{image}");
-    assert!(values.contains(image.split('@').nth(1).expect("digest")), "{values}");
+    let image = deploy
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .image
+        .clone()
+        .expect("image");
+    assert!(
+        image.starts_with(&format!("{}/rollguard@sha256:", registry.addr)),
+        "{image}"
+    );
+    assert!(
+        values.contains(image.split('@').nth(1).expect("digest")),
+        "{values}"
+    );
     release.uninstall();
     for ns in ["shop", "rollguard-system"] {
         let _ = kubectl(&["delete", "namespace", ns, "--wait=false"], None);

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use image_support::{
+    Running, TEST_IMAGE, build_image, chroot_command, container_command, entrypoint_user_env,
+    export_rootfs, free_port, git_head, image, manifest_and_config, work_dir,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -31,10 +35,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
-use image_support::{
-    Running, TEST_IMAGE, build_image, chroot_command, container_command, entrypoint_user_env,
-    export_rootfs, free_port, git_head, image, manifest_and_config, work_dir,
-};
 use support::procs::start_trafficsim;
 use support::{test_namespace, wait_for};
 
@@ -86,7 +86,12 @@ fn the_image_is_reproducible_small_labelled_and_minimal() {
         assert!(root.join(present).exists(), "{present} is missing");
     }
     for absent in [
-        "bin/sh", "usr/bin/sh", "bin/bash", "usr/bin/apt", "usr/bin/dpkg", "bin/busybox",
+        "bin/sh",
+        "usr/bin/sh",
+        "bin/bash",
+        "usr/bin/apt",
+        "usr/bin/dpkg",
+        "bin/busybox",
     ] {
         assert!(
             std::fs::symlink_metadata(root.join(absent)).is_err(),
@@ -259,10 +264,7 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
     // Its process (unshare and chroot exec'd into it): the image's binary, as the image's
     // user, on a read-only root.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let uid_line = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .expect("Uid");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid");
     assert_eq!(
         uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
         ["65532"; 4],

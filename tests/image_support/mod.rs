@@ -83,7 +83,9 @@ pub fn manifest_and_config(b: &Build) -> (Value, Value) {
     let manifest = json_file(&blob(&layout, &b.digest));
     let config = json_file(&blob(
         &layout,
-        manifest["config"]["digest"].as_str().expect("config digest"),
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("config digest"),
     ));
     (manifest, config)
 }
@@ -93,7 +95,10 @@ pub fn export_rootfs(b: &Build, name: &str) -> PathBuf {
     let root = work_dir(name);
     let (manifest, _) = manifest_and_config(b);
     for layer in manifest["layers"].as_array().expect("layers") {
-        let file = blob(&b.dir.join("oci"), layer["digest"].as_str().expect("digest"));
+        let file = blob(
+            &b.dir.join("oci"),
+            layer["digest"].as_str().expect("digest"),
+        );
         let st = Command::new("tar")
             .args(["-xzpf"])
             .arg(&file)
@@ -119,17 +124,34 @@ pub fn git_head() -> String {
 /// The command that runs `argv` from `root` as `user`, with the root read-only, and `binds`
 /// (host dir -> absolute path in the image) mounted writable over it, in a private mount
 /// namespace; the process keeps the PID (unshare and chroot exec it).
-pub fn chroot_command(root: &Path, user: &str, binds: &[(&Path, &str)], argv: &[String]) -> Command {
+pub fn chroot_command(
+    root: &Path,
+    user: &str,
+    binds: &[(&Path, &str)],
+    argv: &[String],
+) -> Command {
     let mut script = String::from(
         "set -e; r=$1; shift; mount --bind \"$r\" \"$r\"; mount -o remount,ro,bind \"$r\"; ",
     );
     for (i, _) in binds.iter().enumerate() {
         script += &format!("mount --bind \"${}\" \"$r${}\"; ", 2 * i + 1, 2 * i + 2);
     }
-    script += &format!("shift {}; exec chroot --userspec={user} \"$r\" \"$@\"", 2 * binds.len());
+    script += &format!(
+        "shift {}; exec chroot --userspec={user} \"$r\" \"$@\"",
+        2 * binds.len()
+    );
     let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "--", "sh", "-c", &script, "sh"])
-        .arg(root);
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg(root);
     for (host, inside) in binds {
         cmd.arg(host).arg(inside);
     }
@@ -176,7 +198,6 @@ impl Drop for Running {
     }
 }
 
-
 /// The command that runs a pod's `container` from the image's root filesystem `root` the way
 /// a kubelet would: the image's entrypoint with the container's args, the image's environment
 /// and the container's (the downward API's `metadata.name`/`metadata.namespace` resolved to
@@ -222,7 +243,10 @@ pub fn container_command(
         &argv,
     );
     cmd.envs(image_env)
-        .env("KUBERNETES_SERVICE_HOST", api_server.host().expect("a host"))
+        .env(
+            "KUBERNETES_SERVICE_HOST",
+            api_server.host().expect("a host"),
+        )
         .env(
             "KUBERNETES_SERVICE_PORT",
             api_server.port_u16().unwrap_or(443).to_string(),
