@@ -71,7 +71,7 @@ CREATED=$(date -u -d "@$EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 
 # 1. The release binary (reused when cargo finds it fresh).
 say "rollguard $VERSION ($REVISION): cargo build --release --locked"
-ROLLGUARD_GIT_REVISION=$REVISION cargo build --release --locked --quiet --bin rollguard
+cargo build --release --locked --quiet --bin rollguard  # build.rs stamps the same revision
 target=${CARGO_TARGET_DIR:-$REPO/target}
 bin=$target/release/rollguard
 # The target dir may be shared with other checkouts: check this is our revision's binary.

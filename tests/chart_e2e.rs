@@ -142,7 +142,9 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     run(&mut cmd, stdin)
 }
 
-/// `helm template` of `chart` as release `release` in `namespace`, with `--set` values.
+/// `helm template` of `chart` as release `release` in `namespace`, with `--set` values:
+/// what `helm install` applies, without the `helm test` hook (whose Pod needs its
+/// ServiceAccount to exist first; `checklist_objects_install_and_helm_test_passes` runs it).
 fn render_chart(chart: &Path, release: &str, namespace: &str, sets: &[&str]) -> String {
     let chart = chart.to_str().expect("chart path");
     let mut args = vec![
@@ -152,6 +154,7 @@ fn render_chart(chart: &Path, release: &str, namespace: &str, sets: &[&str]) -> 
         "--namespace",
         namespace,
         "--include-crds",
+        "--skip-tests",
     ];
     for s in sets {
         args.extend(["--set", s]);
@@ -2208,14 +2211,16 @@ fn can_i(verb: &str, resource: &str, ns: &str, user: &str) -> bool {
 /// The test plays the kubelet for the `helm test` Pod, which kwok would only mark Running: it
 /// runs the Pod's container from the image's root filesystem (chroot, the Pod's
 /// ServiceAccount token) and writes the Pod's phase from the exit code. Returns the output.
+/// `b` gives the image, once the Pod exists (its build may still be running until then).
 async fn run_test_pod(
     client: &Client,
     ns: &str,
     name: &str,
-    b: &image_support::Build,
+    b: impl FnOnce() -> image_support::Build,
+    wait: Duration,
 ) -> (bool, String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod = wait_for(Duration::from_secs(60), "the helm test Pod", async || {
+    let pod = wait_for(wait, "the helm test Pod", async || {
         let p = pods.get_opt(name).await.ok()??;
         (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
     })
@@ -2223,10 +2228,11 @@ async fn run_test_pod(
     let spec = pod.spec.expect("a pod spec");
     let sa = spec.service_account_name.clone().expect("a ServiceAccount");
     let token = token_for(client, ns, &sa).await;
-    let root = image_support::export_rootfs(b, &format!("rootfs-{name}"));
+    let b = b();
+    let root = image_support::export_rootfs(&b, &format!("rootfs-{name}"));
     let server = support::admin_config().await.cluster_url;
     let out = image_support::container_command(
-        b,
+        &b,
         &root,
         &image_support::work_dir(&format!("pod-{name}")),
         &spec.containers[0],
@@ -2377,7 +2383,15 @@ async fn checklist_objects_install_and_helm_test_passes() {
             .args(["test", &name, "--namespace", &n, "--timeout", "120s"]);
         std::thread::spawn(move || run(&mut cmd, None))
     };
-    let (ok, out) = run_test_pod(&client, &n, &format!("{full}-test"), image).await;
+    let built = image_support::Build::load(&image.dir);
+    let (ok, out) = run_test_pod(
+        &client,
+        &n,
+        &format!("{full}-test"),
+        || built,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(ok, "rollguard check-install from the image failed:\n{out}");
     assert!(out.contains("ok: CRDs"), "{out}");
     let (ok, stdout, stderr) = helm_test.join().expect("helm test");
@@ -2553,7 +2567,34 @@ async fn the_readme_install_works_as_written() {
         .env("PATH", path)
         .env("KUBECONFIG", support::kubeconfig_path())
         .env("REGISTRY_TLS_VERIFY", "false");
-    let (ok, stdout, stderr) = run(&mut cmd, None);
+    let script_run = std::thread::spawn(move || run(&mut cmd, None));
+    // Its `helm test`: once the hook Pod exists, its check, run from the image that
+    // `make image-push` built (unless the block failed before it got there).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "rollguard-system");
+    while !script_run.is_finished()
+        && pods
+            .get_opt("rollguard-test")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if script_run.is_finished() {
+        let (_, stdout, stderr) = script_run.join().expect("the README block");
+        panic!("the README's install block ended before helm test:\n{stdout}\n{stderr}");
+    }
+    let (test_ok, test_out) = run_test_pod(
+        &client,
+        "rollguard-system",
+        "rollguard-test",
+        || image_support::Build::load(&Path::new(REPO).join("build/image")),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (ok, stdout, stderr) = script_run.join().expect("the README block");
+    assert!(test_ok, "helm test's check-install failed:\n{test_out}");
     let release = Release {
         name: "rollguard".into(),
         namespace: "rollguard-system".into(),

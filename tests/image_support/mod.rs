@@ -62,6 +62,26 @@ pub fn build_image(dir: &Path) -> Build {
     }
 }
 
+impl Build {
+    /// A build that `scripts/image.sh` already made into `dir` (e.g. `make image-push`'s).
+    pub fn load(dir: &Path) -> Build {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.join(f).display()))
+        };
+        let sizes: Vec<u64> = read("size")
+            .split_whitespace()
+            .map(|s| s.parse().expect("a byte count"))
+            .collect();
+        Build {
+            dir: dir.to_path_buf(),
+            digest: read("digest").trim().to_string(),
+            sizes: (sizes[0], sizes[1]),
+            output: String::new(),
+        }
+    }
+}
+
 /// The image, built once per test binary.
 pub fn image() -> &'static Build {
     static IMAGE: OnceLock<Build> = OnceLock::new();
