@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale
+.PHONY: all build test unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
 
 all: build
 
@@ -42,6 +42,16 @@ crds:
 # README and deploy/rollguard.yaml (tests fail when any is stale).
 generate: crds
 	deploy/render.sh
+
+# The operator image, with buildah and no daemon (scripts/image.sh; Containerfile): prints its
+# size and digest. IMAGE=<registry>/<repo> names it; image-push pushes it there and writes
+# build/image/values.yaml, which pins that digest for `helm install -f`.
+IMAGE ?= ghcr.io/rollguard/rollguard
+image:
+	IMAGE=$(IMAGE) scripts/image.sh
+
+image-push:
+	IMAGE=$(IMAGE) scripts/image.sh --push
 
 cluster-up:
 	tests/cluster/cluster.sh up

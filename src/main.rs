@@ -6,10 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `rollguard --version`: the crate version and the git revision build.rs stamped in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ROLLGUARD_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "rollguard",
-    version,
+    version = VERSION,
     about = "Progressive rollouts with risk tiers for AI-assisted changes and automatic rollback on the Prometheus error rate"
 )]
 struct Cli {
@@ -31,6 +39,9 @@ enum Command {
     Simulate(rollguard::simulate::Args),
     /// Replay a policy's analysis over recorded Prometheus data; prints the decision timeline.
     Backtest(rollguard::backtest::Args),
+    /// Check an install: the CRDs are Established and the operator Deployment is ready (the
+    /// chart's `helm test` hook runs it).
+    CheckInstall(rollguard::install_check::Args),
     /// The kubectl plugin verbs (get, approve, abort, promote, retry, pause, resume, wait, tag).
     #[command(flatten)]
     Cli(rollguard::cli::Verb),
@@ -84,6 +95,7 @@ fn main() -> ExitCode {
         Command::Cli(verb) => ExitCode::from(rollguard::cli::run(verb)),
         Command::Simulate(args) => ExitCode::from(rollguard::simulate::main(args)),
         Command::Backtest(args) => ExitCode::from(rollguard::backtest::main(args)),
+        Command::CheckInstall(args) => ExitCode::from(rollguard::install_check::main(args)),
         Command::Crd { reference: true } => {
             print!("{}", rollguard::api::reference::markdown());
             ExitCode::SUCCESS

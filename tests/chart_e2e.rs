@@ -18,6 +18,7 @@
 //!
 //! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test chart_e2e`
 
+mod image_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -141,7 +142,9 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     run(&mut cmd, stdin)
 }
 
-/// `helm template` of `chart` as release `release` in `namespace`, with `--set` values.
+/// `helm template` of `chart` as release `release` in `namespace`, with `--set` values:
+/// what `helm install` applies, without the `helm test` hook (whose Pod needs its
+/// ServiceAccount to exist first; `checklist_objects_install_and_helm_test_passes` runs it).
 fn render_chart(chart: &Path, release: &str, namespace: &str, sets: &[&str]) -> String {
     let chart = chart.to_str().expect("chart path");
     let mut args = vec![
@@ -151,6 +154,7 @@ fn render_chart(chart: &Path, release: &str, namespace: &str, sets: &[&str]) -> 
         "--namespace",
         namespace,
         "--include-crds",
+        "--skip-tests",
     ];
     for s in sets {
         args.extend(["--set", s]);
@@ -633,8 +637,17 @@ fn rule_table(role: &Value) -> BTreeMap<(String, String), Vec<String>> {
 #[test]
 fn rendered_rbac_is_least_privilege() {
     let default = docs(&render(&[]));
-    let cluster_roles = of_kind(&default, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 1, "one ClusterRole");
+    // The operator's ClusterRole (the others are the aggregated user roles and the helm test
+    // hook's, checked in `checklist_objects_render_as_documented`).
+    let all_cluster_roles = of_kind(&default, "ClusterRole");
+    for role in &all_cluster_roles {
+        assert_no_wildcards(role);
+    }
+    let cluster_roles: Vec<&Value> = all_cluster_roles
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "rollguard")
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "one operator ClusterRole");
     let roles = of_kind(&default, "Role");
     for role in cluster_roles.iter().chain(roles.iter()) {
         assert_no_wildcards(role);
@@ -755,10 +768,17 @@ fn rendered_rbac_is_least_privilege() {
     // watchNamespace: the same rules as a Role in that namespace, no ClusterRole at all.
     let scoped = docs(&render(&["watchNamespace=team-a"]));
     assert!(
-        of_kind(&scoped, "ClusterRole").is_empty(),
-        "no ClusterRole with watchNamespace"
+        !of_kind(&scoped, "ClusterRole")
+            .iter()
+            .any(|r| r["metadata"]["name"] == "rollguard"),
+        "no operator ClusterRole with watchNamespace"
     );
-    assert!(of_kind(&scoped, "ClusterRoleBinding").is_empty());
+    assert!(
+        !of_kind(&scoped, "ClusterRoleBinding")
+            .iter()
+            .any(|b| b["subjects"][0]["name"] == "rollguard"),
+        "no ClusterRoleBinding for the operator with watchNamespace"
+    );
     let role = of_kind(&scoped, "Role")
         .into_iter()
         .find(|r| r["metadata"]["name"] == "rollguard")
@@ -1845,4 +1865,791 @@ async fn approval_policy_refuses_forged_approvals_and_commands() {
 
     release.uninstall();
     ns.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) the platform team's checklist (issue 18): PodDisruptionBudget, PrometheusRule, Grafana
+// dashboard, aggregated roles, NetworkPolicy, extra*, Artifact Hub metadata, helm test, OCI
+
+/// `helm template` with any helm arguments (`--set-json`, `-f`) after the defaults.
+fn render_with(args: &[&str]) -> Vec<Value> {
+    let chart = chart_dir();
+    let mut all = vec![
+        "template",
+        "rollguard",
+        chart.to_str().expect("chart path"),
+        "--namespace",
+        "rollguard-system",
+    ];
+    all.extend(args);
+    docs(&helm(&all))
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+fn yaml_file(rel: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(REPO).join(rel))
+        .unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("parsing {rel}: {e}"))
+}
+
+#[test]
+fn checklist_objects_render_as_documented() {
+    // PodDisruptionBudget: on by default (2 replicas), off with one replica.
+    let default = render_with(&[]);
+    let pdb = named(&default, "PodDisruptionBudget", "rollguard").expect("a PDB by default");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "rollguard"
+    );
+    assert!(
+        of_kind(
+            &render_with(&["--set", "replicaCount=1"]),
+            "PodDisruptionBudget"
+        )
+        .is_empty()
+    );
+    let pdb = render_with(&["--set", "podDisruptionBudget.maxUnavailable=1"]);
+    let pdb = of_kind(&pdb, "PodDisruptionBudget")[0];
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert!(pdb["spec"]["minAvailable"].is_null());
+
+    // Aggregated roles: view (into view, edit, admin), edit (into edit, admin), approver (none).
+    let label = |r: &Value, to: &str| {
+        r["metadata"]["labels"][format!("rbac.authorization.k8s.io/aggregate-to-{to}")] == "true"
+    };
+    let view = named(&default, "ClusterRole", "rollguard-view").expect("the view role");
+    assert!(label(view, "view") && label(view, "edit") && label(view, "admin"));
+    assert_eq!(
+        rule_table(view)[&("rollguard.dev".to_string(), "rolloutruns".to_string())],
+        ["get", "list", "watch"]
+    );
+    let edit = named(&default, "ClusterRole", "rollguard-edit").expect("the edit role");
+    assert!(!label(edit, "view") && label(edit, "edit") && label(edit, "admin"));
+    assert!(grants(edit, "rollguard.dev", "rolloutpolicies", "create"));
+    assert!(
+        !grants(edit, "rollguard.dev", "rolloutruns", "patch"),
+        "edit cannot approve"
+    );
+    let approver = named(&default, "ClusterRole", "rollguard-approver").expect("the approver");
+    assert!(
+        !["view", "edit", "admin"]
+            .iter()
+            .any(|to| label(approver, to))
+    );
+    assert!(grants(approver, "rollguard.dev", "rolloutruns", "patch"));
+    assert!(grants(approver, "apps", "deployments", "get"));
+    assert!(!grants(approver, "apps", "deployments", "patch"));
+    for r in [view, edit, approver] {
+        assert_no_wildcards(r);
+    }
+    assert!(
+        named(
+            &render_with(&["--set", "rbac.aggregateRoles=false"]),
+            "ClusterRole",
+            "rollguard-view"
+        )
+        .is_none()
+    );
+
+    // Off by default: PrometheusRule, dashboard, NetworkPolicy.
+    for kind in ["PrometheusRule", "NetworkPolicy", "ConfigMap"] {
+        assert!(
+            of_kind(&default, kind).is_empty(),
+            "{kind} is off by default"
+        );
+    }
+    let on = render_with(&[
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=prom",
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.namespace=monitoring",
+        "--set",
+        "networkPolicy.enabled=true",
+    ]);
+    // The PrometheusRule carries exactly docs/operations/alert-rules.yaml, templates intact.
+    let rule = of_kind(&on, "PrometheusRule")[0];
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    assert_eq!(rule["spec"], yaml_file("docs/operations/alert-rules.yaml"));
+    assert!(
+        serde_json::to_string(&rule["spec"])
+            .expect("json")
+            .contains("{{ $labels.reason }}")
+    );
+    // The dashboard ConfigMap: the sidecar's label, the JSON of docs/operations/.
+    let cm = of_kind(&on, "ConfigMap")[0];
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["rollguard.json"].as_str().expect("the JSON"))
+            .expect("the dashboard parses");
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(REPO).join("docs/operations/grafana-dashboard.json"))
+            .expect("the dashboard"),
+    )
+    .expect("docs dashboard JSON");
+    assert_eq!(dashboard, want);
+    // The NetworkPolicy: metrics from monitoring; egress to the API server, Prometheus, DNS.
+    let np = of_kind(&on, "NetworkPolicy")[0];
+    assert_eq!(
+        string_list(&np["spec"]["policyTypes"]),
+        ["Ingress", "Egress"]
+    );
+    let ingress = &np["spec"]["ingress"];
+    assert_eq!(ingress.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
+    let egress = np["spec"]["egress"].as_array().expect("egress rules");
+    assert_eq!(egress.len(), 3);
+    assert_eq!(egress[0]["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0");
+    assert_eq!(egress[1]["ports"][0]["port"], 9090);
+    assert_eq!(egress[2]["ports"][0]["port"], 53);
+
+    // extraArgs, extraEnv, extraVolumes/extraVolumeMounts, extraObjects.
+    let extra = render_with(&[
+        "--set",
+        "extraArgs={--log-text}",
+        "--set-json",
+        r#"extraEnv=[{"name":"RUST_BACKTRACE","value":"1"}]"#,
+        "--set-json",
+        r#"extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]"#,
+        "--set-json",
+        r#"extraVolumeMounts=[{"name":"ca","mountPath":"/etc/corp-ca","readOnly":true}]"#,
+        "--set-json",
+        r#"extraObjects=[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"extra","namespace":"{{ .Release.Namespace }}"},"data":{"k":"v"}}]"#,
+    ]);
+    let d = of_kind(&extra, "Deployment")[0];
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        string_list(&c["args"]).last().map(String::as_str),
+        Some("--log-text")
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "RUST_BACKTRACE")
+    );
+    assert!(
+        c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/corp-ca")
+    );
+    assert!(
+        d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["configMap"]["name"] == "corp-ca")
+    );
+    let obj = named(&extra, "ConfigMap", "extra").expect("the extra object");
+    assert_eq!(
+        obj["metadata"]["namespace"], "rollguard-system",
+        "templated"
+    );
+
+    // The helm test hook: its own ServiceAccount, reading only the CRDs and the Deployment.
+    let hook = named(&default, "Pod", "rollguard-test").expect("the test Pod");
+    assert_eq!(hook["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(
+        string_list(&hook["spec"]["containers"][0]["args"]),
+        [
+            "check-install",
+            "--deployment=rollguard",
+            "--namespace=rollguard-system"
+        ]
+    );
+    let crd_role = named(&default, "ClusterRole", "rollguard-test").expect("its ClusterRole");
+    assert_eq!(
+        rule_table(crd_role),
+        [(
+            (
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string()
+            ),
+            vec!["get".to_string()]
+        )]
+        .into()
+    );
+    assert_eq!(
+        string_list(&crd_role["rules"][0]["resourceNames"]),
+        [POLICIES_CRD, RUNS_CRD]
+    );
+}
+
+#[test]
+fn chart_metadata_is_complete_for_artifact_hub() {
+    let chart = yaml_file("charts/rollguard/Chart.yaml");
+    assert!(
+        chart["icon"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("https://"))
+    );
+    assert!(chart_dir().join("icon.svg").exists());
+    assert!(!chart["maintainers"][0]["name"].is_null());
+    let ann = &chart["annotations"];
+    let field = |k: &str| -> Value {
+        let text = ann[format!("artifacthub.io/{k}")]
+            .as_str()
+            .unwrap_or_else(|| panic!("artifacthub.io/{k} is missing"));
+        serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("artifacthub.io/{k}: {e}"))
+    };
+    assert_eq!(field("operator"), true);
+    assert_eq!(field("operatorCapabilities"), "Full Lifecycle");
+    let crds = field("crds");
+    let names: Vec<&str> = crds
+        .as_array()
+        .expect("crds")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, [POLICIES_CRD, RUNS_CRD]);
+    // The CRD example is the first example policy, which the e2e suite applies.
+    assert_eq!(
+        field("crdsExamples")[0],
+        yaml_file("deploy/examples/replicas-router.yaml")
+    );
+    let images = field("images");
+    assert_eq!(
+        images[0]["image"],
+        format!(
+            "ghcr.io/rollguard/rollguard:{}",
+            chart["appVersion"].as_str().expect("appVersion")
+        )
+    );
+    for k in ["links", "changes"] {
+        assert!(field(k).as_array().is_some_and(|l| !l.is_empty()), "{k}");
+    }
+}
+
+/// `promtool check rules` on docs/operations/alert-rules.yaml and on the PrometheusRule's
+/// spec as the chart renders it (promtool comes with Debian's prometheus package, which
+/// tests/cluster/build.sh installs).
+#[test]
+fn promtool_accepts_the_alert_rules() {
+    let rendered = render_with(&["--set", "prometheusRule.enabled=true"]);
+    let spec = &of_kind(&rendered, "PrometheusRule")[0]["spec"];
+    let tmp =
+        std::env::temp_dir().join(format!("rollguard-rules-{}.yaml", support::unique_suffix()));
+    std::fs::write(&tmp, serde_yaml_ng::to_string(spec).expect("yaml")).expect("writing the rules");
+    for file in [
+        Path::new(REPO).join("docs/operations/alert-rules.yaml"),
+        tmp.clone(),
+    ] {
+        let (ok, stdout, stderr) = run(
+            Command::new("promtool").args(["check", "rules"]).arg(&file),
+            None,
+        );
+        assert!(
+            ok,
+            "promtool check rules {}:\n{stdout}{stderr}",
+            file.display()
+        );
+        assert!(stdout.contains("SUCCESS: 5 rules found"), "{stdout}");
+    }
+    let _ = std::fs::remove_file(tmp);
+}
+
+/// The ServiceMonitor and PrometheusRule CRDs (prometheus-operator's, from its Go module;
+/// `tests/cluster/build.sh prometheus-operator-crds` fetches them), applied once.
+fn apply_prometheus_operator_crds() {
+    let versions = std::fs::read_to_string(Path::new(REPO).join("tests/cluster/versions.env"))
+        .expect("versions.env");
+    let version = versions
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("PROMETHEUS_OPERATOR_VERSION="))
+        .expect("PROMETHEUS_OPERATOR_VERSION in versions.env")
+        .trim()
+        .to_string();
+    let file = helm_bin()
+        .parent()
+        .expect("the cache bin dir")
+        .join(format!("prometheus-operator-crds-{version}.yaml"));
+    assert!(
+        file.exists(),
+        "{} is missing: run `tests/cluster/build.sh prometheus-operator-crds`",
+        file.display()
+    );
+    let f = file.to_str().expect("path");
+    let (ok, out, err) = kubectl(&["apply", "--server-side", "-f", f], None);
+    assert!(ok, "applying the prometheus-operator CRDs: {err}{out}");
+    let (ok, out, err) = kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "{err}{out}");
+}
+
+fn can_i(verb: &str, resource: &str, ns: &str, user: &str) -> bool {
+    let (_, out, _) = kubectl(
+        &["auth", "can-i", verb, resource, "-n", ns, "--as", user],
+        None,
+    );
+    out.trim() == "yes"
+}
+
+/// The test plays the kubelet for the `helm test` Pod, which kwok would only mark Running: it
+/// runs the Pod's container from the image's root filesystem (chroot, the Pod's
+/// ServiceAccount token) and writes the Pod's phase from the exit code. Returns the output.
+/// `b` gives the image, once the Pod exists (its build may still be running until then).
+async fn run_test_pod(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    b: impl FnOnce() -> image_support::Build,
+    wait: Duration,
+) -> (bool, String) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = wait_for(wait, "the helm test Pod", async || {
+        let p = pods.get_opt(name).await.ok()??;
+        (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+    })
+    .await;
+    let spec = pod.spec.expect("a pod spec");
+    let sa = spec.service_account_name.clone().expect("a ServiceAccount");
+    let token = token_for(client, ns, &sa).await;
+    let b = b();
+    let root = image_support::export_rootfs(&b, &format!("rootfs-{name}"));
+    let server = support::admin_config().await.cluster_url;
+    let out = image_support::container_command(
+        &b,
+        &root,
+        &image_support::work_dir(&format!("pod-{name}")),
+        &spec.containers[0],
+        name,
+        ns,
+        &token,
+        &server,
+    )
+    .output()
+    .expect("running the test container");
+    let ok = out.status.success();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = out.status.code().unwrap_or(128);
+    let now = jiff::Timestamp::now().to_string();
+    let status = json!({"status": {
+        "phase": if ok { "Succeeded" } else { "Failed" },
+        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}],
+        "containerStatuses": [{
+            "name": spec.containers[0].name, "image": spec.containers[0].image, "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": if ok { "Completed" } else { "Error" },
+                                     "startedAt": now, "finishedAt": now}},
+        }],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("writing the test Pod's phase");
+    (ok, text)
+}
+
+#[tokio::test]
+async fn checklist_objects_install_and_helm_test_passes() {
+    // The test plays the kubelet for the `helm test` Pod, which only kwok nodes leave to it.
+    if !local_control_plane() {
+        eprintln!("skipped: needs the local control plane's kwok nodes");
+        return;
+    }
+    let _lock = CLUSTER_LOCK.lock().await;
+    let image = image_support::image();
+    apply_prometheus_operator_crds();
+    let client = support::client().await;
+    let ns = test_namespace(&client, "chart-checklist").await;
+    restrict(&client, &ns.name).await;
+    let n = ns.name.clone();
+    let name = release_name("rg-check");
+    let repo = format!("image.repository={}", image_support::TEST_IMAGE);
+    let digest = format!("image.digest={}", image.digest);
+    let dash_ns = format!("grafanaDashboard.namespace={n}");
+    let (release, _) = Release::install(
+        &client,
+        &chart_dir(),
+        &name,
+        &n,
+        &[
+            &repo,
+            &digest,
+            "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
+            &dash_ns,
+            "networkPolicy.enabled=true",
+            "extraArgs={--log-text}",
+            "extraObjects[0].apiVersion=v1",
+            "extraObjects[0].kind=ConfigMap",
+            "extraObjects[0].metadata.name=extra-{{ .Release.Name }}",
+            "extraObjects[0].data.k=v",
+        ],
+    )
+    .await;
+    let full = release.fullname();
+    // Every checklist object is on the API server.
+    for (kind, obj) in [
+        ("poddisruptionbudget", full.clone()),
+        ("prometheusrule", full.clone()),
+        ("servicemonitor", full.clone()),
+        ("networkpolicy", full.clone()),
+        ("configmap", format!("{full}-dashboard")),
+        ("configmap", format!("extra-{name}")),
+    ] {
+        let (ok, _, err) = kubectl(&["get", kind, &obj, "-n", &n], None);
+        assert!(ok, "{kind}/{obj} is not installed: {err}");
+    }
+    let pdb: Value =
+        serde_json::from_str(&kubectl(&["get", "pdb", &full, "-n", &n, "-o", "json"], None).1)
+            .expect("the PDB");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let deploy: Deployment = Api::namespaced(client.clone(), &n)
+        .get(&full)
+        .await
+        .expect("the operator Deployment");
+    let c = &deploy
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some(format!("{}@{}", image_support::TEST_IMAGE, image.digest).as_str())
+    );
+    assert_eq!(
+        c.args.as_ref().and_then(|a| a.last()).map(String::as_str),
+        Some("--log-text")
+    );
+
+    // The aggregated roles reach the built-in ones (kube-controller-manager aggregates them).
+    let (view_user, edit_user, approver, nobody) = ("carol", "dave", "erin", "mallory");
+    for (user, role, kind) in [
+        (view_user, "view", "ClusterRole"),
+        (edit_user, "edit", "ClusterRole"),
+        (approver, &format!("{full}-approver") as &str, "ClusterRole"),
+    ] {
+        let rb = json!({"metadata": {"name": format!("{user}-{}", role.replace('-', ""))},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
+        support::create(&Api::<RoleBinding>::namespaced(client.clone(), &n), rb).await;
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "aggregation into view and edit",
+        async || {
+            (can_i("list", "rolloutruns.rollguard.dev", &n, view_user)
+                && can_i("create", "rolloutpolicies.rollguard.dev", &n, edit_user))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(!can_i(
+        "create",
+        "rolloutpolicies.rollguard.dev",
+        &n,
+        view_user
+    ));
+    assert!(!can_i("patch", "rolloutruns.rollguard.dev", &n, view_user));
+    assert!(
+        !can_i("patch", "rolloutruns.rollguard.dev", &n, edit_user),
+        "edit does not approve"
+    );
+    assert!(can_i("patch", "rolloutruns.rollguard.dev", &n, approver));
+    assert!(can_i("get", "deployments.apps", &n, approver));
+    assert!(!can_i("patch", "rolloutruns.rollguard.dev", &n, nobody));
+
+    // helm test: the hook Pod's check, run for real from the image.
+    let helm_test = {
+        let mut cmd = Command::new(helm_bin());
+        cmd.arg("--kubeconfig")
+            .arg(support::kubeconfig_path())
+            .args(["test", &name, "--namespace", &n, "--timeout", "120s"]);
+        std::thread::spawn(move || run(&mut cmd, None))
+    };
+    let built = image_support::Build::load(&image.dir);
+    let (ok, out) = run_test_pod(
+        &client,
+        &n,
+        &format!("{full}-test"),
+        || built,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(ok, "rollguard check-install from the image failed:\n{out}");
+    assert!(out.contains("ok: CRDs"), "{out}");
+    let (ok, stdout, stderr) = helm_test.join().expect("helm test");
+    assert!(ok, "helm test failed:\n{stdout}{stderr}");
+    assert!(stdout.contains("Phase:          Succeeded"), "{stdout}");
+
+    release.uninstall();
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn chart_and_image_install_from_an_oci_registry() {
+    let _lock = CLUSTER_LOCK.lock().await;
+    let client = support::client().await;
+    let registry = image_support::Registry::start("oci");
+    let work = image_support::work_dir("oci-push");
+    let image_repo = format!("{}/platform/rollguard", registry.addr);
+    // The image: built and pushed by scripts/image.sh --push (make image-push).
+    let (ok, stdout, stderr) = run(
+        Command::new(Path::new(REPO).join("scripts/image.sh"))
+            .arg("--push")
+            .env("IMAGE", &image_repo)
+            .env("IMAGE_BUILD_DIR", &work)
+            .env("REGISTRY_TLS_VERIFY", "false"),
+        None,
+    );
+    assert!(ok, "scripts/image.sh --push:\n{stdout}{stderr}");
+    let digest = std::fs::read_to_string(work.join("digest"))
+        .expect("digest")
+        .trim()
+        .to_string();
+    let values = std::fs::read_to_string(work.join("values.yaml")).expect("values.yaml");
+    assert!(
+        values.contains(&format!("digest: \"{digest}\"")),
+        "{values}"
+    );
+    // The registry serves that manifest by digest.
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v2/platform/rollguard/manifests/{digest}",
+            registry.addr
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("asking the registry");
+    assert_eq!(resp.status(), 200, "the registry has {digest}");
+
+    // The chart: packaged, pushed, installed from the oci:// reference with those values.
+    let pkg = image_support::work_dir("oci-chart");
+    helm(&[
+        "package",
+        chart_dir().to_str().expect("chart"),
+        "-d",
+        pkg.to_str().expect("dir"),
+    ]);
+    let chart: Value = yaml_file("charts/rollguard/Chart.yaml");
+    let version = chart["version"].as_str().expect("version").to_string();
+    let tgz = pkg.join(format!("rollguard-{version}.tgz"));
+    let charts_ref = format!("oci://{}/platform/charts", registry.addr);
+    let out = {
+        let mut cmd = Command::new(helm_bin());
+        cmd.args([
+            "push",
+            tgz.to_str().expect("tgz"),
+            &charts_ref,
+            "--plain-http",
+        ]);
+        run(&mut cmd, None)
+    };
+    assert!(out.0, "helm push: {}{}", out.1, out.2);
+    assert!(
+        out.2.contains("Digest: sha256:") || out.1.contains("Digest: sha256:"),
+        "{out:?}"
+    );
+    let ns = test_namespace(&client, "chart-oci").await;
+    let n = ns.name.clone();
+    let name = release_name("rg-oci");
+    adopt_crds(&client, &name, &n).await;
+    let values_file = work.join("values.yaml");
+    helm(&[
+        "install",
+        &name,
+        &format!("{charts_ref}/rollguard"),
+        "--version",
+        &version,
+        "--plain-http",
+        "--namespace",
+        &n,
+        "-f",
+        values_file.to_str().expect("values"),
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    let release = Release {
+        name: name.clone(),
+        namespace: n.clone(),
+        installed: true,
+    };
+    let deploy: Deployment = Api::namespaced(client.clone(), &n)
+        .get(&release.fullname())
+        .await
+        .expect("the operator Deployment");
+    assert_eq!(
+        deploy
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+            .containers[0]
+            .image
+            .as_deref(),
+        Some(format!("{image_repo}@{digest}").as_str()),
+        "installed from the OCI chart, pinned to the pushed digest"
+    );
+    let status = helm(&["status", &name, "--namespace", &n]);
+    assert!(status.contains("STATUS: deployed"), "{status}");
+    release.uninstall();
+    ns.cleanup().await;
+}
+
+/// Whether the tests run on the local control plane (`tests/cluster/cluster.sh up` tags its
+/// kubeconfig), where the test may play the kubelet and own fixed namespace names.
+fn local_control_plane() -> bool {
+    std::fs::read_to_string(support::kubeconfig_path())
+        .is_ok_and(|k| k.starts_with("# rollguard-local-control-plane"))
+}
+
+/// The README's install block, run as written: `make image-push` to a registry (here one on
+/// 127.0.0.1 standing in for registry.example.com/platform, so `REGISTRY_TLS_VERIFY=false`),
+/// `helm install` with the values it wrote, the rollout status, the first policy.
+#[tokio::test]
+async fn the_readme_install_works_as_written() {
+    // It uses the README's fixed namespaces (`rollguard-system`, `shop`, deleted first) and
+    // plays the kubelet for `helm test`: never on someone's own cluster.
+    if !local_control_plane() {
+        eprintln!("skipped: the README install block runs only on the local control plane");
+        return;
+    }
+    let _lock = CLUSTER_LOCK.lock().await;
+    let client = support::client().await;
+    let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).expect("README");
+    let section = readme
+        .split("## Install on a cluster with Helm")
+        .nth(1)
+        .expect("the install section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("its sh block");
+    assert!(
+        block.contains("make image-push") && block.contains("helm install"),
+        "{block}"
+    );
+    let registry = image_support::Registry::start("readme");
+    let script = block.replace("registry.example.com/platform", &registry.addr);
+
+    // Fresh names as the README uses them.
+    for ns in ["shop", "rollguard-system"] {
+        let _ = kubectl(
+            &[
+                "delete",
+                "namespace",
+                ns,
+                "--wait=true",
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+    adopt_crds(&client, "rollguard", "rollguard-system").await;
+    // `helm` on PATH is the pinned one; kubectl and helm talk to the test cluster.
+    let bin = image_support::work_dir("readme-bin");
+    std::os::unix::fs::symlink(helm_bin(), bin.join("helm")).expect("helm on PATH");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euxo", "pipefail", "-c", &script])
+        .current_dir(REPO)
+        .env("PATH", path)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .env("REGISTRY_TLS_VERIFY", "false");
+    let script_run = std::thread::spawn(move || run(&mut cmd, None));
+    // Its `helm test`: once the hook Pod exists, its check, run from the image that
+    // `make image-push` built (unless the block failed before it got there).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "rollguard-system");
+    while !script_run.is_finished()
+        && pods
+            .get_opt("rollguard-test")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if script_run.is_finished() {
+        let (_, stdout, stderr) = script_run.join().expect("the README block");
+        panic!("the README's install block ended before helm test:\n{stdout}\n{stderr}");
+    }
+    let (test_ok, test_out) = run_test_pod(
+        &client,
+        "rollguard-system",
+        "rollguard-test",
+        || image_support::Build::load(&Path::new(REPO).join("build/image")),
+        Duration::from_secs(60),
+    )
+    .await;
+    let (ok, stdout, stderr) = script_run.join().expect("the README block");
+    assert!(test_ok, "helm test's check-install failed:\n{test_out}");
+    let release = Release {
+        name: "rollguard".into(),
+        namespace: "rollguard-system".into(),
+        installed: true,
+    };
+    assert!(ok, "the README's install block failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("successfully rolled out"), "{stdout}");
+    assert!(
+        stdout.contains("shop"),
+        "the first policy is listed:\n{stdout}"
+    );
+    let values =
+        std::fs::read_to_string(Path::new(REPO).join("build/image/values.yaml")).expect("values");
+    let deploy: Deployment = Api::namespaced(client.clone(), "rollguard-system")
+        .get("rollguard")
+        .await
+        .expect("the operator Deployment");
+    let image = deploy
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers[0]
+        .image
+        .clone()
+        .expect("image");
+    assert!(
+        image.starts_with(&format!("{}/rollguard@sha256:", registry.addr)),
+        "{image}"
+    );
+    assert!(
+        values.contains(image.split('@').nth(1).expect("digest")),
+        "{values}"
+    );
+    release.uninstall();
+    for ns in ["shop", "rollguard-system"] {
+        let _ = kubectl(&["delete", "namespace", ns, "--wait=false"], None);
+    }
 }

@@ -44,7 +44,7 @@ fn the_files_and_targets_the_readme_names_exist() {
     }
     assert!(named >= 8, "only {named} paths found in the README");
     let makefile = repo("Makefile");
-    for target in ["demo:", "demo-down:", "test:"] {
+    for target in ["demo:", "demo-down:", "test:", "image:", "image-push:"] {
         assert!(
             makefile.contains(&format!("\n{target}")),
             "the Makefile lacks {target}"

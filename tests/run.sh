@@ -20,6 +20,10 @@ say "building the local control plane's binaries (cached after the first run)"
 tests/cluster/build.sh
 say "building rollguard and its test tools"
 cargo build --all-targets --features e2e
+# The operator image's binary (scripts/image.sh reuses it; image_e2e and chart_e2e build the
+# image from it in seconds).
+say "building the release binary for the operator image"
+cargo build --release --locked --bin rollguard
 
 say "unit tests"
 cargo test --lib --bins --examples

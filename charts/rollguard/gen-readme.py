@@ -24,7 +24,7 @@ VALUES = HERE / "values.yaml"
 CHART = HERE / "Chart.yaml"
 README = HERE / "README.md"
 
-KEY_RE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?: (?P<value>.*))?$")
+KEY_RE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_./-]+):(?: (?P<value>.*))?$")
 
 
 class ValuesError(Exception):
@@ -171,8 +171,13 @@ admissionregistration.k8s.io/v1).
 
 ## Install
 
+Build the operator image and push it to your registry (`make image-push`, which writes
+`build/image/values.yaml` with the image's digest), then:
+
 ```sh
-helm install rollguard charts/rollguard --namespace rollguard-system --create-namespace
+helm install rollguard charts/rollguard --namespace rollguard-system --create-namespace \\
+  -f build/image/values.yaml
+helm test rollguard --namespace rollguard-system
 ```
 
 Then apply a RolloutPolicy (see `deploy/examples/`) and watch runs with
@@ -192,7 +197,15 @@ Then apply a RolloutPolicy (see `deploy/examples/`) and watch runs with
   release namespace. See `docs/operations/rbac.md`.
 - The ValidatingAdmissionPolicy `<fullname>-approvals` and its binding: approvals and
   commands on a RolloutRun must name the user who sends them.
-- A metrics Service and, optionally, a prometheus-operator ServiceMonitor.
+- A PodDisruptionBudget (with more than one replica) and a metrics Service.
+- ClusterRoles for people: `<fullname>-view` and `<fullname>-edit`, aggregated into the
+  built-in `view`, `edit` and `admin`, and `<fullname>-approver` for `kubectl rollguard
+  approve` (`rbac.aggregateRoles`).
+- Optionally: a prometheus-operator ServiceMonitor, a PrometheusRule with the alert rules of
+  `docs/operations/alert-rules.yaml`, the Grafana dashboard as a ConfigMap for the dashboard
+  sidecar, a NetworkPolicy, and any `extraObjects`.
+- A `helm test` hook: `rollguard check-install` in the operator image checks the CRDs are
+  Established and the operator ready.
 
 ## Upgrade and uninstall
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from Go modules, cached by version.
 # Usage: tests/cluster/build.sh [component...]   (default: all)
-# Components: k8s etcd kwok helm gateway-api prometheus
+# Components: k8s etcd kwok helm gateway-api prometheus-operator-crds prometheus image-tools
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -103,6 +103,17 @@ build_gateway_api() {
   mv "$out.tmp" "$out"
 }
 
+build_prometheus_operator_crds() {
+  local v=$PROMETHEUS_OPERATOR_VERSION; local out=$BIN/prometheus-operator-crds-$v.yaml
+  if [ -f "$out" ]; then log "prometheus-operator v$v CRDs: cached"; return; fi
+  log "prometheus-operator v$v: fetching the ServiceMonitor and PrometheusRule CRDs from the module"
+  local dir
+  dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  { for f in servicemonitors prometheusrules; do
+      echo '---'; cat "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$f.yaml"; done; } > "$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
 build_prometheus() {
   if command -v prometheus >/dev/null; then log "prometheus: $(command -v prometheus)"; return; fi
   log "prometheus: installing Debian's package"
@@ -116,12 +127,27 @@ build_prometheus() {
   fi
 }
 
-comps=("$@"); [ ${#comps[@]} -eq 0 ] && comps=(prometheus gateway-api etcd kwok helm k8s)
+# The operator image's tools (scripts/image.sh, image_e2e, chart_e2e): Debian's buildah (builds
+# with no daemon), docker-registry (the test registry on 127.0.0.1) and binutils (readelf,
+# strip). Cold: 14 s for the install (apt's history log), after `apt-get update`.
+build_image_tools() {
+  local missing=()
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v readelf >/dev/null || missing+=(binutils)
+  if [ ${#missing[@]} -eq 0 ]; then log "image tools: buildah, docker-registry, binutils present"; return; fi
+  [ "$(id -u)" = 0 ] || { log "missing ${missing[*]} and not root: install Debian's packages"; return 1; }
+  log "image tools: installing Debian's ${missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >&2
+}
+
+comps=("$@"); [ ${#comps[@]} -eq 0 ] && comps=(prometheus image-tools gateway-api prometheus-operator-crds etcd kwok helm k8s)
 start=$(date +%s)
 for c in "${comps[@]}"; do
   case $c in
     k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
     gateway-api) build_gateway_api ;; prometheus) build_prometheus ;;
+    prometheus-operator-crds) build_prometheus_operator_crds ;; image-tools) build_image_tools ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
 done
