@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -371,15 +372,14 @@ fn find_routing(ctx: &Context, d: &Deployment, router: Router) -> Result<Routing
     Ok(Routing { service, routes })
 }
 
-/// The metadata of every cached ReplicaSet in the Deployment's namespace.
-fn replicasets_of(ctx: &Context, d: &Deployment) -> Vec<ObjectMeta> {
+/// Every cached ReplicaSet in the Deployment's namespace (shared with the cache, not copied).
+fn replicasets_of(ctx: &Context, d: &Deployment) -> Vec<Arc<PartialObjectMeta<ReplicaSet>>> {
     let ns = d.namespace();
     ctx.stores
         .replicasets
         .state()
         .into_iter()
         .filter(|rs| rs.namespace() == ns)
-        .map(|rs| rs.metadata.clone())
         .collect()
 }
 
@@ -394,7 +394,7 @@ fn found_canary(ctx: &Context, d: &Deployment) -> Option<Arc<Deployment>> {
 /// is paused, the new revision's pods once it rolls.
 fn newest_pod_template_hash(ctx: &Context, d: &Deployment) -> Option<String> {
     let sets = replicasets_of(ctx, d);
-    let refs: Vec<&ObjectMeta> = sets.iter().collect();
+    let refs: Vec<&ObjectMeta> = sets.iter().map(|rs| &rs.metadata).collect();
     observe::newest_pod_template_hash(&d.uid()?, &refs)
 }
 
@@ -573,7 +573,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let found = found_canary(ctx, d);
     let sight = CanarySight::of(found.as_deref(), &run.spec.canary_revision);
     let sets = replicasets_of(ctx, d);
-    let set_refs: Vec<&ObjectMeta> = sets.iter().collect();
+    let set_refs: Vec<&ObjectMeta> = sets.iter().map(|rs| &rs.metadata).collect();
     let revisions = Revisions {
         canary: sight
             .live
