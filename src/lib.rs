@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod governance;
 pub mod install_check;
 pub mod names;
 pub mod plan;

@@ -21,6 +21,12 @@ pub const STABLE_REVISION: &str = "rollguard.dev/stable-revision";
 pub const FAILED_REVISION: &str = "rollguard.dev/failed-revision";
 /// Deployment annotation: the policy governing it.
 pub const GOVERNED_BY: &str = "rollguard.dev/policy";
+/// Label on runs naming their policy (the same key as [`GOVERNED_BY`], on another kind).
+pub const POLICY_LABEL: &str = "rollguard.dev/policy";
+/// Label on runs, canaries and routing Services naming the governed Deployment.
+pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
+/// The annotation (or label) CI sets on a pod template to say where a change came from.
+pub const CHANGE_ORIGIN: &str = "rollguard.dev/change-origin";
 /// Deployment annotation naming the HTTPRoute to use when several reference its Services.
 pub const HTTPROUTE_ANNOTATION: &str = "rollguard.dev/httproute";
 /// Deployment annotation naming the Service to use when several select its pods.

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 
 use crate::analysis::decision::{MixtureSprt, Sprt};
 use crate::api::policy::{
-    AnalysisSpec, Baseline, CHANGE_ORIGIN, Decision, OnNoData, SequentialSpec, SequentialTest,
-    Step, Tier, TierMatch,
+    AnalysisSpec, Baseline, Decision, OnNoData, SequentialSpec, SequentialTest, Step, Tier,
+    TierMatch,
 };
 use crate::api::quantity::{QuantityError, Ratio, parse_duration, parse_percent};
+use crate::names::CHANGE_ORIGIN;
 
 /// The tiers that apply when a policy lists none.
 pub fn default_tiers() -> Vec<Tier> {
@@ -332,7 +333,7 @@ pub fn template_hash(template: &PodTemplateSpec) -> String {
     {
         labels.remove("pod-template-hash");
         labels.remove(crate::names::ROLE_LABEL);
-        labels.remove(crate::api::run::DEPLOYMENT_LABEL);
+        labels.remove(crate::names::DEPLOYMENT_LABEL);
         if labels.is_empty() {
             meta.labels = None;
         }

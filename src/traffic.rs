@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::quantity::Ratio;
-use crate::api::run::DEPLOYMENT_LABEL;
+use crate::names::DEPLOYMENT_LABEL;
 use crate::names::{
     HTTPROUTE_ANNOTATION, ROLE_CANARY, ROLE_LABEL, SERVICE_ANNOTATION, canary_name,
     canary_service_name, stable_service_name,

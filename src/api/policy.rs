@@ -14,9 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::quantity::{DURATION_PATTERN, PERCENT_PATTERN};
 
-/// The annotation (or label) CI sets on a pod template to say where a change came from.
-pub const CHANGE_ORIGIN: &str = "rollguard.dev/change-origin";
-
 /// Variables a query template may use, in the order the docs list them.
 pub const TEMPLATE_VARIABLES: &[&str] = &[
     "namespace",

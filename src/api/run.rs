@@ -12,9 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::{AnalysisSpec, Tier};
 
-/// Label on runs, canaries and routing Services naming the governed Deployment.
-pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
-
 /// One rollout of one new revision of a governed Deployment.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(

@@ -15,7 +15,8 @@ use kube::{Api, Client, Config, ResourceExt};
 use super::errors::{Attempt, CliError, classify, resource};
 use super::view::{self, DeploymentRollouts};
 use crate::api::RolloutPolicy;
-use crate::api::run::{DEPLOYMENT_LABEL, RolloutRun};
+use crate::api::run::RolloutRun;
+use crate::names::DEPLOYMENT_LABEL;
 
 /// The field manager of the CLI's writes (distinct from the operator's).
 pub const FIELD_MANAGER: &str = "kubectl-rollguard";

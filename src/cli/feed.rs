@@ -14,7 +14,8 @@ use super::cluster::Session;
 use super::errors::{Attempt, CliError, resource};
 use super::view::{self, DeploymentRollouts};
 use crate::api::RolloutPolicy;
-use crate::api::run::{DEPLOYMENT_LABEL, RolloutRun};
+use crate::api::run::RolloutRun;
+use crate::names::DEPLOYMENT_LABEL;
 
 /// Which objects to follow.
 #[derive(Debug, Clone)]

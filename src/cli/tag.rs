@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::errors::CliError;
 use super::trailers::{ASSISTANTS_ENV, Assistants, Credit, Origin, classify};
-use crate::api::policy::CHANGE_ORIGIN;
+use crate::names::CHANGE_ORIGIN;
 
 /// What `tag` prints.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

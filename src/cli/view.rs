@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::api::RolloutPolicy;
 use crate::api::run::{Phase, RolloutRun};
-use crate::names::{FAILED_REVISION, GOVERNED_BY, STABLE_REVISION};
+use crate::governance::{self, Index};
+use crate::names::{FAILED_REVISION, STABLE_REVISION};
 use crate::plan::template_hash;
 
 /// One Deployment with its policy, revisions and runs.
@@ -78,38 +79,25 @@ pub fn of_deployment(
     policies: &[RolloutPolicy],
     runs: &[RolloutRun],
 ) -> DeploymentRollouts {
-    let ns = d.namespace().unwrap_or_default();
-    let name = d.name_any();
-    let mut mine: Vec<RolloutRun> = runs
-        .iter()
-        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()) && r.spec.deployment == name)
-        .cloned()
-        .collect();
-    // Newest first; the name breaks ties between runs created in the same second.
-    mine.sort_by(|a, b| {
-        let key = |r: &RolloutRun| (r.creation_timestamp().map(|t| t.0), r.name_any());
-        key(b).cmp(&key(a))
-    });
-    let current_at = mine.iter().position(|r| !phase(r).is_terminal());
-    let current = current_at.map(|i| mine.remove(i));
-    let history: Vec<RolloutRun> = mine
-        .into_iter()
-        .filter(|r| phase(r).is_terminal())
-        .collect();
+    of_indexed(d, &Index::new(policies, runs, phase))
+}
+
+/// The view of one Deployment, from the governance index the operator asks too.
+fn of_indexed(d: &Deployment, index: &Index) -> DeploymentRollouts {
+    let current = index.active_run(d);
+    let mut history: Vec<RolloutRun> = index.finished_runs(d).into_iter().cloned().collect();
+    // Newest first.
+    history.reverse();
     let annotation = |k: &str| d.annotations().get(k).cloned();
     DeploymentRollouts {
-        namespace: ns,
-        deployment: name,
-        policies: policies
-            .iter()
-            .filter(|p| selects(p, d))
-            .map(|p| p.name_any())
-            .collect(),
-        governed_by: annotation(GOVERNED_BY),
+        namespace: d.namespace().unwrap_or_default(),
+        deployment: d.name_any(),
+        policies: index.selecting(d).iter().map(|p| p.name_any()).collect(),
+        governed_by: governance::governed_by(d).map(str::to_string),
         stable_revision: annotation(STABLE_REVISION),
         failed_revision: annotation(FAILED_REVISION),
         template_revision: d.spec.as_ref().map(|s| template_hash(&s.template)),
-        current,
+        current: current.cloned(),
         history,
     }
 }
@@ -121,10 +109,11 @@ pub fn assemble(
     policies: &[RolloutPolicy],
     runs: &[RolloutRun],
 ) -> Vec<DeploymentRollouts> {
+    let index = Index::new(policies, runs, phase);
     let mut out: Vec<DeploymentRollouts> = deployments
         .iter()
         .filter(|d| !is_canary(d))
-        .map(|d| of_deployment(d, policies, runs))
+        .map(|d| of_indexed(d, &index))
         .filter(|v| {
             !v.policies.is_empty()
                 || v.governed_by.is_some()

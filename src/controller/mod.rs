@@ -7,6 +7,7 @@ mod deployment;
 pub mod leader;
 pub mod lenient;
 mod observe;
+mod outcome;
 mod policy;
 
 /// What the operator checks on a policy beyond the API server's validation (templates, plans).
@@ -28,8 +29,8 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use crate::analysis::prometheus;
-use crate::api::run::DEPLOYMENT_LABEL;
 use crate::api::{RolloutPolicy, RolloutRun};
+use crate::names::DEPLOYMENT_LABEL;
 use crate::names::GOVERNED_BY;
 use crate::telemetry::{Health, Metrics};
 

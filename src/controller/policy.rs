@@ -12,11 +12,10 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info_span, warn};
 
-use super::deployment::POLICY_LABEL;
 use super::{Context, Error, apply, is_canary};
 use crate::api::RolloutPolicy;
 use crate::api::policy::RolloutPolicyStatus;
-use crate::names::GOVERNED_BY;
+use crate::governance::{self, Index};
 use crate::run::Router;
 
 pub use crate::selection::selects;
@@ -94,7 +93,7 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
         // goes once none is left.
         let left = in_ns
             .iter()
-            .filter(|d| d.annotations().get(GOVERNED_BY) == Some(&name))
+            .filter(|d| governance::governed_by(d) == Some(name.as_str()))
             .count();
         if left > 0 {
             return Ok(Action::requeue(Duration::from_millis(500)));
@@ -104,49 +103,26 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
     }
     apply::policy_finalizer(ctx, p, true).await?;
 
-    let policies: Vec<Arc<RolloutPolicy>> = ctx
-        .stores
-        .policies
-        .state()
-        .into_iter()
-        .filter(|q| {
-            q.namespace().as_deref() == Some(ns.as_str()) && q.meta().deletion_timestamp.is_none()
-        })
-        .collect();
-    let mut governed = Vec::new();
-    let mut conflicts = Vec::new();
-    for d in in_ns.iter().filter(|d| selects(p, d)) {
-        let others: Vec<String> = policies
+    let policies = ctx.stores.policies.state();
+    let runs = ctx.stores.runs.state();
+    let index = Index::new(
+        policies
             .iter()
-            .filter(|q| q.name_any() != name && selects(q, d))
-            .map(|q| q.name_any())
-            .collect();
-        if others.is_empty() {
-            governed.push(d.clone());
-        } else {
-            conflicts.push(format!(
-                "{} (also selected by {})",
-                d.name_any(),
-                others.join(", ")
-            ));
-        }
-    }
-    let active = ctx
-        .stores
-        .runs
-        .state()
-        .into_iter()
-        .filter(|r| {
-            r.namespace().as_deref() == Some(ns.as_str())
-                && r.labels().get(POLICY_LABEL) == Some(&name)
-                && !r
-                    .status
-                    .as_ref()
-                    .map(|s| s.phase)
-                    .unwrap_or_default()
-                    .is_terminal()
-        })
-        .count();
+            .map(|q| &**q)
+            .filter(|q| q.namespace().as_deref() == Some(ns.as_str())),
+        runs.iter()
+            .map(|r| &**r)
+            .filter(|r| r.namespace().as_deref() == Some(ns.as_str())),
+        |r| ctx.run_status(r).phase,
+    );
+    let reach = index.reach(p, in_ns.iter().map(|d| &**d));
+    let governed = &reach.governed;
+    let conflicts: Vec<String> = reach
+        .conflicts
+        .iter()
+        .map(|(d, others)| format!("{} (also selected by {})", d.name_any(), others.join(", ")))
+        .collect();
+    let active = index.active_runs(Some(p));
 
     let generation = p.meta().generation;
     let old = p.status.clone().unwrap_or_default().conditions;
@@ -284,26 +260,16 @@ fn routing_problem(ctx: &Context, d: &Deployment, router: Router) -> Option<Stri
 }
 
 fn update_gauges(ctx: &Context) {
-    let active = ctx
-        .stores
-        .runs
-        .state()
-        .iter()
-        .filter(|r| {
-            !r.status
-                .as_ref()
-                .map(|s| s.phase)
-                .unwrap_or_default()
-                .is_terminal()
-        })
-        .count();
+    let runs = ctx.stores.runs.state();
+    let active =
+        Index::new([], runs.iter().map(|r| &**r), |r| ctx.run_status(r).phase).active_runs(None);
     ctx.metrics.active_runs.set(active as i64);
     let governed = ctx
         .stores
         .deployments
         .state()
         .iter()
-        .filter(|d| d.annotations().contains_key(GOVERNED_BY))
+        .filter(|d| governance::governed_by(d).is_some())
         .count();
     ctx.metrics.governed.set(governed as i64);
 }

@@ -112,6 +112,9 @@ pub struct World {
     pub routing: Result<(), (String, String)>,
     /// A fresh analysis result, when one was due and taken.
     pub measurement: Option<Measurement>,
+    /// The Deployment is being released (no policy governs it any more), and why: the run
+    /// ends, traffic goes back to stable and the Deployment is given up.
+    pub released: Option<String>,
 }
 
 /// The state the controller makes true.
@@ -603,6 +606,11 @@ impl Machine<'_, '_> {
                 paused: true,
             };
         }
+        if let Some(why) = &self.world.released {
+            let out = release(&self.st, why, self.now());
+            self.st = out.status;
+            return out.desired;
+        }
         let total = self.run.plan.steps.len() as i32;
         self.st.step_display = Some(format!("{}/{}", self.st.step + 1, total));
 
@@ -1090,6 +1098,31 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
             "rolled back: no data for too many samples in a row ({})",
             s.message.as_deref().unwrap_or("no data")
         ),
+    }
+}
+
+/// A run ends because its Deployment is released ([`World::released`]): superseded, all
+/// traffic to stable, no canary, the Deployment no longer paused. The controller says so in
+/// one `Released` Event about the Deployment (released with or without a run in flight), so
+/// no event or revision mark comes from here. Needs no plan: a run whose plan no longer
+/// parses still ends.
+pub fn release(status: &RolloutRunStatus, why: &str, now: Timestamp) -> Outcome {
+    let mut st = status.clone();
+    st.phase = Phase::Superseded;
+    st.ended_at = Some(Time(now));
+    st.reason = Some("Released".into());
+    st.message = Some(format!("the run ended because {why}"));
+    st.weight = Some("0%".into());
+    Outcome {
+        status: st,
+        desired: Desired {
+            canary_replicas: None,
+            weight: Ratio::default(),
+            paused: false,
+        },
+        events: vec![],
+        mark: None,
+        wake_at: None,
     }
 }
 

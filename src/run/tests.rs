@@ -68,6 +68,7 @@ struct Sim {
     rollout_complete: bool,
     routing: Result<(), (String, String)>,
     earlier: Option<String>,
+    released: Option<String>,
     last: Option<Outcome>,
 }
 
@@ -87,6 +88,7 @@ impl Sim {
             rollout_complete: false,
             routing: Ok(()),
             earlier: None,
+            released: None,
             last: None,
         }
     }
@@ -106,6 +108,7 @@ impl Sim {
             earlier_canary: self.earlier.clone(),
             routing: self.routing.clone(),
             measurement: m,
+            released: self.released.clone(),
         };
         let out = reconcile(&run, &self.status, &world);
         self.status = out.status.clone();
@@ -204,6 +207,70 @@ fn a_good_change_walks_its_steps_and_is_promoted() {
     assert_eq!(out.mark, Some(RevisionMark::Stable("new".into())));
     assert_eq!(out.desired.canary_replicas, None);
     assert!(out.desired.paused);
+}
+
+/// A release ends the run wherever it is (mid-step, awaiting approval, promoting): all
+/// traffic to stable, no canary, the Deployment no longer paused, no revision marked, and
+/// no Event from the machine (the controller emits one `Released` Event about the
+/// Deployment, with or without a run).
+#[test]
+fn a_release_ends_the_run_wherever_it_is() {
+    let why = "its RolloutPolicy no longer selects it";
+    let progressing = |sim: &mut Sim| {
+        sim.tick(None);
+        sim.tick(None);
+    };
+    let awaiting = |sim: &mut Sim| {
+        progressing(sim);
+        for _ in 0..40 {
+            sim.step_with(traffic(20.0, 0.0));
+            if sim.status.phase == Phase::AwaitingApproval {
+                break;
+            }
+        }
+        assert_eq!(sim.status.phase, Phase::AwaitingApproval);
+    };
+    let promoting = |sim: &mut Sim| {
+        progressing(sim);
+        for _ in 0..40 {
+            sim.step_with(traffic(20.0, 0.0));
+            if sim.status.phase == Phase::Promoting {
+                break;
+            }
+        }
+        assert_eq!(sim.status.phase, Phase::Promoting);
+    };
+    let setups: [(&str, bool, &dyn Fn(&mut Sim)); 3] = [
+        ("progressing", false, &progressing),
+        ("awaiting approval", true, &awaiting),
+        ("promoting", false, &promoting),
+    ];
+    for (name, approval, setup) in setups {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("10%", "60s"), ("50%", "60s")], approval),
+            Router::GatewayApi,
+        );
+        setup(&mut sim);
+        let before = sim.status.clone();
+        sim.released = Some(why.into());
+        let out = sim.tick(None).clone();
+        assert_eq!(out.status.phase, Phase::Superseded, "{name}");
+        assert_eq!(out.status.reason.as_deref(), Some("Released"), "{name}");
+        assert_eq!(
+            out.status.message.as_deref(),
+            Some(format!("the run ended because {why}").as_str()),
+            "{name}"
+        );
+        assert_eq!(out.status.weight.as_deref(), Some("0%"), "{name}");
+        assert!(out.status.ended_at.is_some(), "{name}");
+        assert_eq!(out.status.samples, before.samples, "{name}: evidence kept");
+        assert_eq!(out.desired.canary_replicas, None, "{name}");
+        assert_eq!(out.desired.weight.to_string(), "0%", "{name}");
+        assert!(!out.desired.paused, "{name}: the Deployment is given up");
+        assert_eq!(out.mark, None, "{name}");
+        assert!(out.events.is_empty(), "{name}: {:?}", out.events);
+        assert_eq!(out.wake_at, None, "{name}");
+    }
 }
 
 #[test]

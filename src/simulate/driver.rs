@@ -295,6 +295,7 @@ pub fn drive<S: Source>(
             earlier_canary: None,
             routing: Ok(()),
             measurement,
+            released: None,
         };
         let out = reconcile(&view, &status, &world);
         if trace {

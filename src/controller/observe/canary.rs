@@ -9,7 +9,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::run::DEPLOYMENT_LABEL;
+use crate::names::DEPLOYMENT_LABEL;
 use crate::names::{ROLE_CANARY, ROLE_LABEL};
 use crate::plan::template_hash;
 use crate::run::CanaryObserved;

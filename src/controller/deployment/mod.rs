@@ -1,0 +1,381 @@
+//! Reconciles one governed Deployment as a pipeline: ask the governance index who governs
+//! it, observe the caches ([`super::observe`], pure), measure when an analysis is due
+//! ([`measure`]), decide with the pure run machine, apply its outcome in the documented
+//! order ([`super::outcome`]), then report (Events, metrics). A Deployment no policy
+//! governs any more is released ([`release`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::apply::{self, GovernedFields};
+use super::observe::{self, Seen, Snapshot};
+use super::{Context, Error, is_canary, outcome};
+use crate::api::RolloutPolicy;
+use crate::api::policy::Baseline;
+use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
+use crate::governance::{self, Governor, Index};
+use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, POLICY_LABEL, STABLE_REVISION, run_name};
+use crate::plan::{Judge, Plan, match_tier};
+use crate::run::govern::{DeploymentView, Governance, govern};
+use crate::run::{Router, RunView, analysis_due, pause_ended, reconcile as run_machine};
+use crate::traffic;
+
+mod measure;
+mod release;
+mod report;
+
+pub use report::publish;
+
+pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!("reconcile", namespace = %d.namespace().unwrap_or_default(), deployment = %d.name_any(), run = tracing::field::Empty, step = tracing::field::Empty);
+    let timer = ctx
+        .metrics
+        .reconcile
+        .with_label_values(&["deployment"])
+        .start_timer();
+    let result = reconcile_inner(d, &ctx).instrument(span).await;
+    timer.observe_duration();
+    result
+}
+
+pub fn error_policy(d: Arc<Deployment>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .with_label_values(&[err.category()])
+        .inc();
+    warn!(namespace = %d.namespace().unwrap_or_default(), deployment = %d.name_any(), error = %err, category = err.category(), "reconcile failed; retrying");
+    // Conflicts resolve on the next pass with fresh caches; anything else backs off a bit.
+    match err.category() {
+        "conflict" => Action::requeue(Duration::from_millis(200)),
+        "invalid" => Action::requeue(Duration::from_secs(60)),
+        _ => Action::requeue(Duration::from_secs(5)),
+    }
+}
+
+async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Error> {
+    if is_canary(&d) || d.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if !ctx.synced.is_ready() {
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    let policies = ctx.stores.policies.state();
+    let runs = ctx.stores.runs.state();
+    let ns = d.namespace();
+    let index = Index::new(
+        policies
+            .iter()
+            .map(|p| &**p)
+            .filter(|p| p.namespace() == ns),
+        runs.iter().map(|r| &**r).filter(|r| r.namespace() == ns),
+        |r| ctx.run_status(r).phase,
+    );
+    let governor = index.governor(&d);
+    // Policy status (governed counts, conflicts) follows from what happens here.
+    let selecting = match &governor {
+        Governor::Nobody => vec![],
+        Governor::One(p) => vec![*p],
+        Governor::Conflict(ps) => ps.clone(),
+    };
+    for p in selecting {
+        let _ = ctx.policy_refresh.send(ObjectRef::from_obj(p));
+    }
+    match governor {
+        Governor::Nobody => {
+            if governance::governed_by(&d).is_some() {
+                let why = "its RolloutPolicy no longer selects it";
+                release::release(ctx, &d, index.active_run(&d), why).await?;
+            }
+            Ok(Action::await_change())
+        }
+        Governor::One(p) => match index.active_run(&d) {
+            Some(run) => drive(ctx, &d, run).await,
+            None => between_runs(ctx, &d, p, &index).await,
+        },
+        // Two policies: leave the Deployment alone; both report Conflict.
+        Governor::Conflict(_) => Ok(Action::await_change()),
+    }
+}
+
+fn router_of(p: &RolloutPolicy) -> Router {
+    if p.spec.traffic.gateway_api.is_some() {
+        Router::GatewayApi
+    } else {
+        Router::Replicas
+    }
+}
+
+/// A governed Deployment with no run in flight: adopt it, start a run for a new template,
+/// or keep it paused on its stable revision.
+async fn between_runs(
+    ctx: &Context,
+    d: &Deployment,
+    p: &RolloutPolicy,
+    index: &Index<'_>,
+) -> Result<Action, Error> {
+    let mut fields = GovernedFields::of(d);
+    fields.annotations.insert(GOVERNED_BY.into(), p.name_any());
+    let view = governance::view(d);
+    let decision = govern(&view);
+    let snapshot = Snapshot::read(&ctx.stores, d);
+    if !matches!(decision, Governance::WaitForRollout) {
+        // Between runs the route sends everything to the pinned stable Service.
+        let routing = (router_of(p) == Router::GatewayApi)
+            .then(|| snapshot.routing(d, Router::GatewayApi).ok())
+            .flatten();
+        let mut writes = routing
+            .as_ref()
+            .map(|r| outcome::plan_idle_routing(d, r, &snapshot))
+            .unwrap_or_default();
+        // A canary with no run in flight is a leftover (say, a create the cache had not
+        // shown when the run ended): remove it.
+        if snapshot.sight("").stray().is_some() {
+            writes.push(outcome::Write::DeleteCanary);
+        }
+        outcome::execute(ctx, d, None, &writes).await?;
+    }
+    match decision {
+        Governance::WaitForRollout => {
+            info!("newly selected but mid-rollout; adopting once it completes");
+            Ok(Action::await_change())
+        }
+        Governance::Adopt { stable } => {
+            fields.paused = true;
+            fields
+                .annotations
+                .insert(STABLE_REVISION.into(), stable.clone());
+            apply::governed_fields(ctx, d, &fields).await?;
+            publish(
+                ctx,
+                d,
+                None,
+                false,
+                "Adopted",
+                format!(
+                    "governed by RolloutPolicy {}; stable revision {stable}",
+                    p.name_any()
+                ),
+            )
+            .await;
+            info!(stable, "adopted");
+            Ok(Action::await_change())
+        }
+        Governance::Steady | Governance::KnownBad { .. } => {
+            fields.paused = true;
+            apply::governed_fields(ctx, d, &fields).await?;
+            prune_history(ctx, d, &index.finished_runs(d), p.spec.history_limit).await?;
+            Ok(Action::await_change())
+        }
+        Governance::StartRun { revision } => {
+            fields.paused = true;
+            apply::governed_fields(ctx, d, &fields).await?;
+            start_run(ctx, d, p, &view, &revision, &index.runs_of(d)).await
+        }
+    }
+}
+
+async fn start_run(
+    ctx: &Context,
+    d: &Deployment,
+    p: &RolloutPolicy,
+    view: &DeploymentView,
+    revision: &str,
+    runs: &[&RolloutRun],
+) -> Result<Action, Error> {
+    let tiers = p
+        .spec
+        .tiers
+        .clone()
+        .unwrap_or_else(crate::plan::default_tiers);
+    let meta = governance::revision_meta(d);
+    let Some((tier, why)) = match_tier(&tiers, &meta) else {
+        // A validated policy always has a catch-all tier; say so if one slipped through.
+        ctx.metrics.errors.with_label_values(&["no_tier"]).inc();
+        let _ = ctx.policy_refresh.send(ObjectRef::from_obj(p));
+        return Ok(Action::await_change());
+    };
+    let at = p
+        .spec
+        .tiers
+        .as_ref()
+        .and_then(|ts| ts.iter().position(|t| t.name == tier.name))
+        .map(|i| format!("spec.tiers[{i}]"))
+        .unwrap_or_else(|| format!("built-in tier {}", tier.name));
+    if let Err(e) = Plan::resolve(tier, &p.spec.analysis, &at) {
+        // Invalid input waits for a change; the policy's InvalidSpec condition says why.
+        warn!(error = %e, "cannot start a run: the policy is invalid");
+        let _ = ctx.policy_refresh.send(ObjectRef::from_obj(p));
+        return Ok(Action::await_change());
+    }
+    let name = d.name_any();
+    let attempt = runs
+        .iter()
+        .filter(|r| r.spec.canary_revision == revision)
+        .count() as u32
+        + 1;
+    let run_name = run_name(&name, revision, attempt);
+    let mut run = RolloutRun::new(
+        &run_name,
+        RolloutRunSpec {
+            deployment: name.clone(),
+            policy: p.name_any(),
+            stable_revision: view.stable_revision.clone().unwrap_or_default(),
+            canary_revision: revision.to_string(),
+            tier: MatchedTier {
+                name: tier.name.clone(),
+                reason: why.clone(),
+            },
+            plan: tier.clone(),
+            analysis: p.spec.analysis.clone(),
+            router: router_of(p).name().into(),
+            approvals: vec![],
+            control: None,
+        },
+    );
+    run.metadata = ObjectMeta {
+        name: Some(run_name.clone()),
+        namespace: d.namespace(),
+        labels: Some(BTreeMap::from([
+            (DEPLOYMENT_LABEL.to_string(), name.clone()),
+            (POLICY_LABEL.to_string(), p.name_any()),
+        ])),
+        owner_references: traffic::owner_ref(d).map(|o| vec![o]),
+        ..Default::default()
+    };
+    if apply::create_run(ctx, &run).await? {
+        ctx.metrics
+            .runs_started
+            .with_label_values(&[&tier.name])
+            .inc();
+        info!(run = %run_name, tier = %tier.name, why = %why, "run started");
+        publish(
+            ctx,
+            d,
+            Some(&run),
+            false,
+            "RunStarted",
+            format!("revision {revision} matched tier {} ({why})", tier.name),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Keeps `limit` finished runs per Deployment (`finished` oldest first).
+async fn prune_history(
+    ctx: &Context,
+    d: &Deployment,
+    finished: &[&RolloutRun],
+    limit: i32,
+) -> Result<(), Error> {
+    let excess = finished.len().saturating_sub(limit.max(1) as usize);
+    for r in finished.iter().take(excess) {
+        apply::delete_run(ctx, &d.namespace().unwrap_or_default(), &r.name_any()).await?;
+    }
+    Ok(())
+}
+
+/// A run in flight: observe, measure when due, run the machine, apply, report.
+async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action, Error> {
+    let span = tracing::Span::current();
+    span.record("run", run.name_any().as_str());
+    let now = Timestamp::now();
+    let status = ctx.run_status(run);
+    let router = Router::from_name(&run.spec.router);
+    let plan = match Plan::resolve(&run.spec.plan, &run.spec.analysis, "spec.plan") {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "the run's plan does not parse; it waits");
+            return Ok(Action::await_change());
+        }
+    };
+    let view = RunView {
+        spec: &run.spec,
+        plan: &plan,
+        router,
+    };
+    span.record("step", status.step);
+    // Observe.
+    let snapshot = Snapshot::read(&ctx.stores, d);
+    let routing = snapshot.routing(d, router);
+    let sight = snapshot.sight(&run.spec.canary_revision);
+    let revisions = snapshot.revisions(d, &sight);
+    let baseline_stable = matches!(
+        plan.judge,
+        Judge::Sequential {
+            baseline: Baseline::Stable,
+            ..
+        }
+    );
+    // Measure.
+    let measurement = match &routing {
+        Ok(r) if analysis_due(&view, &status, now) => {
+            Some(measure::measure(ctx, d, run, baseline_stable, r, &revisions, now).await)
+        }
+        _ => None,
+    };
+    let seen = Seen {
+        now,
+        sight: &sight,
+        routing: &routing,
+        measurement,
+        released: None,
+    };
+    let world = observe::world(d, &snapshot, seen);
+    // Decide.
+    let out = run_machine(&view, &status, &world);
+    let pause_end = pause_ended(&view, &status, &out.status);
+    // Apply.
+    let writes = outcome::plan(
+        d,
+        router,
+        &out,
+        &status,
+        &sight,
+        routing.as_ref().ok(),
+        &snapshot,
+    );
+    outcome::execute(ctx, d, Some(run), &writes).await?;
+    // Report.
+    report::record(ctx, run, &out, &status);
+    for e in &out.events {
+        publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
+    }
+    // The run moved on from a step: how long after its pause ended were the writes for the
+    // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`
+    // that skipped the pause has no delay to measure.
+    if let Some(end) = pause_end {
+        let late = Timestamp::now().duration_since(end).as_secs_f64();
+        if late >= 0.0 {
+            ctx.metrics
+                .step_delay
+                .with_label_values(&[router.name()])
+                .observe(late);
+        }
+    }
+
+    if out.status.phase.is_terminal() {
+        // Once more, with the finished run in the store: prune history, start the next run.
+        return Ok(Action::requeue(Duration::from_millis(50)));
+    }
+    Ok(match out.wake_at {
+        Some(t) => {
+            let d = t.duration_since(Timestamp::now());
+            Action::requeue(
+                Duration::try_from(d)
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(20)),
+            )
+        }
+        None => Action::await_change(),
+    })
+}

@@ -1,0 +1,168 @@
+//! Given what the caches hold, then this is what the run machine is told: no cluster needed.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+
+fn deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u-web", "generation": 1},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:2"}]}}},
+        "status": {"observedGeneration": 1, "replicas": 4, "updatedReplicas": 4,
+                   "availableReplicas": 4}
+    }))
+    .expect("a Deployment")
+}
+
+fn service(name: &str, app: &str) -> Arc<Service> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"selector": {"app": app}}
+        }))
+        .expect("a Service"),
+    )
+}
+
+fn route() -> Arc<HttpRoute> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"rules": [{"backendRefs": [
+                {"name": "web-stable", "port": 80, "weight": 100},
+                {"name": "web-canary", "port": 80, "weight": 0}]}]}
+        }))
+        .expect("an HTTPRoute"),
+    )
+}
+
+fn replicaset(
+    name: &str,
+    owner: &str,
+    hash: &str,
+    revision: &str,
+) -> Arc<PartialObjectMeta<ReplicaSet>> {
+    let meta: ObjectMeta = serde_json::from_value(json!({
+        "name": name, "namespace": "shop",
+        "labels": {"pod-template-hash": hash},
+        "annotations": {"deployment.kubernetes.io/revision": revision},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                             "uid": owner, "controller": true}]
+    }))
+    .expect("metadata");
+    Arc::new(PartialObjectMeta {
+        types: None,
+        metadata: meta,
+        _phantom: Default::default(),
+    })
+}
+
+#[test]
+fn the_users_service_is_found_and_rollguards_own_are_not_candidates() {
+    let d = deployment();
+    let snapshot = Snapshot {
+        services: vec![service("web", "web"), service("api", "api")],
+        ..Default::default()
+    };
+    let r = snapshot.routing(&d, Router::Replicas).expect("routable");
+    assert_eq!(r.service.name_any(), "web");
+    assert!(r.routes.is_empty());
+    assert_eq!(
+        snapshot.service("api").map(|s| s.name_any()).as_deref(),
+        Some("api")
+    );
+}
+
+#[test]
+fn missing_pieces_block_routing_with_the_reason_the_condition_shows() {
+    let d = deployment();
+    let none = Snapshot::default();
+    assert_eq!(
+        none.routing(&d, Router::Replicas)
+            .expect_err("no Service")
+            .reason,
+        "ServiceNotFound"
+    );
+    let no_crd = Snapshot {
+        services: vec![service("web", "web")],
+        routes: None,
+        ..Default::default()
+    };
+    assert_eq!(
+        no_crd
+            .routing(&d, Router::GatewayApi)
+            .expect_err("no CRD")
+            .reason,
+        "GatewayAPIMissing"
+    );
+    let with_route = Snapshot {
+        services: vec![service("web", "web")],
+        routes: Some(vec![route()]),
+        ..Default::default()
+    };
+    let r = with_route
+        .routing(&d, Router::GatewayApi)
+        .expect("routable");
+    assert_eq!(r.routes.len(), 1);
+    assert_eq!(r.routes[0].route, "web");
+}
+
+#[test]
+fn the_stable_revision_is_the_newest_replicaset_of_the_deployment() {
+    let d = deployment();
+    let snapshot = Snapshot {
+        replicasets: vec![
+            replicaset("web-old", "u-web", "old", "1"),
+            replicaset("web-new", "u-web", "new", "2"),
+            replicaset("other", "u-other", "zzz", "9"),
+        ],
+        ..Default::default()
+    };
+    let sight = snapshot.sight("");
+    assert_eq!(
+        snapshot.revisions(&d, &sight),
+        Revisions {
+            canary: None,
+            stable: Some("new".into())
+        }
+    );
+}
+
+#[test]
+fn the_world_carries_the_deployment_routing_and_release() {
+    let d = deployment();
+    let snapshot = Snapshot::default();
+    let sight = snapshot.sight("abc");
+    let routing = snapshot.routing(&d, Router::Replicas);
+    let now = Timestamp::UNIX_EPOCH;
+    let w = world(
+        &d,
+        &snapshot,
+        Seen {
+            now,
+            sight: &sight,
+            routing: &routing,
+            measurement: None,
+            released: Some("its RolloutPolicy no longer selects it".into()),
+        },
+    );
+    assert_eq!(w.now, now);
+    assert_eq!(w.template_revision, governance::template_revision(&d));
+    assert_eq!(w.stable_replicas, 4);
+    assert!(w.rollout_complete);
+    assert_eq!(w.canary, None);
+    assert_eq!(w.earlier_canary, None);
+    assert_eq!(
+        w.routing.as_ref().map_err(|(reason, _)| reason.as_str()),
+        Err("ServiceNotFound")
+    );
+    assert_eq!(
+        w.released.as_deref(),
+        Some("its RolloutPolicy no longer selects it")
+    );
+}

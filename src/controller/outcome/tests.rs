@@ -1,0 +1,231 @@
+//! The order of the writes, without a cluster: a canary is ready before it gets traffic,
+//! traffic leaves it before it goes, the status is written last, and a release gives the
+//! Deployment up only after the run's end is recorded.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::api::run::Phase;
+use crate::plan::template_hash;
+use crate::run::Desired;
+
+fn deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u-web"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:2"}]}}}
+    }))
+    .expect("a Deployment")
+}
+
+fn routing() -> Routing {
+    Routing {
+        service: serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"app": "web"}}
+        }))
+        .expect("a Service"),
+        routes: vec![RouteTarget {
+            route: "web".into(),
+            stable: crate::traffic::WeightSlot {
+                rule: 0,
+                backend: 0,
+                name: "web-stable".into(),
+                current: Some(100),
+            },
+            canary: crate::traffic::WeightSlot {
+                rule: 0,
+                backend: 1,
+                name: "web-canary".into(),
+                current: Some(0),
+            },
+        }],
+    }
+}
+
+fn outcome(canary_replicas: Option<i32>, weight: &str, phase: Phase) -> Outcome {
+    Outcome {
+        status: RolloutRunStatus {
+            phase,
+            ..Default::default()
+        },
+        desired: Desired {
+            canary_replicas,
+            weight: crate::api::quantity::parse_percent(weight).expect("a weight"),
+            paused: true,
+        },
+        events: vec![],
+        mark: None,
+        wake_at: None,
+    }
+}
+
+/// The kinds of writes, in order, with what tells them apart.
+fn kinds(writes: &[Write]) -> Vec<String> {
+    writes
+        .iter()
+        .map(|w| match w {
+            Write::Canary { want, .. } => format!(
+                "canary x{}",
+                want.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+            ),
+            Write::DeleteCanary => "delete canary".into(),
+            Write::Service { want, .. } => format!("service {}", want.name_any()),
+            Write::Weights { weight, last, .. } => format!("weights {weight} (last {last:?})"),
+            Write::Deployment(f) => format!("deployment paused={}", f.paused),
+            Write::ReleaseDeployment => "release deployment".into(),
+            Write::RunStatus(s) => format!("status {}", s.phase.as_str()),
+        })
+        .collect()
+}
+
+#[test]
+fn a_growing_canary_is_applied_before_traffic_and_status_goes_last() {
+    let d = deployment();
+    let r = routing();
+    let snapshot = Snapshot::default();
+    let out = outcome(Some(1), "5%", Phase::Progressing);
+    let sight = CanarySight::of(None, "rev");
+    let before = RolloutRunStatus {
+        weight: Some("1%".into()),
+        ..Default::default()
+    };
+    let writes = plan(
+        &d,
+        Router::GatewayApi,
+        &out,
+        &before,
+        &sight,
+        Some(&r),
+        &snapshot,
+    );
+    assert_eq!(
+        kinds(&writes),
+        [
+            "canary x1",
+            "service web-stable",
+            "service web-canary",
+            "weights 5% (last Some(Ratio(10000)))",
+            "deployment paused=true",
+            "status Progressing"
+        ]
+    );
+}
+
+#[test]
+fn an_ended_run_moves_traffic_off_the_canary_before_deleting_it() {
+    let d = deployment();
+    let r = routing();
+    let snapshot = Snapshot::default();
+    let canary = crate::traffic::canary_deployment(&d, 1).expect("a canary");
+    let revision = template_hash(&canary.spec.as_ref().expect("spec").template);
+    let sight = CanarySight::of(Some(&canary), &revision);
+    let out = outcome(None, "0%", Phase::RolledBack);
+    let writes = plan(
+        &d,
+        Router::GatewayApi,
+        &out,
+        &RolloutRunStatus::default(),
+        &sight,
+        Some(&r),
+        &snapshot,
+    );
+    let k = kinds(&writes);
+    let at = |s: &str| k.iter().position(|x| x.starts_with(s)).expect(s);
+    assert!(at("weights 0%") < at("delete canary"), "{k:?}");
+    assert!(at("deployment") < at("delete canary"), "{k:?}");
+    assert_eq!(k.last().map(String::as_str), Some("status RolledBack"));
+}
+
+#[test]
+fn a_canary_of_another_revision_is_deleted_not_resized_and_one_going_away_is_left() {
+    let d = deployment();
+    let snapshot = Snapshot::default();
+    let other = crate::traffic::canary_deployment(&d, 1).expect("a canary");
+    let out = outcome(Some(1), "1%", Phase::Progressing);
+    let stray = CanarySight::of(Some(&other), "another-revision");
+    let writes = plan(
+        &d,
+        Router::Replicas,
+        &out,
+        &RolloutRunStatus::default(),
+        &stray,
+        None,
+        &snapshot,
+    );
+    assert_eq!(
+        kinds(&writes),
+        [
+            "delete canary",
+            "deployment paused=true",
+            "status Progressing"
+        ]
+    );
+    let mut going = other.clone();
+    going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::UNIX_EPOCH,
+    ));
+    let terminating = CanarySight::of(Some(&going), "another-revision");
+    let writes = plan(
+        &d,
+        Router::Replicas,
+        &out,
+        &RolloutRunStatus::default(),
+        &terminating,
+        None,
+        &snapshot,
+    );
+    assert_eq!(
+        kinds(&writes),
+        ["deployment paused=true", "status Progressing"]
+    );
+}
+
+#[test]
+fn a_release_records_the_runs_end_before_giving_the_deployment_up() {
+    let d = deployment();
+    let r = routing();
+    let snapshot = Snapshot {
+        services: vec![Arc::new(r.service.clone())],
+        ..Default::default()
+    };
+    let out = crate::run::release(
+        &RolloutRunStatus::default(),
+        "its RolloutPolicy no longer selects it",
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let writes = plan_release(&d, Some((Router::GatewayApi, &out)), Some(&r), &snapshot);
+    assert_eq!(
+        kinds(&writes),
+        [
+            "weights 0% (last None)",
+            "service web-stable",
+            "status Superseded",
+            "delete canary",
+            "release deployment"
+        ]
+    );
+    // Without a run in flight there is no status to write and no route to reset.
+    assert_eq!(
+        kinds(&plan_release(&d, None, Some(&r), &snapshot)),
+        ["delete canary", "release deployment"]
+    );
+}
+
+#[test]
+fn between_runs_the_route_sends_everything_to_the_pinned_stable_service() {
+    let d = deployment();
+    let r = routing();
+    let snapshot = Snapshot::default();
+    assert_eq!(
+        kinds(&plan_idle_routing(&d, &r, &snapshot)),
+        [
+            "service web-stable",
+            "service web-canary",
+            "weights 0% (last Some(Ratio(0)))"
+        ]
+    );
+}
