@@ -240,14 +240,19 @@ fn a_release_ends_the_run_wherever_it_is() {
         }
         assert_eq!(sim.status.phase, Phase::Promoting);
     };
-    let setups: [(&str, bool, &dyn Fn(&mut Sim)); 3] = [
+    type Setup<'a> = &'a dyn Fn(&mut Sim);
+    let setups: [(&str, bool, Setup); 3] = [
         ("progressing", false, &progressing),
         ("awaiting approval", true, &awaiting),
         ("promoting", false, &promoting),
     ];
     for (name, approval, setup) in setups {
         let mut sim = Sim::new(
-            tier(Decision::Threshold, &[("10%", "60s"), ("50%", "60s")], approval),
+            tier(
+                Decision::Threshold,
+                &[("10%", "60s"), ("50%", "60s")],
+                approval,
+            ),
             Router::GatewayApi,
         );
         setup(&mut sim);

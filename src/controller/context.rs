@@ -1,0 +1,193 @@
+//! What every reconcile shares: the operator's configuration, the watch stores, the client,
+//! metrics and Event recorder, and the controller layer's errors; plus the checks the
+//! operator makes on its API server before it starts (CRDs served, its User-Agent).
+
+use gateway_api::apis::standard::httproutes::HttpRoute;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+
+use super::secrets;
+use crate::analysis::prometheus;
+use crate::api::{RolloutPolicy, RolloutRun};
+use crate::telemetry::{Health, Metrics};
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Watch only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Prometheus address for policies that name none.
+    pub prometheus_address: Option<String>,
+    /// The reporting instance in Events (the pod name).
+    pub instance: Option<String>,
+}
+
+/// Errors of the controller layer. Each has a short stable category (metric label, Event
+/// reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Kubernetes API refused {action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the CRDs are not installed: {0}. Apply crds/ (kubectl apply -f crds/) or install the Helm chart"
+    )]
+    CrdsMissing(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A short stable category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(s) if s.code == 403 => "forbidden",
+                kube::Error::Api(s) if s.code == 404 => "not_found",
+                kube::Error::Api(s) if s.code == 422 => "invalid",
+                kube::Error::Api(_) => "api",
+                _ => "transport",
+            },
+            Error::CrdsMissing(_) => "crds_missing",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+pub(crate) fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// The in-memory view of the cluster, fed by watches.
+#[derive(Clone)]
+pub struct Stores {
+    pub deployments: Store<Deployment>,
+    pub runs: Store<RolloutRun>,
+    pub policies: Store<RolloutPolicy>,
+    pub services: Store<Service>,
+    pub routes: Option<Store<HttpRoute>>,
+    pub replicasets: Store<PartialObjectMeta<ReplicaSet>>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub stores: Stores,
+    pub prometheus: prometheus::Client,
+    /// Prometheus credentials from Secrets, watched on first use.
+    pub secrets: secrets::Secrets,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// Asks the policy controller to refresh a policy's status.
+    pub policy_refresh: mpsc::UnboundedSender<ObjectRef<RolloutPolicy>>,
+    /// Every watch has listed its objects. Until then no reconcile acts: a Deployment seen
+    /// before its policy would otherwise look ungoverned and be released.
+    pub synced: Health,
+    /// Run statuses written but maybe not yet seen through the watch: (namespace, name) to
+    /// (the resourceVersion the write replaced, the status written).
+    pub written: std::sync::Mutex<
+        std::collections::HashMap<(String, String), (String, crate::api::run::RolloutRunStatus)>,
+    >,
+}
+
+impl Context {
+    /// A run's status as rollguard last knows it: the cached one, or the one it wrote when
+    /// the cache still holds the version that write replaced.
+    pub fn run_status(&self, run: &RolloutRun) -> crate::api::run::RolloutRunStatus {
+        let key = (run.namespace().unwrap_or_default(), run.name_any());
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(&key) {
+            Some((replaced, st)) if run.resource_version().as_ref() == Some(replaced) => st.clone(),
+            Some(_) => {
+                written.remove(&key);
+                run.status.clone().unwrap_or_default()
+            }
+            None => run.status.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl Context {
+    pub(super) fn api<K>(&self, ns: &str) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+}
+
+pub(super) fn scoped<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+pub(super) async fn crd_present<K>(api: &Api<K>) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    // Metadata only: one object the types cannot read must not look like a missing CRD.
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds rollguard's User-Agent ([`crate::names::USER_AGENT`]) to a client configuration.
+pub fn identify(config: &mut kube::Config) {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(crate::names::USER_AGENT),
+    ));
+}
+
+/// The operator's client: the inferred configuration (in-cluster, else the kubeconfig)
+/// sending rollguard's User-Agent.
+pub async fn client() -> Result<Client, String> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    identify(&mut config);
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// Fails with an install hint when the CRDs are not served.
+pub async fn check_crds(client: &Client, ns: &Option<String>) -> Result<(), Error> {
+    let policies_api: Api<RolloutPolicy> = scoped(client, ns);
+    let runs_api: Api<RolloutRun> = scoped(client, ns);
+    for present in [
+        crd_present(&policies_api).await,
+        crd_present(&runs_api).await,
+    ] {
+        match present {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::CrdsMissing(
+                    "rolloutpolicies.rollguard.dev or rolloutruns.rollguard.dev is not served"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(Error::CrdsMissing(e.to_string())),
+        }
+    }
+    Ok(())
+}
