@@ -14,20 +14,64 @@ use serde::{Deserialize, Serialize};
 
 use super::quantity::{DURATION_PATTERN, PERCENT_PATTERN};
 
+/// The one list of the variables a query template may use, in the order the docs list
+/// them: the CEL rule, its message and [`TEMPLATE_VARIABLES`] are built from it (a unit test
+/// keeps it equal to the renderer's `Variable::ALL`).
+macro_rules! with_template_variables {
+    ($then:ident) => {
+        $then!(
+            "namespace",
+            "deployment",
+            "canary",
+            "stable",
+            "workload",
+            "track",
+            "service",
+            "route",
+            "revision",
+            "interval",
+            "elapsed"
+        )
+    };
+}
+
+macro_rules! variable_list {
+    ($($v:literal),+) => {
+        &[$($v),+]
+    };
+}
+
+/// `{{a}}, {{b}} or {{c}}`.
+macro_rules! variables_for_people {
+    ($a:literal, $b:literal) => {
+        concat!("{{", $a, "}} or {{", $b, "}}")
+    };
+    ($first:literal, $($rest:literal),+) => {
+        concat!("{{", $first, "}}, ", variables_for_people!($($rest),+))
+    };
+}
+
+macro_rules! template_rule {
+    ($first:literal $(, $rest:literal)*) => {
+        concat!(
+            r"self.matches('^(?:[^{]|\\{(?:[^{]|$)|\\{\\{\\s*(?:",
+            $first,
+            $("|", $rest,)*
+            r")\\s*\\}\\})*$')"
+        )
+    };
+}
+
+/// The p0 a sequential tier assumes when it sets none: one source for the schema default and
+/// the CEL rule that compares it with `maxErrorRate`.
+macro_rules! default_p0 {
+    () => {
+        "0.1%"
+    };
+}
+
 /// Variables a query template may use, in the order the docs list them.
-pub const TEMPLATE_VARIABLES: &[&str] = &[
-    "namespace",
-    "deployment",
-    "canary",
-    "stable",
-    "workload",
-    "track",
-    "service",
-    "route",
-    "revision",
-    "interval",
-    "elapsed",
-];
+pub const TEMPLATE_VARIABLES: &[&str] = with_template_variables!(variable_list);
 
 /// A RolloutPolicy selects Deployments in its namespace and rolls every new revision of
 /// them out as a canary in steps, sized by the risk tier the revision matches, rolling back
@@ -190,8 +234,11 @@ pub struct AnalysisSpec {
 
 /// CEL: every `{{...}}` in a template names a known variable (one linear regex, so the
 /// rule stays within the API server's cost budget).
-const TEMPLATE_RULE: &str = r"self.matches('^(?:[^{]|\\{(?:[^{]|$)|\\{\\{\\s*(?:namespace|deployment|canary|stable|workload|track|service|route|revision|interval|elapsed)\\s*\\}\\})*$')";
-const TEMPLATE_MESSAGE: &str = "unknown template variable: use {{namespace}}, {{deployment}}, {{canary}}, {{stable}}, {{workload}}, {{track}}, {{service}}, {{route}}, {{revision}}, {{interval}} or {{elapsed}}";
+const TEMPLATE_RULE: &str = with_template_variables!(template_rule);
+const TEMPLATE_MESSAGE: &str = concat!(
+    "unknown template variable: use ",
+    with_template_variables!(variables_for_people)
+);
 
 fn default_interval() -> String {
     "30s".into()
@@ -261,8 +308,8 @@ pub enum OnNoData {
     "self.decision != 'sequential' || !has(self.sequential) || !has(self.sequential.p0) || !has(self.sequential.p1) || double(self.sequential.p0.replace('%', '')) < double(self.sequential.p1.replace('%', ''))"
 ).message("sequential.p0 must be lower than sequential.p1"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "self.decision != 'sequential' || (has(self.sequential) && has(self.sequential.p1)) || double((has(self.sequential) && has(self.sequential.p0) ? self.sequential.p0 : '0.1%').replace('%', '')) < double(self.maxErrorRate.replace('%', ''))"
-).message("sequential.p0 (default 0.1%) must be lower than maxErrorRate, which is p1 unless sequential.p1 is set"))]
+    concat!("self.decision != 'sequential' || (has(self.sequential) && has(self.sequential.p1)) || double((has(self.sequential) && has(self.sequential.p0) ? self.sequential.p0 : '", default_p0!(), "').replace('%', '')) < double(self.maxErrorRate.replace('%', ''))")
+).message(concat!("sequential.p0 (default ", default_p0!(), ") must be lower than maxErrorRate, which is p1 unless sequential.p1 is set")))]
 pub struct Tier {
     /// Tier name, shown on runs (e.g. `ai-assisted`). Lowercase letters, digits and dashes.
     #[schemars(
@@ -410,7 +457,7 @@ impl Default for SequentialSpec {
 }
 
 fn default_p0() -> Option<String> {
-    Some("0.1%".into())
+    Some(default_p0!().into())
 }
 fn default_alpha() -> String {
     "1%".into()
