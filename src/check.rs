@@ -120,3 +120,7 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     }
     Ok(Templates { requests, errors })
 }
+
+/// Property tests of policy input: they drive these checks, the plans and `simulate`.
+#[cfg(test)]
+mod fuzz;

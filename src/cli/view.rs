@@ -68,11 +68,6 @@ pub fn phase(run: &RolloutRun) -> Phase {
 
 pub use crate::selection::{is_canary, selector_matches};
 
-/// Whether a policy in force (not being deleted) selects a Deployment.
-pub fn selects(p: &RolloutPolicy, d: &Deployment) -> bool {
-    p.metadata.deletion_timestamp.is_none() && crate::selection::selects(p, d)
-}
-
 /// The view of one Deployment. `runs` may contain other Deployments' runs.
 pub fn of_deployment(
     d: &Deployment,

@@ -293,6 +293,3 @@ mod tests {
         );
     }
 }
-
-#[cfg(test)]
-mod fuzz;

@@ -6,9 +6,9 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::validate;
 use crate::analysis::decision::{MixtureSprt, Sprt};
 use crate::api::RolloutPolicy;
+use crate::controller::policy_validate as validate;
 use crate::fuzz::config;
 use crate::plan::{Judge, Plan, RevisionMeta, default_tiers, match_tier};
 use crate::simulate::policy::load;
