@@ -330,7 +330,7 @@ fn check_plans(p: &RolloutPolicy) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-const EXAMPLE: &str = include_str!("../../../deploy/examples/strict-ai-tier.yaml");
+const EXAMPLE: &str = include_str!("../../deploy/examples/strict-ai-tier.yaml");
 
 /// Edits that hostile or careless hands make to a YAML file.
 fn edited(text: &'static str) -> impl Strategy<Value = String> {
