@@ -2,13 +2,12 @@
 //! what the policy would have done and when.
 //!
 //! The canary is taken to have started at `--from`. The policy's query templates are
-//! rendered for the canary workload `<deployment>-canary` with the same [`Template`] and
-//! [`Vars`] code the operator uses, combined into one query as the operator combines them,
-//! and evaluated with one range query (`/api/v1/query_range`) from `--from` plus one
-//! analysis interval to `--to`, one point per interval: exactly the instants at which the
-//! operator would have sampled. The points then feed the operator's run state machine
-//! through the same virtual-time driver as `rollguard simulate`, so steps, verdicts,
-//! rollbacks and promotions are the machine's own.
+//! rendered for the canary workload `<deployment>-canary` and combined into one query by the
+//! same [`AnalysisRequest`] the operator uses, and evaluated with one range query
+//! (`/api/v1/query_range`) from `--from` plus one analysis interval to `--to`, one point per
+//! interval: exactly the instants at which the operator would have sampled. The points then
+//! feed the operator's run state machine through the same virtual-time driver as
+//! `rollguard simulate`, so steps, verdicts, rollbacks and promotions are the machine's own.
 //!
 //! A range query renders its template once, so `{{elapsed}}` (the time since the canary
 //! started, different at every sample) becomes the whole span `--to − --from` plus one
@@ -27,11 +26,14 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::analysis::prometheus::{self, Endpoint, QueryError};
-use crate::analysis::query::{Template, Vars};
+use crate::analysis::prometheus::{self, Answer, Endpoint, QueryError, RangeSeries, parse_matrix};
+use crate::analysis::query::Track;
+use crate::analysis::request::{
+    AnalysisRequest, Counts, Part, PointsByPart, RevisionUnknown, SampleVars, points_by_part,
+};
 use crate::api::run::Phase;
 use crate::plan::{Judge, RevisionMeta};
-use crate::simulate::driver::{Counts, Entry, Setup, Source, drive};
+use crate::simulate::driver::{Entry, Setup, Source, drive};
 use crate::simulate::policy;
 
 /// Prometheus answers at most 11,000 points per series; longer spans are asked in chunks.
@@ -169,38 +171,6 @@ pub enum Error {
     Invalid(String),
 }
 
-/// One series of a range query: labels and `(unix seconds, value)` points.
-pub type RangeSeries = (BTreeMap<String, String>, Vec<(f64, f64)>);
-
-/// Reads the `data` of a range query answer (a matrix).
-pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
-    #[derive(serde::Deserialize)]
-    struct Series {
-        #[serde(default)]
-        metric: BTreeMap<String, String>,
-        #[serde(default)]
-        values: Vec<(f64, String)>,
-    }
-    let (result_type, result) = prometheus::parse_result(body)?;
-    if result_type != "matrix" {
-        return Err(QueryError::malformed(format!(
-            "result type {result_type}; a range query answers with a matrix"
-        )));
-    }
-    let series: Vec<Series> = serde_json::from_value(result).map_err(QueryError::malformed)?;
-    series
-        .into_iter()
-        .map(|s| {
-            let points = s
-                .values
-                .into_iter()
-                .map(|(t, v)| Ok((t, prometheus::parse_value(&v)?)))
-                .collect::<Result<Vec<_>, QueryError>>()?;
-            Ok((s.metric, points))
-        })
-        .collect()
-}
-
 /// Runs one range query from `start` to `end` (inclusive) every `step`, in chunks Prometheus
 /// accepts. Series with the same labels in different chunks are joined.
 pub async fn query_range(
@@ -279,7 +249,7 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
 struct Recorded {
     start: Timestamp,
     /// Unix milliseconds to values per part (`requests`, `errors`, `stable_requests`, ...).
-    points: BTreeMap<i64, BTreeMap<&'static str, f64>>,
+    points: PointsByPart,
     step: Duration,
 }
 
@@ -295,27 +265,10 @@ impl Source for Recorded {
             .range(t - step + 1..=t)
             .next_back()
             .map(|(_, v)| v);
-        let value = |tag: &str| -> Result<f64, String> {
-            match got.and_then(|v| v.get(tag)) {
-                Some(x) if !x.is_nan() => Ok(*x),
-                Some(_) => Err(format!("the {tag} query returned NaN")),
-                None => Err(format!("the {tag} query returned an empty vector")),
-            }
-        };
-        match (value("requests"), value("errors")) {
-            (Ok(requests), Ok(errors)) => Counts::Values {
-                requests,
-                errors,
-                stable: if stable {
-                    value("stable_requests")
-                        .ok()
-                        .zip(value("stable_errors").ok())
-                } else {
-                    None
-                },
-            },
-            (Err(why), _) | (_, Err(why)) => Counts::NoData(why),
-        }
+        Counts::from_answers(
+            |part| Answer::of(part.tag(), got.and_then(|v| v.get(part.tag())).copied()),
+            stable,
+        )
     }
 }
 
@@ -380,35 +333,24 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
     let tier = policy
         .choose_tier(opts.tier.as_deref(), &meta)
         .map_err(Error::Invalid)?;
-    let setup = Setup::new(&policy, tier, &opts.deployment, 1);
+    let setup = Setup::new(&policy, tier, &opts.deployment, 1)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let interval = setup.plan.interval;
     let span = Duration::try_from(opts.to.duration_since(opts.from)).unwrap_or(Duration::ZERO);
-    let mut vars = setup.vars().clone();
-    vars.service = opts
+    let service = opts
         .service
         .clone()
         .unwrap_or_else(|| opts.deployment.clone());
-    vars.route = opts.route.clone().unwrap_or_else(|| vars.service.clone());
-    vars.elapsed = span + interval;
-    let (req_t, err_t) = setup.templates();
-    let uses_revision = [req_t, err_t].iter().any(|t| {
-        t.variables()
-            .contains(&crate::analysis::query::Variable::Revision)
-    });
-    let revision = |given: &Option<String>, flag: &str| match given {
-        Some(r) => Ok(r.clone()),
-        None if uses_revision => Err(Error::Invalid(format!(
-            "the policy's queries use {{{{revision}}}}: pass {flag} (the pods' pod-template-hash label)"
-        ))),
-        None => Ok(String::new()),
+    let sample = SampleVars {
+        namespace: policy.namespace.clone(),
+        deployment: opts.deployment.clone(),
+        route: opts.route.clone().unwrap_or_else(|| service.clone()),
+        service,
+        elapsed: span + interval,
+        canary_revision: opts.revision.clone(),
+        stable_revision: opts.stable_revision.clone(),
     };
-    vars.revision = revision(&opts.revision, "--revision")?;
-    let stable_revision = if setup.baseline_stable {
-        revision(&opts.stable_revision, "--stable-revision")?
-    } else {
-        String::new()
-    };
-    let query = combined_query(req_t, err_t, &vars, &stable_revision, setup.baseline_stable);
+    let query = combined_query(&setup.request, &sample)?;
     let token = match &opts.token_file {
         Some(p) => Some(crate::simulate::read(p)?.trim().to_string()),
         None => None,
@@ -440,9 +382,9 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
     // an earlier canary's history leaks into the counts.
     let before = query_at(&http, &ep, &query, opts.from)
         .await
-        .and_then(|series| prometheus::split(&series, &["requests"]));
+        .and_then(|series| prometheus::split(&series, &[Part::Requests.tag()]));
     if let Ok(parts) = before
-        && let Some(prometheus::Answer::Value(n)) = parts.get("requests")
+        && let Some(Answer::Value(n)) = parts.get(Part::Requests.tag())
         && *n >= 0.5
     {
         warnings.push(format!(
@@ -493,55 +435,21 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
 }
 
 /// The operator's combined query for the canary (and the stable revision when the tier
-/// measures its baseline there), rendered with `vars`.
-fn combined_query(
-    req: &Template,
-    err: &Template,
-    vars: &Vars,
-    stable_revision: &str,
-    stable: bool,
-) -> String {
-    let mut parts = vec![("requests", req.render(vars)), ("errors", err.render(vars))];
-    if stable {
-        let mut sv = vars.clone();
-        let s = Vars::for_track(
-            crate::analysis::query::Track::Stable,
-            &vars.namespace,
-            &vars.deployment,
-        );
-        sv.workload = s.workload;
-        sv.track = s.track;
-        sv.revision = stable_revision.to_string();
-        parts.push(("stable_requests", req.render(&sv)));
-        parts.push(("stable_errors", err.render(&sv)));
-    }
-    let refs: Vec<(&str, &str)> = parts.iter().map(|(t, q)| (*t, q.as_str())).collect();
-    prometheus::combine(&refs)
-}
-
-/// Splits a combined range answer into values per instant and part. Several series for one
-/// part is the same error the operator reports: the template lacks a `sum`.
-fn points_by_part(
-    series: &[RangeSeries],
-) -> Result<BTreeMap<i64, BTreeMap<&'static str, f64>>, QueryError> {
-    let mut out: BTreeMap<i64, BTreeMap<&'static str, f64>> = BTreeMap::new();
-    for tag in ["requests", "errors", "stable_requests", "stable_errors"] {
-        let mine: Vec<&RangeSeries> = series
-            .iter()
-            .filter(|(l, _)| l.get(prometheus::PART_LABEL).map(String::as_str) == Some(tag))
-            .collect();
-        if mine.len() > 1 {
-            return Err(QueryError::TooManySeries { series: mine.len() });
-        }
-        for (_, points) in mine {
-            for (t, v) in points {
-                out.entry((t * 1000.0).round() as i64)
-                    .or_default()
-                    .insert(tag, *v);
-            }
+/// measures its baseline there). A revision the queries need must be given on the command
+/// line.
+fn combined_query(request: &AnalysisRequest, sample: &SampleVars) -> Result<String, Error> {
+    match request.render(sample) {
+        Ok(rendered) => Ok(rendered.combined()),
+        Err(RevisionUnknown(track)) => {
+            let flag = match track {
+                Track::Canary => "--revision",
+                Track::Stable => "--stable-revision",
+            };
+            Err(Error::Invalid(format!(
+                "the policy's queries use {{{{revision}}}}: pass {flag} (the pods' pod-template-hash label)"
+            )))
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -118,9 +118,36 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
             }
         }
     }
+    // The schema's pattern lets through a timeout too long to represent; every sample would
+    // fail on it.
+    crate::analysis::request::timeout(a).map_err(|e| Invalid::new(e.field, e.message))?;
     Ok(Templates { requests, errors })
 }
 
 /// Property tests of policy input: they drive these checks, the plans and `simulate`.
 #[cfg(test)]
 mod fuzz;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_the_operator_cannot_resolve_is_refused() {
+        let spec = |timeout: &str| -> RolloutPolicySpec {
+            serde_json::from_value(serde_json::json!({
+                "selector": {"matchLabels": {"app": "web"}},
+                "traffic": {},
+                "analysis": {
+                    "requests": "sum(a[{{elapsed}}])",
+                    "errors": "sum(b[{{elapsed}}])",
+                    "prometheus": {"address": "http://p:9090", "timeout": timeout},
+                },
+            }))
+            .expect("a spec")
+        };
+        assert!(check(&spec("10s")).is_ok());
+        let e = check(&spec("99999999999999999999h")).expect_err("overflows");
+        assert_eq!(e.field, "spec.analysis.prometheus.timeout");
+    }
+}

@@ -1,6 +1,6 @@
 //! The Prometheus HTTP API client: one instant query, answered as a number, no data, or an
-//! error whose category is stable enough to be a metric label. Bearer tokens never appear in
-//! errors, logs or Debug output.
+//! error whose category is stable enough to be a metric label; and the readers of instant and
+//! range answers. Bearer tokens never appear in errors, logs or Debug output.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +35,17 @@ pub enum Answer {
     Value(f64),
     /// An empty vector or NaN: nothing to judge.
     NoData(String),
+}
+
+impl Answer {
+    /// What the `tag` query answered with `value` (`None`: an empty vector).
+    pub fn of(tag: &str, value: Option<f64>) -> Answer {
+        match value {
+            None => Answer::NoData(format!("the {tag} query returned an empty vector")),
+            Some(v) if v.is_nan() => Answer::NoData(format!("the {tag} query returned NaN")),
+            Some(v) => Answer::Value(v),
+        }
+    }
 }
 
 /// Why a query failed.
@@ -174,6 +185,38 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
     }
 }
 
+/// One series of a range query: labels and `(unix seconds, value)` points.
+pub type RangeSeries = (BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// Reads the `data` of a range query answer (a matrix).
+pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
+    #[derive(serde::Deserialize)]
+    struct Series {
+        #[serde(default)]
+        metric: BTreeMap<String, String>,
+        #[serde(default)]
+        values: Vec<(f64, String)>,
+    }
+    let (result_type, result) = parse_result(body)?;
+    if result_type != "matrix" {
+        return Err(QueryError::malformed(format!(
+            "result type {result_type}; a range query answers with a matrix"
+        )));
+    }
+    let series: Vec<Series> = serde_json::from_value(result).map_err(QueryError::malformed)?;
+    series
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .into_iter()
+                .map(|(t, v)| Ok((t, parse_value(&v)?)))
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            Ok((s.metric, points))
+        })
+        .collect()
+}
+
 /// The label that tells the parts of a combined query apart.
 pub const PART_LABEL: &str = "rollguard_part";
 
@@ -200,9 +243,8 @@ pub fn split(series: &[Series], tags: &[&str]) -> Result<BTreeMap<String, Answer
             .map(|(_, v)| *v)
             .collect();
         let answer = match mine.as_slice() {
-            [] => Answer::NoData(format!("the {tag} query returned an empty vector")),
-            [v] if v.is_nan() => Answer::NoData(format!("the {tag} query returned NaN")),
-            [v] => Answer::Value(*v),
+            [] => Answer::of(tag, None),
+            [v] => Answer::of(tag, Some(*v)),
             many => {
                 return Err(QueryError::TooManySeries { series: many.len() });
             }

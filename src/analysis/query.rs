@@ -349,7 +349,7 @@ impl Vars {
     /// `interval` and `elapsed` are left empty/zero for the caller to fill in.
     #[must_use]
     pub fn for_track(track: Track, namespace: &str, deployment: &str) -> Vars {
-        let canary = format!("{deployment}-canary");
+        let canary = crate::names::canary_name(deployment);
         let workload = match track {
             Track::Canary => canary.clone(),
             Track::Stable => deployment.to_owned(),

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
 use super::policy::{ChosenTier, PolicyFile};
-use crate::analysis::query::{Template, Track, Variable, Vars};
+use crate::analysis::request::{AnalysisRequest, InvalidField, SampleVars};
 use crate::api::policy::Baseline;
 use crate::api::run::{Approval, MatchedTier, Phase, RolloutRunSpec, RolloutRunStatus, Sample};
 use crate::plan::{Judge, Plan, share_of};
@@ -26,29 +26,7 @@ use crate::run::{
     CanaryObserved, Measurement, Queries, Router, RunView, World, analysis_due, elapsed, reconcile,
 };
 
-/// The window the policy's queries count over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryWindow {
-    /// `[{{elapsed}}]`: everything since the canary started.
-    SinceStart,
-    /// A fixed range such as `[{{interval}}]` or `[5m]`: the last stretch only.
-    Last(Duration),
-}
-
-/// What the queries returned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Counts {
-    /// Canary requests and errors, and the stable revision's when asked for.
-    Values {
-        requests: f64,
-        errors: f64,
-        stable: Option<(f64, f64)>,
-    },
-    /// The queries returned an empty vector (or NaN).
-    NoData(String),
-    /// The queries failed.
-    Failed(String),
-}
+pub use crate::analysis::request::{Counts, QueryWindow};
 
 /// Where traffic and counters come from: the synthetic traffic model of `simulate`, or
 /// Prometheus' recorded data in `backtest`.
@@ -69,11 +47,10 @@ pub struct Setup {
     /// Stable pods (the Deployment's `spec.replicas`).
     pub stable_replicas: i32,
     pub window: QueryWindow,
-    /// The tier measures p0 on the stable revision.
-    pub baseline_stable: bool,
-    requests: Template,
-    errors: Template,
-    vars: Vars,
+    /// The queries the operator would send for this run.
+    pub request: AnalysisRequest,
+    /// Their variables for the simulated canary (`elapsed` unset).
+    pub sample: SampleVars,
 }
 
 impl Setup {
@@ -83,7 +60,7 @@ impl Setup {
         tier: ChosenTier,
         deployment: &str,
         stable_replicas: i32,
-    ) -> Setup {
+    ) -> Result<Setup, InvalidField> {
         let router = if policy.spec.traffic.gateway_api.is_some() {
             Router::GatewayApi
         } else {
@@ -96,13 +73,18 @@ impl Setup {
                 ..
             }
         );
-        let mut vars = Vars::for_track(Track::Canary, &policy.namespace, deployment);
-        vars.service = deployment.to_string();
-        vars.route = deployment.to_string();
-        vars.interval = tier.plan.interval;
-        // Shown in the rendered queries; the synthetic traffic has one canary revision.
-        vars.revision = "new-revision".into();
-        let window = query_window(&policy.requests, &vars);
+        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?;
+        let sample = SampleVars {
+            namespace: policy.namespace.clone(),
+            deployment: deployment.to_string(),
+            service: deployment.to_string(),
+            route: deployment.to_string(),
+            elapsed: Duration::ZERO,
+            // Shown in the rendered queries; the synthetic traffic has one canary revision.
+            canary_revision: Some("new-revision".into()),
+            stable_revision: Some("stable-revision".into()),
+        };
+        let window = request.window(&sample);
         let spec = RolloutRunSpec {
             deployment: deployment.to_string(),
             policy: policy.name.clone(),
@@ -118,64 +100,32 @@ impl Setup {
             approvals: vec![],
             control: None,
         };
-        Setup {
+        Ok(Setup {
             spec,
             plan: tier.plan,
             router,
             stable_replicas: stable_replicas.max(1),
             window,
-            baseline_stable,
-            requests: policy.requests.clone(),
-            errors: policy.errors.clone(),
-            vars,
-        }
+            request,
+            sample,
+        })
     }
 
     /// The queries as the controller would send them with `{{elapsed}}` = `elapsed`.
     pub fn queries(&self, elapsed: Duration) -> Queries {
-        let mut v = self.vars.clone();
-        v.elapsed = elapsed;
-        Queries {
-            requests: self.requests.render(&v),
-            errors: self.errors.render(&v),
+        let sample = SampleVars {
+            elapsed,
+            ..self.sample.clone()
+        };
+        // Both revisions are set, so nothing is refused.
+        match self.request.render(&sample) {
+            Ok(r) => Queries {
+                requests: r.requests,
+                errors: r.errors,
+            },
+            Err(_) => Queries::default(),
         }
     }
-
-    /// The template variables for the canary (`elapsed` unset).
-    pub fn vars(&self) -> &Vars {
-        &self.vars
-    }
-
-    /// The parsed templates (requests, errors).
-    pub fn templates(&self) -> (&Template, &Template) {
-        (&self.requests, &self.errors)
-    }
-}
-
-/// Which window a requests template counts over: `{{elapsed}}` means since the canary
-/// started, `{{interval}}` the last interval, a literal range such as `[5m]` that range, and
-/// a query without a range (raw counters of a fresh canary) since the start too.
-pub fn query_window(t: &Template, vars: &Vars) -> QueryWindow {
-    if t.variables().contains(&Variable::Elapsed) {
-        return QueryWindow::SinceStart;
-    }
-    if t.variables().contains(&Variable::Interval) {
-        return QueryWindow::Last(vars.interval);
-    }
-    let text = t.render(vars);
-    let mut rest = text.as_str();
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find(']') else { break };
-        let inside = after[..close].split(':').next().unwrap_or("").trim();
-        if let Ok(d) = crate::api::quantity::parse_duration(inside)
-            && !d.is_zero()
-        {
-            return QueryWindow::Last(d);
-        }
-        rest = &after[close..];
-    }
-    QueryWindow::SinceStart
 }
 
 /// One entry of a run's timeline.
@@ -271,7 +221,7 @@ pub fn drive<S: Source>(
             } else {
                 Queries::default()
             };
-            match source.counts(now, window, setup.baseline_stable) {
+            match source.counts(now, window, setup.request.stable_baseline()) {
                 Counts::Values {
                     requests,
                     errors,
@@ -283,7 +233,6 @@ pub fn drive<S: Source>(
                     queries,
                 },
                 Counts::NoData(why) => Measurement::NoData { why, queries },
-                Counts::Failed(why) => Measurement::Failed { why, queries },
             }
         });
         let world = World {

@@ -85,7 +85,8 @@ impl Simulation {
             ..Default::default()
         };
         let tier = policy.choose_tier(None, &meta).map_err(Error::Invalid)?;
-        let setup = Setup::new(policy, tier, DEPLOYMENT, scenario.replicas);
+        let setup = Setup::new(policy, tier, DEPLOYMENT, scenario.replicas)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Simulation { setup, scenario })
     }
 

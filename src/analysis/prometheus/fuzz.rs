@@ -135,7 +135,7 @@ proptest! {
 
     #[test]
     fn prop_any_bytes_are_read_without_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
-        for r in [parse_vector(&body).map(|_| ()), parse_result(&body).map(|_| ()), crate::backtest::parse_matrix(&body).map(|_| ())] {
+        for r in [parse_vector(&body).map(|_| ()), parse_result(&body).map(|_| ()), parse_matrix(&body).map(|_| ())] {
             if let Err(e) = r {
                 check_message(&e)?;
             }
@@ -156,7 +156,7 @@ proptest! {
             _ => json!({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, big]]}]}}),
         };
         let body = serde_json::to_vec(&body).unwrap();
-        for r in [parse_vector(&body).map(|_| ()), crate::backtest::parse_matrix(&body).map(|_| ())] {
+        for r in [parse_vector(&body).map(|_| ()), parse_matrix(&body).map(|_| ())] {
             if let Err(e) = r {
                 check_message(&e)?;
             }
@@ -231,7 +231,7 @@ proptest! {
             }
             Err(e) => check_message(&e)?,
         }
-        if let Err(e) = crate::backtest::parse_matrix(&body) {
+        if let Err(e) = parse_matrix(&body) {
             check_message(&e)?;
         }
     }

@@ -19,6 +19,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::apply::{self, GovernedFields};
 use super::observe::{self, Seen, Snapshot};
 use super::{Context, Error, is_canary, outcome};
+use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
 use crate::api::policy::Baseline;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
@@ -26,7 +27,9 @@ use crate::governance::{self, Governor, Index};
 use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, POLICY_LABEL, STABLE_REVISION, run_name};
 use crate::plan::{Judge, Plan, match_tier};
 use crate::run::govern::{DeploymentView, Governance, govern};
-use crate::run::{Router, RunView, analysis_due, pause_ended, reconcile as run_machine};
+use crate::run::{
+    Measurement, Queries, Router, RunView, analysis_due, pause_ended, reconcile as run_machine,
+};
 use crate::traffic;
 
 mod measure;
@@ -318,9 +321,16 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     );
     // Measure.
     let measurement = match &routing {
-        Ok(r) if analysis_due(&view, &status, now) => {
-            Some(measure::measure(ctx, d, run, baseline_stable, r, &revisions, now).await)
-        }
+        Ok(r) if analysis_due(&view, &status, now) => Some(
+            match AnalysisRequest::new(&run.spec.analysis, baseline_stable) {
+                Ok(request) => measure::measure(ctx, d, run, &request, r, &revisions, now).await,
+                // Recorded like any failed query: the run holds and says why.
+                Err(e) => Measurement::Failed {
+                    why: format!("the run's analysis is invalid: {e}"),
+                    queries: Queries::default(),
+                },
+            },
+        ),
         _ => None,
     };
     let seen = Seen {

@@ -1,0 +1,265 @@
+//! The analysis request as the controller, `simulate` and `backtest` use it: rendered parts,
+//! the combined query byte for byte, the answer split into counts, and fields that do not
+//! resolve named.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+/// Every template variable, a `#` comment, and an `{{interval}}` range in the errors query.
+const REQUESTS: &str = r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="{{workload}}",track="{{track}}",pod_template_hash="{{revision}}",service="{{service}}",route="{{route}}",canary="{{canary}}",stable="{{stable}}",deployment="{{deployment}}"}[{{elapsed}}])) # all"#;
+const ERRORS: &str =
+    r#"sum(increase(http_requests_total{workload="{{workload}}",code=~"5.."}[{{interval}}]))"#;
+
+fn spec(extra: serde_json::Value) -> AnalysisSpec {
+    let mut v = json!({"interval": "30s", "requests": REQUESTS, "errors": ERRORS});
+    if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        v.extend(extra.clone());
+    }
+    serde_json::from_value(v).expect("an analysis spec")
+}
+
+fn sample() -> SampleVars {
+    SampleVars {
+        namespace: "shop".into(),
+        deployment: "web".into(),
+        service: "web-svc".into(),
+        route: "web-route".into(),
+        elapsed: Duration::from_millis(95_500),
+        canary_revision: Some("abc123".into()),
+        stable_revision: Some("def456".into()),
+    }
+}
+
+fn request(stable_baseline: bool) -> AnalysisRequest {
+    AnalysisRequest::new(&spec(json!({})), stable_baseline).expect("resolves")
+}
+
+/// What the controller's `measure` sent for `sample()` before the request had a module of
+/// its own (captured from 07ad24f), canary parts first.
+const CANARY_PARTS: &str = concat!(
+    r#"label_replace((sum(increase(http_requests_total{namespace="shop",workload="web-canary",track="canary",pod_template_hash="abc123",service="web-svc",route="web-route",canary="web-canary",stable="web",deployment="web"}[95s])) # all"#,
+    "\n",
+    r#"), "rollguard_part", "requests", "", "") or label_replace((sum(increase(http_requests_total{workload="web-canary",code=~"5.."}[30s]))"#,
+    "\n",
+    r#"), "rollguard_part", "errors", "", "")"#,
+);
+const STABLE_PARTS: &str = concat!(
+    r#" or label_replace((sum(increase(http_requests_total{namespace="shop",workload="web",track="stable",pod_template_hash="def456",service="web-svc",route="web-route",canary="web-canary",stable="web",deployment="web"}[95s])) # all"#,
+    "\n",
+    r#"), "rollguard_part", "stable_requests", "", "") or label_replace((sum(increase(http_requests_total{workload="web",code=~"5.."}[30s]))"#,
+    "\n",
+    r#"), "rollguard_part", "stable_errors", "", "")"#,
+);
+
+#[test]
+fn a_threshold_tier_asks_for_the_canary_only() {
+    let r = request(false);
+    assert_eq!(r.interval(), Duration::from_secs(30));
+    assert_eq!(r.parts(), &[Part::Requests, Part::Errors]);
+    let q = r.render(&sample()).expect("renders");
+    assert_eq!(
+        q.requests,
+        r#"sum(increase(http_requests_total{namespace="shop",workload="web-canary",track="canary",pod_template_hash="abc123",service="web-svc",route="web-route",canary="web-canary",stable="web",deployment="web"}[95s])) # all"#
+    );
+    assert_eq!(
+        q.errors,
+        r#"sum(increase(http_requests_total{workload="web-canary",code=~"5.."}[30s]))"#
+    );
+    assert_eq!(q.stable, None);
+    assert_eq!(q.combined(), CANARY_PARTS);
+}
+
+#[test]
+fn a_stable_baseline_asks_for_the_stable_revision_too() {
+    let r = request(true);
+    assert_eq!(r.parts(), &Part::ALL);
+    let q = r.render(&sample()).expect("renders");
+    let (sr, se) = q.stable.clone().expect("stable parts");
+    // The same variables, but the stable workload, track and revision.
+    assert!(
+        sr.contains(r#"workload="web",track="stable",pod_template_hash="def456""#),
+        "{sr}"
+    );
+    assert_eq!(
+        se,
+        r#"sum(increase(http_requests_total{workload="web",code=~"5.."}[30s]))"#
+    );
+    assert_eq!(q.combined(), format!("{CANARY_PARTS}{STABLE_PARTS}"));
+}
+
+#[test]
+fn an_unknown_revision_is_refused_only_where_the_queries_need_it() {
+    let no_canary = SampleVars {
+        canary_revision: None,
+        ..sample()
+    };
+    let no_stable = SampleVars {
+        stable_revision: None,
+        ..sample()
+    };
+    assert_eq!(
+        request(false).render(&no_canary),
+        Err(RevisionUnknown(Track::Canary))
+    );
+    assert_eq!(
+        request(true).render(&no_stable),
+        Err(RevisionUnknown(Track::Stable))
+    );
+    // A threshold tier never renders the stable revision's queries.
+    assert!(request(false).render(&no_stable).is_ok());
+    // Templates without {{revision}} need none.
+    let plain = AnalysisRequest::new(
+        &spec(json!({"requests": "sum(rate(a[{{elapsed}}]))", "errors": "sum(b)"})),
+        true,
+    )
+    .expect("resolves");
+    let none = SampleVars {
+        canary_revision: None,
+        stable_revision: None,
+        ..sample()
+    };
+    assert_eq!(
+        plain.render(&none).map(|q| q.requests),
+        Ok("sum(rate(a[95s]))".to_string())
+    );
+}
+
+fn series(parts: &[(&str, f64)]) -> Vec<prometheus::Series> {
+    parts
+        .iter()
+        .map(|(tag, v)| {
+            (
+                BTreeMap::from([(prometheus::PART_LABEL.to_string(), tag.to_string())]),
+                *v,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_answer_is_split_into_counts() {
+    let all = series(&[
+        ("requests", 1520.0),
+        ("errors", 3.0),
+        ("stable_requests", 9000.0),
+        ("stable_errors", 9.0),
+    ]);
+    assert_eq!(
+        request(true).counts(&all).expect("counts"),
+        Counts::Values {
+            requests: 1520.0,
+            errors: 3.0,
+            stable: Some((9000.0, 9.0))
+        }
+    );
+    // A threshold tier reads the canary's parts only.
+    assert_eq!(
+        request(false).counts(&all).expect("counts"),
+        Counts::Values {
+            requests: 1520.0,
+            errors: 3.0,
+            stable: None
+        }
+    );
+    // A missing canary part is no data, and says which.
+    assert_eq!(
+        request(true)
+            .counts(&series(&[("requests", 1520.0)]))
+            .expect("counts"),
+        Counts::NoData("the errors query returned an empty vector".into())
+    );
+    assert_eq!(
+        request(false)
+            .counts(&series(&[("requests", f64::NAN), ("errors", 0.0)]))
+            .expect("counts"),
+        Counts::NoData("the requests query returned NaN".into())
+    );
+    // A missing stable part leaves the baseline out, not the sample.
+    assert_eq!(
+        request(true)
+            .counts(&series(&[
+                ("requests", 10.0),
+                ("errors", 0.0),
+                ("stable_requests", 10.0)
+            ]))
+            .expect("counts"),
+        Counts::Values {
+            requests: 10.0,
+            errors: 0.0,
+            stable: None
+        }
+    );
+    let two = series(&[("errors", 1.0), ("errors", 2.0), ("requests", 5.0)]);
+    let e = request(false).counts(&two).expect_err("two series");
+    assert_eq!(e.category(), "query_shape");
+}
+
+#[test]
+fn a_field_that_does_not_resolve_is_named() {
+    let cases = [
+        (
+            json!({"requests": "sum(a{x=\"{{nope}}\"})"}),
+            "spec.analysis.requests",
+        ),
+        (json!({"errors": "  "}), "spec.analysis.errors"),
+        (json!({"interval": "soon"}), "spec.analysis.interval"),
+        (
+            json!({"prometheus": {"address": "http://p", "timeout": "99999999999999999999h"}}),
+            "spec.analysis.prometheus.timeout",
+        ),
+    ];
+    for (extra, field) in cases {
+        let e = AnalysisRequest::new(&spec(extra), false).expect_err(field);
+        assert_eq!(e.field, field);
+        assert!(e.to_string().starts_with(&format!("{field}: ")), "{e}");
+    }
+}
+
+#[test]
+fn the_endpoint_is_the_specs_prometheus_else_the_operators() {
+    let own = AnalysisRequest::new(
+        &spec(json!({"prometheus": {"address": "http://mine:9090", "timeout": "3s"}})),
+        false,
+    )
+    .expect("resolves");
+    let ep = own.endpoint(Some("http://default:9090")).expect("endpoint");
+    assert_eq!(
+        (ep.address.as_str(), ep.timeout, ep.token),
+        ("http://mine:9090", Duration::from_secs(3), None)
+    );
+    let ep = request(false)
+        .endpoint(Some("http://default:9090"))
+        .expect("endpoint");
+    assert_eq!(
+        (ep.address.as_str(), ep.timeout),
+        ("http://default:9090", Duration::from_secs(10))
+    );
+    let e = request(false).endpoint(None).expect_err("no address");
+    assert!(e.to_string().contains("--prometheus-address"), "{e}");
+}
+
+#[test]
+fn the_window_follows_the_requests_range() {
+    let window = |requests: &str| {
+        AnalysisRequest::new(&spec(json!({ "requests": requests })), false)
+            .expect("resolves")
+            .window(&sample())
+    };
+    assert_eq!(
+        window("sum(increase(a[{{elapsed}}]))"),
+        QueryWindow::SinceStart
+    );
+    assert_eq!(
+        window("sum(increase(a[{{interval}}]))"),
+        QueryWindow::Last(Duration::from_secs(30))
+    );
+    assert_eq!(
+        window("sum(increase(a[5m:30s]))"),
+        QueryWindow::Last(Duration::from_secs(300))
+    );
+    assert_eq!(window("sum(a)"), QueryWindow::SinceStart);
+}
