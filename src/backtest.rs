@@ -391,7 +391,14 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
             "the canary's requests query already counts {n:.0} requests at --from: the canary served traffic before --from (an earlier run?), and those requests are counted as if they were this run's; set --from to when this canary started"
         ));
     }
-    let d = drive(&setup, opts.from, span, Duration::ZERO, &mut recorded, true);
+    let d = drive(
+        &setup,
+        opts.from,
+        span,
+        Default::default(),
+        &mut recorded,
+        true,
+    );
     let at_time = |secs: f64| {
         opts.from
             .checked_add(SignedDuration::from_millis((secs * 1000.0).round() as i64))

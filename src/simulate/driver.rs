@@ -181,15 +181,28 @@ fn at(start: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// When a simulated run's approvals come and when its Deployment is released.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct People {
+    /// An approval is given this long after the run asks for one.
+    pub approve_after: Duration,
+    /// The policy stops governing the Deployment at this time since the start.
+    pub release_at: Option<Duration>,
+}
+
+/// What the operator says when a policy no longer selects a Deployment.
+pub const RELEASED: &str = "its RolloutPolicy no longer selects it";
+
 /// Drives one run from `start` until it ends or `horizon` has passed.
 pub fn drive<S: Source>(
     setup: &Setup,
     start: Timestamp,
     horizon: Duration,
-    approve_after: Duration,
+    people: People,
     source: &mut S,
     trace: bool,
 ) -> Drive {
+    let approve_after = people.approve_after;
     let mut spec = setup.spec.clone();
     let mut status = RolloutRunStatus::default();
     let mut canary: Option<CanaryObserved> = None;
@@ -244,7 +257,10 @@ pub fn drive<S: Source>(
             earlier_canary: None,
             routing: Ok(()),
             measurement,
-            released: None,
+            released: people
+                .release_at
+                .filter(|t| now >= *t)
+                .map(|_| RELEASED.to_string()),
         };
         let out = reconcile(&view, &status, &world);
         if trace {
@@ -313,10 +329,12 @@ pub fn drive<S: Source>(
         let wake = out
             .wake_at
             .map(|t| Duration::try_from(t.duration_since(start)).unwrap_or(Duration::ZERO));
-        let next = match (wake, approval_due) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(horizon),
-        };
+        let release_due = people.release_at.filter(|t| *t > now);
+        let next = [wake, approval_due, release_due]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(horizon);
         if now >= horizon {
             break;
         }

@@ -104,7 +104,10 @@ impl Simulation {
             &self.setup,
             virtual_start(),
             self.scenario.duration,
-            self.scenario.approve_after,
+            driver::People {
+                approve_after: self.scenario.approve_after,
+                release_at: self.scenario.release_after,
+            },
             &mut traffic,
             trace,
         );
@@ -120,6 +123,7 @@ impl Simulation {
         let outcome = match d.status.phase {
             Phase::RolledBack | Phase::Aborted => Outcome::RolledBack,
             Phase::Succeeded => Outcome::Promoted,
+            Phase::Superseded => Outcome::Released,
             _ => Outcome::Undecided,
         };
         let time_to_decision_seconds = match (d.ended, d.canary_started) {

@@ -13,6 +13,8 @@ pub enum Outcome {
     Promoted,
     /// Still in flight when the scenario's duration ran out.
     Undecided,
+    /// The policy stopped governing the Deployment first (`releaseAfter`): no verdict.
+    Released,
 }
 
 /// One simulated run.
@@ -89,6 +91,8 @@ pub struct Aggregate {
     pub rolled_back: usize,
     pub promoted: usize,
     pub undecided: usize,
+    /// Runs ended by a release (`releaseAfter`) before a verdict.
+    pub released: usize,
     /// Healthy canaries only: the share of runs rolled back.
     pub false_rollback_rate: Option<f64>,
     /// Bad canaries only: the share of runs promoted.
@@ -123,6 +127,7 @@ impl Aggregate {
             rolled_back,
             promoted,
             undecided,
+            released: count(Outcome::Released),
             false_rollback_rate: healthy.then(|| rate(rolled_back)),
             miss_rate: (!healthy).then(|| rate(promoted)),
             undecided_rate: rate(undecided),

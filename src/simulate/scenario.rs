@@ -56,6 +56,10 @@ pub struct Scenario {
     /// When the tier requires an approval, it is given this long after the run asks.
     #[serde(default, deserialize_with = "duration")]
     pub approve_after: Duration,
+    /// The policy stops governing the Deployment this long after the start (deleted, or its
+    /// selector changed): the run ends as the operator ends it on release.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub release_after: Option<Duration>,
 }
 
 fn default_duration() -> Duration {
@@ -227,6 +231,10 @@ impl Scenario {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -136,6 +136,28 @@ fn the_replicas_router_gives_the_canary_its_pods_share() {
     assert_eq!(r.outcome, Outcome::Undecided);
 }
 
+/// A release (the policy deleted or no longer selecting the Deployment) ends the run the way
+/// the operator ends it: through the machine, superseded, all traffic back to stable.
+#[test]
+fn a_release_ends_the_run_without_a_verdict() {
+    let scenario = "rps: 100\ncanary: {errorRate: 0.1%}\nreleaseAfter: 3m\n";
+    let s = sim(POLICY, scenario);
+    let r = s.run(0, 1, true);
+    assert_eq!(r.outcome, Outcome::Released, "{r:?}");
+    assert_eq!(r.phase, "Superseded");
+    assert_eq!(r.reason.as_deref(), Some("Released"));
+    assert!(
+        (179.0..=181.0).contains(&r.time_to_decision_seconds.expect("ended")),
+        "{r:?}"
+    );
+    // The canary served nothing after the release.
+    let later = sim(POLICY, &scenario.replace("3m", "30m")).run(0, 1, false);
+    assert!(
+        r.canary_requests < later.canary_requests,
+        "{r:?} vs {later:?}"
+    );
+}
+
 #[test]
 fn approvals_are_given_after_the_scenario_says() {
     let policy = format!(
