@@ -671,11 +671,7 @@ async fn apply_outcome(
 
     // 2. Traffic.
     if let (Router::GatewayApi, Some(r)) = (router, &routing) {
-        let last = before
-            .weight
-            .as_deref()
-            .and_then(|w| crate::api::quantity::parse_percent(w).ok());
-        ensure_routing(ctx, d, r, desired.weight, last).await?;
+        ensure_routing(ctx, d, r, desired.weight, before.weight).await?;
     }
     ctx.metrics
         .weight
@@ -713,14 +709,20 @@ async fn apply_outcome(
         .iter()
         .skip(before.samples.len().min(out.status.samples.len()))
     {
-        ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
+        ctx.metrics
+            .samples
+            .with_label_values(&[s.verdict.as_str()])
+            .inc();
     }
     if out.status.sample_count > before.sample_count
         && out.status.samples.len() == before.samples.len()
     {
         // The window is full: the newest sample is the new one.
         if let Some(s) = out.status.samples.last() {
-            ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
+            ctx.metrics
+                .samples
+                .with_label_values(&[s.verdict.as_str()])
+                .inc();
         }
     }
     if out.status.phase != before.phase && out.status.phase.is_terminal() {
@@ -816,7 +818,7 @@ pub async fn release(ctx: &Context, d: &Deployment, why: &str) -> Result<(), Err
         st.ended_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             Timestamp::now(),
         ));
-        st.weight = Some("0%".into());
+        st.weight = Some(Ratio::ZERO);
         if Router::from_name(&run.spec.router) == Router::GatewayApi
             && let Ok(r) = find_routing(ctx, d, Router::GatewayApi)
         {
