@@ -1,14 +1,16 @@
 //! The API against the real API server: every bad policy is refused with a message that
 //! names the field, the examples in `deploy/examples/` are accepted, and `kubectl explain`
-//! reads the field docs. What CEL cannot check is reported in the policy's conditions.
+//! reads the field docs. What CEL cannot check is reported in the policy's conditions. A run
+//! whose status was written before it was typed is accepted and reads back typed.
 #![cfg(feature = "e2e")]
 
 mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
+use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::{Value, json};
 
 fn analysis() -> Value {
@@ -431,5 +433,110 @@ async fn what_cel_cannot_check_is_reported_in_conditions() {
         .find(|c| c.type_ == "Ready")
         .expect("Ready");
     assert_eq!(r.status, "False");
+    ns.cleanup().await;
+}
+
+/// One sample as the operator wrote it before counts and verdicts were typed.
+fn old_sample(at: &str, step: i32, requests: &str, errors: &str, verdict: &str) -> Value {
+    json!({"time": at, "step": step, "requestsQuery": "r", "errorsQuery": "e",
+           "requests": requests, "errors": errors, "rate": "0.3947%", "threshold": "1%",
+           "statistic": "0.114", "upperBound": "4.554", "lowerBound": "-2.986",
+           "baseline": "0.1%", "verdict": verdict})
+}
+
+#[tokio::test]
+async fn a_run_written_before_its_status_was_typed_is_accepted_and_reads_back_typed() {
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "oldrun").await;
+    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
+    support::create(
+        &runs,
+        json!({
+            "apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutRun",
+            "metadata": {"name": "web-old", "namespace": ns.name},
+            "spec": {
+                "deployment": "web", "policy": "shop",
+                "stableRevision": "5d8f7c9b6", "canaryRevision": "7f6b5c4d3",
+                "tier": {"name": "standard", "reason": "test"},
+                "plan": {"name": "standard", "maxErrorRate": "1%", "decision": "sequential",
+                         "steps": [{"weight": "1%", "pause": "30s"}, {"weight": "5%", "pause": "60s"}]},
+                "analysis": analysis(),
+                "router": "gatewayAPI",
+            },
+        }),
+    )
+    .await;
+    // The status in its old form, strings and all, through the status subresource.
+    let old = json!({
+        "phase": "Progressing", "step": 1, "stepDisplay": "2/2", "weight": "5%",
+        "errorRate": "0.3947%", "canaryStartedAt": "2027-01-15T08:00:00Z",
+        "stepStartedAt": "2027-01-15T08:00:30Z", "lastAnalysisAt": "2027-01-15T08:00:40Z",
+        "failedSamples": 0, "noDataSamples": 0, "sampleCount": 4,
+        "samples": [
+            old_sample("2027-01-15T08:00:30Z", 0, "1140", "4", "Continue"),
+            old_sample("2027-01-15T08:00:40Z", 1, "1520", "6", "Continue"),
+        ],
+    });
+    let status = |s: Value| Patch::Merge(json!({"status": s}));
+    runs.patch_status("web-old", &PatchParams::default(), &status(old))
+        .await
+        .expect("the API server accepts the old form");
+    let st = runs
+        .get("web-old")
+        .await
+        .expect("the typed client reads it")
+        .status
+        .expect("status");
+    assert_eq!(st.phase, Phase::Progressing);
+    assert_eq!(st.weight.map(|w| w.ppm()), Some(50_000));
+    let latest = st.samples.last().expect("samples");
+    assert_eq!(
+        (latest.requests, latest.errors, latest.verdict),
+        (Some(1520), Some(6), Verdict::Continue)
+    );
+    // `kubectl get` prints the same columns as before.
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig_path())
+        .args([
+            "get",
+            "rolloutruns",
+            "web-old",
+            "-n",
+            &ns.name,
+            "--no-headers",
+        ])
+        .output()
+        .expect("kubectl get");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cols.get(1..6),
+        Some(&["web", "standard", "Progressing", "2/2", "5%"][..]),
+        "{line}"
+    );
+    assert_eq!(cols.get(6), Some(&"0.3947%"), "{line}");
+    // What the typed fields could not read is refused, naming the field.
+    let bad_sample = |field: &str, v: &str| {
+        let mut s = old_sample("2027-01-15T08:00:50Z", 1, "1900", "6", "Pass");
+        s[field] = json!(v);
+        json!({"samples": [s]})
+    };
+    for (field, bad) in [
+        ("status.weight", json!({"weight": "5"})),
+        (
+            "status.samples[0].requests",
+            bad_sample("requests", "1.9e3"),
+        ),
+        ("status.samples[0].errors", bad_sample("errors", "-1")),
+        ("status.samples[0].verdict", bad_sample("verdict", "Passed")),
+    ] {
+        let err = runs
+            .patch_status("web-old", &PatchParams::default(), &status(bad))
+            .await
+            .expect_err(field)
+            .to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
     ns.cleanup().await;
 }

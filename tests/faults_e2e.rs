@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollguard::api::run::{Phase, RolloutRun};
+use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::json;
 use support::scenario::newest_run;
 use support::scenario::setup;
@@ -69,7 +69,7 @@ async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
         .expect("a Waiting condition");
     assert_eq!(waiting.reason, "WaitingForEvidence", "{waiting:?}");
     assert!(
-        st.samples.iter().all(|s| s.verdict == "Error"),
+        st.samples.iter().all(|s| s.verdict == Verdict::Error),
         "{:?}",
         st.samples
     );

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, ObjectMeta};
 use rollguard::api::RolloutPolicy;
-use rollguard::api::run::{Phase, RolloutRun};
+use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::json;
 use support::auth_proxy::{AuthProxy, Pki, start_auth_proxy, throwaway_pki, unrelated_ca_pem};
 use support::procs::Proc;
@@ -114,7 +114,7 @@ async fn held_because(env: &Env, what: &str, names_cause: impl Fn(&str) -> bool)
     assert_eq!(st.phase, Phase::Progressing, "never promotes: {st:?}");
     assert_eq!(st.step, 0, "never advances without evidence");
     assert!(
-        !st.samples.is_empty() && st.samples.iter().all(|s| s.verdict == "Error"),
+        !st.samples.is_empty() && st.samples.iter().all(|s| s.verdict == Verdict::Error),
         "{:?}",
         st.samples
     );
@@ -196,7 +196,11 @@ async fn token_and_ca_from_secrets_let_the_run_promote() {
     )
     .await;
     let st = r.status.expect("status");
-    let passed = st.samples.iter().filter(|s| s.verdict == "Pass").count();
+    let passed = st
+        .samples
+        .iter()
+        .filter(|s| s.verdict == Verdict::Pass)
+        .count();
     assert!(passed > 0, "analysed, not promoted blind: {:?}", st.samples);
     assert!(
         env.proxy.forwarded() >= passed,

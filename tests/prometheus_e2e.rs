@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use kube::api::Api;
-use rollguard::api::run::{Phase, RolloutRun};
+use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::{Value, json};
 use support::scenario::newest_run;
 use support::scenario::setup_with;
@@ -45,7 +45,7 @@ async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str, verdict
     let st = r.status.clone().expect("status");
     assert_eq!(st.phase, Phase::Progressing, "{}\n{st:?}", op.tail(30));
     assert_eq!(st.step, 0, "never advances without evidence: {st:?}");
-    let weight = st.weight.clone().unwrap_or_default();
+    let weight = st.weight.unwrap_or_default().to_string();
     assert_eq!(weight, "10%", "the canary keeps its first slice");
     println!(
         "{prefix}: held at step 1 for {} samples; condition: {}",
@@ -136,7 +136,11 @@ async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
     let st = r.status.clone().expect("status");
     assert_eq!(st.phase, Phase::RolledBack, "{st:?}");
     assert_eq!(st.step, 0);
-    let no_data = st.samples.iter().filter(|s| s.verdict == "NoData").count();
+    let no_data = st
+        .samples
+        .iter()
+        .filter(|s| s.verdict == Verdict::NoData)
+        .count();
     assert_eq!(no_data, 3, "rolled back on the third empty sample: {st:?}");
     println!(
         "empty answers with onNoData: rollback: {:?}: {}",

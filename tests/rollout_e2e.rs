@@ -337,8 +337,8 @@ async fn a_human_change_walks_its_steps_and_is_promoted() {
         let run = w
             .wait("the run to succeed", Duration::from_secs(90), async || {
                 let r = w.run().await?;
-                if let Some(wt) = r.status.as_ref().and_then(|s| s.weight.clone()) {
-                    weights_seen.insert(wt);
+                if let Some(wt) = r.status.as_ref().and_then(|s| s.weight) {
+                    weights_seen.insert(wt.to_string());
                 }
                 (W::phase(&r) == Phase::Succeeded).then_some(r)
             })
@@ -706,8 +706,8 @@ async fn a_fix_right_after_a_rollback_waits_for_the_rolled_back_canary_and_count
                 "{{{{revision}}}} is the fix's pod-template-hash: {q}"
             );
             assert_eq!(
-                s.errors.as_deref(),
-                Some("0"),
+                s.errors,
+                Some(0),
                 "the error-free fix is charged with no error: {s:?}"
             );
         }
@@ -752,12 +752,7 @@ async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
             .and_then(|q| q.rsplit_once('[')?.1.split_once("s]"))
             .and_then(|(secs, _)| secs.parse().ok())
             .expect("a [Ns] range in the query");
-        let requests: f64 = s
-            .requests
-            .as_deref()
-            .unwrap_or("0")
-            .parse()
-            .expect("a count");
+        let requests = s.requests.unwrap_or(0) as f64;
         // 20 requests/s over the range, with room for increase()'s extrapolation; the
         // previous canary served 1000-2000 requests/s in its last seconds.
         let bound = 20.0 * (range + 1.0) * 1.6;

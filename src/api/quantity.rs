@@ -1,11 +1,16 @@
-//! String quantities used in the rollguard CRDs: percentages ("0.5%") and durations ("1m30s").
-//! Kubernetes API conventions forbid floats, so these are parsed from strings into exact
-//! integer forms ([`Ratio`] in parts per million, [`Duration`] in milliseconds) and formatted back canonically.
+//! String quantities used in the rollguard CRDs: percentages ("0.5%"), durations ("1m30s")
+//! and counts ("1520"). Kubernetes API conventions forbid floats, so these are parsed from
+//! strings into exact integer forms ([`Ratio`] in parts per million, [`Duration`] in
+//! milliseconds, counts as `u64`) and formatted back canonically.
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Anchored RE2 pattern for a percentage string, for the `pattern` field of a Kubernetes `OpenAPI` schema:
 ///
@@ -27,6 +32,14 @@ pub const PERCENT_PATTERN: &str = r"^(0|[1-9][0-9]*)(\.[0-9]{1,4})?%$";
 /// strings [`parse_duration`] accepts, except that values too large to represent
 /// are rejected only by the parser.
 pub const DURATION_PATTERN: &str = r"^([0-9]+h([0-9]+m)?([0-9]+s)?([0-9]+ms)?|[0-9]+m([0-9]+s)?([0-9]+ms)?|[0-9]+s([0-9]+ms)?|[0-9]+ms)$";
+
+/// Anchored RE2 pattern for a count string, for the `pattern` field of a Kubernetes `OpenAPI` schema:
+///
+/// `^(0|[1-9][0-9]*)$`
+///
+/// A non-negative integer without sign or leading zeros. It accepts exactly the strings
+/// [`parse_count`] accepts, except that values above `u64::MAX` are rejected only by the parser.
+pub const COUNT_PATTERN: &str = r"^(0|[1-9][0-9]*)$";
 
 /// Parts per million in one whole (100%).
 const PPM_PER_WHOLE: u32 = 1_000_000;
@@ -72,6 +85,13 @@ pub enum QuantityError {
         /// The rejected input.
         input: String,
     },
+    /// The string is not a count (a non-negative integer that fits a `u64`).
+    InvalidCount {
+        /// The rejected input.
+        input: String,
+        /// Why it was rejected.
+        reason: String,
+    },
 }
 
 impl fmt::Display for QuantityError {
@@ -99,6 +119,10 @@ impl fmt::Display for QuantityError {
             Self::DurationOverflow { input } => {
                 write!(f, "invalid duration {input:?}: too large")
             }
+            Self::InvalidCount { input, reason } => write!(
+                f,
+                "invalid count {input:?}: {reason} (expected a whole number such as \"1520\")"
+            ),
         }
     }
 }
@@ -163,6 +187,35 @@ impl FromStr for Ratio {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_percent(s)
+    }
+}
+
+/// On the wire a ratio is its canonical percentage string, as people write it in a policy.
+impl Serialize for Ratio {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_percent(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A string matching [`PERCENT_PATTERN`], inlined where it is used.
+impl JsonSchema for Ratio {
+    fn schema_name() -> Cow<'static, str> {
+        "Ratio".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "pattern": PERCENT_PATTERN })
     }
 }
 
@@ -258,6 +311,29 @@ pub fn parse_percent(s: &str) -> Result<Ratio, QuantityError> {
         return Err(out_of_range());
     }
     Ok(Ratio(ppm))
+}
+
+/// Parses a count such as "0" or "1520": the accepted language is [`COUNT_PATTERN`] within
+/// `u64`.
+///
+/// # Errors
+///
+/// [`QuantityError::InvalidCount`] for anything else, naming the input.
+pub fn parse_count(s: &str) -> Result<u64, QuantityError> {
+    let invalid = |reason: &str| QuantityError::InvalidCount {
+        input: s.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if s.is_empty() {
+        return Err(invalid("empty string"));
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("only the digits 0-9 are allowed"));
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return Err(invalid("leading zeros are not allowed"));
+    }
+    s.parse().map_err(|_| invalid("too large"))
 }
 
 /// Duration units in the order they must appear, with their length in milliseconds.
@@ -846,8 +922,66 @@ mod tests {
     }
 
     #[test]
+    fn counts_parse_and_name_the_input_when_they_do_not() {
+        for (input, n) in [
+            ("0", 0),
+            ("7", 7),
+            ("1520", 1520),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(parse_count(input), Ok(n), "{input}");
+            assert_eq!(n.to_string(), input, "canonical");
+        }
+        let cases = [
+            ("", "empty"),
+            ("-1", "digits"),
+            ("+1", "digits"),
+            ("1.0", "digits"),
+            ("1e3", "digits"),
+            (" 1", "digits"),
+            ("n/a", "digits"),
+            ("１", "digits"),
+            ("01", "leading zeros"),
+            ("00", "leading zeros"),
+            ("18446744073709551616", "too large"),
+        ];
+        for (input, why) in cases {
+            let err = parse_count(input).expect_err(input);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{input:?}")) && text.contains(why),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ratio_is_its_percentage_string_on_the_wire() {
+        let r = parse_percent("0.5%").expect("pct");
+        assert_eq!(
+            serde_json::to_value(r).expect("ser"),
+            serde_json::json!("0.5%")
+        );
+        assert_eq!(
+            serde_json::from_value::<Ratio>(serde_json::json!("0.50%")).ok(),
+            Some(r)
+        );
+        for bad in [
+            serde_json::json!("0.5"),
+            serde_json::json!(0.5),
+            serde_json::json!("101%"),
+        ] {
+            let err = serde_json::from_value::<Ratio>(bad.clone()).expect_err("bad");
+            assert!(!err.to_string().is_empty(), "{bad}");
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(Ratio)).expect("schema");
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["pattern"], PERCENT_PATTERN);
+    }
+
+    #[test]
     fn patterns_are_anchored() {
-        for pattern in [PERCENT_PATTERN, DURATION_PATTERN] {
+        for pattern in [PERCENT_PATTERN, DURATION_PATTERN, COUNT_PATTERN] {
             assert!(
                 pattern.starts_with('^') && pattern.ends_with('$'),
                 "{pattern}"

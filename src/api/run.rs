@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::policy::{AnalysisSpec, Tier};
+use super::quantity::{COUNT_PATTERN, Ratio};
 
 /// One rollout of one new revision of a governed Deployment.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -193,8 +194,12 @@ pub struct RolloutRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_display: Option<String>,
     /// The canary's share of traffic now, e.g. `1%` (`0%` before the canary is ready).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::weight"
+    )]
+    pub weight: Option<Ratio>,
     /// The latest measured canary error rate, e.g. `0.42%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate: Option<String>,
@@ -251,12 +256,26 @@ pub struct Sample {
     /// The errors query as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors_query: Option<String>,
-    /// Canary requests since the canary started (as Prometheus reported, rounded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<String>,
+    /// Canary requests since the canary started (as Prometheus reported, rounded), e.g. `1520`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::requests"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub requests: Option<u64>,
     /// Canary errors since the canary started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errors: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::errors"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub errors: Option<u64>,
+    // The rate and the numbers below are evidence for people, formatted once when the
+    // sample is judged: the machine and the CLI show them but never read them back.
     /// errors / requests, e.g. `0.52%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
@@ -275,10 +294,186 @@ pub struct Sample {
     /// Baseline p0 used (measured on stable, or fixed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
-    /// `Pass`, `Fail`, `Continue` (sequential, undecided), `AcceptGood`, `NotEnoughRequests`,
-    /// `NoData`, `Error`.
-    pub verdict: String,
+    /// How the sample judged the canary (`Continue`: the sequential test has not decided yet).
+    pub verdict: Verdict,
     /// The error or why there was no data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// How one analysis sample judged the canary.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Threshold mode: enough requests, error rate at or below the threshold.
+    Pass,
+    /// Above the threshold, or the sequential test crossed its rollback boundary.
+    Fail,
+    /// Sequential mode: not decided yet, and not shown bad.
+    Continue,
+    /// Sequential mode: the test crossed its accept boundary.
+    AcceptGood,
+    /// Threshold mode: too few requests to judge.
+    NotEnoughRequests,
+    /// The queries answered with nothing, or with counts that cannot be used.
+    NoData,
+    /// Prometheus could not be asked or refused the query, or the test could not be set up.
+    Error,
+}
+
+impl Verdict {
+    /// The name used in status, metrics and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "Pass",
+            Verdict::Fail => "Fail",
+            Verdict::Continue => "Continue",
+            Verdict::AcceptGood => "AcceptGood",
+            Verdict::NotEnoughRequests => "NotEnoughRequests",
+            Verdict::NoData => "NoData",
+            Verdict::Error => "Error",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The API edge of the status: typed fields keep the text they always had on the wire, so a
+/// run written before they were typed reads unchanged (and an older operator reads a newer
+/// run), and a value that does not parse names its field.
+mod wire {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::api::quantity::{QuantityError, Ratio, parse_count, parse_percent};
+
+    fn named<'de, D: Deserializer<'de>, T>(
+        field: &str,
+        d: D,
+        parse: fn(&str) -> Result<T, QuantityError>,
+    ) -> Result<Option<T>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        parse(&text)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("{field}: {e}")))
+    }
+
+    pub fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ratio>, D::Error> {
+        named("weight", d, parse_percent)
+    }
+
+    pub fn requests<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("requests", d, parse_count)
+    }
+
+    pub fn errors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("errors", d, parse_count)
+    }
+
+    /// A count as its decimal string, e.g. `"1520"`.
+    // serde's `serialize_with` hands over `&Option<u64>`.
+    #[allow(clippy::ref_option)]
+    pub fn count<S: Serializer>(n: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.collect_str(n),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sample(verdict: Verdict) -> serde_json::Value {
+        json!({"time": "2027-01-15T08:00:10Z", "step": 0, "requests": "1520", "errors": "6",
+               "rate": "0.3947%", "verdict": verdict.as_str()})
+    }
+
+    #[test]
+    fn typed_fields_keep_their_text_on_the_wire() {
+        let verdicts = [
+            Verdict::Pass,
+            Verdict::Fail,
+            Verdict::Continue,
+            Verdict::AcceptGood,
+            Verdict::NotEnoughRequests,
+            Verdict::NoData,
+            Verdict::Error,
+        ];
+        let wire = json!({
+            "phase": "Progressing", "step": 1, "weight": "0.5%",
+            "failedSamples": 0, "noDataSamples": 0, "sampleCount": 7, "conditions": [],
+            "samples": verdicts.map(sample),
+        });
+        let st: RolloutRunStatus = serde_json::from_value(wire.clone()).expect("decodes");
+        assert_eq!(st.weight.map(Ratio::ppm), Some(5_000));
+        let read: Vec<_> = st.samples.iter().map(|s| s.verdict).collect();
+        assert_eq!(read, verdicts);
+        assert!(
+            st.samples
+                .iter()
+                .all(|s| s.requests == Some(1520) && s.errors == Some(6))
+        );
+        let mut back = serde_json::to_value(&st).expect("encodes");
+        back["conditions"] = json!([]);
+        assert_eq!(back, wire, "the same JSON, strings and all");
+        // The CRD lists the verdicts as they are written, and keeps the weight a string.
+        let crd =
+            serde_json::to_value(<RolloutRun as kube::CustomResourceExt>::crd()).expect("crd");
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"];
+        let listed: Vec<_> = verdicts.map(|v| json!(v.as_str())).into();
+        assert_eq!(
+            status["samples"]["items"]["properties"]["verdict"]["enum"],
+            json!(listed)
+        );
+        assert_eq!(status["weight"]["type"], "string");
+        assert_eq!(
+            status["evidence"]["properties"]["requests"]["type"],
+            "string"
+        );
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_names_its_field() {
+        let bad = |field: &str, value: serde_json::Value, status: serde_json::Value| {
+            let err = serde_json::from_value::<RolloutRunStatus>(status)
+                .expect_err(field)
+                .to_string();
+            assert!(
+                err.contains(&format!("{field}: ")) && err.contains(&value.to_string()),
+                "{err}"
+            );
+        };
+        bad("weight", json!("5"), json!({"weight": "5"}));
+        bad("weight", json!("101%"), json!({"weight": "101%"}));
+        let mut s = sample(Verdict::Pass);
+        s["requests"] = json!("1.5e3");
+        bad("requests", json!("1.5e3"), json!({"samples": [s]}));
+        let mut s = sample(Verdict::Pass);
+        s["errors"] = json!("-1");
+        bad("errors", json!("-1"), json!({"evidence": s}));
+        let mut s = sample(Verdict::Pass);
+        s["verdict"] = json!("Passed");
+        let err = serde_json::from_value::<Sample>(s)
+            .expect_err("verdict")
+            .to_string();
+        assert!(err.contains("unknown variant `Passed`"), "{err}");
+        // Absent and null stay absent.
+        let st: RolloutRunStatus =
+            serde_json::from_value(json!({"weight": null})).expect("null weight");
+        assert_eq!(st.weight, None);
+        let s: Sample = serde_json::from_value(json!({"time": "2027-01-15T08:00:10Z", "step": 0,
+            "requests": null, "verdict": "NoData"}))
+        .expect("no counts");
+        assert_eq!((s.requests, s.errors), (None, None));
+    }
 }

@@ -7,10 +7,16 @@ use kube::api::ObjectMeta;
 
 use super::view::DeploymentRollouts;
 use crate::api::policy::{AnalysisSpec, Decision, SequentialSpec, Step, Tier};
+use crate::api::quantity::Ratio;
 use crate::api::run::{
     Approval, Command, MatchedTier, Phase, RolloutRun, RolloutRunSpec, RolloutRunStatus,
-    RunControl, Sample,
+    RunControl, Sample, Verdict,
 };
+
+/// A percentage written as in a status, e.g. `pct("5%")`.
+fn pct(s: &str) -> Ratio {
+    s.parse().expect("a percentage")
+}
 
 /// The fixed "now" of every fixture: 2026-03-01T12:00:00Z.
 pub fn now() -> Timestamp {
@@ -87,10 +93,10 @@ pub fn run(name: &str, revision: &str, age: i64, status: RolloutRunStatus) -> Ro
 pub fn sample(
     age: i64,
     step: i32,
-    requests: &str,
-    errors: &str,
+    requests: u64,
+    errors: u64,
     rate: &str,
-    verdict: &str,
+    verdict: Verdict,
 ) -> Sample {
     Sample {
         time: ago(age),
@@ -101,15 +107,15 @@ pub fn sample(
         errors_query: Some(
             "sum(increase(http_requests_total{workload=\"web-canary\",code=~\"5..\"}[4m]))".into(),
         ),
-        requests: Some(requests.into()),
-        errors: Some(errors.into()),
+        requests: Some(requests),
+        errors: Some(errors),
         rate: Some(rate.into()),
         threshold: Some("0.5%".into()),
         statistic: None,
         upper_bound: None,
         lower_bound: None,
         baseline: None,
-        verdict: verdict.into(),
+        verdict,
         message: None,
     }
 }
@@ -124,12 +130,12 @@ pub fn progressing() -> RolloutRun {
             phase: Phase::Progressing,
             step: 1,
             step_display: Some("2/3".into()),
-            weight: Some("5%".into()),
+            weight: Some(pct("5%")),
             error_rate: Some("0.13%".into()),
             canary_started_at: Some(ago(9 * 60)),
             step_started_at: Some(ago(4 * 60)),
             last_analysis_at: Some(ago(10)),
-            samples: vec![sample(10, 1, "1520", "2", "0.13%", "Pass")],
+            samples: vec![sample(10, 1, 1520, 2, "0.13%", Verdict::Pass)],
             sample_count: 18,
             ..Default::default()
         },
@@ -142,7 +148,7 @@ pub fn awaiting_approval() -> RolloutRun {
     if let Some(st) = r.status.as_mut() {
         st.phase = Phase::AwaitingApproval;
         st.step = 2;
-        st.weight = Some("25%".into());
+        st.weight = Some(pct("25%"));
         st.conditions = vec![Condition {
             type_: "Waiting".into(),
             status: "True".into(),
@@ -157,7 +163,7 @@ pub fn awaiting_approval() -> RolloutRun {
 
 /// Rolled back 5 minutes ago at step 1 on a failing sample.
 pub fn rolled_back(name: &str, revision: &str) -> RolloutRun {
-    let evidence = sample(300, 0, "420", "9", "2.1429%", "Fail");
+    let evidence = sample(300, 0, 420, 9, "2.1429%", Verdict::Fail);
     run(
         name,
         revision,
@@ -165,7 +171,7 @@ pub fn rolled_back(name: &str, revision: &str) -> RolloutRun {
         RolloutRunStatus {
             phase: Phase::RolledBack,
             step: 0,
-            weight: Some("0%".into()),
+            weight: Some(Ratio::ZERO),
             error_rate: Some("2.1429%".into()),
             samples: vec![evidence.clone()],
             sample_count: 6,
@@ -187,7 +193,7 @@ pub fn succeeded(name: &str, revision: &str) -> RolloutRun {
         RolloutRunStatus {
             phase: Phase::Succeeded,
             step: 2,
-            weight: Some("0%".into()),
+            weight: Some(Ratio::ZERO),
             ended_at: Some(ago(2 * 3600)),
             reason: Some("Promoted".into()),
             message: Some(format!(
@@ -232,8 +238,8 @@ pub fn sequential_sample() -> Sample {
         lower_bound: Some("-2.944".into()),
         baseline: Some("0.1%".into()),
         threshold: Some("0.5%".into()),
-        verdict: "Continue".into(),
-        ..sample(5, 0, "800", "2", "0.25%", "Continue")
+        verdict: Verdict::Continue,
+        ..sample(5, 0, 800, 2, "0.25%", Verdict::Continue)
     }
 }
 

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 
 use super::view::{DeploymentRollouts, phase};
 use crate::api::quantity::parse_duration;
-use crate::api::run::{Phase, RolloutRun, Sample};
+use crate::api::run::{Phase, RolloutRun, Sample, Verdict};
 use crate::run::condition;
 
 /// How to draw: colour and bars only on a terminal.
@@ -264,9 +264,9 @@ fn rate_text(run: &RolloutRun) -> (String, &'static str) {
     let limit = latest
         .and_then(|s| s.threshold.clone())
         .unwrap_or_else(|| run.spec.plan.max_error_rate.clone());
-    let color = match latest.map(|s| s.verdict.as_str()) {
-        Some("Fail") => ansi::RED,
-        Some("NoData" | "Error") => ansi::YELLOW,
+    let color = match latest.map(|s| s.verdict) {
+        Some(Verdict::Fail) => ansi::RED,
+        Some(Verdict::NoData | Verdict::Error) => ansi::YELLOW,
         _ => "",
     };
     (format!("{rate}/{limit}"), color)
@@ -307,8 +307,9 @@ pub fn render_table(
                 let weight = run
                     .status
                     .as_ref()
-                    .and_then(|s| s.weight.clone())
-                    .unwrap_or_else(|| "0%".into());
+                    .and_then(|s| s.weight)
+                    .unwrap_or_default()
+                    .to_string();
                 row.push(cell(&run.spec.tier.name));
                 row.push(colored(p.as_str(), phase_color(p), style));
                 row.push(step_cell(run, now, style));
@@ -370,8 +371,9 @@ fn last_cell(v: &DeploymentRollouts, now: Timestamp, style: Style) -> Cell {
 /// statistic against its boundary), and the verdict.
 pub fn sample_line(s: &Sample) -> String {
     let q = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-    match s.verdict.as_str() {
-        "NoData" | "Error" if s.requests.is_none() => format!(
+    let n = |v: Option<u64>| v.map_or_else(|| "?".into(), |n| n.to_string());
+    match s.verdict {
+        Verdict::NoData | Verdict::Error if s.requests.is_none() => format!(
             "{}: {}",
             s.verdict,
             s.message.as_deref().unwrap_or("no message")
@@ -379,8 +381,8 @@ pub fn sample_line(s: &Sample) -> String {
         _ => {
             let counts = format!(
                 "{} requests, {} errors, rate {}",
-                q(&s.requests),
-                q(&s.errors),
+                n(s.requests),
+                n(s.errors),
                 s.rate.clone().unwrap_or_else(|| "n/a".into())
             );
             let judged = match &s.statistic {
@@ -401,12 +403,12 @@ pub fn sample_line(s: &Sample) -> String {
     }
 }
 
-fn verdict_color(v: &str) -> &'static str {
+fn verdict_color(v: Verdict) -> &'static str {
     match v {
-        "Fail" => ansi::RED,
-        "NoData" | "Error" => ansi::YELLOW,
-        "Pass" | "AcceptGood" => ansi::GREEN,
-        _ => "",
+        Verdict::Fail => ansi::RED,
+        Verdict::NoData | Verdict::Error => ansi::YELLOW,
+        Verdict::Pass | Verdict::AcceptGood => ansi::GREEN,
+        Verdict::Continue | Verdict::NotEnoughRequests => "",
     }
 }
 
@@ -601,7 +603,10 @@ fn evidence(l: &mut Lines, run: &RolloutRun, now: Timestamp, with_queries: bool)
             let body = sample_line(s);
             let body = match body.strip_suffix(s.verdict.as_str()) {
                 Some(head) if l.style.color => {
-                    format!("{head}{}", l.paint(verdict_color(&s.verdict), &s.verdict))
+                    format!(
+                        "{head}{}",
+                        l.paint(verdict_color(s.verdict), s.verdict.as_str())
+                    )
                 }
                 _ => body,
             };
@@ -631,10 +636,7 @@ fn current_run(l: &mut Lines, v: &DeploymentRollouts, run: &RolloutRun, now: Tim
     let st = run.status.clone().unwrap_or_default();
     l.field(
         "Weight",
-        &format!(
-            "{} of traffic on the canary",
-            st.weight.as_deref().unwrap_or("0%")
-        ),
+        &format!("{} of traffic on the canary", st.weight.unwrap_or_default()),
     );
     evidence(l, run, now, false);
     if let Some(w) = st.conditions.iter().find(|c| c.type_ == condition::WAITING) {

@@ -86,7 +86,7 @@ pub fn progress_line(run: &RolloutRun) -> String {
         run.name_any(),
         st.phase.as_str(),
         st.step.max(0) + 1,
-        st.weight.as_deref().unwrap_or("0%")
+        st.weight.unwrap_or_default()
     );
     if let Some(w) = st.conditions.iter().find(|c| c.type_ == condition::WAITING) {
         line.push_str(&format!("; {}: {}", w.reason, w.message));

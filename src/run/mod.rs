@@ -18,8 +18,8 @@ use crate::analysis::decision::{
     MixtureSprt, SequentialVerdict, Sprt, ThresholdVerdict, relative_hypotheses, threshold,
 };
 use crate::api::policy::{Baseline, OnNoData, SequentialTest};
-use crate::api::quantity::{Ratio, parse_percent};
-use crate::api::run::{Phase, RolloutRunSpec, RolloutRunStatus, Sample};
+use crate::api::quantity::Ratio;
+use crate::api::run::{Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
 use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight};
 
 /// Samples kept in status; older ones are dropped (the count stays in `sampleCount`).
@@ -242,17 +242,6 @@ pub fn elapsed(status: &RolloutRunStatus, now: Timestamp) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// The verdict strings used in samples.
-pub mod verdict {
-    pub const PASS: &str = "Pass";
-    pub const FAIL: &str = "Fail";
-    pub const CONTINUE: &str = "Continue";
-    pub const ACCEPT_GOOD: &str = "AcceptGood";
-    pub const NOT_ENOUGH: &str = "NotEnoughRequests";
-    pub const NO_DATA: &str = "NoData";
-    pub const ERROR: &str = "Error";
-}
-
 /// Formats a fraction as a percentage string with up to 4 decimals, e.g. `0.52%`.
 pub fn fmt_rate(r: f64) -> String {
     if !r.is_finite() {
@@ -263,12 +252,14 @@ pub fn fmt_rate(r: f64) -> String {
     format!("{s}%")
 }
 
-fn fmt_count(x: f64) -> String {
-    if x.is_finite() {
-        format!("{}", x.round() as i64)
-    } else {
-        "n/a".into()
-    }
+/// A count Prometheus reported (finite and not negative), rounded to a whole number.
+fn count(x: f64) -> u64 {
+    x.round() as u64
+}
+
+/// A count for a message, `?` when there is none.
+fn count_text(n: Option<u64>) -> String {
+    n.map_or_else(|| "?".into(), |n| n.to_string())
 }
 
 /// How a sample judged the canary.
@@ -305,12 +296,13 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
         upper_bound: None,
         lower_bound: None,
         baseline: None,
-        verdict: String::new(),
+        // Set on every path below.
+        verdict: Verdict::Error,
         message: None,
     };
     let (requests, errors, stable) = match m {
         Measurement::NoData { why, .. } => {
-            sample.verdict = verdict::NO_DATA.into();
+            sample.verdict = Verdict::NoData;
             sample.message = Some(why.clone());
             return Judged {
                 sample,
@@ -318,7 +310,7 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
             };
         }
         Measurement::Failed { why, .. } => {
-            sample.verdict = verdict::ERROR.into();
+            sample.verdict = Verdict::Error;
             sample.message = Some(why.clone());
             return Judged {
                 sample,
@@ -333,7 +325,7 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
         } => (*requests, *errors, *stable),
     };
     if !requests.is_finite() || !errors.is_finite() || requests < 0.0 || errors < 0.0 {
-        sample.verdict = verdict::NO_DATA.into();
+        sample.verdict = Verdict::NoData;
         sample.message = Some(format!(
             "Prometheus returned unusable counts (requests {requests}, errors {errors})"
         ));
@@ -342,8 +334,8 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
             judgement: Judgement::NoData,
         };
     }
-    sample.requests = Some(fmt_count(requests));
-    sample.errors = Some(fmt_count(errors));
+    sample.requests = Some(count(requests));
+    sample.errors = Some(count(errors));
     if requests > 0.0 && requests.is_finite() && errors.is_finite() {
         sample.rate = Some(fmt_rate(errors / requests));
     }
@@ -352,17 +344,19 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
             let out = threshold(requests, errors, *max_error_rate, plan.min_requests);
             sample.threshold = Some(fmt_rate(*max_error_rate));
             let (v, j) = match out.verdict {
-                ThresholdVerdict::Pass => (verdict::PASS, Judgement::Healthy),
+                ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
                 ThresholdVerdict::Fail => (
-                    verdict::FAIL,
+                    Verdict::Fail,
                     Judgement::Bad {
                         reason: "ErrorRateAboveThreshold",
                     },
                 ),
-                ThresholdVerdict::NotEnoughRequests => (verdict::NOT_ENOUGH, Judgement::Undecided),
-                ThresholdVerdict::Invalid => (verdict::NO_DATA, Judgement::NoData),
+                ThresholdVerdict::NotEnoughRequests => {
+                    (Verdict::NotEnoughRequests, Judgement::Undecided)
+                }
+                ThresholdVerdict::Invalid => (Verdict::NoData, Judgement::NoData),
             };
-            sample.verdict = v.into();
+            sample.verdict = v;
             Judged {
                 sample,
                 judgement: j,
@@ -395,7 +389,7 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
-                    sample.verdict = verdict::ERROR.into();
+                    sample.verdict = Verdict::Error;
                     sample.message = Some(e.to_string());
                     return Judged {
                         sample,
@@ -408,16 +402,16 @@ fn judge(run: &RunView, status: &RolloutRunStatus, m: &Measurement, now: Timesta
             sample.lower_bound = outcome.lower.map(|l| format!("{l:.3}"));
             let (v, j) = match outcome.verdict {
                 SequentialVerdict::Rollback => (
-                    verdict::FAIL,
+                    Verdict::Fail,
                     Judgement::Bad {
                         reason: "SequentialTestRejected",
                     },
                 ),
-                SequentialVerdict::AcceptGood => (verdict::ACCEPT_GOOD, Judgement::Healthy),
-                SequentialVerdict::Continue => (verdict::CONTINUE, Judgement::Healthy),
-                SequentialVerdict::Invalid => (verdict::NO_DATA, Judgement::NoData),
+                SequentialVerdict::AcceptGood => (Verdict::AcceptGood, Judgement::Healthy),
+                SequentialVerdict::Continue => (Verdict::Continue, Judgement::Healthy),
+                SequentialVerdict::Invalid => (Verdict::NoData, Judgement::NoData),
             };
-            sample.verdict = v.into();
+            sample.verdict = v;
             Judged {
                 sample,
                 judgement: j,
@@ -491,11 +485,7 @@ impl Machine<'_, '_> {
     }
 
     fn current_weight(&self) -> Ratio {
-        self.st
-            .weight
-            .as_deref()
-            .and_then(|w| parse_percent(w).ok())
-            .unwrap_or_default()
+        self.st.weight.unwrap_or_default()
     }
 
     fn event(&mut self, warning: bool, reason: &'static str, message: String) {
@@ -528,7 +518,7 @@ impl Machine<'_, '_> {
         self.st.ended_at = Some(Time(self.now()));
         self.st.reason = Some(reason.into());
         self.st.message = Some(message.clone());
-        self.st.weight = Some("0%".into());
+        self.st.weight = Some(Ratio::ZERO);
         self.not_waiting();
         let warning = matches!(phase, Phase::RolledBack | Phase::Aborted);
         let event_reason = match phase {
@@ -709,7 +699,7 @@ impl Machine<'_, '_> {
         }
         let share = desired.weight;
         desired.weight = Ratio::default();
-        self.st.weight = Some(desired.weight.to_string());
+        self.st.weight = Some(desired.weight);
         if self.st.phase == Phase::Progressing && self.st.step_started_at.take().is_some() {
             let (i, n) = (self.st.step + 1, self.run.plan.steps.len());
             self.event(
@@ -768,8 +758,8 @@ impl Machine<'_, '_> {
                     "Measured",
                     &format!(
                         "{} requests, {} errors ({}): {}",
-                        sample.requests.as_deref().unwrap_or("?"),
-                        sample.errors.as_deref().unwrap_or("?"),
+                        count_text(sample.requests),
+                        count_text(sample.errors),
                         sample.rate.as_deref().unwrap_or("n/a"),
                         sample.verdict
                     ),
@@ -845,7 +835,7 @@ impl Machine<'_, '_> {
                 };
             }
             self.not_waiting();
-            self.st.weight = Some(w.to_string());
+            self.st.weight = Some(w);
             self.st.step_started_at = Some(start_time(now));
             if self.st.canary_started_at.is_none() {
                 self.st.canary_started_at = Some(start_time(now));
@@ -890,8 +880,8 @@ impl Machine<'_, '_> {
         // (not one with too few requests, no data or an error).
         let healthy = latest.as_ref().is_some_and(|s| {
             matches!(
-                s.verdict.as_str(),
-                verdict::PASS | verdict::CONTINUE | verdict::ACCEPT_GOOD
+                s.verdict,
+                Verdict::Pass | Verdict::Continue | Verdict::AcceptGood
             )
         });
         if !healthy && !skip_this {
@@ -963,19 +953,15 @@ impl Machine<'_, '_> {
     fn enough_evidence(&self, latest: Option<&Sample>) -> bool {
         let plan = self.run.plan;
         let Some(s) = latest else { return false };
-        let requests: f64 = s
-            .requests
-            .as_deref()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0.0);
+        let requests = s.requests.unwrap_or(0) as f64;
         match plan.judge {
-            Judge::Threshold { .. } => s.verdict == verdict::PASS,
+            Judge::Threshold { .. } => s.verdict == Verdict::Pass,
             Judge::Sequential { .. } => {
                 self.st
                     .samples
                     .iter()
-                    .any(|s| s.verdict == verdict::ACCEPT_GOOD)
-                    || (s.verdict == verdict::CONTINUE && requests >= plan.min_requests)
+                    .any(|s| s.verdict == Verdict::AcceptGood)
+                    || (s.verdict == Verdict::Continue && requests >= plan.min_requests)
             }
         }
     }
@@ -1038,7 +1024,7 @@ impl Machine<'_, '_> {
                     .canary
                     .is_some_and(|c| c.replicas >= want && c.ready >= want);
                 if self.current_weight() == full || ready {
-                    self.st.weight = Some(full.to_string());
+                    self.st.weight = Some(full);
                     Desired {
                         canary_replicas: Some(want),
                         weight: full,
@@ -1078,8 +1064,8 @@ impl Machine<'_, '_> {
 fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
     let counts = format!(
         "{} canary requests, {} errors ({})",
-        s.requests.as_deref().unwrap_or("?"),
-        s.errors.as_deref().unwrap_or("?"),
+        count_text(s.requests),
+        count_text(s.errors),
         s.rate.as_deref().unwrap_or("n/a")
     );
     match reason {
@@ -1112,7 +1098,7 @@ pub fn release(status: &RolloutRunStatus, why: &str, now: Timestamp) -> Outcome 
     st.ended_at = Some(Time(now));
     st.reason = Some("Released".into());
     st.message = Some(format!("the run ended because {why}"));
-    st.weight = Some("0%".into());
+    st.weight = Some(Ratio::ZERO);
     Outcome {
         status: st,
         desired: Desired {

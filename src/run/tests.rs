@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::api::policy::{AnalysisSpec, Decision, SequentialSpec, Step, Tier};
-use crate::api::run::{Approval, Command, MatchedTier, PromoteCommand, RunControl};
+use crate::api::run::{Approval, Command, MatchedTier, PromoteCommand, RunControl, Verdict};
 
 fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
     Tier {
@@ -266,7 +266,7 @@ fn a_release_ends_the_run_wherever_it_is() {
             Some(format!("the run ended because {why}").as_str()),
             "{name}"
         );
-        assert_eq!(out.status.weight.as_deref(), Some("0%"), "{name}");
+        assert_eq!(out.status.weight, Some(Ratio::ZERO), "{name}");
         assert!(out.status.ended_at.is_some(), "{name}");
         assert_eq!(out.status.samples, before.samples, "{name}: evidence kept");
         assert_eq!(out.desired.canary_replicas, None, "{name}");
@@ -286,7 +286,10 @@ fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
     );
     sim.tick(None);
     sim.tick(None);
-    assert_eq!(sim.status.weight.as_deref(), Some("1%"));
+    assert_eq!(
+        sim.status.weight.map(|w| w.to_string()).as_deref(),
+        Some("1%")
+    );
     let out = sim.step_with(traffic(50.0, 0.05)).clone();
     assert_eq!(out.status.phase, Phase::RolledBack);
     assert_eq!(
@@ -298,8 +301,8 @@ fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
     assert!(out.desired.paused);
     assert_eq!(out.mark, Some(RevisionMark::Failed("new".into())));
     let ev = out.status.evidence.as_ref().expect("evidence");
-    assert_eq!(ev.requests.as_deref(), Some("500"));
-    assert_eq!(ev.errors.as_deref(), Some("25"));
+    assert_eq!(ev.requests, Some(500));
+    assert_eq!(ev.errors, Some(25));
     assert_eq!(ev.rate.as_deref(), Some("5%"));
     assert!(
         out.events
@@ -753,7 +756,10 @@ fn a_lost_canary_gets_no_traffic_and_its_step_starts_over() {
         Some(1),
         "the canary is made again"
     );
-    assert_eq!(out.status.weight.as_deref(), Some("0%"));
+    assert_eq!(
+        out.status.weight.map(|w| w.to_string()).as_deref(),
+        Some("0%")
+    );
     assert!(out.status.step_started_at.is_none(), "the step starts over");
     let lost: Vec<_> = out
         .events
@@ -885,4 +891,85 @@ fn a_new_canary_waits_until_no_pod_of_an_earlier_canary_can_serve() {
         assert_eq!(out.desired.weight.to_string(), "1%");
         assert_eq!(out.status.sample_count, 1);
     }
+}
+
+/// A status as the operator wrote it before weights, counts and verdicts were typed, captured
+/// verbatim from its serializer (main at 07ad24f): a sequential run on the Gateway API router
+/// at its last step (2/2, 5% for 60s), whose latest sample, in this step, continued at 1520
+/// requests.
+const OLD_STATUS: &str = r#"{"phase":"Progressing","step":1,"stepDisplay":"2/2","weight":"5%","errorRate":"0.3947%","canaryStartedAt":"2027-01-15T08:00:00Z","stepStartedAt":"2027-01-15T08:00:30Z","lastAnalysisAt":"2027-01-15T08:00:40Z","failedSamples":0,"noDataSamples":0,"samples":[{"time":"2027-01-15T08:00:10Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"380","errors":"1","rate":"0.2632%","threshold":"1%","statistic":"-1.127","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:20Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"760","errors":"3","rate":"0.3947%","threshold":"1%","statistic":"0.057","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:30Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"1140","errors":"4","rate":"0.3509%","threshold":"1%","statistic":"-1.070","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:40Z","step":1,"requestsQuery":"","errorsQuery":"","requests":"1520","errors":"6","rate":"0.3947%","threshold":"1%","statistic":"0.114","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"}],"sampleCount":4,"conditions":[{"lastTransitionTime":"2027-01-15T08:00:00Z","message":"the canary's share is set as planned","reason":"Routed","status":"True","type":"Routing"},{"lastTransitionTime":"2027-01-15T08:00:10Z","message":"1520 requests, 6 errors (0.3947%): Continue","reason":"Measured","status":"True","type":"Analysis"}]}"#;
+
+/// What that operator's machine made of it at the end of the step's pause, with the canary
+/// still at one pod: promotion starts, the canary keeps the 5% it has until it is scaled up.
+const OLD_NEXT: &str = r#"{"phase":"Promoting","step":1,"stepDisplay":"2/2","weight":"5%","errorRate":"0.3947%","canaryStartedAt":"2027-01-15T08:00:00Z","stepStartedAt":"2027-01-15T08:00:30Z","lastAnalysisAt":"2027-01-15T08:00:40Z","failedSamples":0,"noDataSamples":0,"samples":[{"time":"2027-01-15T08:00:10Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"380","errors":"1","rate":"0.2632%","threshold":"1%","statistic":"-1.127","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:20Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"760","errors":"3","rate":"0.3947%","threshold":"1%","statistic":"0.057","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:30Z","step":0,"requestsQuery":"","errorsQuery":"","requests":"1140","errors":"4","rate":"0.3509%","threshold":"1%","statistic":"-1.070","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"},{"time":"2027-01-15T08:00:40Z","step":1,"requestsQuery":"","errorsQuery":"","requests":"1520","errors":"6","rate":"0.3947%","threshold":"1%","statistic":"0.114","upperBound":"4.554","lowerBound":"-2.986","baseline":"0.1%","verdict":"Continue"}],"sampleCount":4,"conditions":[{"lastTransitionTime":"2027-01-15T08:00:00Z","message":"the canary's share is set as planned","reason":"Routed","status":"True","type":"Routing"},{"lastTransitionTime":"2027-01-15T08:00:10Z","message":"1520 requests, 6 errors (0.3947%): Continue","reason":"Measured","status":"True","type":"Analysis"},{"lastTransitionTime":"2027-01-15T08:01:30Z","message":"promoting: scaling the canary to 9 pods before moving all traffic to it","reason":"CanaryScalingUp","status":"True","type":"Waiting"}]}"#;
+
+fn pct(s: &str) -> Ratio {
+    s.parse().expect("a percentage")
+}
+
+fn old_run() -> Sim {
+    let mut sim = Sim::new(
+        tier(Decision::Sequential, &[("1%", "30s"), ("5%", "60s")], false),
+        Router::GatewayApi,
+    );
+    sim.status = serde_json::from_str(OLD_STATUS).expect("a status in the old form decodes");
+    sim.canary = Some(CanaryObserved {
+        replicas: 1,
+        ready: 1,
+        serving: 1,
+    });
+    sim
+}
+
+#[test]
+fn a_run_written_before_the_status_was_typed_continues_as_it_did() {
+    let mut sim = old_run();
+    // The strings are read as what they say, and written back as they were.
+    assert_eq!(sim.status.weight, Some(pct("5%")));
+    let latest = sim.status.samples.last().expect("samples").clone();
+    assert_eq!(latest.requests, Some(1520));
+    assert_eq!(latest.errors, Some(6));
+    assert_eq!(latest.verdict, Verdict::Continue);
+    assert_eq!(
+        serde_json::to_value(&sim.status).expect("encodes"),
+        serde_json::from_str::<serde_json::Value>(OLD_STATUS).expect("json")
+    );
+    // Within the pause it holds at 5%.
+    let started = sim.status.step_started_at.clone().expect("step started").0;
+    sim.now = started + jiff::SignedDuration::from_secs(59);
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::Progressing);
+    assert_eq!(out.desired.weight, pct("5%"));
+    // At its end the run promotes exactly as the untyped machine did.
+    let mut sim = old_run();
+    sim.now = started + jiff::SignedDuration::from_secs(60);
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::Promoting);
+    assert_eq!(out.desired.canary_replicas, Some(9));
+    assert_eq!(
+        out.desired.weight,
+        pct("5%"),
+        "the share read back from status.weight"
+    );
+    assert!(out.desired.paused);
+    assert!(out.events.iter().any(|e| e.reason == "Promoting"));
+    assert_eq!(
+        serde_json::to_value(&out.status).expect("encodes"),
+        serde_json::from_str::<serde_json::Value>(OLD_NEXT).expect("json")
+    );
+    // The count read back decides it: with 99 requests (below minRequests) the same run waits.
+    let mut sim = old_run();
+    if let Some(s) = sim.status.samples.last_mut() {
+        s.requests = Some(99);
+    }
+    sim.now = started + jiff::SignedDuration::from_secs(60);
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::Progressing);
+    let waiting = out
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::WAITING)
+        .expect("waiting");
+    assert_eq!(waiting.reason, "NotEnoughEvidence");
 }

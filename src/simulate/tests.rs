@@ -1,6 +1,7 @@
 //! End-to-end tests of `simulate` on policies and scenarios written as files would be.
 
 use super::*;
+use crate::api::run::Verdict;
 
 const POLICY: &str = r#"apiVersion: rollguard.dev/v1alpha1
 kind: RolloutPolicy
@@ -116,7 +117,7 @@ fn no_data_holds_the_run() {
     assert!(
         r.timeline
             .iter()
-            .any(|e| matches!(&e.what, driver::What::Sample(s) if s.verdict == "NoData"))
+            .any(|e| matches!(&e.what, driver::What::Sample(s) if s.verdict == Verdict::NoData))
     );
 }
 

@@ -13,6 +13,7 @@ use crate::fuzz::config;
 /// The CRD schema's patterns, compiled once by an engine independent of the parsers.
 static PERCENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(PERCENT_PATTERN).unwrap());
 static DURATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(DURATION_PATTERN).unwrap());
+static COUNT: LazyLock<Regex> = LazyLock::new(|| Regex::new(COUNT_PATTERN).unwrap());
 static DURATION_PART: LazyLock<Regex> = LazyLock::new(|| Regex::new("([0-9]+)(h|ms|m|s)").unwrap());
 
 /// Strings near the percentage grammar: digits, points, signs, exponents, spaces, `%`.
@@ -33,6 +34,17 @@ fn duration_like() -> impl Strategy<Value = String> {
         "([0-9]{0,22}(h|m|s|ms|d|us|ns|H|S|M)?){0,5}",
         "[-+ .,0-9hmsd\n]{0,12}",
         "0{0,30}[0-9]{18,21}(h|m|s|ms)",
+        any::<String>(),
+    ]
+}
+
+/// Strings near the count grammar: digits with leading zeros, signs, points, spaces, and
+/// numbers around `u64::MAX`.
+fn count_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "0{0,2}[0-9]{1,20}",
+        "[-+ .0-9e]{0,8}",
+        "1[0-9]{19,20}",
         any::<String>(),
     ]
 }
@@ -100,6 +112,20 @@ proptest! {
         let text = r.to_string();
         prop_assert!(pattern.is_match(&text), "{}", text);
         prop_assert_eq!(parse_percent(&text), Ok(r));
+    }
+
+    #[test]
+    fn prop_count_accepts_exactly_the_schema_pattern(s in count_like()) {
+        let got = parse_count(&s);
+        let expected = if COUNT.is_match(&s) { s.parse::<u128>().ok().and_then(|n| u64::try_from(n).ok()) } else { None };
+        match (&got, expected) {
+            (Ok(n), Some(m)) => {
+                prop_assert_eq!(*n, m, "{:?}", s);
+                prop_assert_eq!(n.to_string(), s);
+            }
+            (Err(e), None) => prop_assert!(e.to_string().contains(&format!("{s:?}")), "{}", e),
+            _ => prop_assert!(false, "{:?}: parser says {:?}, pattern says {:?}", s, got, expected),
+        }
     }
 
     #[test]

@@ -24,14 +24,20 @@ pub(super) fn record(ctx: &Context, run: &RolloutRun, out: &Outcome, before: &Ro
         .iter()
         .skip(before.samples.len().min(out.status.samples.len()))
     {
-        ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
+        ctx.metrics
+            .samples
+            .with_label_values(&[s.verdict.as_str()])
+            .inc();
     }
     if out.status.sample_count > before.sample_count
         && out.status.samples.len() == before.samples.len()
     {
         // The window is full: the newest sample is the new one.
         if let Some(s) = out.status.samples.last() {
-            ctx.metrics.samples.with_label_values(&[&s.verdict]).inc();
+            ctx.metrics
+                .samples
+                .with_label_values(&[s.verdict.as_str()])
+                .inc();
         }
     }
     if out.status.phase != before.phase && out.status.phase.is_terminal() {

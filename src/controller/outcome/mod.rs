@@ -86,11 +86,13 @@ pub fn plan<'a>(
     }
     // 2.
     if let (Router::GatewayApi, Some(r)) = (router, routing) {
-        let last = before
-            .weight
-            .as_deref()
-            .and_then(|w| crate::api::quantity::parse_percent(w).ok());
-        writes.extend(routing_writes(d, r, snapshot, desired.weight, last));
+        writes.extend(routing_writes(
+            d,
+            r,
+            snapshot,
+            desired.weight,
+            before.weight,
+        ));
     }
     // 3.
     let mut fields = GovernedFields::of(d);

@@ -90,7 +90,7 @@ fn a_growing_canary_is_applied_before_traffic_and_status_goes_last() {
     let out = outcome(Some(1), "5%", Phase::Progressing);
     let sight = CanarySight::of(None, "rev");
     let before = RolloutRunStatus {
-        weight: Some("1%".into()),
+        weight: crate::api::quantity::parse_percent("1%").ok(),
         ..Default::default()
     };
     let writes = plan(
