@@ -165,6 +165,18 @@ fn duration(field: String, s: &str) -> Result<Duration, PlanError> {
 }
 
 impl Plan {
+    /// The tier measures its baseline on the stable pods (`baseline: stable`), so every
+    /// analysis asks for stable's counts too.
+    pub fn baseline_stable(&self) -> bool {
+        matches!(
+            self.judge,
+            Judge::Sequential {
+                baseline: Baseline::Stable,
+                ..
+            }
+        )
+    }
+
     /// Parses a tier and the analysis settings. `at` names the tier in error messages,
     /// e.g. `spec.tiers[1]`.
     pub fn resolve(tier: &Tier, analysis: &AnalysisSpec, at: &str) -> Result<Plan, PlanError> {

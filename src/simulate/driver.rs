@@ -19,9 +19,8 @@ use serde::Serialize;
 
 use super::policy::{ChosenTier, PolicyFile};
 use crate::analysis::request::{AnalysisRequest, InvalidField, SampleVars};
-use crate::api::policy::Baseline;
 use crate::api::run::{Approval, MatchedTier, Phase, RolloutRunSpec, RolloutRunStatus, Sample};
-use crate::plan::{Judge, Plan, share_of};
+use crate::plan::{Plan, share_of};
 use crate::run::{
     CanaryObserved, Measurement, Queries, Router, RunView, World, analysis_due, elapsed, reconcile,
 };
@@ -66,13 +65,7 @@ impl Setup {
         } else {
             Router::Replicas
         };
-        let baseline_stable = matches!(
-            tier.plan.judge,
-            Judge::Sequential {
-                baseline: Baseline::Stable,
-                ..
-            }
-        );
+        let baseline_stable = tier.plan.baseline_stable();
         let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?;
         let sample = SampleVars {
             namespace: policy.namespace.clone(),

@@ -21,11 +21,10 @@ use super::observe::{self, Seen, Snapshot};
 use super::{Context, Error, is_canary, outcome};
 use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
-use crate::api::policy::Baseline;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
 use crate::governance::{self, Governor, Index};
 use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, POLICY_LABEL, STABLE_REVISION, run_name};
-use crate::plan::{Judge, Plan, match_tier};
+use crate::plan::{Plan, match_tier};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
     Measurement, Queries, Router, RunView, analysis_due, pause_ended, reconcile as run_machine,
@@ -312,13 +311,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let routing = snapshot.routing(d, router);
     let sight = snapshot.sight(&run.spec.canary_revision);
     let revisions = snapshot.revisions(d, &sight);
-    let baseline_stable = matches!(
-        plan.judge,
-        Judge::Sequential {
-            baseline: Baseline::Stable,
-            ..
-        }
-    );
+    let baseline_stable = plan.baseline_stable();
     // Measure.
     let measurement = match &routing {
         Ok(r) if analysis_due(&view, &status, now) => Some(
