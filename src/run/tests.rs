@@ -216,37 +216,12 @@ fn a_good_change_walks_its_steps_and_is_promoted() {
 #[test]
 fn a_release_ends_the_run_wherever_it_is() {
     let why = "its RolloutPolicy no longer selects it";
-    let progressing = |sim: &mut Sim| {
-        sim.tick(None);
-        sim.tick(None);
-    };
-    let awaiting = |sim: &mut Sim| {
-        progressing(sim);
-        for _ in 0..40 {
-            sim.step_with(traffic(20.0, 0.0));
-            if sim.status.phase == Phase::AwaitingApproval {
-                break;
-            }
-        }
-        assert_eq!(sim.status.phase, Phase::AwaitingApproval);
-    };
-    let promoting = |sim: &mut Sim| {
-        progressing(sim);
-        for _ in 0..40 {
-            sim.step_with(traffic(20.0, 0.0));
-            if sim.status.phase == Phase::Promoting {
-                break;
-            }
-        }
-        assert_eq!(sim.status.phase, Phase::Promoting);
-    };
-    type Setup<'a> = &'a dyn Fn(&mut Sim);
-    let setups: [(&str, bool, Setup); 3] = [
-        ("progressing", false, &progressing),
-        ("awaiting approval", true, &awaiting),
-        ("promoting", false, &promoting),
+    let setups = [
+        ("progressing", false, Phase::Progressing),
+        ("awaiting approval", true, Phase::AwaitingApproval),
+        ("promoting", false, Phase::Promoting),
     ];
-    for (name, approval, setup) in setups {
+    for (name, approval, phase) in setups {
         let mut sim = Sim::new(
             tier(
                 Decision::Threshold,
@@ -255,7 +230,12 @@ fn a_release_ends_the_run_wherever_it_is() {
             ),
             Router::GatewayApi,
         );
-        setup(&mut sim);
+        sim.tick(None);
+        sim.tick(None);
+        while sim.status.phase != phase {
+            assert_eq!(sim.status.phase, Phase::Progressing, "{name}");
+            sim.step_with(traffic(20.0, 0.0));
+        }
         let before = sim.status.clone();
         sim.released = Some(why.into());
         let out = sim.tick(None).clone();
