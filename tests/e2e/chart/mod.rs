@@ -1,4 +1,3 @@
-#![cfg(feature = "e2e")]
 //! The Helm chart `charts/rollguard` and the plain manifests `deploy/rollguard.yaml`
 //! (issue 3, "Helm chart" and "deploy/"), checked with the real `helm` and against the
 //! real API server of the local control plane:
@@ -16,10 +15,7 @@
 //! Helm: `ROLLGUARD_HELM`, else `~/.cache/rollguard/bin/helm-<HELM_VERSION>` (pinned in
 //! tests/cluster/versions.env; `tests/cluster/build.sh helm` builds it).
 //!
-//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test chart_e2e`
-
-mod image_support;
-mod support;
+//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test e2e chart::`
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -44,51 +40,18 @@ use kube::api::{
 };
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{test_namespace, wait_for};
+
+use crate::support::{self, claim, helm_bin, test_namespace, wait_for};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const RUNS_CRD: &str = "rolloutruns.rollguard.dev";
 const POLICIES_CRD: &str = "rolloutpolicies.rollguard.dev";
-
-/// Tests that install releases (cluster-scoped CRDs, ClusterRoles, admission policies) run one
-/// at a time, so one release's admission policy or CRD change never meets another's test.
-static CLUSTER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------------------------------
 // helm, kubectl and rendering
 
 fn chart_dir() -> PathBuf {
     Path::new(REPO).join("charts/rollguard")
-}
-
-/// The helm binary: `ROLLGUARD_HELM`, else the pinned build in the rollguard cache.
-fn helm_bin() -> PathBuf {
-    if let Ok(h) = std::env::var("ROLLGUARD_HELM")
-        && !h.is_empty()
-    {
-        return PathBuf::from(h);
-    }
-    let versions = std::fs::read_to_string(Path::new(REPO).join("tests/cluster/versions.env"))
-        .expect("reading tests/cluster/versions.env");
-    let version = versions
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("HELM_VERSION="))
-        .map(|v| v.trim().trim_matches('"').to_string())
-        .expect("HELM_VERSION in tests/cluster/versions.env");
-    let cache = std::env::var("ROLLGUARD_CACHE")
-        .ok()
-        .filter(|c| !c.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/rollguard")
-        });
-    let bin = cache.join(format!("bin/helm-{version}"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `tests/cluster/build.sh helm` or set ROLLGUARD_HELM",
-        bin.display()
-    );
-    bin
 }
 
 /// Runs a command, optionally feeding `stdin`, and returns (success, stdout, stderr).
@@ -413,6 +376,12 @@ impl Drop for Release {
             let _ = run(&mut cmd, None);
         }
     }
+}
+
+/// A test that installs releases holds the cluster alone: a release brings cluster-scoped
+/// objects (CRDs, ClusterRoles, admission policies) no other test may meet.
+async fn alone() -> claim::Claim {
+    claim::exclusive().await
 }
 
 fn release_name(prefix: &str) -> String {
@@ -978,7 +947,7 @@ async fn run_columns(client: &Client) -> Vec<String> {
 
 #[tokio::test]
 async fn helm_install_upgrade_and_uninstall_keep_crds() {
-    let _lock = CLUSTER_LOCK.lock().await;
+    let _cluster = alone().await;
     let client = support::client().await;
     let ns = test_namespace(&client, "chart-install").await;
     restrict(&client, &ns.name).await;
@@ -1166,7 +1135,7 @@ async fn permission_fixtures(admin: &Client, ns: &str, other: &str) {
 
 #[tokio::test]
 async fn operator_service_account_has_exactly_the_permissions_it_needs() {
-    let _lock = CLUSTER_LOCK.lock().await;
+    let _cluster = alone().await;
     let admin = support::client().await;
     let ns = test_namespace(&admin, "chart-rbac").await;
     let other = test_namespace(&admin, "chart-rbac-other").await;
@@ -1650,7 +1619,9 @@ fn api_message<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
 
 #[tokio::test]
 async fn approval_policy_refuses_forged_approvals_and_commands() {
-    let _lock = CLUSTER_LOCK.lock().await;
+    let _cluster = alone().await;
+    // Only this release's policy answers (not the CLI tests' copy of the chart's).
+    support::approvals::remove();
     let admin = support::client().await;
     let ns = test_namespace(&admin, "chart-approvals").await;
     let n = ns.name.clone();
@@ -2216,7 +2187,7 @@ async fn run_test_pod(
     client: &Client,
     ns: &str,
     name: &str,
-    b: impl FnOnce() -> image_support::Build,
+    b: impl FnOnce() -> support::image::Build,
     wait: Duration,
 ) -> (bool, String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -2229,12 +2200,12 @@ async fn run_test_pod(
     let sa = spec.service_account_name.clone().expect("a ServiceAccount");
     let token = token_for(client, ns, &sa).await;
     let b = b();
-    let root = image_support::export_rootfs(&b, &format!("rootfs-{name}"));
+    let root = support::image::export_rootfs(&b, &format!("rootfs-{name}"));
     let server = support::admin_config().await.cluster_url;
-    let out = image_support::container_command(
+    let out = support::image::container_command(
         &b,
         &root,
-        &image_support::work_dir(&format!("pod-{name}")),
+        &support::image::work_dir(&format!("pod-{name}")),
         &spec.containers[0],
         name,
         ns,
@@ -2274,15 +2245,15 @@ async fn checklist_objects_install_and_helm_test_passes() {
         eprintln!("skipped: needs the local control plane's kwok nodes");
         return;
     }
-    let _lock = CLUSTER_LOCK.lock().await;
-    let image = image_support::image();
+    let _cluster = alone().await;
+    let image = support::image::image();
     apply_prometheus_operator_crds();
     let client = support::client().await;
     let ns = test_namespace(&client, "chart-checklist").await;
     restrict(&client, &ns.name).await;
     let n = ns.name.clone();
     let name = release_name("rg-check");
-    let repo = format!("image.repository={}", image_support::TEST_IMAGE);
+    let repo = format!("image.repository={}", support::image::TEST_IMAGE);
     let digest = format!("image.digest={}", image.digest);
     let dash_ns = format!("grafanaDashboard.namespace={n}");
     let (release, _) = Release::install(
@@ -2336,7 +2307,7 @@ async fn checklist_objects_install_and_helm_test_passes() {
         .containers[0];
     assert_eq!(
         c.image.as_deref(),
-        Some(format!("{}@{}", image_support::TEST_IMAGE, image.digest).as_str())
+        Some(format!("{}@{}", support::image::TEST_IMAGE, image.digest).as_str())
     );
     assert_eq!(
         c.args.as_ref().and_then(|a| a.last()).map(String::as_str),
@@ -2388,7 +2359,7 @@ async fn checklist_objects_install_and_helm_test_passes() {
             .args(["test", &name, "--namespace", &n, "--timeout", "120s"]);
         std::thread::spawn(move || run(&mut cmd, None))
     };
-    let built = image_support::Build::load(&image.dir);
+    let built = support::image::Build::load(&image.dir);
     let (ok, out) = run_test_pod(
         &client,
         &n,
@@ -2409,10 +2380,10 @@ async fn checklist_objects_install_and_helm_test_passes() {
 
 #[tokio::test]
 async fn chart_and_image_install_from_an_oci_registry() {
-    let _lock = CLUSTER_LOCK.lock().await;
+    let _cluster = alone().await;
     let client = support::client().await;
-    let registry = image_support::Registry::start("oci");
-    let work = image_support::work_dir("oci-push");
+    let registry = support::image::Registry::start("oci");
+    let work = support::image::work_dir("oci-push");
     let image_repo = format!("{}/platform/rollguard", registry.addr);
     // The image: built and pushed by scripts/image.sh --push (make image-push).
     let (ok, stdout, stderr) = run(
@@ -2446,7 +2417,7 @@ async fn chart_and_image_install_from_an_oci_registry() {
     assert_eq!(resp.status(), 200, "the registry has {digest}");
 
     // The chart: packaged, pushed, installed from the oci:// reference with those values.
-    let pkg = image_support::work_dir("oci-chart");
+    let pkg = support::image::work_dir("oci-chart");
     helm(&[
         "package",
         chart_dir().to_str().expect("chart"),
@@ -2538,7 +2509,7 @@ async fn the_readme_install_works_as_written() {
         eprintln!("skipped: the README install block runs only on the local control plane");
         return;
     }
-    let _lock = CLUSTER_LOCK.lock().await;
+    let _cluster = alone().await;
     let client = support::client().await;
     let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).expect("README");
     let section = readme
@@ -2554,7 +2525,7 @@ async fn the_readme_install_works_as_written() {
         block.contains("make image-push") && block.contains("helm install"),
         "{block}"
     );
-    let registry = image_support::Registry::start("readme");
+    let registry = support::image::Registry::start("readme");
     let script = block.replace("registry.example.com/platform", &registry.addr);
 
     // Fresh names as the README uses them.
@@ -2570,9 +2541,12 @@ async fn the_readme_install_works_as_written() {
             None,
         );
     }
+    // The CLI tests' copy of the chart's approval policy has the name this release gives its
+    // own.
+    support::approvals::remove();
     adopt_crds(&client, "rollguard", "rollguard-system").await;
     // `helm` on PATH is the pinned one; kubectl and helm talk to the test cluster.
-    let bin = image_support::work_dir("readme-bin");
+    let bin = support::image::work_dir("readme-bin");
     std::os::unix::fs::symlink(helm_bin(), bin.join("helm")).expect("helm on PATH");
     let path = format!(
         "{}:{}",
@@ -2607,7 +2581,7 @@ async fn the_readme_install_works_as_written() {
         &client,
         "rollguard-system",
         "rollguard-test",
-        || image_support::Build::load(&Path::new(REPO).join("build/image")),
+        || support::image::Build::load(&Path::new(REPO).join("build/image")),
         Duration::from_secs(60),
     )
     .await;

@@ -1,15 +1,14 @@
 //! The API against the real API server: every bad policy is refused with a message that
 //! names the field, the examples in `deploy/examples/` are accepted, and `kubectl explain`
 //! reads the field docs. What CEL cannot check is reported in the policy's conditions.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use rollguard::api::RolloutPolicy;
 use serde_json::{Value, json};
+
+use crate::support;
 
 fn analysis() -> Value {
     json!({
