@@ -19,6 +19,7 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
     PatchParams, PostParams,
 };
+use rand::Rng;
 use serde_json::json;
 
 use crate::support::{self, claim, test_namespace, wait_for};
@@ -383,7 +384,8 @@ async fn prometheus_scrapes_a_registered_target() {
     let _cluster = claim::shared().await;
     let url = support::prometheus_url();
     let job = format!("rollguard_e2e_{}", support::unique_suffix());
-    let value = 1000 + u64::from(rand::random::<u16>() % 1000);
+    // A value to look for, from the test seed (the job name is what is unique to the run).
+    let value = 1000 + u64::from(support::fuzz::rng(0).random::<u16>() % 1000);
     let body = format!("# TYPE rollguard_e2e_probe gauge\nrollguard_e2e_probe {value}\n");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -11,6 +11,8 @@
 pub mod approvals;
 pub mod auth_proxy;
 pub mod claim;
+#[path = "../../src/fuzz.rs"]
+pub mod fuzz;
 pub mod image;
 pub mod procs;
 pub mod slowproxy;
