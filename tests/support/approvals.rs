@@ -87,36 +87,20 @@ pub async fn in_force(client: &kube::Client) {
 
 /// Removes the copy applied by hand, if any (call it holding the cluster exclusively).
 pub fn remove() {
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(super::kubeconfig_path())
-        .args([
-            "delete",
-            "validatingadmissionpolicybinding",
-            NAME,
-            "--ignore-not-found",
-        ])
-        .output()
-        .expect("running kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(super::kubeconfig_path())
-        .args([
-            "delete",
-            "validatingadmissionpolicy",
-            NAME,
-            "--ignore-not-found",
-        ])
-        .output()
-        .expect("running kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for kind in [
+        "validatingadmissionpolicybinding",
+        "validatingadmissionpolicy",
+    ] {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(super::kubeconfig_path())
+            .args(["delete", kind, NAME, "--ignore-not-found"])
+            .output()
+            .expect("running kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -196,6 +196,25 @@ pub fn cluster_logs(lines: usize) -> String {
     }
 }
 
+/// Polls the async closure `check` every `every` until it returns `Some(value)`, and returns
+/// that value; `None` once `timeout` has passed.
+pub async fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls the async closure `check` every 250 ms until it returns `Some(value)`, and returns that
 /// value. After `timeout` it panics with `what` and the tail of the cluster's component logs.
 ///
@@ -208,20 +227,14 @@ pub fn cluster_logs(lines: usize) -> String {
 pub async fn wait_for<T>(
     timeout: Duration,
     what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
+    check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if start.elapsed() >= timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                cluster_logs(30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    match poll(timeout, Duration::from_millis(250), check).await {
+        Some(v) => v,
+        None => panic!(
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            cluster_logs(30)
+        ),
     }
 }
 

@@ -11,7 +11,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -184,15 +184,16 @@ impl Builder {
     /// stable revision recorded).
     pub async fn build(mut self) -> World {
         let client = super::client().await;
-        if self.approval_policy {
-            super::approvals::in_force(&client).await;
-        }
-        // The namespace (and with it the test's claim on the cluster) before the slot, so a
-        // test waiting for the cluster never holds a slot.
+        // The namespace (and with it the test's claim on the cluster) first: before anything
+        // else asks the cluster, and before the slot, so a test waiting for the cluster never
+        // holds a slot.
         let ns = match self.namespace.take() {
             Some(ns) => ns,
             None => super::test_namespace(&client, &self.prefix).await,
         };
+        if self.approval_policy {
+            super::approvals::in_force(&client).await;
+        }
         let slot = SLOTS.acquire().await.expect("a world slot");
         let n = ns.name.clone();
         create(
@@ -387,28 +388,18 @@ impl World {
         &self,
         what: &str,
         timeout: Duration,
-        mut check: impl AsyncFnMut() -> Option<T>,
+        check: impl AsyncFnMut() -> Option<T>,
     ) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if start.elapsed() > timeout {
-                let run = self.run().await;
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nnewest run: {}\noperator log:\n{}",
-                    serde_json::to_string_pretty(&run.map(|r| (
-                        r.metadata.name,
-                        r.spec.control,
-                        r.status
-                    )))
-                    .unwrap_or_default(),
-                    self.op.as_ref().map(|op| op.tail(40)).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(v) = super::poll(timeout, Duration::from_millis(200), check).await {
+            return v;
         }
+        let run = self.run().await;
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\nnewest run: {}\noperator log:\n{}",
+            serde_json::to_string_pretty(&run.map(|r| (r.metadata.name, r.spec.control, r.status)))
+                .unwrap_or_default(),
+            self.op.as_ref().map(|op| op.tail(40)).unwrap_or_default()
+        );
     }
 
     /// Waits until the newest run reaches `phase`.
