@@ -40,6 +40,10 @@
 //! The first line on stdout is `listening on <addr>`; logs go to stderr (`RUST_LOG`
 //! filters them). SIGTERM or ctrl-c stops it with exit status 0.
 
+// The test seed (`ROLLGUARD_TEST_SEED`) of the model's random tests.
+#[cfg(test)]
+#[path = "../src/fuzz.rs"]
+mod fuzz;
 #[path = "trafficsim/model.rs"]
 mod model;
 #[path = "trafficsim/telemetry.rs"]

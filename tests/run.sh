@@ -3,7 +3,8 @@
 # and Prometheus that this script starts (binaries built once and cached) and always stops.
 #
 #   tests/run.sh                 everything
-#   tests/run.sh --test NAME     one e2e test file (e.g. rollout_e2e), after the unit tests
+#   tests/run.sh FILTER...       after the unit tests, only the e2e tests whose names contain a
+#                                FILTER: a module (rollout::, chart::install::) or a test
 #
 # With ROLLGUARD_KUBECONFIG set, the e2e tests run against that existing cluster instead
 # (only Prometheus is started locally).
@@ -20,8 +21,8 @@ say "building the local control plane's binaries (cached after the first run)"
 tests/cluster/build.sh
 say "building rollguard and its test tools"
 cargo build --all-targets --features e2e
-# The operator image's binary (scripts/image.sh reuses it; image_e2e and chart_e2e build the
-# image from it in seconds).
+# The operator image's binary (scripts/image.sh reuses it; the image and chart e2e tests build
+# the image from it in seconds).
 say "building the release binary for the operator image"
 cargo build --release --locked --bin rollguard
 
@@ -50,6 +51,14 @@ $KUBECTL apply --server-side -f crds/rollguard.yaml >/dev/null
 $KUBECTL wait --for=condition=Established crd/rolloutpolicies.rollguard.dev crd/rolloutruns.rollguard.dev --timeout=60s >/dev/null
 
 say "end-to-end tests"
-# Each e2e test works in its own namespace with its own operator process; a few at a time
-# keep the 2-core machine responsive enough for timing-sensitive checks.
-cargo test --no-fail-fast --features e2e --test '*' "$@" -- --test-threads="${ROLLGUARD_E2E_THREADS:-3}"
+# One test binary (tests/e2e/) holds every e2e module. Each test works in its own namespace
+# with its own operator process; a few at a time keep the 2-core machine responsive enough
+# for timing-sensitive checks, and the few that disturb the cluster hold it alone
+# (tests/support/claim.rs). Without a filter, `--test '*'` also runs the other integration
+# tests (generated, readme).
+threads="--test-threads=${ROLLGUARD_E2E_THREADS:-3}"
+if [ $# -gt 0 ]; then
+  cargo test --no-fail-fast --features e2e --test e2e -- "$threads" "$@"
+else
+  cargo test --no-fail-fast --features e2e --test '*' -- "$threads"
+fi

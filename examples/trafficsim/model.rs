@@ -694,8 +694,7 @@ pub fn ready_by_group(pods: &[PodView]) -> BTreeMap<GroupKey, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use crate::fuzz;
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -1029,7 +1028,7 @@ mod tests {
 
     #[test]
     fn split_weighted_edge_cases() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = fuzz::rng(1);
         assert_eq!(split_weighted(&mut rng, 1000, &[0, 5]), [0, 1000]);
         assert_eq!(split_weighted(&mut rng, 1000, &[5, 0]), [1000, 0]);
         assert_eq!(split_weighted(&mut rng, 1000, &[0, 0]), [0, 0]);
@@ -1169,7 +1168,7 @@ mod tests {
             &Target::Unrouted(UnroutedReason::UnsupportedBackend)
         );
 
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = fuzz::rng(3);
         let r = route_requests(&mut rng, &entries[0], 30_000);
         let to_pods: u64 = r.to_pods.iter().map(|&(_, k)| k).sum();
         let lost: BTreeMap<UnroutedReason, u64> = r.unrouted.iter().copied().collect();
@@ -1190,7 +1189,7 @@ mod tests {
             {"name": "web-stable", "port": 80, "weight": 0},
             {"name": "web-canary", "port": 80, "weight": 0}
         ]));
-        let mut rng = StdRng::seed_from_u64(4);
+        let mut rng = fuzz::rng(4);
         let r = route_requests(&mut rng, &entries[0], 500);
         assert!(r.to_pods.is_empty());
         assert_eq!(r.unrouted, [(UnroutedReason::ZeroWeights, 500)]);
@@ -1202,7 +1201,7 @@ mod tests {
             {"name": "web-stable", "port": 80, "weight": 100},
             {"name": "web-canary", "port": 80, "weight": 0}
         ]));
-        let mut rng = StdRng::seed_from_u64(5);
+        let mut rng = fuzz::rng(5);
         let out = simulate_tick(&mut rng, &entries, &pods, 10.0);
         assert_eq!(
             out.per_pod[3].requests, 0,
@@ -1240,7 +1239,7 @@ mod tests {
             {"name": "web-canary", "port": 80, "weight": 1}
         ]));
         for seed in 0..10u64 {
-            let mut rng = StdRng::seed_from_u64(seed);
+            let mut rng = fuzz::rng(seed);
             // 100 ticks of 100 ms at 10k rps: Poisson with mean 100k in total.
             let mut per_pod = vec![Served::default(); pods.len()];
             for _ in 0..100 {
@@ -1304,16 +1303,16 @@ mod tests {
             {"name": "web-stable", "port": 80, "weight": 99},
             {"name": "web-canary", "port": 80, "weight": 1}
         ]));
-        let a = simulate_tick(&mut StdRng::seed_from_u64(42), &entries, &pods, 1.0);
-        let b = simulate_tick(&mut StdRng::seed_from_u64(42), &entries, &pods, 1.0);
-        let c = simulate_tick(&mut StdRng::seed_from_u64(43), &entries, &pods, 1.0);
+        let a = simulate_tick(&mut fuzz::rng(42), &entries, &pods, 1.0);
+        let b = simulate_tick(&mut fuzz::rng(42), &entries, &pods, 1.0);
+        let c = simulate_tick(&mut fuzz::rng(43), &entries, &pods, 1.0);
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
 
     #[test]
     fn poisson_and_binomial_edges() {
-        let mut rng = StdRng::seed_from_u64(9);
+        let mut rng = fuzz::rng(9);
         assert_eq!(poisson(&mut rng, 0.0), 0);
         assert_eq!(poisson(&mut rng, -1.0), 0);
         assert_eq!(poisson(&mut rng, f64::NAN), 0);

@@ -624,6 +624,7 @@ pub fn relative_hypotheses(measured_p0: f64, configured_p0: f64, configured_p1: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::stream;
 
     /// SplitMix64: tiny, seedable, good enough for Monte Carlo checks.
     struct SplitMix64(u64);
@@ -1134,11 +1135,11 @@ mod tests {
     fn sprt_monte_carlo_error_rates_and_sample_size() {
         let s = example();
         let runs = 10_000;
-        let h0 = simulate_sprt(&s, s.p0, runs, 0x5EED_0001);
+        let h0 = simulate_sprt(&s, s.p0, runs, stream(0x5EED_0001));
         let (fr, _) = rate_and_se(h0.rollbacks, runs);
         let se_alpha = (s.alpha * (1.0 - s.alpha) / f64::from(runs)).sqrt();
         let mean_n0 = h0.total_n / f64::from(runs);
-        let h1 = simulate_sprt(&s, s.p1, runs, 0x5EED_0002);
+        let h1 = simulate_sprt(&s, s.p1, runs, stream(0x5EED_0002));
         let (power, _) = rate_and_se(h1.rollbacks, runs);
         let se_beta = (s.beta * (1.0 - s.beta) / f64::from(runs)).sqrt();
         let mean_n1 = h1.total_n / f64::from(runs);
@@ -1194,10 +1195,10 @@ mod tests {
         let m = MixtureSprt::with_default_prior(0.001, 0.01).expect("valid");
         let runs = 4_000;
         let horizon = 20_000;
-        let (fr_hits, _) = simulate_mixture(&m, m.p0, runs, horizon, 0x5EED_0003);
+        let (fr_hits, _) = simulate_mixture(&m, m.p0, runs, horizon, stream(0x5EED_0003));
         let (fr, _) = rate_and_se(fr_hits, runs);
         let se_alpha = (m.alpha * (1.0 - m.alpha) / f64::from(runs)).sqrt();
-        let (hits, sum_n) = simulate_mixture(&m, 10.0 * m.p0, runs, horizon, 0x5EED_0004);
+        let (hits, sum_n) = simulate_mixture(&m, 10.0 * m.p0, runs, horizon, stream(0x5EED_0004));
         let (power, _) = rate_and_se(hits, runs);
         let mean_n = sum_n / f64::from(hits.max(1));
         eprintln!(

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::api::run::Verdict;
+use crate::fuzz::stream;
 
 const POLICY: &str = r#"apiVersion: rollguard.dev/v1alpha1
 kind: RolloutPolicy
@@ -40,20 +41,20 @@ fn the_built_in_ai_tier_is_chosen_for_ai_changes() {
 #[test]
 fn a_seeded_run_reproduces() {
     let s = sim(POLICY, &ai("1%", 100));
-    let a = s.run(0, 42, true);
-    let b = s.run(0, 42, true);
+    let a = s.run(0, stream(42), true);
+    let b = s.run(0, stream(42), true);
     assert_eq!(serde_json::to_value(&a).ok(), serde_json::to_value(&b).ok());
     assert!(!a.timeline.is_empty());
     // Thread count does not change results.
-    let one = s.run_many(20, 7, 1, false);
-    let four = s.run_many(20, 7, 4, false);
+    let one = s.run_many(20, stream(7), 1, false);
+    let four = s.run_many(20, stream(7), 4, false);
     assert_eq!(
         serde_json::to_value(&one).ok(),
         serde_json::to_value(&four).ok()
     );
-    assert_eq!(one[3].seed, 10);
+    assert_eq!(one[3].seed, stream(7).wrapping_add(3));
     // Another seed, another run.
-    let c = s.run(0, 43, false);
+    let c = s.run(0, stream(43), false);
     assert_ne!(
         (a.canary_requests, a.canary_errors),
         (c.canary_requests, c.canary_errors)
@@ -63,7 +64,7 @@ fn a_seeded_run_reproduces() {
 #[test]
 fn a_healthy_canary_mostly_promotes() {
     let s = sim(POLICY, &ai("0.1%", 100));
-    let runs = s.run_many(300, 1, 2, false);
+    let runs = s.run_many(300, stream(1), 2, false);
     let agg = Aggregate::of(&runs, s.healthy());
     assert_eq!(agg.canary, "healthy");
     let fr = agg.false_rollback_rate.expect("healthy");
@@ -79,7 +80,7 @@ fn a_healthy_canary_mostly_promotes() {
 fn a_fifty_percent_canary_always_rolls_back_after_a_few_errors() {
     for rps in [10, 100, 1000] {
         let s = sim(POLICY, &ai("50%", rps));
-        let runs = s.run_many(200, 9, 2, false);
+        let runs = s.run_many(200, stream(9), 2, false);
         let agg = Aggregate::of(&runs, s.healthy());
         assert_eq!(agg.rolled_back, 200, "rps {rps}: {agg:?}");
         assert_eq!(agg.miss_rate, Some(0.0));
@@ -106,7 +107,7 @@ fn a_fifty_percent_canary_always_rolls_back_after_a_few_errors() {
 fn no_data_holds_the_run() {
     let scenario = format!("{}noData: [{{from: 0s, to: 20m}}]\n", ai("50%", 100));
     let s = sim(POLICY, &scenario);
-    let r = s.run(0, 5, true);
+    let r = s.run(0, stream(5), true);
     // Nothing is known for 20 minutes: the run holds at its first step, then rolls back.
     assert_eq!(r.outcome, Outcome::RolledBack);
     assert!(
@@ -126,7 +127,7 @@ fn the_replicas_router_gives_the_canary_its_pods_share() {
     let policy = POLICY.replace("traffic: {gatewayAPI: {}}", "traffic: {replicas: {}}");
     let scenario = format!("{}replicas: 4\n", ai("0.1%", 100).replace("1h", "4m"));
     let s = sim(&policy, &scenario);
-    let r = s.run(0, 3, false);
+    let r = s.run(0, stream(3), false);
     // The 0.5% slice asks for one canary pod next to four stable ones: 20% of 100 rps for
     // 4 minutes.
     let expect = 0.2 * 100.0 * 240.0;
@@ -165,7 +166,7 @@ fn approvals_are_given_after_the_scenario_says() {
         "{POLICY}  tiers:\n  - name: only\n    steps: [{{weight: 10%, pause: 1m}}]\n    requireApproval: true\n"
     );
     let scenario = "rps: 100\ncanary: {errorRate: 0%}\napproveAfter: 10m\n";
-    let r = sim(&policy, scenario).run(0, 1, true);
+    let r = sim(&policy, scenario).run(0, stream(1), true);
     assert_eq!(r.outcome, Outcome::Promoted);
     let t = r.time_to_decision_seconds.expect("decided");
     assert!((660.0..=700.0).contains(&t), "{t}");
@@ -186,7 +187,7 @@ fn windowed_queries_are_read_over_their_window() {
         s.setup.window,
         driver::QueryWindow::Last(Duration::from_secs(60))
     );
-    let r = s.run(0, 11, false);
+    let r = s.run(0, stream(11), false);
     assert_eq!(r.outcome, Outcome::RolledBack);
     // Good for 90 s, then five failed one-minute checks.
     let t = r.time_to_decision_seconds.expect("decided");
@@ -209,7 +210,7 @@ fn simulate_runs_the_operators_machine_and_nothing_else() {
         }
     }
     // What the machine says ends up in the report verbatim.
-    let r = sim(POLICY, &ai("50%", 1000)).run(0, 2, true);
+    let r = sim(POLICY, &ai("50%", 1000)).run(0, stream(2), true);
     let Some(driver::What::Event { message, .. }) = r
         .timeline
         .iter()

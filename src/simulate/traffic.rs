@@ -174,6 +174,7 @@ fn poisson<R: Rng>(rng: &mut R, lambda: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::stream;
 
     fn scenario(text: &str) -> Scenario {
         Scenario::parse(text, "s.yaml").expect("scenario")
@@ -184,7 +185,7 @@ mod tests {
         let s = scenario(
             "rps: 100\nscrapeInterval: 10s\ncanary: {errorRate: 50%}\nstable: {errorRate: 0%}\n",
         );
-        let mut t = Traffic::new(&s, 7);
+        let mut t = Traffic::new(&s, stream(7));
         t.advance(Duration::from_secs(60), 0.5);
         let served = t.served();
         assert!(
@@ -226,10 +227,10 @@ mod tests {
             t.advance(Duration::from_secs(90), 0.3);
             t.served()
         };
-        assert_eq!(run(3), run(3));
-        assert_ne!(run(3), run(4));
+        assert_eq!(run(stream(3)), run(stream(3)));
+        assert_ne!(run(stream(3)), run(stream(4)));
         // The schedule switches the canary's error rate at 30 s.
-        let c = run(5);
+        let c = run(stream(5));
         let bad_requests = 0.3 * 1000.0 * 60.0;
         assert!(c.canary_errors as f64 > 0.8 * 0.05 * bad_requests, "{c:?}");
     }
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn no_data_windows_return_nothing() {
         let s = scenario("rps: 10\ncanary: {errorRate: 1%}\nnoData: [{from: 1m, to: 2m}]\n");
-        let mut t = Traffic::new(&s, 1);
+        let mut t = Traffic::new(&s, stream(1));
         t.advance(Duration::from_secs(90), 0.5);
         assert!(matches!(
             t.counts(Duration::from_secs(90), Duration::from_secs(90), false),

@@ -127,7 +127,7 @@ build_prometheus() {
   fi
 }
 
-# The operator image's tools (scripts/image.sh, image_e2e, chart_e2e): Debian's buildah (builds
+# The operator image's tools (scripts/image.sh, the image and chart e2e tests): Debian's buildah (builds
 # with no daemon), docker-registry (the test registry on 127.0.0.1) and binutils (readelf,
 # strip). Cold: 14 s for the install (apt's history log), after `apt-get update`.
 build_image_tools() {

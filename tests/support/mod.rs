@@ -5,13 +5,18 @@
 //! `ROLLGUARD_KUBECONFIG`, `ROLLGUARD_PROMETHEUS_URL`, `ROLLGUARD_PROM_TARGETS_DIR`,
 //! `ROLLGUARD_CA_FILE` and `ROLLGUARD_CLUSTER_DIR`.
 //!
-//! Each test binary includes this module with `mod support;` and uses only part of it.
-#![allow(dead_code)]
+//! The e2e test binary (`tests/e2e/main.rs`) includes this module; its tests set up their
+//! world with [`world::World::builder`].
 
+pub mod approvals;
 pub mod auth_proxy;
+pub mod claim;
+#[path = "../../src/fuzz.rs"]
+pub mod fuzz;
+pub mod image;
 pub mod procs;
-pub mod scenario;
 pub mod slowproxy;
+pub mod world;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -80,12 +85,15 @@ pub fn prometheus_url() -> String {
         .to_string()
 }
 
-/// A random lowercase suffix for names that must not collide between runs.
+/// A random lowercase suffix for names that must not collide between runs. Random on purpose,
+/// not from the test seed (`src/fuzz.rs`): a replayed run must not meet the namespaces and
+/// releases its first run left behind.
 pub fn unique_suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
-/// A namespace created for one test.
+/// A namespace created for one test, which holds the test's [`claim::shared`] claim on the
+/// cluster.
 ///
 /// Call [`TestNamespace::cleanup`] at the end of the test: `Drop` cannot await. If the test
 /// panics before that, `Drop` falls back to a best-effort `kubectl delete namespace --wait=false`.
@@ -93,10 +101,12 @@ pub struct TestNamespace {
     pub name: String,
     client: Client,
     cleaned: bool,
+    _claim: claim::Claim,
 }
 
 /// Creates a namespace named `<prefix>-<random>`.
 pub async fn test_namespace(client: &Client, prefix: &str) -> TestNamespace {
+    let claim = claim::shared().await;
     let prefix: String = prefix
         .to_lowercase()
         .chars()
@@ -120,6 +130,7 @@ pub async fn test_namespace(client: &Client, prefix: &str) -> TestNamespace {
         name,
         client: client.clone(),
         cleaned: false,
+        _claim: claim,
     }
 }
 
@@ -185,6 +196,25 @@ pub fn cluster_logs(lines: usize) -> String {
     }
 }
 
+/// Polls the async closure `check` every `every` until it returns `Some(value)`, and returns
+/// that value; `None` once `timeout` has passed.
+pub async fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls the async closure `check` every 250 ms until it returns `Some(value)`, and returns that
 /// value. After `timeout` it panics with `what` and the tail of the cluster's component logs.
 ///
@@ -197,21 +227,63 @@ pub fn cluster_logs(lines: usize) -> String {
 pub async fn wait_for<T>(
     timeout: Duration,
     what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
+    check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if start.elapsed() >= timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}\n{}",
-                cluster_logs(30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    match poll(timeout, Duration::from_millis(250), check).await {
+        Some(v) => v,
+        None => panic!(
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            cluster_logs(30)
+        ),
     }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A pin from `tests/cluster/versions.env` (`HELM_VERSION`, `K8S_VERSION`), the one file that
+/// pins the versions.
+pub fn pinned_version(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/versions.env");
+    let text = std::fs::read_to_string(path).expect("reading tests/cluster/versions.env");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}=")))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("{name} in tests/cluster/versions.env"))
+}
+
+/// The pinned helm: `ROLLGUARD_HELM`, else the build in the rollguard cache
+/// (`${ROLLGUARD_CACHE:-~/.cache/rollguard}/bin/helm-<HELM_VERSION>`, made by
+/// `tests/cluster/build.sh helm`) when it is there.
+pub fn pinned_helm() -> Option<PathBuf> {
+    if let Ok(h) = std::env::var("ROLLGUARD_HELM")
+        && !h.is_empty()
+    {
+        return Some(PathBuf::from(h));
+    }
+    let cache = std::env::var("ROLLGUARD_CACHE")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/rollguard")
+        });
+    let bin = cache.join(format!("bin/helm-{}", pinned_version("HELM_VERSION")));
+    bin.exists().then_some(bin)
+}
+
+/// [`pinned_helm`], which the test needs.
+pub fn helm_bin() -> PathBuf {
+    pinned_helm().unwrap_or_else(|| {
+        panic!(
+            "the pinned helm is missing: run `tests/cluster/build.sh helm` or set ROLLGUARD_HELM"
+        )
+    })
 }
 
 /// Creates an object given as JSON (a test's fixture), failing the test if it is refused.

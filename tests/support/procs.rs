@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{kubeconfig_path, prometheus_url, register_scrape_target};
+use super::{free_port, kubeconfig_path, prometheus_url, register_scrape_target};
 
 /// A child process with its log file.
 pub struct Proc {
-    pub name: String,
     pub log: PathBuf,
     /// The address it serves on (metrics for the operator, counters for the simulator).
     pub addr: String,
@@ -19,11 +18,6 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// The OS process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -71,13 +65,6 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// The `rollguard` binary under test.
 pub fn rollguard_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rollguard"))
@@ -111,12 +98,7 @@ pub async fn start_operator_named(namespace: &str, name: &str, extra: &[&str]) -
         .stderr(file)
         .spawn()
         .expect("starting rollguard controller");
-    let p = Proc {
-        name: name.into(),
-        log,
-        addr,
-        child,
-    };
+    let p = Proc { log, addr, child };
     // Ready once its caches have synced.
     let url = format!("http://{}/readyz", p.addr);
     for _ in 0..200 {
@@ -180,10 +162,5 @@ pub async fn start_trafficsim(namespace: &str) -> Proc {
         .unwrap_or_else(|| panic!("unexpected first line from trafficsim: {first:?}"))
         .to_string();
     register_scrape_target(&format!("sim-{namespace}"), &addr);
-    Proc {
-        name: "trafficsim".into(),
-        log,
-        addr,
-        child,
-    }
+    Proc { log, addr, child }
 }

@@ -1,11 +1,8 @@
-#![cfg(feature = "e2e")]
 //! The local test cluster itself (issue 2, "What must hold"), checked against the real thing:
 //! kube-apiserver, the Deployment/ReplicaSet/namespace controllers, RBAC, CEL validation, and
 //! Prometheus.
 //!
-//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test cluster_e2e`
-
-mod support;
+//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test e2e cluster::`
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -22,21 +19,13 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
     PatchParams, PostParams,
 };
+use rand::Rng;
 use serde_json::json;
-use support::{test_namespace, wait_for};
+
+use crate::support::{self, claim, test_namespace, wait_for};
 
 fn existing_cluster() -> bool {
     std::env::var("ROLLGUARD_EXISTING_CLUSTER").as_deref() == Ok("1")
-}
-
-/// `K8S_VERSION` from tests/cluster/versions.env, the one file that pins the versions.
-fn pinned_k8s_version() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/versions.env");
-    let text = std::fs::read_to_string(path).expect("reading versions.env");
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("K8S_VERSION="))
-        .map(|v| v.trim().trim_matches('"').to_string())
-        .expect("K8S_VERSION in versions.env")
 }
 
 fn meta(name: &str) -> ObjectMeta {
@@ -55,9 +44,10 @@ fn api_status(err: kube::Error) -> Box<kube::core::Status> {
 
 #[tokio::test]
 async fn server_reports_pinned_version() {
+    let _cluster = claim::shared().await;
     let client = support::client().await;
     let info = client.apiserver_version().await.expect("GET /version");
-    let pinned = pinned_k8s_version();
+    let pinned = support::pinned_version("K8S_VERSION");
     if existing_cluster() {
         eprintln!(
             "existing cluster reports {}; the pinned v{pinned} is checked only on the local control plane",
@@ -391,9 +381,11 @@ async fn crd_cel_rule_rejects_invalid_objects_with_its_message() {
 
 #[tokio::test]
 async fn prometheus_scrapes_a_registered_target() {
+    let _cluster = claim::shared().await;
     let url = support::prometheus_url();
     let job = format!("rollguard_e2e_{}", support::unique_suffix());
-    let value = 1000 + u64::from(rand::random::<u16>() % 1000);
+    // A value to look for, from the test seed (the job name is what is unique to the run).
+    let value = 1000 + u64::from(support::fuzz::rng(0).random::<u16>() % 1000);
     let body = format!("# TYPE rollguard_e2e_probe gauge\nrollguard_e2e_probe {value}\n");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

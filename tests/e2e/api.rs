@@ -2,9 +2,6 @@
 //! names the field, the examples in `deploy/examples/` are accepted, and `kubectl explain`
 //! reads the field docs. What CEL cannot check is reported in the policy's conditions. A run
 //! whose status was written before it was typed is accepted and reads back typed.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::time::Duration;
 
@@ -12,6 +9,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::{Value, json};
+
+use crate::support;
 
 fn analysis() -> Value {
     json!({

@@ -1,4 +1,3 @@
-#![cfg(feature = "e2e")]
 //! The operator image (issue 18): `scripts/image.sh` (what `make image` runs) builds it with
 //! buildah and no daemon, and this file proves what the image is and that it runs.
 //!
@@ -15,28 +14,24 @@
 //! runtime adds beyond that (cgroups, seccomp, the pod network) is the runtime's, not the
 //! image's.
 
-mod image_support;
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use image_support::{
-    Running, TEST_IMAGE, build_image, chroot_command, container_command, entrypoint_user_env,
-    export_rootfs, free_port, git_head, image, manifest_and_config, work_dir,
-};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use rollguard::api::RolloutPolicy;
-use rollguard::api::run::{Phase, RolloutRun};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+use rollguard::api::run::Phase;
 use serde_json::json;
-use support::procs::start_trafficsim;
-use support::{test_namespace, wait_for};
+
+use crate::support::image::{
+    Running, TEST_IMAGE, build_image, chroot_command, container_command, entrypoint_user_env,
+    export_rootfs, git_head, image, manifest_and_config, work_dir,
+};
+use crate::support::world::{World, newest_run};
+use crate::support::{self, free_port, test_namespace, wait_for};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -126,23 +121,7 @@ fn the_image_is_reproducible_small_labelled_and_minimal() {
 // ---------------------------------------------------------------------------------------
 
 fn helm(args: &[&str]) -> String {
-    let versions = std::fs::read_to_string(Path::new(REPO).join("tests/cluster/versions.env"))
-        .expect("versions.env");
-    let version = versions
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("HELM_VERSION="))
-        .expect("HELM_VERSION")
-        .trim()
-        .to_string();
-    let bin = std::env::var("ROLLGUARD_HELM")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME"))
-                .join(format!(".cache/rollguard/bin/helm-{version}"))
-        });
-    let out = Command::new(bin)
+    let out = Command::new(support::helm_bin())
         .arg("--kubeconfig")
         .arg(support::kubeconfig_path())
         .args(args)
@@ -295,70 +274,20 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
     })
     .await;
 
-    // A governed Deployment behind a Service, with traffic, and a policy.
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "shop"}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}, "annotations": {"sim.rollguard.dev/error-rate": "0.001"}},
-                "spec": {"containers": [{"name": "app", "image": "example.com/web:1"}]}}}
-    }))
-    .expect("a Deployment");
-    let deploys: Api<Deployment> = Api::namespaced(admin.clone(), &n);
-    deploys
-        .create(&PostParams::default(), &d)
-        .await
-        .expect("creating web");
-    let s: Service = serde_json::from_value(json!({
-        "metadata": {"name": "web", "annotations": {"sim.rollguard.dev/rps": "100"}},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
-    }))
-    .expect("a Service");
-    Api::<Service>::namespaced(admin.clone(), &n)
-        .create(&PostParams::default(), &s)
-        .await
-        .expect("creating the Service");
-    let policy: RolloutPolicy = serde_json::from_value(json!({
-        "metadata": {"name": "shop"},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
-            "analysis": {
-                "interval": "1s",
-                "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
-                "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
-                "minRequests": 10
-            },
-            "tiers": [{"name": "standard", "steps": [{"weight": "10%", "pause": "3s"}, {"weight": "50%", "pause": "3s"}], "maxErrorRate": "5%"}]
-        }
-    }))
-    .expect("a policy");
-    Api::<RolloutPolicy>::namespaced(admin.clone(), &n)
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("creating the policy");
-    let _sim = start_trafficsim(&n).await;
-    wait_for(
-        Duration::from_secs(60),
-        "the image's operator to govern web",
-        async || {
-            let d = deploys.get("web").await.ok()?;
-            d.annotations()
-                .contains_key("rollguard.dev/stable-revision")
-                .then_some(())
-        },
-    )
-    .await;
+    // A governed Deployment behind a Service, with traffic, and a policy that names no
+    // Prometheus (the chart's `prometheus.address` is the operator's default).
+    let w = World::builder("image-run")
+        .namespace(ns)
+        .analysis(json!({"prometheus": null}))
+        .without_operator()
+        .build()
+        .await;
 
     // A bad canary: 30% errors. The image's operator rolls it back.
-    let bad = json!({"spec": {"template": {
-        "metadata": {"annotations": {"sim.rollguard.dev/error-rate": "0.3"}},
-        "spec": {"containers": [{"name": "app", "image": "example.com/web:2"}]}}}});
-    deploys
-        .patch("web", &PatchParams::default(), &Patch::Strategic(bad))
-        .await
-        .expect("the bad template");
-    let runs: Api<RolloutRun> = Api::namespaced(admin.clone(), &n);
+    w.deploy("0.3", "example.com/web:2", None).await;
+    let runs = w.runs();
     let run = wait_for(Duration::from_secs(90), "a RolledBack run", async || {
-        let r = support::scenario::newest_run(&runs).await?;
+        let r = newest_run(&runs).await?;
         (r.status.as_ref()?.phase == Phase::RolledBack).then_some(r)
     })
     .await;
@@ -373,5 +302,5 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
     );
     drop(op);
     helm(&["uninstall", &release, "--namespace", &n]);
-    ns.cleanup().await;
+    w.finish().await;
 }

@@ -3,28 +3,23 @@
 //! In every case the run holds at its first step and never promotes, and the run's
 //! `Analysis` condition names the cause; with `onNoData: rollback` an empty answer rolls the
 //! canary back after `noDataLimit` samples.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::time::Duration;
 
-use kube::api::Api;
-use rollguard::api::run::{Phase, RolloutRun, Verdict};
+use rollguard::api::run::{Phase, Verdict};
 use serde_json::{Value, json};
-use support::scenario::newest_run;
-use support::scenario::setup_with;
 
-const REQUESTS: &str = r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="{{workload}}"}[{{elapsed}}]))"#;
+use crate::support;
+use crate::support::world::{REQUESTS, World, newest_run};
 
 /// Starts a governed service whose policy has `analysis` merged in, changes its template,
 /// waits for the run's `Analysis` condition to have `reason` and a message containing
 /// `cause`, then checks that the run stays at its first step well past its whole plan and
 /// never promotes, every sample with `verdict`.
 async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str, verdict: &str) {
-    let (client, ns, op, _sim) = setup_with(prefix, 1, analysis, Vec::new()).await;
-    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    support::scenario::new_template(&client, &ns.name).await;
+    let w = World::builder(prefix).analysis(analysis).build().await;
+    let runs = w.runs();
+    w.new_template().await;
     let condition = support::wait_for(
         Duration::from_secs(40),
         &format!("the run's Analysis condition to say {reason}: {cause}"),
@@ -43,7 +38,7 @@ async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str, verdict
     tokio::time::sleep(Duration::from_secs(10)).await;
     let r = newest_run(&runs).await.expect("the run");
     let st = r.status.clone().expect("status");
-    assert_eq!(st.phase, Phase::Progressing, "{}\n{st:?}", op.tail(30));
+    assert_eq!(st.phase, Phase::Progressing, "{}\n{st:?}", w.op().tail(30));
     assert_eq!(st.step, 0, "never advances without evidence: {st:?}");
     let weight = st.weight.unwrap_or_default().to_string();
     assert_eq!(weight, "10%", "the canary keeps its first slice");
@@ -53,7 +48,7 @@ async fn holds(prefix: &str, analysis: Value, reason: &str, cause: &str, verdict
     );
     let verdicts: Vec<&str> = st.samples.iter().map(|s| s.verdict.as_str()).collect();
     assert!(verdicts.iter().all(|v| *v == verdict), "{verdicts:?}");
-    ns.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
@@ -114,19 +109,16 @@ async fn a_slow_prometheus_holds_the_run() {
 
 #[tokio::test]
 async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
-    let (client, ns, _op, _sim) = setup_with(
-        "prom-empty-rb",
-        1,
-        json!({
+    let w = World::builder("prom-empty-rb")
+        .analysis(json!({
             "requests": r#"sum(increase(http_requests_total{namespace="{{namespace}}",workload="nothing-here"}[{{elapsed}}]))"#,
             "onNoData": "rollback",
             "noDataLimit": 3,
-        }),
-        Vec::new(),
-    )
-    .await;
-    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    support::scenario::new_template(&client, &ns.name).await;
+        }))
+        .build()
+        .await;
+    let runs = w.runs();
+    w.new_template().await;
     let r = support::wait_for(Duration::from_secs(40), "a rollback", async || {
         let r = newest_run(&runs).await?;
         let phase = r.status.as_ref()?.phase;
@@ -147,5 +139,5 @@ async fn an_empty_answer_rolls_back_when_the_policy_says_so() {
         st.reason,
         st.message.unwrap_or_default()
     );
-    ns.cleanup().await;
+    w.finish().await;
 }

@@ -1,8 +1,7 @@
 //! The operator image for the e2e tests: built with `scripts/image.sh` (what `make image`
 //! runs), its root filesystem exported from the OCI layout the build writes, and run with
 //! chroot as a kubelet would run it (the image's user, a read-only root, mounts over it).
-//! Shared by image_e2e and chart_e2e (`mod image_support;`).
-#![allow(dead_code)]
+//! Built once per test process and shared by the `image` and `chart` tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,7 +81,7 @@ impl Build {
     }
 }
 
-/// The image, built once per test binary.
+/// The image, built once per test process.
 pub fn image() -> &'static Build {
     static IMAGE: OnceLock<Build> = OnceLock::new();
     IMAGE.get_or_init(|| build_image(&work_dir("a")))
@@ -201,13 +200,6 @@ pub fn entrypoint_user_env(config: &Value) -> (Vec<String>, String, Vec<(String,
     (entrypoint, user, env)
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Kills the chrooted operator when the test ends, however it ends.
 pub struct Running(pub std::process::Child);
 
@@ -286,13 +278,13 @@ pub fn container_command(
 /// HTTP, storing in a temporary dir; stopped when dropped.
 pub struct Registry {
     pub addr: String,
-    proc: Running,
+    _proc: Running,
 }
 
 impl Registry {
     pub fn start(name: &str) -> Registry {
         let dir = work_dir(&format!("registry-{name}"));
-        let port = free_port();
+        let port = super::free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.join("config.yml");
         std::fs::write(
@@ -320,6 +312,6 @@ impl Registry {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Registry { addr, proc }
+        Registry { addr, _proc: proc }
     }
 }

@@ -1,32 +1,27 @@
-#![cfg(feature = "e2e")]
 //! `kubectl rollguard` end to end, every verb as a process against the local control plane,
 //! with the real operator and traffic simulator per namespace, and the chart's approval
 //! admission policy (`rollguard-approvals`) in force, so every approval and command the CLI
 //! writes passes the same check a forged one fails.
 //!
-//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test cli_e2e`
-
-mod support;
+//! Run: `tests/cluster/cluster.sh up && source .cluster/env && cargo test --features e2e --test e2e cli::`
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::{Value, json};
-use support::procs::{Proc, rollguard_bin, start_operator, start_trafficsim};
-use support::{TestNamespace, create};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{OnceCell, Semaphore};
 
-const APP: &str = "web";
+use crate::support::procs::rollguard_bin;
+use crate::support::world::{APP, Router, World, run_phase};
+use crate::support::{self, create};
+
 const FAILED: &str = "rollguard.dev/failed-revision";
 
 // ---------------------------------------------------------------------------------------
@@ -92,103 +87,7 @@ fn rg_spawn(args: &[&str]) -> tokio::process::Child {
 }
 
 // ---------------------------------------------------------------------------------------
-// The approval admission policy
-
-/// The chart's `rollguard-approvals` ValidatingAdmissionPolicy and binding, rendered with
-/// helm (`$ROLLGUARD_HELM`, the cached build, or `helm` on PATH), else taken from the
-/// rendered plain manifests deploy/rollguard.yaml.
-fn approval_policy_yaml() -> String {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let helm = std::env::var("ROLLGUARD_HELM")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let versions = std::fs::read_to_string(repo.join("tests/cluster/versions.env")).ok()?;
-            let v = versions
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("HELM_VERSION="))?
-                .trim_matches('"')
-                .to_string();
-            let cache = std::env::var("ROLLGUARD_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| {
-                    PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                        .join(".cache/rollguard")
-                });
-            let p = cache.join(format!("bin/helm-{v}"));
-            p.exists().then_some(p)
-        })
-        .unwrap_or_else(|| PathBuf::from("helm"));
-    let rendered = std::process::Command::new(&helm)
-        .args([
-            "template",
-            "rollguard",
-            "charts/rollguard",
-            "--namespace",
-            "rollguard-system",
-        ])
-        .args(["--show-only", "templates/approval-policy.yaml"])
-        .current_dir(repo)
-        .output();
-    if let Ok(o) = rendered
-        && o.status.success()
-    {
-        return String::from_utf8_lossy(&o.stdout).into_owned();
-    }
-    let plain = std::fs::read_to_string(repo.join("deploy/rollguard.yaml"))
-        .expect("deploy/rollguard.yaml (the rendered chart), since helm could not render it");
-    let docs: Vec<&str> = plain
-        .split("\n---")
-        .filter(|d| d.contains("# Source: rollguard/templates/approval-policy.yaml"))
-        .collect();
-    assert_eq!(
-        docs.len(),
-        2,
-        "the policy and its binding in deploy/rollguard.yaml"
-    );
-    docs.join("\n---\n")
-}
-
-static APPROVAL_POLICY: OnceCell<()> = OnceCell::const_new();
-
-/// Applies the approval policy once per test process and waits until it is in force.
-async fn approval_policy_in_force() {
-    APPROVAL_POLICY
-        .get_or_init(|| async {
-            let yaml = approval_policy_yaml();
-            assert!(yaml.contains("name: rollguard-approvals"), "{yaml}");
-            let mut kubectl = tokio::process::Command::new("kubectl")
-                .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
-                .env("KUBECONFIG", support::kubeconfig_path())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("running kubectl");
-            {
-                use tokio::io::AsyncWriteExt;
-                let mut stdin = kubectl.stdin.take().expect("kubectl stdin");
-                stdin
-                    .write_all(yaml.as_bytes())
-                    .await
-                    .expect("writing the policy");
-            }
-            let out = kubectl.wait_with_output().await.expect("kubectl apply");
-            assert!(
-                out.status.success(),
-                "kubectl apply: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        })
-        .await;
-}
-
-// ---------------------------------------------------------------------------------------
 // A world per test
-
-/// Scenarios run a few at a time: each has its own operator, simulator and Prometheus job.
-static SLOTS: Semaphore = Semaphore::const_new(4);
 
 fn tier(name: &str, pause: &str, approval: bool, matches: bool) -> Value {
     let mut t = json!({
@@ -203,192 +102,65 @@ fn tier(name: &str, pause: &str, approval: bool, matches: bool) -> Value {
     t
 }
 
-/// One test's namespace: Deployment `web` (3 replicas, 0.1% errors), its Service at 50
-/// requests/s, a policy with an `ai-assisted` tier (approval required) and a `standard`
-/// one, both with two steps (10%, 50%) of `pause`; the operator and the simulator.
-struct World {
-    client: Client,
-    ns: TestNamespace,
-    op: Proc,
-    _sim: Proc,
-    _slot: tokio::sync::SemaphorePermit<'static>,
+/// One test's world: the Service at 50 requests/s, a policy with an `ai-assisted` tier
+/// (approval required) and a `standard` one, both with two steps (10%, 50%) of `pause`, and
+/// the chart's approval admission policy in force.
+async fn world(prefix: &str, pause: &str) -> World {
+    World::builder(prefix)
+        .router(Router::Replicas)
+        .service_rps("50")
+        .analysis(json!({
+            "prometheus": {"address": support::prometheus_url()},
+            "minRequests": 20,
+        }))
+        .tiers(json!([
+            tier("ai-assisted", pause, true, true),
+            tier("standard", pause, false, false)
+        ]))
+        .approval_policy()
+        .build()
+        .await
 }
 
-impl World {
-    async fn new(prefix: &str, pause: &str) -> World {
-        let slot = SLOTS.acquire().await.expect("a scenario slot");
-        approval_policy_in_force().await;
-        let client = support::client().await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let n = ns.name.clone();
-        create(
-            &Api::<Deployment>::namespaced(client.clone(), &n),
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": APP, "labels": {"app.kubernetes.io/part-of": "shop"}},
-                "spec": {
-                    "replicas": 3,
-                    "selector": {"matchLabels": {"app": APP}},
-                    "template": {
-                        "metadata": {"labels": {"app": APP}, "annotations": {"sim.rollguard.dev/error-rate": "0.001"}},
-                        "spec": {"containers": [{"name": "app", "image": "example.com/web:1"}]}
-                    }
-                }
-            }),
-        )
-        .await;
-        create(
-            &Api::<Service>::namespaced(client.clone(), &n),
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": APP, "annotations": {"sim.rollguard.dev/rps": "50"}},
-                "spec": {"selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 8080}]}
-            }),
-        )
-        .await;
-        create(
-            &Api::<RolloutPolicy>::namespaced(client.clone(), &n),
-            json!({
-                "apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutPolicy",
-                "metadata": {"name": "shop"},
-                "spec": {
-                    "selector": {"matchLabels": {"app.kubernetes.io/part-of": "shop"}},
-                    "traffic": {"replicas": {}},
-                    "analysis": {
-                        "interval": "1s",
-                        "prometheus": {"address": support::prometheus_url()},
-                        "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
-                        "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
-                        "minRequests": 20,
-                    },
-                    "tiers": [tier("ai-assisted", pause, true, true), tier("standard", pause, false, false)],
-                }
-            }),
-        )
-        .await;
-        let op = start_operator(&n).await;
-        let sim = start_trafficsim(&n).await;
-        let w = World {
-            client,
-            ns,
-            op,
-            _sim: sim,
-            _slot: slot,
-        };
-        w.until("the Deployment to be adopted", 60, async || {
-            let d = w.deployment().await;
-            d.annotations()
-                .contains_key("rollguard.dev/stable-revision")
-                .then_some(())
-        })
-        .await;
-        w
-    }
-
-    fn n(&self) -> &str {
-        &self.ns.name
-    }
-
-    fn runs(&self) -> Api<RolloutRun> {
-        Api::namespaced(self.client.clone(), self.n())
-    }
-
-    fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), self.n())
-    }
-
-    async fn deployment(&self) -> Deployment {
-        self.deployments().get(APP).await.expect("the Deployment")
-    }
-
-    /// A new pod template: the simulator's error rate and the change origin.
-    async fn deploy(&self, error_rate: &str, origin: &str) {
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {
-            "sim.rollguard.dev/error-rate": error_rate,
-            "rollguard.dev/change-origin": origin,
-            "e2e/serial": rollguard_serial(),
-        }}}}});
-        self.deployments()
-            .patch(APP, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("patching the template");
-    }
-
-    /// The newest run.
-    async fn run(&self) -> Option<RolloutRun> {
-        let mut runs = self.runs().list(&ListParams::default()).await.ok()?.items;
-        runs.sort_by_key(|r| (r.creation_timestamp().map(|t| t.0), r.name_any()));
-        runs.pop()
-    }
-
-    /// Polls `check` every 200 ms for `secs` seconds; on timeout panics with the newest
-    /// run's status and the operator's log.
-    async fn until<T>(
-        &self,
-        what: &str,
-        secs: u64,
-        mut check: impl AsyncFnMut() -> Option<T>,
-    ) -> T {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if start.elapsed() > Duration::from_secs(secs) {
-                let run = self.run().await;
-                panic!(
-                    "timed out after {secs}s waiting for {what}\nnewest run: {}\noperator log:\n{}",
-                    serde_json::to_string_pretty(&run.map(|r| (
-                        r.metadata.name,
-                        r.spec.control,
-                        r.status
-                    )))
-                    .unwrap_or_default(),
-                    self.op.tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits until the newest run is in `phase` and (when given) at `step`, with a sample
-    /// with counts in that step.
-    async fn until_run(&self, phase: Phase, step: Option<i32>) -> RolloutRun {
-        self.until(
-            &format!("the run in {phase:?} at step {step:?}"),
-            90,
-            async || {
-                let r = self.run().await?;
-                let st = r.status.as_ref()?;
-                let at_step = step.is_none_or(|s| {
-                    st.step == s
-                        && st
-                            .samples
-                            .last()
-                            .is_some_and(|x| x.step == s && x.requests.is_some())
-                });
-                (st.phase == phase && at_step).then_some(r)
-            },
-        )
+/// A new pod template: the simulator's error rate and the change origin.
+async fn deploy(w: &World, error_rate: &str, origin: &str) {
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+        "sim.rollguard.dev/error-rate": error_rate,
+        "rollguard.dev/change-origin": origin,
+        "e2e/serial": rollguard_serial(),
+    }}}}});
+    w.deployments()
+        .patch(APP, &PatchParams::default(), &Patch::Merge(patch))
         .await
-    }
+        .expect("patching the template");
+}
 
-    async fn cleanup(self) {
-        let World { ns, op, _sim, .. } = self;
-        drop(op);
-        drop(_sim);
-        ns.cleanup().await;
-    }
+/// Waits until the newest run is in `phase` and (when given) at `step`, with a sample with
+/// counts in that step.
+async fn until_run(w: &World, phase: Phase, step: Option<i32>) -> RolloutRun {
+    w.wait(
+        &format!("the run in {phase:?} at step {step:?}"),
+        Duration::from_secs(90),
+        async || {
+            let r = w.run().await?;
+            let st = r.status.as_ref()?;
+            let at_step = step.is_none_or(|s| {
+                st.step == s
+                    && st
+                        .samples
+                        .last()
+                        .is_some_and(|x| x.step == s && x.requests.is_some())
+            });
+            (st.phase == phase && at_step).then_some(r)
+        },
+    )
+    .await
 }
 
 /// A value that changes on every call, so each `deploy` is a new template.
 fn rollguard_serial() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!("{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
-}
-
-fn phase(r: &RolloutRun) -> Phase {
-    r.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
 /// The admin's user name as the API server authenticates it.
@@ -483,10 +255,10 @@ fn approver_rules() -> Value {
 
 #[tokio::test]
 async fn get_shows_the_table_the_detail_and_json_and_watch_follows_promote_to_the_end() {
-    let w = World::new("cli-get", "60s").await;
+    let w = world("cli-get", "60s").await;
     let n = w.n().to_string();
-    w.deploy("0.001", "human").await;
-    let run = w.until_run(Phase::Progressing, Some(0)).await;
+    deploy(&w, "0.001", "human").await;
+    let run = until_run(&w, Phase::Progressing, Some(0)).await;
     let run_name = run.name_any();
 
     // The table.
@@ -602,7 +374,7 @@ async fn get_shows_the_table_the_detail_and_json_and_watch_follows_promote_to_th
         promote.stdout.contains("skips the pause of step 1/2 (10%)"),
         "{promote:?}"
     );
-    let r = w.until_run(Phase::Progressing, Some(1)).await;
+    let r = until_run(&w, Phase::Progressing, Some(1)).await;
     let admin = admin_user(&w.client).await;
     let cmd = r
         .spec
@@ -648,15 +420,15 @@ async fn get_shows_the_table_the_detail_and_json_and_watch_follows_promote_to_th
             .is_some_and(|l| l.contains("Steady") && l.contains("Succeeded")),
         "{table:?}"
     );
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
-    let w = World::new("cli-approve", "3s").await;
+    let w = world("cli-approve", "3s").await;
     let n = w.n().to_string();
-    w.deploy("0.001", "ai-assisted").await;
-    w.until_run(Phase::Progressing, None).await;
+    deploy(&w, "0.001", "ai-assisted").await;
+    until_run(&w, Phase::Progressing, None).await;
     // promote never stands in for a missing approval.
     let refused = rg(&["promote", APP, "-n", &n, "--full"]).await;
     assert_eq!(refused.code, 6, "{refused:?}");
@@ -667,7 +439,7 @@ async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
         "{refused:?}"
     );
 
-    let r = w.until_run(Phase::AwaitingApproval, None).await;
+    let r = until_run(&w, Phase::AwaitingApproval, None).await;
     let refused = rg(&["promote", APP, "-n", &n]).await;
     assert_eq!(refused.code, 6, "{refused:?}");
     let mut waiter = rg_spawn(&["wait", APP, "-n", &n, "--timeout", "90s"]);
@@ -703,16 +475,16 @@ async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
     waiter = rg_spawn(&["wait", APP, "-n", &n]);
     let now_stable = finish(waiter).await;
     assert_eq!(now_stable.code, 0, "nothing to roll out: {now_stable:?}");
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accepted() {
-    let w = World::new("cli-forged", "3s").await;
+    let w = world("cli-forged", "3s").await;
     let n = w.n().to_string();
     let mallory = service_account(&w.client, &n, "mallory", approver_rules()).await;
-    w.deploy("0.001", "ai-assisted").await;
-    let r = w.until_run(Phase::AwaitingApproval, None).await;
+    deploy(&w, "0.001", "ai-assisted").await;
+    let r = until_run(&w, Phase::AwaitingApproval, None).await;
 
     // mallory may patch runs (RBAC), but not in alice's name: the admission policy refuses.
     let mallory_client = support::client_with_token(&mallory.token).await;
@@ -722,7 +494,7 @@ async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accept
     ]}]);
     let patch: json_patch::Patch = serde_json::from_value(forged).expect("a JSON patch");
     let refusal = w
-        .until("the forged approval to be refused by the admission policy", 30, async || {
+        .wait("the forged approval to be refused by the admission policy", Duration::from_secs(30), async || {
             match runs.patch(&r.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch.clone())).await {
                 Err(kube::Error::Api(s)) if s.message.contains("forged approval") => Some(s),
                 Err(e) => panic!("unexpected error: {e}"),
@@ -745,7 +517,7 @@ async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accept
     );
     let still = w.runs().get(&r.name_any()).await.expect("the run");
     assert!(still.spec.approvals.is_empty());
-    assert_eq!(phase(&still), Phase::AwaitingApproval);
+    assert_eq!(run_phase(&still), Phase::AwaitingApproval);
 
     // A forged command is refused too.
     let forged_abort = json!({"spec": {"control": {"abort": {"user": "alice@example.com", "time": "2026-01-01T00:00:00Z"}}}});
@@ -766,15 +538,15 @@ async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accept
     assert_eq!(stored.spec.approvals[0].user, mallory.user);
     let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
     assert_eq!(waited.code, 0, "{waited:?}");
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn abort_records_who_and_why_wait_exits_11_and_retry_starts_a_second_attempt() {
-    let w = World::new("cli-abort", "60s").await;
+    let w = world("cli-abort", "60s").await;
     let n = w.n().to_string();
-    w.deploy("0.001", "human").await;
-    let r = w.until_run(Phase::Progressing, Some(0)).await;
+    deploy(&w, "0.001", "human").await;
+    let r = until_run(&w, Phase::Progressing, Some(0)).await;
     let waiter = rg_spawn(&["wait", APP, "-n", &n]);
 
     let aborted = rg(&["abort", APP, "-n", &n, "--reason", "dashboards look wrong"]).await;
@@ -833,8 +605,10 @@ async fn abort_records_who_and_why_wait_exits_11_and_retry_starts_a_second_attem
     let second = format!("{}-2", r.name_any());
     assert!(retried.stdout.contains(&second), "{retried:?}");
     assert!(!w.deployment().await.annotations().contains_key(FAILED));
-    w.until("attempt 2", 30, async || w.runs().get(&second).await.ok())
-        .await;
+    w.wait("attempt 2", Duration::from_secs(30), async || {
+        w.runs().get(&second).await.ok()
+    })
+    .await;
     let busy = rg(&["retry", APP, "-n", &n]).await;
     assert_eq!(busy.code, 6, "a run is in flight: {busy:?}");
     let full = rg(&["promote", APP, "-n", &n, "--full"]).await;
@@ -848,14 +622,14 @@ async fn abort_records_who_and_why_wait_exits_11_and_retry_starts_a_second_attem
         nothing.error_line().contains("nothing to retry"),
         "{nothing:?}"
     );
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn a_bad_canary_makes_wait_exit_10_with_the_evidence() {
-    let w = World::new("cli-rollback", "3s").await;
+    let w = world("cli-rollback", "3s").await;
     let n = w.n().to_string();
-    w.deploy("0.5", "human").await;
+    deploy(&w, "0.5", "human").await;
     let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
     assert_eq!(waited.code, 10, "{waited:?}");
     assert!(
@@ -884,16 +658,16 @@ async fn a_bad_canary_makes_wait_exit_10_with_the_evidence() {
         detail.stdout.contains("Retry:       revision "),
         "{detail:?}"
     );
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn pause_holds_the_run_and_resume_releases_it() {
-    let w = World::new("cli-pause", "3s").await;
+    let w = world("cli-pause", "3s").await;
     let n = w.n().to_string();
-    w.deploy("0.001", "human").await;
+    deploy(&w, "0.001", "human").await;
     // Paused as soon as the run exists, well inside its first 3 s step.
-    let r = w.until_run(Phase::Progressing, None).await;
+    let r = until_run(&w, Phase::Progressing, None).await;
     let paused = rg(&["pause", APP, "-n", &n, "--reason", "checking logs"]).await;
     assert_eq!(paused.code, 0, "{paused:?}");
     let step = w
@@ -949,15 +723,15 @@ async fn pause_holds_the_run_and_resume_releases_it() {
     assert!(matches!(not_paused.code, 5 | 6), "{not_paused:?}");
     let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
     assert_eq!(waited.code, 0, "{waited:?}");
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn wait_times_out_with_13_and_exits_12_when_a_newer_template_supersedes_the_run() {
-    let w = World::new("cli-wait", "60s").await;
+    let w = world("cli-wait", "60s").await;
     let n = w.n().to_string();
-    w.deploy("0.001", "human").await;
-    w.until_run(Phase::Progressing, None).await;
+    deploy(&w, "0.001", "human").await;
+    until_run(&w, Phase::Progressing, None).await;
     let started = Instant::now();
     let timed_out = rg(&["wait", APP, "-n", &n, "--timeout", "2s"]).await;
     assert_eq!(timed_out.code, 13, "{timed_out:?}");
@@ -969,16 +743,16 @@ async fn wait_times_out_with_13_and_exits_12_when_a_newer_template_supersedes_th
 
     let waiter = rg_spawn(&["wait", APP, "-n", &n]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    w.deploy("0.001", "human").await;
+    deploy(&w, "0.001", "human").await;
     let waited = finish(waiter).await;
     assert_eq!(waited.code, 12, "{waited:?}");
     assert!(waited.stdout.starts_with("superseded: run "), "{waited:?}");
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn errors_are_one_line_with_distinct_exit_codes() {
-    let w = World::new("cli-errors", "60s").await;
+    let w = world("cli-errors", "60s").await;
     let n = w.n().to_string();
     // A Deployment no policy selects.
     create(
@@ -1022,8 +796,8 @@ async fn errors_are_one_line_with_distinct_exit_codes() {
     }
 
     // Not waiting for approval: the standard tier needs none.
-    w.deploy("0.001", "human").await;
-    w.until_run(Phase::Progressing, None).await;
+    deploy(&w, "0.001", "human").await;
+    until_run(&w, Phase::Progressing, None).await;
     let out = rg(&["approve", APP, "-n", &n]).await;
     assert_eq!(out.code, 6, "{out:?}");
     assert!(
@@ -1091,7 +865,7 @@ async fn errors_are_one_line_with_distinct_exit_codes() {
     // Bad arguments are clap's usage errors.
     let out = rg(&["wait", APP, "--timeout", "soon"]).await;
     assert_eq!(out.code, 2, "{out:?}");
-    w.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]

@@ -1,11 +1,8 @@
-#![cfg(feature = "e2e")]
 //! `rollguard backtest` against the real Prometheus of the local control plane: a small
 //! exporter in the test serves `http_requests_total` counters that rise at a known rate with
 //! a known error ratio, Prometheus scrapes it every second, and the backtest replays a
 //! policy over what Prometheus recorded. A canary failing 20% of its requests must be rolled
 //! back at the first sample; a clean one must go through both steps and be promoted.
-
-mod support;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,6 +13,8 @@ use axum::extract::State;
 use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
 use rollguard::backtest::{Options, backtest};
+
+use crate::support::{self, claim};
 
 /// Requests per second each workload serves.
 const RPS: f64 = 20.0;
@@ -89,6 +88,7 @@ fn options(policy: PathBuf, deployment: &str, ns: &str, from: Timestamp, to: Tim
 
 #[tokio::test]
 async fn backtest_replays_recorded_counters() {
+    let _cluster = claim::shared().await;
     let ns = format!("bt-{}", support::unique_suffix());
     let exporter = Arc::new(Exporter {
         namespace: ns.clone(),
@@ -248,6 +248,7 @@ async fn backtest_replays_recorded_counters() {
 /// error names the flag), and with it the query sent counts that pod-template-hash only.
 #[tokio::test]
 async fn backtest_renders_revision_and_asks_for_it() {
+    let _cluster = claim::shared().await;
     let ns = format!("bt-rev-{}", support::unique_suffix());
     let dir = std::env::temp_dir().join(format!("rollguard-backtest-{ns}"));
     std::fs::create_dir_all(&dir).expect("temp dir");

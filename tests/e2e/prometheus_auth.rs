@@ -3,24 +3,22 @@
 //! and the CA from Secrets a run is analysed and promoted; without the CA, with another CA
 //! or with a wrong token it never promotes and says why; and the token shows up nowhere the
 //! operator writes: its logs, Events, the RolloutRun and RolloutPolicy, its /metrics.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, ObjectMeta};
 use rollguard::api::RolloutPolicy;
 use rollguard::api::run::{Phase, RolloutRun, Verdict};
 use serde_json::json;
-use support::auth_proxy::{AuthProxy, Pki, start_auth_proxy, throwaway_pki, unrelated_ca_pem};
-use support::procs::Proc;
-use support::scenario::newest_run;
-use support::scenario::setup_with;
+
+use crate::support;
+use crate::support::auth_proxy::{
+    AuthProxy, Pki, start_auth_proxy, throwaway_pki, unrelated_ca_pem,
+};
+use crate::support::world::{World, newest_run};
 
 fn secret(name: &str, key: &str, value: &str) -> Secret {
     Secret {
@@ -55,10 +53,7 @@ struct Setup {
 }
 
 struct Env {
-    client: kube::Client,
-    ns: support::TestNamespace,
-    op: Proc,
-    _sim: Proc,
+    w: World,
     proxy: AuthProxy,
     runs: Api<RolloutRun>,
 }
@@ -75,21 +70,17 @@ async fn start(prefix: &str, s: &Setup, pki: &Pki) -> Env {
         secrets.push(secret("prom-ca", "ca.crt", ca));
         prometheus["caSecret"] = json!({"name": "prom-ca", "key": "ca.crt"});
     }
-    let (client, ns, op, sim) =
-        setup_with(prefix, 1, json!({"prometheus": prometheus}), secrets).await;
-    let runs = Api::namespaced(client.clone(), &ns.name);
-    Env {
-        client,
-        ns,
-        op,
-        _sim: sim,
-        proxy,
-        runs,
+    let mut b = World::builder(prefix).analysis(json!({"prometheus": prometheus}));
+    for s in secrets {
+        b = b.secret(s);
     }
+    let w = b.build().await;
+    let runs = w.runs();
+    Env { w, proxy, runs }
 }
 
 async fn new_template(env: &Env) {
-    support::scenario::new_template(&env.client, &env.ns.name).await;
+    env.w.new_template().await;
 }
 
 /// Waits until the run's Analysis condition is a failed query whose message satisfies
@@ -118,10 +109,7 @@ async fn held_because(env: &Env, what: &str, names_cause: impl Fn(&str) -> bool)
         "{:?}",
         st.samples
     );
-    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.ns.name)
-        .get("web")
-        .await
-        .expect("deployment");
+    let d = env.w.deployment().await;
     assert_eq!(
         d.spec.and_then(|s| s.paused),
         Some(true),
@@ -132,26 +120,26 @@ async fn held_because(env: &Env, what: &str, names_cause: impl Fn(&str) -> bool)
 
 /// The tokens appear nowhere the operator writes or serves.
 async fn assert_no_token_leaks(env: &Env, tokens: &[&str]) {
-    let ns = &env.ns.name;
-    let log = std::fs::read_to_string(&env.op.log).expect("operator log");
+    let ns = env.w.n();
+    let log = std::fs::read_to_string(&env.w.op().log).expect("operator log");
     // The log is the operator's, busy with this run: the check below is not vacuous.
     assert!(
         log.contains(ns) && log.lines().count() > 10,
         "{}",
-        env.op.tail(20)
+        env.w.op().tail(20)
     );
-    let events = Api::<Event>::namespaced(env.client.clone(), ns)
+    let events = Api::<Event>::namespaced(env.w.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .expect("events");
     assert!(!events.items.is_empty(), "the operator emitted Events");
     let runs = env.runs.list(&ListParams::default()).await.expect("runs");
     assert!(!runs.items.is_empty());
-    let policies = Api::<RolloutPolicy>::namespaced(env.client.clone(), ns)
+    let policies = Api::<RolloutPolicy>::namespaced(env.w.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .expect("policies");
-    let metrics = reqwest::get(format!("http://{}/metrics", env.op.addr))
+    let metrics = reqwest::get(format!("http://{}/metrics", env.w.op().addr))
         .await
         .expect("metrics")
         .text()
@@ -219,7 +207,7 @@ async fn token_and_ca_from_secrets_let_the_run_promote() {
         env.proxy.forwarded()
     );
     assert_no_token_leaks(&env, &[&t]).await;
-    env.ns.cleanup().await;
+    env.w.finish().await;
 }
 
 /// TLS verification is on by default: a proxy whose CA is not trusted is never asked.
@@ -245,7 +233,7 @@ async fn untrusted_certificate_holds_the_run(prefix: &str, ca: Option<String>) {
         "no request got through"
     );
     assert_no_token_leaks(&env, &[&t]).await;
-    env.ns.cleanup().await;
+    env.w.finish().await;
 }
 
 #[tokio::test]
@@ -274,5 +262,5 @@ async fn a_wrong_token_is_refused_and_named() {
     assert!(env.proxy.refused() > 0);
     assert_eq!(env.proxy.forwarded(), 0);
     assert_no_token_leaks(&env, &[&right, &wrong]).await;
-    env.ns.cleanup().await;
+    env.w.finish().await;
 }

@@ -1,34 +1,26 @@
 //! High availability: two operator processes with leader election; the leader is killed
 //! with SIGKILL mid-run and the follower takes over and finishes the run at its step, with
 //! no transition done twice.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use rollguard::api::run::{Phase, RolloutRun};
-use support::procs::start_operator_named;
-use support::scenario::setup;
+use rollguard::api::run::Phase;
+
+use crate::support;
+use crate::support::procs::start_operator_named;
+use crate::support::world::{World, lease_args};
 
 #[tokio::test]
 async fn the_follower_takes_over_when_the_leader_is_killed() {
-    let (client, ns, mut leader, _sim) = setup("ha", 2).await;
-    let n = ns.name.clone();
-    let lease_args = [
-        "--leader-elect",
-        "--lease-namespace",
-        n.as_str(),
-        "--lease-duration",
-        "6s",
-    ];
-    let mut follower = start_operator_named(&n, "op-1", &lease_args).await;
+    let mut w = World::builder("ha").leader_elected().build().await;
+    let n = w.n().to_string();
+    let mut follower = start_operator_named(&n, "op-1", &lease_args(&n)).await;
     // The follower is Ready (readiness does not depend on leadership) but does not write.
     assert!(follower.alive());
-    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &n);
-    support::scenario::new_template(&client, &n).await;
+    let runs = w.runs();
+    w.new_template().await;
     let before = support::wait_for(Duration::from_secs(30), "the first slice", async || {
         let r = runs.list(&ListParams::default()).await.ok()?.items.pop()?;
         r.status.as_ref()?.step_started_at.as_ref()?;
@@ -39,7 +31,7 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
         !follower.tail(200).contains("acquired leadership"),
         "only one leader"
     );
-    leader.kill9();
+    w.op_mut().kill9();
     let killed = Instant::now();
     support::wait_for(
         Duration::from_secs(30),
@@ -65,7 +57,7 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
     let st = done.status.expect("status");
     assert_eq!(st.step, 1, "it finished both steps");
     // No transition done twice: one StepStarted per step, one Promoted.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &n);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), &n);
     let count = |reason: &str, all: &[k8s_openapi::api::events::v1::Event]| -> i32 {
         all.iter()
             .filter(|e| e.reason.as_deref() == Some(reason))
@@ -85,5 +77,5 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
     );
     assert!(takeover < 12.0, "takeover took {takeover:.1}s");
     assert!(follower.alive());
-    ns.cleanup().await;
+    w.finish().await;
 }

@@ -1,21 +1,17 @@
-//! Faults injected into the real components mid-run. This file's tests stop shared
-//! components (Prometheus), so they run one at a time: `cargo test` runs test binaries one
-//! after another, and this binary's tests are serialised by a lock.
-#![cfg(feature = "e2e")]
-
-mod support;
+//! Faults injected into the real components mid-run. These tests stop or change what every
+//! test shares (Prometheus, the API server, a CRD), so each holds the cluster exclusively:
+//! they run one at a time, with no other test running.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollguard::api::run::{Phase, RolloutRun, Verdict};
+use rollguard::api::run::{Phase, Verdict};
 use serde_json::json;
-use support::scenario::newest_run;
-use support::scenario::setup;
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::world::{World, newest_run};
+use crate::support::{self, claim};
 
 fn cluster(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
@@ -32,13 +28,13 @@ fn cluster(args: &[&str]) {
 
 #[tokio::test]
 async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
-    let _serial = SERIAL.lock().await;
-    let (client, ns, op, _sim) = setup("promdown", 1).await;
-    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
+    let _cluster = claim::exclusive().await;
+    let w = World::builder("promdown").build().await;
+    let runs = w.runs();
     // Stop Prometheus before the change, so no sample can pass while it is away.
     cluster(&["stop", "prometheus"]);
     let stopped_at = Instant::now();
-    support::scenario::new_template(&client, &ns.name).await;
+    w.new_template().await;
     let held = support::wait_for(
         Duration::from_secs(30),
         "the run to say Prometheus is unreachable",
@@ -74,7 +70,8 @@ async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
         st.samples
     );
     assert_eq!(held.name_any(), r.name_any());
-    let errors = op
+    let errors = w
+        .op()
         .metric("rollguard_prometheus_queries_total{outcome=\"prometheus_unreachable\"}")
         .await;
     assert!(
@@ -96,15 +93,15 @@ async fn prometheus_down_holds_the_run_and_it_continues_when_back() {
         },
     )
     .await;
-    ns.cleanup().await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn an_api_server_outage_mid_run_is_ridden_out() {
-    let _serial = SERIAL.lock().await;
-    let (client, ns, mut op, _sim) = setup("apidown", 1).await;
-    let runs: Api<RolloutRun> = Api::namespaced(client.clone(), &ns.name);
-    support::scenario::new_template(&client, &ns.name).await;
+    let _cluster = claim::exclusive().await;
+    let mut w = World::builder("apidown").build().await;
+    let runs = w.runs();
+    w.new_template().await;
     let before = support::wait_for(Duration::from_secs(30), "the first slice", async || {
         let r = newest_run(&runs).await?;
         let st = r.status.clone()?;
@@ -117,9 +114,9 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
     cluster(&["start", "kube-apiserver"]);
     let back = Instant::now();
     assert!(
-        op.alive(),
+        w.op_mut().alive(),
         "the operator survived the outage\n{}",
-        op.tail(30)
+        w.op().tail(30)
     );
     // Nothing was written while it was blind, so nothing was promoted: with 3 s pauses the
     // run would have ended long ago, yet it is still in its steps.
@@ -161,8 +158,7 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
         "the last sample ({last}) predates the API server's return ({back_at})"
     );
     // No step was done twice: one StepStarted per step.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), &ns.name);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), w.n());
     let ours: Vec<(String, String)> = events
         .list(&ListParams::default())
         .await
@@ -193,7 +189,7 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
         reconnected.as_secs_f64(),
         done.sample_count
     );
-    ns.cleanup().await;
+    w.finish().await;
 }
 
 /// Serves `rolloutpolicies` under an extra, schema-less version `v1alpha0` (as an older CRD
@@ -254,7 +250,7 @@ impl OldVersion {
 #[tokio::test]
 async fn an_object_the_operator_cannot_read_is_reported_and_skipped() {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
-    let _serial = SERIAL.lock().await;
+    let _cluster = claim::exclusive().await;
     let client = support::client().await;
     let old = OldVersion::serve(&client).await;
     let ns = support::test_namespace(&client, "unreadable").await;
@@ -284,19 +280,20 @@ async fn an_object_the_operator_cannot_read_is_reported_and_skipped() {
     .await;
     // The operator starts with it in its namespace, governs the service next to it, and
     // takes a change through to promotion.
-    let (client2, ns2, op, _sim) = support::scenario::setup_in(&ns, 1).await;
-    let runs: Api<RolloutRun> = Api::namespaced(client2.clone(), &ns2);
-    support::scenario::new_template(&client2, &ns2).await;
+    let w = World::builder("unreadable").namespace(ns).build().await;
+    let runs = w.runs();
+    w.new_template().await;
     support::wait_for(Duration::from_secs(60), "the run to succeed", async || {
         (newest_run(&runs).await?.status?.phase == Phase::Succeeded).then_some(())
     })
     .await;
-    let skipped = op
+    let skipped = w
+        .op()
         .metric("rollguard_undecodable_objects_total{kind=\"RolloutPolicy\"}")
         .await
         .unwrap_or(0.0);
     assert!(skipped >= 1.0, "reported in the metric: {skipped}");
-    let log = op.tail(400);
+    let log = w.op().tail(400);
     let line = log
         .lines()
         .find(|l| l.contains("from-an-older-schema") && l.contains("cannot read"))
@@ -306,6 +303,6 @@ async fn an_object_the_operator_cannot_read_is_reported_and_skipped() {
         .delete("from-an-older-schema", &Default::default())
         .await
         .expect("deleting it");
-    ns.cleanup().await;
+    w.finish().await;
     old.remove().await;
 }

@@ -3,41 +3,20 @@
 //! the operator as a process. Each test has its own namespace, operator and simulator, and
 //! compressed timings (1 s analysis interval, pauses of a few seconds) set as ordinary policy
 //! parameters.
-#![cfg(feature = "e2e")]
-
-mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use gateway_api::apis::standard::httproutes::HttpRoute;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt};
-use rollguard::api::RolloutPolicy;
-use rollguard::api::run::{Phase, RolloutRun};
+use rollguard::api::run::Phase;
 use serde_json::{Value, json};
-use support::procs::{Proc, start_operator, start_trafficsim};
-use support::{TestNamespace, create};
 
-const APP: &str = "web";
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Router {
-    Replicas,
-    Gateway,
-}
-
-/// One test's world: a namespace with a Deployment `web`, its Service, an HTTPRoute when the
-/// router is gatewayAPI (2000 requests/s, so a 1% slice sees 20/s), a policy, the operator
-/// and the simulator.
-struct World {
-    client: Client,
-    ns: TestNamespace,
-    op: Proc,
-    sim: Proc,
-}
+use crate::support::procs::start_operator;
+use crate::support::world::{APP, Builder, Router, World, run_phase};
+use crate::support::{self, create};
 
 fn standard_tier(pauses: &str) -> Value {
     json!({"name": "standard", "steps": [{"weight": "10%", "pause": pauses}, {"weight": "50%", "pause": pauses}], "maxErrorRate": "2%"})
@@ -53,283 +32,37 @@ fn ai_tier(approval: bool) -> Value {
     })
 }
 
-fn policy(name: &str, router: Router, tiers: Value, selector_value: &str) -> Value {
-    let traffic = match router {
-        Router::Replicas => json!({"replicas": {}}),
-        Router::Gateway => json!({"gatewayAPI": {}}),
-    };
-    json!({
-        "apiVersion": "rollguard.dev/v1alpha1",
-        "kind": "RolloutPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/part-of": selector_value}},
-            "traffic": traffic,
-            "analysis": {
-                "interval": "1s",
-                "prometheus": {"address": support::prometheus_url()},
-                "requests": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))",
-                "errors": "sum(increase(http_requests_total{namespace=\"{{namespace}}\",workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))",
-                // Enough that one error at a 0.1% baseline cannot trip the 2% threshold.
-                "minRequests": 100,
-            },
-            "tiers": tiers,
-        }
-    })
+/// This file's world: `router`, `tiers`, and enough requests per sample that one error at a
+/// 0.1% baseline cannot trip the 2% threshold.
+fn world(prefix: &str, router: Router, tiers: Value) -> Builder {
+    World::builder(prefix)
+        .router(router)
+        .analysis(json!({
+            "prometheus": {"address": support::prometheus_url()},
+            "minRequests": 100,
+        }))
+        .tiers(tiers)
 }
 
-fn deployment(error_rate: &str, image: &str, origin: Option<&str>) -> Value {
-    let mut annotations = json!({"sim.rollguard.dev/error-rate": error_rate});
-    if let Some(o) = origin {
-        annotations["rollguard.dev/change-origin"] = json!(o);
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": APP, "labels": {"app.kubernetes.io/part-of": "shop"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": APP}},
-            "template": {
-                "metadata": {"labels": {"app": APP}, "annotations": annotations},
-                "spec": {"containers": [{"name": "app", "image": image}]}
-            }
-        }
+/// A Gateway API world with a human change at its 10% slice (8 s pauses).
+async fn at_the_first_slice(prefix: &str) -> World {
+    let w = world(prefix, Router::Gateway, json!([standard_tier("8s")]))
+        .build()
+        .await;
+    w.deploy("0.001", "example.com/web:2", Some("human")).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        (w.route_weights().await == (9, 1)).then_some(())
     })
-}
-
-impl World {
-    async fn new(prefix: &str, router: Router, tiers: Value) -> World {
-        let client = support::client().await;
-        let ns = support::test_namespace(&client, prefix).await;
-        let n = ns.name.clone();
-        let deps: Api<Deployment> = Api::namespaced(client.clone(), &n);
-        create(&deps, deployment("0.001", "example.com/web:1", None)).await;
-        let svc_annotations = if router == Router::Replicas {
-            json!({"sim.rollguard.dev/rps": "100"})
-        } else {
-            json!({})
-        };
-        let svcs: Api<Service> = Api::namespaced(client.clone(), &n);
-        create(
-            &svcs,
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": APP, "annotations": svc_annotations},
-                "spec": {"selector": {"app": APP}, "ports": [{"port": 80, "targetPort": 8080}]}
-            }),
-        )
-        .await;
-        if router == Router::Gateway {
-            let routes: Api<HttpRoute> = Api::namespaced(client.clone(), &n);
-            create(
-                &routes,
-                json!({
-                    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                    "metadata": {"name": APP, "annotations": {"sim.rollguard.dev/rps": "2000"}},
-                    "spec": {
-                        "parentRefs": [{"name": "public"}],
-                        "rules": [{"backendRefs": [
-                            {"name": "web-stable", "port": 80, "weight": 100},
-                            {"name": "web-canary", "port": 80, "weight": 0}
-                        ]}]
-                    }
-                }),
-            )
-            .await;
-        }
-        let policies: Api<RolloutPolicy> = Api::namespaced(client.clone(), &n);
-        create(&policies, policy("shop", router, tiers, "shop")).await;
-        let op = start_operator(&n).await;
-        let sim = start_trafficsim(&n).await;
-        let w = World {
-            client,
-            ns,
-            op,
-            sim,
-        };
-        // Adopted: paused with the stable revision recorded.
-        w.wait(
-            "the Deployment to be adopted",
-            Duration::from_secs(30),
-            async || {
-                let d = w.deployment().await;
-                let paused = d.spec.as_ref()?.paused == Some(true);
-                (paused
-                    && d.annotations()
-                        .contains_key("rollguard.dev/stable-revision"))
-                .then_some(())
-            },
-        )
-        .await;
-        w
-    }
-
-    /// A Gateway API world with a human change at its 10% slice (8 s pauses).
-    async fn at_the_first_slice(prefix: &str) -> World {
-        let w = World::new(prefix, Router::Gateway, json!([standard_tier("8s")])).await;
-        w.deploy("0.001", "example.com/web:2", Some("human")).await;
-        w.wait("the 10% slice", Duration::from_secs(30), async || {
-            (w.route_weights().await == (9, 1)).then_some(())
-        })
-        .await;
-        w
-    }
-
-    fn n(&self) -> &str {
-        &self.ns.name
-    }
-
-    fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), self.n())
-    }
-
-    fn runs(&self) -> Api<RolloutRun> {
-        Api::namespaced(self.client.clone(), self.n())
-    }
-
-    async fn deployment(&self) -> Deployment {
-        self.deployments().get(APP).await.expect("the Deployment")
-    }
-
-    /// Applies a new pod template: an error rate for the simulator, an image, an origin tag.
-    async fn deploy(&self, error_rate: &str, image: &str, origin: Option<&str>) {
-        let mut annotations = json!({"sim.rollguard.dev/error-rate": error_rate});
-        if let Some(o) = origin {
-            annotations["rollguard.dev/change-origin"] = json!(o);
-        } else {
-            annotations["rollguard.dev/change-origin"] = Value::Null;
-        }
-        let patch = json!({"spec": {"template": {
-            "metadata": {"annotations": annotations},
-            "spec": {"containers": [{"name": "app", "image": image}]}
-        }}});
-        self.deployments()
-            .patch(APP, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .expect("patching the template");
-    }
-
-    /// The newest run.
-    async fn run(&self) -> Option<RolloutRun> {
-        let mut runs = self.runs().list(&ListParams::default()).await.ok()?.items;
-        runs.sort_by_key(|r| r.creation_timestamp().map(|t| t.0));
-        runs.pop()
-    }
-
-    async fn run_count(&self) -> usize {
-        self.runs()
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0)
-    }
-
-    fn phase(r: &RolloutRun) -> Phase {
-        r.status.as_ref().map(|s| s.phase).unwrap_or_default()
-    }
-
-    async fn wait<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        check: impl AsyncFnMut() -> Option<T>,
-    ) -> T {
-        let start = Instant::now();
-        let mut check = check;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if start.elapsed() > timeout {
-                let run = self.run().await;
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nlatest run: {}\noperator log:\n{}",
-                    serde_json::to_string_pretty(&run.map(|r| r.status)).unwrap_or_default(),
-                    self.op.tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits until the newest run (optionally: a run other than `not`) reaches `phase`.
-    async fn wait_phase(&self, phase: Phase, timeout: Duration) -> RolloutRun {
-        self.wait(&format!("a run in phase {phase:?}"), timeout, async || {
-            let r = self.run().await?;
-            (Self::phase(&r) == phase).then_some(r)
-        })
-        .await
-    }
-
-    async fn stable_pods(&self) -> BTreeSet<String> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.n());
-        pods.list(&ListParams::default().labels("app=web,!rollguard.dev/role"))
-            .await
-            .expect("pods")
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect()
-    }
-
-    async fn canary(&self) -> Option<Deployment> {
-        self.deployments()
-            .get_opt("web-canary")
-            .await
-            .expect("get canary")
-    }
-
-    /// (stable, canary) weights on the HTTPRoute.
-    async fn route_weights(&self) -> (i32, i32) {
-        let routes: Api<HttpRoute> = Api::namespaced(self.client.clone(), self.n());
-        let r = routes.get(APP).await.expect("the route");
-        let refs = r.spec.rules.expect("rules")[0]
-            .backend_refs
-            .clone()
-            .expect("refs");
-        (refs[0].weight.unwrap_or(1), refs[1].weight.unwrap_or(1))
-    }
-
-    /// Requests the simulator could not deliver (no backend, no ready pod), by reason.
-    async fn unrouted(&self) -> std::collections::BTreeMap<String, u64> {
-        let stats: Value = reqwest::get(format!("http://{}/stats", self.sim.addr))
-            .await
-            .expect("the simulator's /stats")
-            .json()
-            .await
-            .expect("JSON");
-        let mut out = std::collections::BTreeMap::new();
-        for row in stats["unrouted"].as_array().into_iter().flatten() {
-            *out.entry(row["reason"].as_str().unwrap_or("?").to_string())
-                .or_default() += row["requests"].as_u64().unwrap_or(0);
-        }
-        out
-    }
-
-    /// The Events of the test's namespace with this reason.
-    async fn events(&self, reason: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), self.n());
-        events
-            .list(&ListParams::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .collect()
-    }
-
-    async fn finish(self) {
-        self.ns.cleanup().await;
-    }
+    .await;
+    w
 }
 
 #[tokio::test]
 async fn a_human_change_walks_its_steps_and_is_promoted() {
     for router in [Router::Replicas, Router::Gateway] {
-        let w = World::new("human", router, json!([standard_tier("3s")])).await;
+        let w = world("human", router, json!([standard_tier("3s")]))
+            .build()
+            .await;
         let stable_before =
             w.deployment().await.annotations()["rollguard.dev/stable-revision"].clone();
         w.deploy("0.001", "example.com/web:2", Some("human")).await;
@@ -340,7 +73,7 @@ async fn a_human_change_walks_its_steps_and_is_promoted() {
                 if let Some(wt) = r.status.as_ref().and_then(|s| s.weight) {
                     weights_seen.insert(wt.to_string());
                 }
-                (W::phase(&r) == Phase::Succeeded).then_some(r)
+                (run_phase(&r) == Phase::Succeeded).then_some(r)
             })
             .await;
         assert_eq!(run.spec.tier.name, "standard");
@@ -375,16 +108,15 @@ async fn a_human_change_walks_its_steps_and_is_promoted() {
     }
 }
 
-type W = World;
-
 #[tokio::test]
 async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
     for router in [Router::Gateway, Router::Replicas] {
-        let w = World::new(
+        let w = world(
             "ai-good",
             router,
             json!([ai_tier(true), standard_tier("3s")]),
         )
+        .build()
         .await;
         // Error-free, so the 1% threshold cannot roll it back by chance (see the fix in
         // a_bad_ai_change_is_rolled_back_at_its_first_slice).
@@ -424,7 +156,7 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
         // It stays there: no approval, no promotion.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
-            W::phase(&w.run().await.expect("run")),
+            run_phase(&w.run().await.expect("run")),
             Phase::AwaitingApproval
         );
         // Approve with the CLI, which records the user the API server authenticates.
@@ -449,11 +181,12 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
 #[tokio::test]
 async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
     for router in [Router::Gateway, Router::Replicas] {
-        let w = World::new(
+        let w = world(
             "ai-bad",
             router,
             json!([ai_tier(false), standard_tier("3s")]),
         )
+        .build()
         .await;
         let stable = w.stable_pods().await;
         assert_eq!(stable.len(), 3);
@@ -516,9 +249,10 @@ async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
             .expect("a RolledBack event");
         assert_eq!(warning.type_.as_deref(), Some("Warning"));
         assert!(warning.note.unwrap_or_default().contains("canary requests"));
-        let rollbacks =
-            w.op.metric("rollguard_rollbacks_total{reason=\"ErrorRateAboveThreshold\"}")
-                .await;
+        let rollbacks = w
+            .op()
+            .metric("rollguard_rollbacks_total{reason=\"ErrorRateAboveThreshold\"}")
+            .await;
         assert_eq!(rollbacks, Some(1.0));
         // Not retried while the template stays the same.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -554,13 +288,14 @@ async fn a_fix_right_after_a_rollback_waits_for_the_rolled_back_canary_and_count
  {
     const HOLD: &str = "e2e.rollguard.dev/hold";
     for router in [Router::Replicas, Router::Gateway] {
-        let w = World::new(
+        let w = world(
             "fix-after",
             router,
             json!([ai_tier(false), standard_tier("3s")]),
         )
+        .build()
         .await;
-        let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+        let policies = w.policies();
         policies
             .patch(
                 "shop",
@@ -723,11 +458,12 @@ async fn a_fix_right_after_a_rollback_waits_for_the_rolled_back_canary_and_count
 /// 1% canary (20 requests/s) must not count any of that in its `[{{elapsed}}]` samples.
 #[tokio::test]
 async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
-    let w = World::new(
+    let w = world(
         "back-to-back",
         Router::Gateway,
         json!([ai_tier(false), standard_tier("3s")]),
     )
+    .build()
     .await;
     w.deploy("0.001", "example.com/web:2", Some("human")).await;
     w.wait_phase(Phase::Succeeded, Duration::from_secs(90))
@@ -769,7 +505,7 @@ async fn a_new_canary_does_not_count_the_previous_runs_traffic() {
 /// canary is made again, the step starts over, and the run still ends in promotion.
 #[tokio::test]
 async fn a_canary_deleted_by_hand_is_made_again_and_gets_no_traffic_meanwhile() {
-    let w = World::at_the_first_slice("canary-deleted").await;
+    let w = at_the_first_slice("canary-deleted").await;
     let before = w.unrouted().await;
     let old_uid = w
         .canary()
@@ -823,7 +559,7 @@ async fn a_canary_deleted_by_hand_is_made_again_and_gets_no_traffic_meanwhile() 
 /// mid-run: rollguard makes it again at once and the run goes on.
 #[tokio::test]
 async fn a_routing_service_deleted_by_hand_is_made_again() {
-    let w = World::at_the_first_slice("svc-deleted").await;
+    let w = at_the_first_slice("svc-deleted").await;
     let svcs: Api<Service> = Api::namespaced(w.client.clone(), w.n());
     let old_uid = svcs
         .get("web-stable")
@@ -862,7 +598,7 @@ async fn a_routing_service_deleted_by_hand_is_made_again() {
 /// back and says so in its log.
 #[tokio::test]
 async fn hand_edited_weights_are_written_back() {
-    let w = World::at_the_first_slice("weights-edited").await;
+    let w = at_the_first_slice("weights-edited").await;
     let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
     let edit = json!({"spec": {"rules": [{"backendRefs": [
         {"name": "web-stable", "port": 80, "weight": 50},
@@ -887,7 +623,8 @@ async fn hand_edited_weights_are_written_back() {
         "the operator to log the conflict",
         Duration::from_secs(5),
         async || {
-            w.op.tail(200)
+            w.op()
+                .tail(200)
                 .contains("HTTPRoute weights were changed by someone else")
                 .then_some(())
         },
@@ -900,7 +637,9 @@ async fn hand_edited_weights_are_written_back() {
 
 #[tokio::test]
 async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
-    let w = World::new("supersede", Router::Replicas, json!([standard_tier("20s")])).await;
+    let w = world("supersede", Router::Replicas, json!([standard_tier("20s")]))
+        .build()
+        .await;
     w.deploy("0.001", "example.com/web:2", None).await;
     w.wait("the canary", Duration::from_secs(30), async || {
         w.canary().await
@@ -914,7 +653,7 @@ async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
             let runs = w.runs().list(&ListParams::default()).await.ok()?.items;
             runs.iter()
                 .any(|r| {
-                    W::phase(r) == Phase::Superseded
+                    run_phase(r) == Phase::Superseded
                         && r.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Superseded")
                 })
                 .then_some(())
@@ -926,7 +665,7 @@ async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
     })
     .await;
     // Back to the stable template: the run ends without a canary.
-    let stable = deployment("0.001", "example.com/web:1", None);
+    let stable = support::world::deployment();
     w.deployments()
         .patch(
             APP,
@@ -957,7 +696,9 @@ async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
 
 #[tokio::test]
 async fn a_killed_operator_continues_the_run_at_the_same_step() {
-    let mut w = World::new("restart", Router::Replicas, json!([standard_tier("8s")])).await;
+    let mut w = world("restart", Router::Replicas, json!([standard_tier("8s")]))
+        .build()
+        .await;
     w.deploy("0.001", "example.com/web:2", None).await;
     let before = w
         .wait("step 1 to start", Duration::from_secs(30), async || {
@@ -967,10 +708,10 @@ async fn a_killed_operator_continues_the_run_at_the_same_step() {
         })
         .await;
     let st = before.status.clone().expect("status");
-    w.op.kill9();
+    w.op_mut().kill9();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let n = w.n().to_string();
-    w.op = start_operator(&n).await;
+    w.set_op(start_operator(&n).await);
     // The step's clock was not restarted: the same step_started_at, and step 2 starts about
     // one pause after step 1 did, not one pause after the restart.
     let after = w
@@ -1000,16 +741,13 @@ async fn a_killed_operator_continues_the_run_at_the_same_step() {
 
 #[tokio::test]
 async fn two_policies_selecting_one_deployment_both_report_conflict() {
-    let w = World::new("conflict", Router::Replicas, json!([standard_tier("3s")])).await;
-    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    let w = world("conflict", Router::Replicas, json!([standard_tier("3s")]))
+        .build()
+        .await;
+    let policies = w.policies();
     create(
         &policies,
-        policy(
-            "other",
-            Router::Replicas,
-            json!([standard_tier("3s")]),
-            "shop",
-        ),
+        world("conflict", Router::Replicas, json!([standard_tier("3s")])).policy("other"),
     )
     .await;
     for name in ["shop", "other"] {
@@ -1039,13 +777,15 @@ async fn two_policies_selecting_one_deployment_both_report_conflict() {
 
 #[tokio::test]
 async fn deleting_the_policy_mid_run_releases_the_deployment() {
-    let w = World::new("release", Router::Gateway, json!([standard_tier("30s")])).await;
+    let w = world("release", Router::Gateway, json!([standard_tier("30s")]))
+        .build()
+        .await;
     w.deploy("0.001", "example.com/web:2", None).await;
     w.wait("the 10% slice", Duration::from_secs(30), async || {
         (w.route_weights().await == (9, 1)).then_some(())
     })
     .await;
-    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    let policies = w.policies();
     policies
         .delete("shop", &DeleteParams::default())
         .await
@@ -1088,7 +828,9 @@ async fn deleting_the_policy_mid_run_releases_the_deployment() {
 
 #[tokio::test]
 async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
-    let w = World::new("noroute", Router::Gateway, json!([standard_tier("3s")])).await;
+    let w = world("noroute", Router::Gateway, json!([standard_tier("3s")]))
+        .build()
+        .await;
     let routes: Api<HttpRoute> = Api::namespaced(w.client.clone(), w.n());
     routes
         .delete(APP, &DeleteParams::default())
@@ -1112,7 +854,7 @@ async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
             },
         )
         .await;
-    assert_eq!(W::phase(&run), Phase::Progressing);
+    assert_eq!(run_phase(&run), Phase::Progressing);
     assert!(
         run.status
             .as_ref()
@@ -1120,7 +862,7 @@ async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
             .is_none(),
         "no slice took effect"
     );
-    let policies: Api<RolloutPolicy> = Api::namespaced(w.client.clone(), w.n());
+    let policies = w.policies();
     w.wait(
         "the policy to report the missing route",
         Duration::from_secs(20),
