@@ -32,13 +32,12 @@ pub const TEST_IMAGE: &str = "localhost/rollguard-e2e";
 
 /// Runs `scripts/image.sh` into `dir`.
 pub fn build_image(dir: &Path) -> Build {
-    let out =
-        super::without_cargo_test_env(&mut Command::new(Path::new(REPO).join("scripts/image.sh")))
-            .env("IMAGE_BUILD_DIR", dir)
-            .env("IMAGE", TEST_IMAGE)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running scripts/image.sh");
+    let out = Command::new(Path::new(REPO).join("scripts/image.sh"))
+        .env("IMAGE_BUILD_DIR", dir)
+        .env("IMAGE", TEST_IMAGE)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/image.sh");
     let output = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "scripts/image.sh failed:\n{output}");
     let digest = std::fs::read_to_string(dir.join("digest"))

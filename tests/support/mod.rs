@@ -238,32 +238,6 @@ pub async fn wait_for<T>(
     }
 }
 
-/// Removes from `cmd` the variables `cargo test` sets for a test process (the package's name,
-/// version and manifest dir, the test's temp dir), for a command that runs cargo
-/// (`scripts/image.sh`). Build scripts declare some of them with `rerun-if-env-changed`
-/// (ring's reads `CARGO_PKG_NAME` and `CARGO_MANIFEST_DIR`), and cargo compares them with
-/// the environment it runs in: under a test they differ from a shell's, so ring and all
-/// above it (the TLS stack, kube, rollguard) were built again in release in every
-/// `make test`, and again at the next build from a shell.
-pub fn without_cargo_test_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_BIN_",
-            "CARGO_CRATE_",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p))
-            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name)
-        {
-            cmd.env_remove(&*name);
-        }
-    }
-    cmd
-}
-
 /// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

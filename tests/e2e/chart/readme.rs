@@ -70,8 +70,7 @@ async fn the_readme_install_works_as_written() {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = Command::new("bash");
-    support::without_cargo_test_env(&mut cmd)
-        .args(["-euxo", "pipefail", "-c", &script])
+    cmd.args(["-euxo", "pipefail", "-c", &script])
         .current_dir(REPO)
         .env("PATH", path)
         .env("KUBECONFIG", support::kubeconfig_path())
