@@ -237,9 +237,29 @@ pub struct RolloutRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Sample>,
     /// `Analysis` (the last sample could be taken and judged), `Routing` (the canary's
-    /// traffic is set as planned), `Waiting` (why the run does not move, if it does not).
+    /// traffic is set as planned), `Waiting` (why the run does not move, if it does not),
+    /// `Stalled` (it cannot move without someone acting: blind analysis past its limit, two
+    /// policies selecting the Deployment).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Decisions people took over the evidence (`promote`), in the order they took effect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
+}
+
+/// A `promote` that moved the run on without what the tier asks for (a pause, a judging
+/// sample, enough evidence to promote).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Override {
+    /// The user who gave the `promote`, as the API server authenticated them.
+    pub user: String,
+    /// When it took effect.
+    pub time: Time,
+    /// The step (0-based) it moved the run on from.
+    pub step: i32,
+    /// What it skipped, for people, e.g. `the pause and the evidence of step 1/2 (1%)`.
+    pub skipped: String,
 }
 
 /// One analysis sample: what was asked, what came back, and what it meant.

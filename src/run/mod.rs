@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::policy::OnNoData;
 use crate::api::quantity::Ratio;
-use crate::api::run::{Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
+use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
 use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight};
 
 use judge::{Judged, Judgement, judge};
@@ -294,6 +294,8 @@ pub mod condition {
     pub const ANALYSIS: &str = "Analysis";
     pub const ROUTING: &str = "Routing";
     pub const WAITING: &str = "Waiting";
+    /// kstatus' `Stalled`: the run cannot move on without someone acting.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Reasons of the `Waiting` condition the machine sets.
@@ -375,6 +377,76 @@ impl Machine<'_, '_> {
         }
     }
 
+    /// The Deployment's template is no longer the revision on trial. Whatever the phase, the
+    /// run ends without a half rollout left behind: a revert lets the Deployment finish going
+    /// back to its stable revision, and a revision that was promoting (it passed) becomes the
+    /// stable one the next run measures against.
+    fn superseded(&mut self) -> Desired {
+        let spec = self.run.spec;
+        let template = self.world.template_revision.clone();
+        if template == spec.stable_revision {
+            let mut desired = self.end(
+                Phase::Superseded,
+                "Reverted",
+                format!(
+                    "the Deployment's template was reverted to the stable revision {}; the run ends without promoting {}",
+                    spec.stable_revision, spec.canary_revision
+                ),
+            );
+            // Reverted mid-rollout (while promoting): the stable template rolls back out.
+            desired.paused = self.world.rollout_complete;
+            return desired;
+        }
+        if self.st.phase == Phase::Promoting {
+            let desired = self.end(
+                Phase::Superseded,
+                "Superseded",
+                format!(
+                    "revision {template} replaced {} while it was promoting: {} had passed its analysis and is recorded as the stable revision, which the run for {template} is measured against",
+                    spec.canary_revision, spec.canary_revision
+                ),
+            );
+            self.mark = Some(RevisionMark::Stable(spec.canary_revision.clone()));
+            return desired;
+        }
+        self.end(
+            Phase::Superseded,
+            "Superseded",
+            format!(
+                "revision {template} replaced {} before it was promoted",
+                spec.canary_revision
+            ),
+        )
+    }
+
+    /// A `promote` moved the run on without something the tier asks for: recorded in status
+    /// and said in a Warning Event, never silently.
+    fn overridden(&mut self, user: &str, step: i32, skipped: String) {
+        if self
+            .st
+            .overrides
+            .last()
+            .is_some_and(|o| o.step == step && o.skipped == skipped)
+        {
+            return;
+        }
+        let now = self.now();
+        self.event(
+            true,
+            "Overridden",
+            format!(
+                "{user} promoted canary {} past {skipped}",
+                self.run.spec.canary_revision
+            ),
+        );
+        self.st.overrides.push(Override {
+            user: user.to_string(),
+            time: Time(now),
+            step,
+            skipped,
+        });
+    }
+
     fn record(&mut self, sample: Sample) {
         self.st.error_rate = sample.rate.clone().or(self.st.error_rate.take());
         self.st.last_analysis_at = Some(sample.time.clone());
@@ -443,36 +515,20 @@ impl Machine<'_, '_> {
 
         // A new template (or the stable one again) replaces the revision on trial.
         if self.world.template_revision != spec.canary_revision {
-            return if self.world.template_revision == spec.stable_revision {
-                self.end(
-                    Phase::Superseded,
-                    "Reverted",
-                    format!(
-                        "the Deployment's template was reverted to the stable revision {}; the run ends without promoting {}",
-                        spec.stable_revision, spec.canary_revision
-                    ),
-                )
-            } else {
-                self.end(
-                    Phase::Superseded,
-                    "Superseded",
-                    format!(
-                        "revision {} replaced {} before it was promoted",
-                        self.world.template_revision, spec.canary_revision
-                    ),
-                )
-            };
+            return self.superseded();
         }
 
-        if let Some(abort) = spec.control.as_ref().and_then(|c| c.abort.as_ref())
-            && self.st.phase != Phase::Promoting
-        {
+        if let Some(abort) = spec.control.as_ref().and_then(|c| c.abort.as_ref()) {
             let why = abort.reason.as_deref().unwrap_or("no reason given");
-            return self.end(
-                Phase::Aborted,
-                "Aborted",
-                format!("aborted by {}: {why}", abort.user),
-            );
+            let message = if self.st.phase == Phase::Promoting {
+                format!(
+                    "aborted by {} while promoting: {why}. The Deployment stops where its rollout stands (paused, revision {} marked failed); `kubectl rollout undo deployment/{}` takes it back to {}",
+                    abort.user, spec.canary_revision, spec.deployment, spec.stable_revision
+                )
+            } else {
+                format!("aborted by {}: {why}", abort.user)
+            };
+            return self.end(Phase::Aborted, "Aborted", message);
         }
 
         // Judge a fresh sample first: a bad canary rolls back whatever else is going on.
@@ -561,13 +617,17 @@ impl Machine<'_, '_> {
         } = judged;
         match &judgement {
             Judgement::Error => {
+                self.st.no_data_samples += 1;
                 let why = sample.message.clone().unwrap_or_default();
                 set_condition(
                     &mut self.st.conditions,
                     condition::ANALYSIS,
                     false,
                     "QueryFailed",
-                    &format!("holding: the analysis query failed: {why}"),
+                    &format!(
+                        "holding: the analysis query failed ({} in a row): {why}",
+                        self.st.no_data_samples
+                    ),
                     now,
                 );
             }
@@ -588,6 +648,7 @@ impl Machine<'_, '_> {
             }
             _ => {
                 self.st.no_data_samples = 0;
+                clear_condition(&mut self.st.conditions, condition::STALLED);
                 set_condition(
                     &mut self.st.conditions,
                     condition::ANALYSIS,
@@ -604,7 +665,11 @@ impl Machine<'_, '_> {
                 );
             }
         }
-        let no_data_rollback = matches!(judgement, Judgement::NoData)
+        let blind = matches!(judgement, Judgement::NoData | Judgement::Error);
+        if blind {
+            self.blind(&judgement, &sample);
+        }
+        let no_data_rollback = blind
             && plan.on_no_data == OnNoData::Rollback
             && self.st.no_data_samples >= plan.no_data_limit as i32;
         let bad_reason = match judgement {
@@ -616,6 +681,7 @@ impl Machine<'_, '_> {
                 };
                 (self.st.failed_samples > limit).then_some(reason)
             }
+            Judgement::Error if no_data_rollback => Some("QueryFailed"),
             _ if no_data_rollback => Some("NoData"),
             _ => None,
         };
@@ -625,6 +691,51 @@ impl Machine<'_, '_> {
         let message = rollback_message(reason, &evidence, self.st.failed_samples);
         self.st.evidence = Some(evidence);
         Some(self.end(Phase::RolledBack, reason, message))
+    }
+
+    /// A sample without usable data (none, or a failed query): the run cannot see the canary.
+    /// Warning Events at the first such sample in a row, at the limit and every ten limits
+    /// after; past the limit a run that holds (`onNoData: hold`) says it is `Stalled`.
+    fn blind(&mut self, judgement: &Judgement, sample: &Sample) {
+        let plan = self.run.plan;
+        let n = self.st.no_data_samples;
+        let limit = plan.no_data_limit.max(1) as i32;
+        let what = match judgement {
+            Judgement::Error => "the analysis query failed",
+            _ => "the analysis found no data",
+        };
+        let why = sample.message.as_deref().unwrap_or("no data");
+        let holds = plan.on_no_data == OnNoData::Hold;
+        if n == 1 || n == limit || (n > limit && (n - limit) % (10 * limit) == 0) {
+            let then = if n < limit {
+                format!(
+                    "after {limit} in a row the run {}",
+                    if holds { "is Stalled" } else { "rolls back" }
+                )
+            } else if holds {
+                "the run holds, never promotes, and is Stalled until Prometheus answers".into()
+            } else {
+                "the run rolls back".into()
+            };
+            self.event(
+                true,
+                "AnalysisBlind",
+                format!("{what} ({n} in a row): {why}; {then}"),
+            );
+        }
+        if holds && n >= limit {
+            let now = self.now();
+            set_condition(
+                &mut self.st.conditions,
+                condition::STALLED,
+                true,
+                "AnalysisBlind",
+                &format!(
+                    "{n} samples in a row without usable data (limit {limit}, onNoData: hold), the last: {what}: {why}. The run holds and never promotes; fix the query or Prometheus, or abort the run"
+                ),
+                now,
+            );
+        }
     }
 
     fn progress(&mut self) -> Desired {
@@ -708,7 +819,8 @@ impl Machine<'_, '_> {
             self.waiting("Paused", &format!("paused by {who}; resume to continue"));
             return desired;
         }
-        if now < after(started, pause) && !skip_this {
+        let pause_over = now >= after(started, pause);
+        if !pause_over && !skip_this {
             self.not_waiting();
             return desired;
         }
@@ -744,7 +856,17 @@ impl Machine<'_, '_> {
             return desired;
         }
         let last = i as usize + 1 >= plan.steps.len();
+        let n = plan.steps.len();
+        let promoter = promote.map(|p| p.user.clone()).unwrap_or_default();
         if !last && !skip_all {
+            if !pause_over || !healthy {
+                let what = match (pause_over, healthy) {
+                    (false, false) => "the pause and the evidence",
+                    (false, true) => "the pause",
+                    _ => "the evidence",
+                };
+                self.overridden(&promoter, i, format!("{what} of step {}/{n} ({w})", i + 1));
+            }
             self.st.step = i + 1;
             self.st.step_started_at = None;
             self.st.step_display = Some(format!("{}/{}", i + 2, plan.steps.len()));
@@ -752,7 +874,28 @@ impl Machine<'_, '_> {
             return self.progress();
         }
         // Last step done: promotion needs enough evidence that the canary is good.
-        let evidence_ok = skip_all || self.enough_evidence(latest.as_ref());
+        let evidence = self.enough_evidence(latest.as_ref());
+        if skip_all && (!last || !pause_over || !healthy || !evidence) {
+            let mut what = vec![];
+            if !last {
+                what.push(format!("steps {}-{n}", i + 2));
+            }
+            if !pause_over || !last {
+                what.push(format!("the pause of step {}/{n}", i + 1));
+            }
+            if !healthy || !evidence {
+                what.push("the evidence to promote".into());
+            }
+            self.overridden(&promoter, i, what.join(", "));
+        }
+        if skip_this && !skip_all && !pause_over {
+            self.overridden(
+                &promoter,
+                i,
+                format!("the pause of step {}/{n} ({w})", i + 1),
+            );
+        }
+        let evidence_ok = skip_all || evidence;
         if !evidence_ok {
             self.waiting(
                 "NotEnoughEvidence",

@@ -953,3 +953,254 @@ fn a_run_written_before_the_status_was_typed_continues_as_it_did() {
         .expect("waiting");
     assert_eq!(waiting.reason, "NotEnoughEvidence");
 }
+
+/// A run that passed its one step and is promoting (the Deployment rolls, not yet complete).
+fn promoting() -> Sim {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "10s")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    while sim.status.phase == Phase::Progressing {
+        sim.step_with(traffic(100.0, 0.0));
+    }
+    assert_eq!(sim.status.phase, Phase::Promoting);
+    assert!(!sim.last.as_ref().expect("out").desired.paused);
+    sim
+}
+
+#[test]
+fn a_template_change_while_promoting_leaves_no_half_rollout() {
+    // Reverted to stable mid-rollout: the Deployment rolls back to it (unpaused) until done.
+    let mut sim = promoting();
+    sim.template = "old".into();
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.reason.as_deref(), Some("Reverted"));
+    assert!(
+        !out.desired.paused,
+        "the stable template finishes rolling back out"
+    );
+    assert_eq!(out.mark, None);
+    sim.rollout_complete = true;
+    let mut sim2 = promoting();
+    sim2.template = "old".into();
+    sim2.rollout_complete = true;
+    assert!(
+        sim2.tick(None).desired.paused,
+        "a completed revert is paused"
+    );
+    // A new revision while promoting: the promoting one had passed and becomes stable.
+    let mut sim = promoting();
+    sim.template = "newer".into();
+    let out = sim.tick(None);
+    assert_eq!(out.status.phase, Phase::Superseded);
+    assert_eq!(out.mark, Some(RevisionMark::Stable("new".into())));
+    assert!(
+        out.status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("recorded as the stable revision"))
+    );
+}
+
+#[test]
+fn abort_while_promoting_stops_the_rollout_and_marks_the_revision_failed() {
+    let mut sim = promoting();
+    sim.spec.control = Some(RunControl {
+        abort: Some(Command {
+            user: "bob".into(),
+            time: Time(sim.now),
+            reason: Some("latency".into()),
+        }),
+        ..Default::default()
+    });
+    let out = sim.tick(None);
+    assert_eq!(out.status.phase, Phase::Aborted);
+    assert!(out.desired.paused, "the rollout stops where it stands");
+    assert_eq!(out.desired.canary_replicas, None);
+    assert_eq!(out.mark, Some(RevisionMark::Failed("new".into())));
+    let msg = out.status.message.as_deref().expect("message");
+    assert!(
+        msg.contains("kubectl rollout undo deployment/shop"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn promote_is_an_override_recorded_with_its_user() {
+    // (step skipped, full, the canary's samples) -> (the override recorded, if any)
+    let cases: [(bool, &[f64], Option<&str>); 4] = [
+        // Before any sample: the pause and the evidence of step 1 are skipped.
+        (
+            false,
+            &[],
+            Some("the pause and the evidence of step 1/2 (10%)"),
+        ),
+        // `--full` before any sample: everything.
+        (
+            true,
+            &[],
+            Some("steps 2-2, the pause of step 1/2, the evidence to promote"),
+        ),
+        // A good sample in the step, pause not over: only the pause.
+        (false, &[0.0], Some("the pause of step 1/2 (10%)")),
+        // A judging sample with errors is no evidence either (threshold 1%: 0.5% passes).
+        (false, &[0.005], Some("the pause of step 1/2 (10%)")),
+    ];
+    for (full, samples, want) in cases {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("10%", "1h"), ("50%", "1h")], false),
+            Router::Replicas,
+        );
+        sim.tick(None);
+        sim.tick(None);
+        for p in samples {
+            sim.advance(10);
+            let m = sim
+                .due()
+                .then(|| traffic(100.0, *p)(elapsed(&sim.status, sim.now)));
+            sim.tick(m);
+        }
+        sim.spec.control = Some(RunControl {
+            promote: Some(PromoteCommand {
+                user: "carol".into(),
+                time: Time(sim.now),
+                step: 0,
+                full,
+            }),
+            ..Default::default()
+        });
+        let out = sim.tick(None).clone();
+        let got: Vec<&str> = out
+            .status
+            .overrides
+            .iter()
+            .map(|o| o.skipped.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            want.into_iter().collect::<Vec<_>>(),
+            "full {full}, samples {samples:?}"
+        );
+        assert!(
+            out.status
+                .overrides
+                .iter()
+                .all(|o| o.user == "carol" && o.step == 0)
+        );
+        let warned: Vec<_> = out
+            .events
+            .iter()
+            .filter(|e| e.reason == "Overridden")
+            .collect();
+        assert_eq!(warned.len(), 1, "{:?}", out.events);
+        assert!(warned[0].warning && warned[0].message.starts_with("carol promoted"));
+        // Said once: the next passes add nothing.
+        sim.advance(1);
+        let again = sim.tick(None);
+        assert_eq!(again.status.overrides.len(), 1);
+        assert!(again.events.iter().all(|e| e.reason != "Overridden"));
+    }
+}
+
+#[test]
+fn blind_analysis_has_a_deadline() {
+    let failed = |_e: Duration| Measurement::Failed {
+        why: "connection refused".into(),
+        queries: Queries::default(),
+    };
+    let nodata = |_e: Duration| Measurement::NoData {
+        why: "empty vector".into(),
+        queries: Queries::default(),
+    };
+    // (onNoData, what comes back) -> after the limit (2): phase, reason, Stalled
+    for (on, failing) in [
+        (OnNoData::Hold, true),
+        (OnNoData::Hold, false),
+        (OnNoData::Rollback, true),
+        (OnNoData::Rollback, false),
+    ] {
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("50%", "10m")], false),
+            Router::Replicas,
+        );
+        sim.spec.analysis.on_no_data = on;
+        sim.plan = Plan::resolve(&sim.spec.plan, &sim.spec.analysis, "t").expect("plan");
+        sim.tick(None);
+        sim.tick(None);
+        let mut warnings = 0;
+        let mut outs = vec![];
+        for _ in 0..25 {
+            let out = if failing {
+                sim.step_with(failed)
+            } else {
+                sim.step_with(nodata)
+            }
+            .clone();
+            warnings += out
+                .events
+                .iter()
+                .filter(|e| e.warning && e.reason == "AnalysisBlind")
+                .count();
+            let done = out.status.phase.is_terminal();
+            outs.push(out);
+            if done {
+                break;
+            }
+        }
+        let last = outs.last().expect("an outcome");
+        let stalled = last
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED);
+        match on {
+            OnNoData::Rollback => {
+                assert_eq!(
+                    outs.len(),
+                    2,
+                    "rolled back at the limit ({on:?}, failing {failing})"
+                );
+                assert_eq!(last.status.phase, Phase::RolledBack);
+                let reason = if failing { "QueryFailed" } else { "NoData" };
+                assert_eq!(last.status.reason.as_deref(), Some(reason));
+                assert_eq!(warnings, 2, "at the first and at the limit");
+            }
+            OnNoData::Hold => {
+                assert_eq!(last.status.phase, Phase::Progressing);
+                let s = stalled.expect("Stalled past the limit");
+                assert_eq!(
+                    (s.status.as_str(), s.reason.as_str()),
+                    ("True", "AnalysisBlind")
+                );
+                // 1st, 2nd (the limit), 22nd: rate-limited.
+                assert_eq!(warnings, 3, "rate-limited Warning Events");
+            }
+        }
+    }
+    // Data again clears Stalled.
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("50%", "10m")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..3 {
+        sim.step_with(failed);
+    }
+    assert!(
+        sim.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::STALLED)
+    );
+    let out = sim.step_with(traffic(100.0, 0.0));
+    assert!(
+        out.status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != condition::STALLED)
+    );
+    assert_eq!(out.status.no_data_samples, 0);
+}
