@@ -180,6 +180,53 @@ pub fn governed_by(d: &Deployment) -> Option<&str> {
     d.annotations().get(GOVERNED_BY).map(String::as_str)
 }
 
+/// Who last set `spec.paused` on the Deployment, when it was not rollguard: the field
+/// manager that owns the field (`kubectl-rollout` for `kubectl rollout resume`), or
+/// `None` when rollguard owns it. A field nobody owns (removed by a JSON patch, say) reads
+/// as `Some("unknown")`.
+pub fn paused_by_other(d: &Deployment) -> Option<String> {
+    let owners: Vec<&str> = d
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .and_then(|s| s.get("f:paused"))
+                .is_some()
+        })
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    if owners.contains(&crate::names::FIELD_MANAGER) {
+        return None;
+    }
+    Some(owners.first().map_or("unknown", |m| m).to_string())
+}
+
+/// Why the Deployment's current template must not roll out when rollguard lets it go: it
+/// was rolled back, a run is still judging it, or no run has judged it. `None` when it is
+/// the stable revision, or `promoting` (its run passed and the Deployment is rolling it).
+pub fn unvetted(d: &Deployment, judging: Option<&str>, promoting: bool) -> Option<String> {
+    let template = template_revision(d);
+    let stable = d.annotations().get(STABLE_REVISION)?;
+    if *stable == template || promoting {
+        return None;
+    }
+    if d.annotations().get(FAILED_REVISION) == Some(&template) {
+        return Some(format!(
+            "its template is revision {template}, which rollguard rolled back"
+        ));
+    }
+    Some(match judging {
+        Some(run) => {
+            format!("its template is revision {template}, which run {run} was still judging")
+        }
+        None => format!("its template is revision {template}, which rollguard has not judged"),
+    })
+}
+
 /// The Deployment has rolled out its current template completely.
 pub fn rollout_complete(d: &Deployment) -> bool {
     let (Some(spec), Some(st)) = (d.spec.as_ref(), d.status.as_ref()) else {

@@ -32,6 +32,9 @@ pub const HTTPROUTE_ANNOTATION: &str = "rollguard.dev/httproute";
 /// Deployment annotation naming the Service to use when several select its pods.
 pub const SERVICE_ANNOTATION: &str = "rollguard.dev/service";
 /// Finalizer on policies: releasing Deployments touches objects rollguard does not own.
+/// On a Deployment rollguard let go of while its template was unvetted: why it stays paused
+/// and how to roll it out anyway. Removed once someone unpauses it.
+pub const HELD: &str = "rollguard.dev/held";
 pub const POLICY_FINALIZER: &str = "rollguard.dev/release";
 
 /// The canary Deployment of a governed Deployment.

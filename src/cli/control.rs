@@ -93,8 +93,8 @@ fn command(me: &Identity, reason: Option<&String>, now: Timestamp) -> Command {
     }
 }
 
-/// Whether `abort` applies: not while promoting (the Deployment is already rolling the new
-/// revision out) and not twice.
+/// Whether `abort` applies: while the run is in flight, promoting included (the rollout then
+/// stops where it stands), and not twice.
 pub fn check_abort(run: &RolloutRun) -> Result<(), CliError> {
     if let Some(a) = run.spec.control.as_ref().and_then(|c| c.abort.as_ref()) {
         return Err(refused(
@@ -107,11 +107,6 @@ pub fn check_abort(run: &RolloutRun) -> Result<(), CliError> {
         ));
     }
     match phase(run) {
-        Phase::Promoting => Err(refused(
-            run,
-            "abort",
-            "it is promoting: the Deployment is rolling out the new revision; to go back, revert the pod template (kubectl rollout undo)",
-        )),
         p if p.is_terminal() => Err(refused(run, "abort", &format!("it ended {}", p.as_str()))),
         _ => Ok(()),
     }
@@ -201,13 +196,25 @@ pub async fn abort(session: &Session, args: &AbortArgs) -> Result<(), CliError> 
             ))
         })
         .await?;
-    println!(
-        "aborted run {} as {}: the operator moves all traffic to stable {} and marks revision {} failed",
-        updated.name_any(),
-        me.user,
-        updated.spec.stable_revision,
-        updated.spec.canary_revision
-    );
+    if phase(&updated) == Phase::Promoting {
+        println!(
+            "aborted run {} as {} while promoting: the operator stops the Deployment's rollout where it stands (paused) and marks revision {} failed; `kubectl rollout undo deployment/{} -n {}` takes it back to {}",
+            updated.name_any(),
+            me.user,
+            updated.spec.canary_revision,
+            updated.spec.deployment,
+            updated.namespace().unwrap_or_default(),
+            updated.spec.stable_revision
+        );
+    } else {
+        println!(
+            "aborted run {} as {}: the operator moves all traffic to stable {} and marks revision {} failed",
+            updated.name_any(),
+            me.user,
+            updated.spec.stable_revision,
+            updated.spec.canary_revision
+        );
+    }
     Ok(())
 }
 
@@ -243,10 +250,11 @@ pub async fn promote(session: &Session, args: &PromoteArgs) -> Result<(), CliErr
             Ok(set_control(r, "promote", encode(&cmd)?))
         })
         .await?;
+    // An override, said as one: it does not wait for a judging sample.
     let after = if args.full {
-        "the run promotes once the latest sample is good"
+        "the run promotes now, without waiting for evidence; recorded in the run's status.overrides with a Warning Event"
     } else {
-        "the run moves to the next step once the latest sample is good"
+        "the run moves to the next step now, without waiting for a judging sample; recorded in the run's status.overrides with a Warning Event"
     };
     println!(
         "run {}: {} skips {skipped}; {after}",

@@ -85,11 +85,24 @@ pub async fn governed_fields(
 }
 
 /// Gives up every field rollguard owns on a Deployment: its annotations and `spec.paused`
-/// (so it is unpaused), leaving the user's fields alone.
-pub async fn release_deployment(ctx: &Context, d: &Deployment) -> Result<(), Error> {
+/// (so it is unpaused), leaving the user's fields alone. With `hold`, the template must not
+/// roll out: `spec.paused` stays set and the `held` annotation says why.
+pub async fn release_deployment(
+    ctx: &Context,
+    d: &Deployment,
+    hold: Option<&str>,
+) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}});
+    let body = match hold {
+        None => json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}}),
+        Some(why) => json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "annotations": {crate::names::HELD: why}},
+            "spec": {"paused": true},
+        }),
+    };
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await

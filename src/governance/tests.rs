@@ -268,3 +268,58 @@ fn a_deployments_view_reads_its_template_and_rollguards_annotations() {
     d.status.as_mut().expect("status").updated_replicas = Some(1);
     assert!(!rollout_complete(&d));
 }
+
+#[test]
+fn a_template_rollguard_has_not_passed_is_unvetted() {
+    let mut d = deployment("shop", "web", json!({"app": "web"}));
+    let t = template_revision(&d);
+    let with = |d: &mut Deployment, stable: &str, failed: Option<&str>| {
+        let a = d.metadata.annotations.get_or_insert_with(Default::default);
+        a.insert(STABLE_REVISION.into(), stable.into());
+        match failed {
+            Some(f) => a.insert(FAILED_REVISION.into(), f.into()),
+            None => a.remove(FAILED_REVISION),
+        };
+    };
+    // Not adopted: nothing to hold (rollguard never paused it for a verdict).
+    assert_eq!(unvetted(&d, None, false), None);
+    with(&mut d, &t, None);
+    assert_eq!(unvetted(&d, None, false), None, "the stable revision");
+    with(&mut d, "aaaa", Some(&t));
+    let why = unvetted(&d, None, false).expect("rolled back");
+    assert!(why.contains("rolled back"), "{why}");
+    with(&mut d, "aaaa", None);
+    let why = unvetted(&d, Some("web-x-1"), false).expect("under trial");
+    assert!(why.contains("run web-x-1 was still judging"), "{why}");
+    assert!(
+        unvetted(&d, None, false)
+            .expect("new")
+            .contains("has not judged")
+    );
+    assert_eq!(
+        unvetted(&d, Some("web-x-1"), true),
+        None,
+        "its run passed: promoting"
+    );
+}
+
+#[test]
+fn the_field_manager_that_unpaused_is_named() {
+    let mut d = deployment("shop", "web", json!({"app": "web"}));
+    let entry = |manager: &str, fields: serde_json::Value| {
+        serde_json::from_value(json!({"manager": manager, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": fields}))
+            .expect("a managedFields entry")
+    };
+    d.metadata.managed_fields = Some(vec![
+        entry("kube-controller-manager", json!({"f:status": {}})),
+        entry("rollguard", json!({"f:spec": {"f:paused": {}}})),
+    ]);
+    assert_eq!(paused_by_other(&d), None, "rollguard owns it");
+    d.metadata.managed_fields = Some(vec![
+        entry("rollguard", json!({"f:metadata": {"f:annotations": {}}})),
+        entry("kubectl-rollout", json!({"f:spec": {"f:paused": {}}})),
+    ]);
+    assert_eq!(paused_by_other(&d).as_deref(), Some("kubectl-rollout"));
+    d.metadata.managed_fields = None;
+    assert_eq!(paused_by_other(&d).as_deref(), Some("unknown"));
+}

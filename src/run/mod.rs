@@ -298,6 +298,12 @@ pub mod condition {
     pub const STALLED: &str = "Stalled";
 }
 
+/// Reasons of the `Stalled` condition.
+pub mod stalled {
+    /// Two or more policies select the Deployment (set by the controller, cleared here).
+    pub const POLICY_CONFLICT: &str = "PolicyConflict";
+}
+
 /// Reasons of the `Waiting` condition the machine sets.
 pub mod waiting {
     /// Pods of an earlier canary can still serve; the new one waits for them to be gone.
@@ -509,6 +515,15 @@ impl Machine<'_, '_> {
             let out = release(&self.st, why, self.now());
             self.st = out.status;
             return out.desired;
+        }
+        // The machine runs only when one policy governs the Deployment.
+        if self
+            .st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::STALLED && c.reason == stalled::POLICY_CONFLICT)
+        {
+            clear_condition(&mut self.st.conditions, condition::STALLED);
         }
         let total = self.run.plan.steps.len() as i32;
         self.st.step_display = Some(format!("{}/{}", self.st.step + 1, total));
@@ -1090,6 +1105,28 @@ pub fn release(status: &RolloutRunStatus, why: &str, now: Timestamp) -> Outcome 
         mark: None,
         wake_at: None,
     }
+}
+
+/// The status of a run in flight whose Deployment two or more policies select: it cannot
+/// move until one lets go, and says so in `Stalled` (unchanged when it already does).
+pub fn stalled_by_conflict(
+    status: &RolloutRunStatus,
+    policies: &[String],
+    now: Timestamp,
+) -> RolloutRunStatus {
+    let mut st = status.clone();
+    set_condition(
+        &mut st.conditions,
+        condition::STALLED,
+        true,
+        stalled::POLICY_CONFLICT,
+        &format!(
+            "RolloutPolicies {} all select the Deployment: the run holds where it is (Deployment paused) until only one does",
+            policies.join(", ")
+        ),
+        now,
+    );
+    st
 }
 
 /// Runs the machine once.

@@ -23,7 +23,7 @@ use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
 use crate::governance::{self, Governor, Index};
-use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, POLICY_LABEL, STABLE_REVISION, run_name};
+use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name};
 use crate::plan::{Plan, match_tier};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
@@ -96,6 +96,9 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
             if governance::governed_by(&d).is_some() {
                 let why = "its RolloutPolicy no longer selects it";
                 release::release(ctx, &d, index.active_run(&d), why).await?;
+            } else if d.annotations().contains_key(HELD) && !GovernedFields::of(&d).paused {
+                // Someone rolled the held template out on purpose: the note is stale.
+                apply::release_deployment(ctx, &d, None).await?;
             }
             Ok(Action::await_change())
         }
@@ -103,9 +106,44 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
             Some(run) => drive(ctx, &d, run).await,
             None => between_runs(ctx, &d, p, &index).await,
         },
-        // Two policies: leave the Deployment alone; both report Conflict.
-        Governor::Conflict(_) => Ok(Action::await_change()),
+        // Two policies: leave the Deployment alone; both report Conflict, and a run in
+        // flight says it is stalled until one of them lets go.
+        Governor::Conflict(ps) => {
+            if let Some(run) = index.active_run(&d) {
+                let names: Vec<String> = ps.iter().map(|p| p.name_any()).collect();
+                let status = ctx.run_status(run);
+                let stalled = crate::run::stalled_by_conflict(&status, &names, Timestamp::now());
+                if stalled != status {
+                    apply::run_status(ctx, run, &stalled).await?;
+                }
+            }
+            Ok(Action::await_change())
+        }
     }
+}
+
+/// Someone else unpaused a Deployment rollguard holds paused (`kubectl rollout resume`, a
+/// GitOps tool applying `paused: false`): it is paused again in this pass, and a Warning
+/// Event names the field manager that did it.
+async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRun>) {
+    if GovernedFields::of(d).paused {
+        return;
+    }
+    let Some(who) = governance::paused_by_other(d) else {
+        return;
+    };
+    let template = governance::template_revision(d);
+    publish(
+        ctx,
+        d,
+        run,
+        true,
+        "UnpausedByOther",
+        format!(
+            "{who} unpaused the Deployment while rollguard holds it (template revision {template}); rollguard paused it again. Pods of that template the Deployment started meanwhile stay until it rolls again; to stop governing it, remove it from the RolloutPolicy's selector"
+        ),
+    )
+    .await;
 }
 
 fn router_of(p: &RolloutPolicy) -> Router {
@@ -136,7 +174,7 @@ async fn between_runs(
             .flatten();
         let mut writes = routing
             .as_ref()
-            .map(|r| outcome::plan_idle_routing(d, r, &snapshot))
+            .map(|r| outcome::plan_idle_routing(d, r, &snapshot, view.rollout_complete))
             .unwrap_or_default();
         // A canary with no run in flight is a leftover (say, a create the cache had not
         // shown when the run ended): remove it.
@@ -172,13 +210,19 @@ async fn between_runs(
             Ok(Action::await_change())
         }
         Governance::Steady | Governance::KnownBad { .. } => {
-            fields.paused = true;
+            // The stable template may roll (after a revert mid-rollout) until it is done:
+            // paused half-way, the Deployment would keep two revisions for good.
+            fields.paused = !matches!(decision, Governance::Steady) || view.rollout_complete;
+            if fields.paused {
+                unpaused_by_other(ctx, d, None).await;
+            }
             apply::governed_fields(ctx, d, &fields).await?;
             prune_history(ctx, d, &index.finished_runs(d), p.spec.history_limit).await?;
             Ok(Action::await_change())
         }
         Governance::StartRun { revision } => {
             fields.paused = true;
+            unpaused_by_other(ctx, d, None).await;
             apply::governed_fields(ctx, d, &fields).await?;
             start_run(ctx, d, p, &view, &revision, &index.runs_of(d)).await
         }
@@ -338,6 +382,9 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let out = run_machine(&view, &status, &world);
     let pause_end = pause_ended(&view, &status, &out.status);
     // Apply.
+    if out.desired.paused {
+        unpaused_by_other(ctx, d, Some(run)).await;
+    }
     let writes = outcome::plan(
         d,
         router,

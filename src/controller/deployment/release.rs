@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
 use tracing::info;
 
 use super::super::observe::{self, Seen, Snapshot};
@@ -11,11 +12,15 @@ use super::super::outcome;
 use super::super::{Context, Error};
 use super::report::publish;
 use crate::api::RolloutRun;
+use crate::api::run::Phase;
+use crate::governance;
 use crate::plan::Plan;
 use crate::run::{Router, RunView, reconcile as run_machine};
 
 /// Lets go of a Deployment: ends its run, sends all traffic to stable, removes the canary,
-/// and gives up `spec.paused` and rollguard's annotations.
+/// and gives up `spec.paused` and rollguard's annotations. A template rollguard has not
+/// passed (rolled back, under trial, never judged) never rolls out on the way: the
+/// Deployment stays paused, annotated with why, and a Warning Event says how to force it.
 pub async fn release(
     ctx: &Context,
     d: &Deployment,
@@ -24,6 +29,14 @@ pub async fn release(
 ) -> Result<(), Error> {
     let snapshot = Snapshot::read(&ctx.stores, d);
     let now = Timestamp::now();
+    let judging = active.filter(|r| r.spec.canary_revision == governance::template_revision(d));
+    let promoting = judging.is_some_and(|r| ctx.run_status(r).phase == Phase::Promoting);
+    let hold = governance::unvetted(d, judging.map(|r| r.name_any()).as_deref(), promoting);
+    let ended_why = match &hold {
+        Some(h) => format!("{why}; the Deployment stays paused: {h}"),
+        None => why.to_string(),
+    };
+    let why = ended_why.as_str();
     let ended = active.map(|run| {
         let router = Router::from_name(&run.spec.router);
         let routing = snapshot.routing(d, router);
@@ -55,17 +68,36 @@ pub async fn release(
         ended.as_ref().map(|(router, out, _)| (*router, out)),
         ended.as_ref().and_then(|(_, _, r)| r.as_ref()),
         &snapshot,
+        hold.clone(),
     );
     outcome::execute(ctx, d, active, &writes).await?;
-    publish(
-        ctx,
-        d,
-        None,
-        false,
-        "Released",
-        format!("rollguard released the Deployment: {why}"),
-    )
-    .await;
-    info!(why, "released");
+    match &hold {
+        None => {
+            publish(
+                ctx,
+                d,
+                None,
+                false,
+                "Released",
+                format!("rollguard released the Deployment: {why}"),
+            )
+            .await
+        }
+        Some(_) => {
+            let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
+            publish(
+                ctx,
+                d,
+                None,
+                true,
+                "ReleasedPaused",
+                format!(
+                    "rollguard released the Deployment: {why}. To roll it out anyway: `kubectl rollout resume deployment/{name} -n {ns}`; to go back to the stable revision: `kubectl rollout undo deployment/{name} -n {ns}`"
+                ),
+            )
+            .await
+        }
+    }
+    info!(why, held = hold.is_some(), "released");
     Ok(())
 }

@@ -53,8 +53,9 @@ pub enum Write<'a> {
     },
     /// The fields rollguard owns on the Deployment.
     Deployment(GovernedFields),
-    /// Give the Deployment up: `spec.paused` and rollguard's annotations.
-    ReleaseDeployment,
+    /// Give the Deployment up: `spec.paused` and rollguard's annotations; with `hold` (why
+    /// its template must not roll out) it stays paused.
+    ReleaseDeployment { hold: Option<String> },
     /// The run's status.
     RunStatus(&'a RolloutRunStatus),
 }
@@ -127,6 +128,7 @@ pub fn plan_release<'a>(
     run: Option<(Router, &'a Outcome)>,
     routing: Option<&'a Routing>,
     snapshot: &'a Snapshot,
+    hold: Option<String>,
 ) -> Vec<Write<'a>> {
     let mut writes = Vec::new();
     if let Some((router, out)) = run {
@@ -148,17 +150,24 @@ pub fn plan_release<'a>(
         writes.push(Write::RunStatus(&out.status));
     }
     writes.push(Write::DeleteCanary);
-    writes.push(Write::ReleaseDeployment);
+    writes.push(Write::ReleaseDeployment { hold });
     writes
 }
 
-/// Between runs: everything on the stable Service, pinned to the stable pods.
+/// Between runs: everything on the stable Service, pinned to the stable pods once the
+/// Deployment has rolled out. Mid-rollout (a revert, an abort while promoting) it selects
+/// all of the Deployment's pods: pinned to the newest ReplicaSet, a barely scaled one would
+/// take all the traffic.
 pub fn plan_idle_routing<'a>(
     d: &Deployment,
     routing: &'a Routing,
     snapshot: &'a Snapshot,
+    rolled_out: bool,
 ) -> Vec<Write<'a>> {
-    routing_writes(d, routing, snapshot, Ratio::ZERO, Some(Ratio::ZERO))
+    let hash = rolled_out
+        .then(|| snapshot.newest_pod_template_hash(d))
+        .flatten();
+    routing_writes_pinned(d, routing, snapshot, Ratio::ZERO, Some(Ratio::ZERO), hash)
 }
 
 /// Pins the `-stable` and `-canary` Services and sets the weights on every governed rule.
@@ -170,6 +179,17 @@ fn routing_writes<'a>(
     last: Option<Ratio>,
 ) -> Vec<Write<'a>> {
     let hash = snapshot.newest_pod_template_hash(d);
+    routing_writes_pinned(d, r, snapshot, weight, last, hash)
+}
+
+fn routing_writes_pinned<'a>(
+    d: &Deployment,
+    r: &'a Routing,
+    snapshot: &'a Snapshot,
+    weight: Ratio,
+    last: Option<Ratio>,
+    hash: Option<String>,
+) -> Vec<Write<'a>> {
     let (stable, canary) = traffic::routing_services(d, &r.service, hash.as_deref());
     let svc = r.service.name_any();
     let mut writes = vec![
@@ -219,7 +239,9 @@ pub async fn execute(
             Write::Deployment(fields) => {
                 apply::governed_fields(ctx, d, fields).await?;
             }
-            Write::ReleaseDeployment => apply::release_deployment(ctx, d).await?,
+            Write::ReleaseDeployment { hold } => {
+                apply::release_deployment(ctx, d, hold.as_deref()).await?
+            }
             Write::RunStatus(status) => {
                 if let Some(run) = run {
                     apply::run_status(ctx, run, status).await?;

@@ -76,7 +76,8 @@ fn kinds(writes: &[Write]) -> Vec<String> {
             Write::Service { want, .. } => format!("service {}", want.name_any()),
             Write::Weights { weight, last, .. } => format!("weights {weight} (last {last:?})"),
             Write::Deployment(f) => format!("deployment paused={}", f.paused),
-            Write::ReleaseDeployment => "release deployment".into(),
+            Write::ReleaseDeployment { hold: None } => "release deployment".into(),
+            Write::ReleaseDeployment { hold: Some(_) } => "release deployment, held paused".into(),
             Write::RunStatus(s) => format!("status {}", s.phase.as_str()),
         })
         .collect()
@@ -197,7 +198,13 @@ fn a_release_records_the_runs_end_before_giving_the_deployment_up() {
         "its RolloutPolicy no longer selects it",
         jiff::Timestamp::UNIX_EPOCH,
     );
-    let writes = plan_release(&d, Some((Router::GatewayApi, &out)), Some(&r), &snapshot);
+    let writes = plan_release(
+        &d,
+        Some((Router::GatewayApi, &out)),
+        Some(&r),
+        &snapshot,
+        None,
+    );
     assert_eq!(
         kinds(&writes),
         [
@@ -210,8 +217,19 @@ fn a_release_records_the_runs_end_before_giving_the_deployment_up() {
     );
     // Without a run in flight there is no status to write and no route to reset.
     assert_eq!(
-        kinds(&plan_release(&d, None, Some(&r), &snapshot)),
+        kinds(&plan_release(&d, None, Some(&r), &snapshot, None)),
         ["delete canary", "release deployment"]
+    );
+    // An unvetted template is let go of paused, still last.
+    assert_eq!(
+        kinds(&plan_release(
+            &d,
+            None,
+            Some(&r),
+            &snapshot,
+            Some("its template is revision b, which rollguard rolled back".into())
+        )),
+        ["delete canary", "release deployment, held paused"]
     );
 }
 
@@ -221,11 +239,53 @@ fn between_runs_the_route_sends_everything_to_the_pinned_stable_service() {
     let r = routing();
     let snapshot = Snapshot::default();
     assert_eq!(
-        kinds(&plan_idle_routing(&d, &r, &snapshot)),
+        kinds(&plan_idle_routing(&d, &r, &snapshot, true)),
         [
             "service web-stable",
             "service web-canary",
             "weights 0% (last Some(Ratio(0)))"
         ]
+    );
+}
+
+#[test]
+fn between_runs_mid_rollout_the_stable_service_selects_every_pod_of_the_deployment() {
+    let d = deployment();
+    let r = routing();
+    let rs: kube::core::PartialObjectMeta<k8s_openapi::api::apps::v1::ReplicaSet> =
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-aaa", "namespace": "shop",
+                "labels": {"pod-template-hash": "aaa"},
+                "annotations": {"deployment.kubernetes.io/revision": "3"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                     "uid": "u-web", "controller": true}]}
+        }))
+        .expect("a ReplicaSet");
+    let snapshot = Snapshot {
+        replicasets: vec![Arc::new(rs)],
+        ..Default::default()
+    };
+    let stable_selector = |rolled_out| {
+        plan_idle_routing(&d, &r, &snapshot, rolled_out)
+            .into_iter()
+            .find_map(|w| match w {
+                Write::Service { want, .. } if want.name_any() == "web-stable" => {
+                    want.spec.and_then(|s| s.selector)
+                }
+                _ => None,
+            })
+            .expect("the stable Service")
+    };
+    assert_eq!(
+        stable_selector(true)
+            .get("pod-template-hash")
+            .map(String::as_str),
+        Some("aaa"),
+        "rolled out: pinned to the newest ReplicaSet"
+    );
+    assert_eq!(
+        stable_selector(false).get("pod-template-hash"),
+        None,
+        "mid-rollout: every pod of the Deployment"
     );
 }
