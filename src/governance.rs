@@ -227,6 +227,19 @@ pub fn unvetted(d: &Deployment, judging: Option<&str>, promoting: bool) -> Optio
     })
 }
 
+/// Whether the Deployment still runs pods of other templates than its own (it stopped half
+/// way through a rollout), as far as its status knows: `None` while the status has not yet
+/// seen the latest spec (every write to `spec.paused` makes it stale for a moment), so a
+/// caller keeps what it has instead of flapping.
+pub fn mid_rollout(d: &Deployment) -> Option<bool> {
+    let (spec, st) = (d.spec.as_ref()?, d.status.as_ref()?);
+    if st.observed_generation.unwrap_or(0) < d.metadata.generation.unwrap_or(0) {
+        return None;
+    }
+    let want = spec.replicas.unwrap_or(1);
+    Some(st.updated_replicas.unwrap_or(0) < want || st.replicas.unwrap_or(0) > want)
+}
+
 /// The Deployment has rolled out its current template completely.
 pub fn rollout_complete(d: &Deployment) -> bool {
     let (Some(spec), Some(st)) = (d.spec.as_ref(), d.status.as_ref()) else {

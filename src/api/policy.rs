@@ -221,12 +221,14 @@ pub struct AnalysisSpec {
     #[schemars(range(min = 0))]
     pub min_requests: i64,
 
-    /// What a sample with no data (empty result or NaN) does: `hold` (the run waits, never
-    /// promotes) or `rollback` (after `noDataLimit` such samples in a row).
+    /// What a sample without usable data (an empty result, NaN, or a query that failed)
+    /// does: `hold` (the run waits, never promotes, and is `Stalled` after `noDataLimit` such
+    /// samples in a row) or `rollback` (after `noDataLimit` such samples in a row).
     #[serde(default)]
     pub on_no_data: OnNoData,
 
-    /// Consecutive samples without data tolerated before `onNoData: rollback` rolls back.
+    /// Consecutive samples without usable data (no data or a failed query) before `onNoData`
+    /// applies: the deadline of blind analysis, in intervals.
     #[serde(default = "default_no_data_limit")]
     #[schemars(range(min = 1, max = 1000))]
     pub no_data_limit: i32,

@@ -198,7 +198,7 @@ pub async fn abort(session: &Session, args: &AbortArgs) -> Result<(), CliError> 
         .await?;
     if phase(&updated) == Phase::Promoting {
         println!(
-            "aborted run {} as {} while promoting: the operator stops the Deployment's rollout where it stands (paused) and marks revision {} failed; `kubectl rollout undo deployment/{} -n {}` takes it back to {}",
+            "aborted run {} as {} while promoting: the operator stops the Deployment's rollout where it stands (paused) and marks revision {} failed; revert the pod template of deployment/{} -n {} to revision {} (in Git, or apply the previous manifest) and rollguard rolls it back out (`kubectl rollout undo` refuses a paused Deployment)",
             updated.name_any(),
             me.user,
             updated.spec.canary_revision,

@@ -101,6 +101,9 @@ pub struct World {
     /// The Deployment has fully rolled out its current template (only meaningful while
     /// promoting, when it is unpaused).
     pub rollout_complete: bool,
+    /// The Deployment still runs pods of other templates (stopped half way through a
+    /// rollout); `None` while its status is behind its spec.
+    pub mid_rollout: Option<bool>,
     /// The canary Deployment of the revision on trial, if it exists (not one being deleted).
     pub canary: Option<CanaryObserved>,
     /// What is left of an earlier canary (another run's, even of the same revision) that can
@@ -400,7 +403,8 @@ impl Machine<'_, '_> {
                 ),
             );
             // Reverted mid-rollout (while promoting): the stable template rolls back out.
-            desired.paused = self.world.rollout_complete;
+            // Not known yet (a stale status): paused; between runs it is unpaused once known.
+            desired.paused = self.world.mid_rollout != Some(true);
             return desired;
         }
         if self.st.phase == Phase::Promoting {
@@ -537,7 +541,7 @@ impl Machine<'_, '_> {
             let why = abort.reason.as_deref().unwrap_or("no reason given");
             let message = if self.st.phase == Phase::Promoting {
                 format!(
-                    "aborted by {} while promoting: {why}. The Deployment stops where its rollout stands (paused, revision {} marked failed); `kubectl rollout undo deployment/{}` takes it back to {}",
+                    "aborted by {} while promoting: {why}. The Deployment stops where its rollout stands (paused, revision {} marked failed); revert deployment/{}'s pod template to revision {} (in Git, or apply the previous manifest) and rollguard rolls it back out (`kubectl rollout undo` refuses a paused Deployment)",
                     abort.user, spec.canary_revision, spec.deployment, spec.stable_revision
                 )
             } else {

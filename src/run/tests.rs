@@ -66,6 +66,7 @@ struct Sim {
     canary: Option<CanaryObserved>,
     template: String,
     rollout_complete: bool,
+    mid_rollout: Option<bool>,
     routing: Result<(), (String, String)>,
     earlier: Option<String>,
     released: Option<String>,
@@ -86,6 +87,7 @@ impl Sim {
             canary: None,
             template: "new".into(),
             rollout_complete: false,
+            mid_rollout: Some(false),
             routing: Ok(()),
             earlier: None,
             released: None,
@@ -104,6 +106,7 @@ impl Sim {
             template_revision: self.template.clone(),
             stable_replicas: self.stable,
             rollout_complete: self.rollout_complete,
+            mid_rollout: self.mid_rollout,
             canary: self.canary,
             earlier_canary: self.earlier.clone(),
             routing: self.routing.clone(),
@@ -973,23 +976,16 @@ fn promoting() -> Sim {
 #[test]
 fn a_template_change_while_promoting_leaves_no_half_rollout() {
     // Reverted to stable mid-rollout: the Deployment rolls back to it (unpaused) until done.
-    let mut sim = promoting();
-    sim.template = "old".into();
-    let out = sim.tick(None).clone();
-    assert_eq!(out.status.reason.as_deref(), Some("Reverted"));
-    assert!(
-        !out.desired.paused,
-        "the stable template finishes rolling back out"
-    );
-    assert_eq!(out.mark, None);
-    sim.rollout_complete = true;
-    let mut sim2 = promoting();
-    sim2.template = "old".into();
-    sim2.rollout_complete = true;
-    assert!(
-        sim2.tick(None).desired.paused,
-        "a completed revert is paused"
-    );
+    // (pods of other templates left, as far as the status knows) -> paused
+    for (mid, paused) in [(Some(true), false), (Some(false), true), (None, true)] {
+        let mut sim = promoting();
+        sim.template = "old".into();
+        sim.mid_rollout = mid;
+        let out = sim.tick(None).clone();
+        assert_eq!(out.status.reason.as_deref(), Some("Reverted"));
+        assert_eq!(out.desired.paused, paused, "mid-rollout {mid:?}");
+        assert_eq!(out.mark, None);
+    }
     // A new revision while promoting: the promoting one had passed and becomes stable.
     let mut sim = promoting();
     sim.template = "newer".into();
@@ -1022,7 +1018,7 @@ fn abort_while_promoting_stops_the_rollout_and_marks_the_revision_failed() {
     assert_eq!(out.mark, Some(RevisionMark::Failed("new".into())));
     let msg = out.status.message.as_deref().expect("message");
     assert!(
-        msg.contains("kubectl rollout undo deployment/shop"),
+        msg.contains("revert deployment/shop's pod template to revision old"),
         "{msg}"
     );
 }

@@ -246,6 +246,7 @@ pub fn drive<S: Source>(
             template_revision: spec.canary_revision.clone(),
             stable_replicas: setup.stable_replicas,
             rollout_complete: unpaused,
+            mid_rollout: Some(false),
             canary,
             earlier_canary: None,
             routing: Ok(()),

@@ -25,6 +25,7 @@ mod cluster;
 mod faults;
 mod ha;
 mod image;
+mod others;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;

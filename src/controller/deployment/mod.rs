@@ -116,6 +116,9 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
                 if stalled != status {
                     apply::run_status(ctx, run, &stalled).await?;
                 }
+                // A policy deleted outright (before it had its finalizer) sends no event
+                // the Deployment hears: look again, so the run goes on once one is left.
+                return Ok(Action::requeue(Duration::from_secs(5)));
             }
             Ok(Action::await_change())
         }
@@ -129,16 +132,38 @@ async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRu
     if GovernedFields::of(d).paused {
         return;
     }
-    let Some(who) = governance::paused_by_other(d) else {
+    // The caches drop managedFields: read who owns the field from the live object (rare: an
+    // unpaused Deployment that should be paused).
+    let live = match ctx
+        .api::<Deployment>(&d.namespace().unwrap_or_default())
+        .get(&d.name_any())
+        .await
+    {
+        Ok(live) => live,
+        Err(e) => {
+            warn!(error = %e, "cannot read the Deployment to see who unpaused it");
+            return;
+        }
+    };
+    let Some(who) = governance::paused_by_other(&live) else {
         return;
     };
     let template = governance::template_revision(d);
-    publish(
+    // The Event recorder folds Events with one action into one series (the first note
+    // stays): one action per writer keeps each writer's note.
+    let action: String = format!("Repause-{who}").chars().take(128).collect();
+    // A removed field has no manager: `kubectl rollout resume` removes it.
+    let who = match who.as_str() {
+        "unknown" => "someone removed spec.paused (as `kubectl rollout resume` does; the API server keeps no field manager for a removed field, its audit log names the user) and".to_string(),
+        m => format!("field manager {m} set spec.paused to false and"),
+    };
+    report::publish_as(
         ctx,
         d,
         run,
         true,
         "UnpausedByOther",
+        &action,
         format!(
             "{who} unpaused the Deployment while rollguard holds it (template revision {template}); rollguard paused it again. Pods of that template the Deployment started meanwhile stay until it rolls again; to stop governing it, remove it from the RolloutPolicy's selector"
         ),
@@ -174,7 +199,10 @@ async fn between_runs(
             .flatten();
         let mut writes = routing
             .as_ref()
-            .map(|r| outcome::plan_idle_routing(d, r, &snapshot, view.rollout_complete))
+            .map(|r| {
+                let settled = governance::mid_rollout(d) != Some(true);
+                outcome::plan_idle_routing(d, r, &snapshot, settled)
+            })
             .unwrap_or_default();
         // A canary with no run in flight is a leftover (say, a create the cache had not
         // shown when the run ended): remove it.
@@ -211,8 +239,13 @@ async fn between_runs(
         }
         Governance::Steady | Governance::KnownBad { .. } => {
             // The stable template may roll (after a revert mid-rollout) until it is done:
-            // paused half-way, the Deployment would keep two revisions for good.
-            fields.paused = !matches!(decision, Governance::Steady) || view.rollout_complete;
+            // paused half-way, the Deployment would keep two revisions for good. Only a
+            // status that has seen the latest spec decides, or every pause write would flap.
+            fields.paused = match (&decision, governance::mid_rollout(d)) {
+                (Governance::Steady, Some(mid)) => !mid,
+                (Governance::Steady, None) => fields.paused,
+                _ => true,
+            };
             if fields.paused {
                 unpaused_by_other(ctx, d, None).await;
             }

@@ -92,7 +92,7 @@ pub async fn release(
                 true,
                 "ReleasedPaused",
                 format!(
-                    "rollguard released the Deployment: {why}. To roll it out anyway: `kubectl rollout resume deployment/{name} -n {ns}`; to go back to the stable revision: `kubectl rollout undo deployment/{name} -n {ns}`"
+                    "rollguard released the Deployment: {why}. To roll it out anyway: `kubectl rollout resume deployment/{name} -n {ns}`; to go back, revert its pod template to the stable revision (in Git, or apply the previous manifest; `kubectl rollout undo` refuses a paused Deployment)"
                 ),
             )
             .await

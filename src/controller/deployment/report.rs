@@ -64,6 +64,21 @@ pub async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_as(ctx, d, run, warning, reason, reason, note).await
+}
+
+/// [`publish`] with an action other than the reason. The recorder folds Events that share
+/// type, reason, action and objects into one series that keeps the first note: a distinct
+/// action keeps a distinct note.
+pub async fn publish_as(
+    ctx: &Context,
+    d: &Deployment,
+    run: Option<&RolloutRun>,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let reference: ObjectReference = d.object_ref(&());
     let related = run.map(|r| r.object_ref(&()));
     let ev = Event {
@@ -74,7 +89,7 @@ pub async fn publish(
         },
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
-        action: reason.into(),
+        action: action.into(),
         secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &reference).await {

@@ -157,6 +157,7 @@ pub fn world(d: &Deployment, snapshot: &Snapshot, seen: Seen) -> World {
         template_revision: governance::template_revision(d),
         stable_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         rollout_complete: governance::rollout_complete(d),
+        mid_rollout: governance::mid_rollout(d),
         canary: seen.sight.observed(),
         earlier_canary: earlier_canary(seen.sight, &d.name_any(), &snapshot.replicaset_meta()),
         routing: seen
