@@ -146,37 +146,14 @@ async fn converged_on(w: &World, image: &str, timeout: Duration) {
     .await;
 }
 
-fn stable_template() -> Value {
-    support::world::deployment()["spec"]["template"].clone()
-}
-
-async fn revert(w: &World) {
-    w.deployments()
-        .patch(
-            APP,
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": stable_template()}})),
-        )
-        .await
-        .expect("revert");
-}
-
 #[tokio::test]
 async fn a_revert_while_promoting_converges_on_the_stable_revision() {
     let w = world("revertp", Router::Replicas, tier("2s")).build().await;
     slow_rollout(&w).await;
     w.deploy("0.001", "example.com/web:2", None).await;
     mid_promotion(&w).await;
-    revert(&w).await;
-    w.wait(
-        "the run to end Reverted",
-        Duration::from_secs(30),
-        async || {
-            let r = w.run().await?;
-            (r.status.as_ref()?.reason.as_deref() == Some("Reverted")).then_some(())
-        },
-    )
-    .await;
+    w.revert().await;
+    w.wait_reason("Reverted", Duration::from_secs(30)).await;
     // No half rollout: the stable template rolls back out, then the Deployment is paused.
     converged_on(&w, "example.com/web:1", Duration::from_secs(90)).await;
     assert_eq!(w.run_count().await, 1, "no run for the stable template");
@@ -218,7 +195,7 @@ async fn abort_while_promoting_stops_the_rollout_and_undo_converges() {
         Some(&ended.spec.canary_revision)
     );
     // What the CLI said to do (revert the template, as a GitOps revert does) converges.
-    revert(&w).await;
+    w.revert().await;
     converged_on(&w, "example.com/web:1", Duration::from_secs(90)).await;
     w.finish().await;
 }

@@ -665,24 +665,8 @@ async fn a_new_revision_supersedes_the_run_and_a_revert_ends_it() {
     })
     .await;
     // Back to the stable template: the run ends without a canary.
-    let stable = support::world::deployment();
-    w.deployments()
-        .patch(
-            APP,
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": stable["spec"]["template"]}})),
-        )
-        .await
-        .expect("revert");
-    w.wait(
-        "the run to end as Reverted",
-        Duration::from_secs(30),
-        async || {
-            let r = w.run().await?;
-            (r.status.as_ref()?.reason.as_deref() == Some("Reverted")).then_some(())
-        },
-    )
-    .await;
+    w.revert().await;
+    w.wait_reason("Reverted", Duration::from_secs(30)).await;
     w.wait(
         "the canary to be deleted",
         Duration::from_secs(20),

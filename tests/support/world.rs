@@ -369,6 +369,28 @@ impl World {
             .expect("new template");
     }
 
+    /// Puts the first (stable) template back, as a revert in Git does.
+    pub async fn revert(&self) {
+        let stable = deployment();
+        self.deployments()
+            .patch(
+                APP,
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"template": stable["spec"]["template"]}})),
+            )
+            .await
+            .expect("revert");
+    }
+
+    /// Waits until the newest run ended with `reason`.
+    pub async fn wait_reason(&self, reason: &str, timeout: Duration) -> RolloutRun {
+        self.wait(&format!("the run to end {reason}"), timeout, async || {
+            let r = self.run().await?;
+            (r.status.as_ref()?.reason.as_deref() == Some(reason)).then_some(r)
+        })
+        .await
+    }
+
     /// The newest run.
     pub async fn run(&self) -> Option<RolloutRun> {
         newest_run(&self.runs()).await
