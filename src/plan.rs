@@ -53,6 +53,7 @@ pub fn default_tiers() -> Vec<Tier> {
             sequential: Some(SequentialSpec::default()),
             min_requests: None,
             require_approval: false,
+            max_share: None,
         },
         Tier {
             name: "standard".into(),
@@ -64,6 +65,7 @@ pub fn default_tiers() -> Vec<Tier> {
             sequential: None,
             min_requests: None,
             require_approval: false,
+            max_share: None,
         },
     ]
 }
@@ -154,6 +156,8 @@ pub struct Plan {
     pub no_data_limit: u32,
     pub require_approval: bool,
     pub max_error_rate: Ratio,
+    /// The tier's cap on the canary's real share of traffic.
+    pub max_share: Option<Ratio>,
 }
 
 fn percent(field: String, s: &str) -> Result<Ratio, PlanError> {
@@ -278,6 +282,11 @@ impl Plan {
             no_data_limit: analysis.no_data_limit.max(1) as u32,
             require_approval: tier.require_approval,
             max_error_rate,
+            max_share: tier
+                .max_share
+                .as_deref()
+                .map(|s| percent(format!("{at}.maxShare"), s))
+                .transpose()?,
         })
     }
 }

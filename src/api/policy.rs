@@ -359,6 +359,14 @@ pub struct Tier {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialSpec>,
 
+    /// The largest share of traffic the canary may really get, e.g. `5%`. A step whose real
+    /// share is above it holds (`Waiting` and `Stalled`, reason `ShareAboveCap`) instead of
+    /// exposing more users: with the replicas router a small service cannot give a small
+    /// slice (1 canary pod next to 3 stable ones is 25%). Omit for no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    pub max_share: Option<String>,
+
     /// Overrides `analysis.minRequests` for this tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]

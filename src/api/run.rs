@@ -29,6 +29,7 @@ use super::quantity::{COUNT_PATTERN, Ratio};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Step", type_ = "string", json_path = ".status.stepDisplay"),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.weight"),
+    printcolumn(name = "Share", type_ = "string", json_path = ".status.share"),
     printcolumn(name = "Error rate", type_ = "string", json_path = ".status.errorRate"),
     printcolumn(
         name = "Age",
@@ -200,6 +201,23 @@ pub struct RolloutRunStatus {
         deserialize_with = "wire::weight"
     )]
     pub weight: Option<Ratio>,
+    /// The share of traffic the canary really gets once the slice is applied: its pods over
+    /// all pods behind the Service with the replicas router (1 canary pod next to 3 stable
+    /// ones is `25%`, whatever the slice), the route weight with the Gateway API router.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::share"
+    )]
+    pub share: Option<Ratio>,
+    /// Gateway API router: the canary's share of the pods your own Service selects, which is
+    /// what in-cluster callers of that Service reach (they bypass the route).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wire::pod_share"
+    )]
+    pub pod_share: Option<Ratio>,
     /// The latest measured canary error rate, e.g. `0.42%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate: Option<String>,
@@ -385,6 +403,14 @@ mod wire {
 
     pub fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ratio>, D::Error> {
         named("weight", d, parse_percent)
+    }
+
+    pub fn share<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ratio>, D::Error> {
+        named("share", d, parse_percent)
+    }
+
+    pub fn pod_share<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ratio>, D::Error> {
+        named("podShare", d, parse_percent)
     }
 
     pub fn requests<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

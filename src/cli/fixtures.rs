@@ -47,6 +47,7 @@ fn tier(name: &str, steps: &[(&str, &str)], approval: bool) -> Tier {
         sequential: None,
         min_requests: None,
         require_approval: approval,
+        max_share: None,
     }
 }
 

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::api::policy::OnNoData;
 use crate::api::quantity::Ratio;
 use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
-use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight};
+use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight, share_of};
 
 use judge::{Judged, Judgement, judge};
 
@@ -305,6 +305,8 @@ pub mod condition {
 pub mod stalled {
     /// Two or more policies select the Deployment (set by the controller, cleared here).
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
+    /// A step's real share of traffic is above the tier's `maxShare`.
+    pub const SHARE_ABOVE_CAP: &str = "ShareAboveCap";
 }
 
 /// Reasons of the `Waiting` condition the machine sets.
@@ -324,6 +326,28 @@ struct Machine<'a, 'r> {
 impl Machine<'_, '_> {
     fn now(&self) -> Timestamp {
         self.world.now
+    }
+
+    /// The share of traffic a slice really gives: its pods over all pods with the replicas
+    /// router, the route weight with the Gateway API router.
+    fn share_of(&self, weight: Ratio, canary: i32, stable: i32) -> Ratio {
+        match self.run.router {
+            Router::Replicas => share_of(canary, stable),
+            Router::GatewayApi => weight,
+        }
+    }
+
+    /// Records the share the desired state gives, and the pod share in-cluster callers of the
+    /// user's own Service get with the Gateway API router.
+    fn record_share(&mut self, desired: &Desired) {
+        let stable = self.world.stable_replicas;
+        let pods = desired.canary_replicas.unwrap_or(0);
+        let pod_share = share_of(pods, stable);
+        self.st.share = Some(match self.run.router {
+            Router::Replicas => pod_share,
+            Router::GatewayApi => desired.weight,
+        });
+        self.st.pod_share = (self.run.router == Router::GatewayApi).then_some(pod_share);
     }
 
     fn step_weight(&self, i: i32) -> Ratio {
@@ -476,6 +500,9 @@ impl Machine<'_, '_> {
 
     fn run(mut self) -> Outcome {
         let desired = self.decide();
+        if !self.st.phase.is_terminal() || self.st.share.is_some() {
+            self.record_share(&desired);
+        }
         let wake_at = self.wake_at();
         Outcome {
             status: self.st,
@@ -786,6 +813,42 @@ impl Machine<'_, '_> {
             .world
             .canary
             .is_some_and(|c| c.replicas >= want && c.ready >= want);
+
+        if self.st.step_started_at.is_none()
+            && let Some(cap) = plan.max_share
+        {
+            let real = self.share_of(w, want, stable);
+            if real > cap {
+                let message = format!(
+                    "step {}/{}: the {w} slice would give the canary {real} of traffic ({want} pod(s) next to {stable}), above the tier's maxShare {cap}; scale the Deployment up, use the Gateway API router, or raise the cap",
+                    i + 1,
+                    plan.steps.len()
+                );
+                self.waiting(stalled::SHARE_ABOVE_CAP, &message);
+                set_condition(
+                    &mut self.st.conditions,
+                    condition::STALLED,
+                    true,
+                    stalled::SHARE_ABOVE_CAP,
+                    &message,
+                    now,
+                );
+                // The canary keeps the slice it had (none before the first step).
+                return Desired {
+                    canary_replicas: self.world.canary.map(|c| c.replicas).filter(|_| i > 0),
+                    weight: self.current_weight(),
+                    paused: true,
+                };
+            }
+            if self
+                .st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::STALLED && c.reason == stalled::SHARE_ABOVE_CAP)
+            {
+                clear_condition(&mut self.st.conditions, condition::STALLED);
+            }
+        }
 
         if self.st.step_started_at.is_none() {
             if !ready {

@@ -22,6 +22,7 @@ fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
         sequential: (decision == Decision::Sequential).then(SequentialSpec::default),
         min_requests: None,
         require_approval: approval,
+        max_share: None,
     }
 }
 
@@ -936,8 +937,13 @@ fn a_run_written_before_the_status_was_typed_continues_as_it_did() {
     );
     assert!(out.desired.paused);
     assert!(out.events.iter().any(|e| e.reason == "Promoting"));
+    // The old machine's status, plus what was added since: the real shares (#15).
+    let mut next = serde_json::to_value(&out.status).expect("encodes");
+    let added = next.as_object_mut().expect("an object");
+    assert_eq!(added.remove("share"), Some(serde_json::json!("5%")));
+    assert_eq!(added.remove("podShare"), Some(serde_json::json!("50%")));
     assert_eq!(
-        serde_json::to_value(&out.status).expect("encodes"),
+        next,
         serde_json::from_str::<serde_json::Value>(OLD_NEXT).expect("json")
     );
     // The count read back decides it: with 99 requests (below minRequests) the same run waits.
@@ -1199,4 +1205,55 @@ fn blind_analysis_has_a_deadline() {
             .all(|c| c.type_ != condition::STALLED)
     );
     assert_eq!(out.status.no_data_samples, 0);
+}
+
+#[test]
+fn the_real_share_is_recorded_and_a_step_above_the_cap_holds() {
+    // (router, stable replicas, cap) -> (share, podShare, held)
+    let cases = [
+        (Router::Replicas, 3, None, "25%", None, false),
+        (Router::Replicas, 99, None, "1%", None, false),
+        (Router::GatewayApi, 3, None, "1%", Some("25%"), false),
+        (Router::Replicas, 3, Some("5%"), "", None, true),
+        (Router::Replicas, 99, Some("5%"), "1%", None, false),
+        (Router::GatewayApi, 3, Some("5%"), "1%", Some("25%"), false),
+    ];
+    for (router, stable, cap, share, pod_share, held) in cases {
+        let mut t = tier(Decision::Threshold, &[("1%", "1m")], false);
+        t.max_share = cap.map(Into::into);
+        let mut sim = Sim::new(t, router);
+        sim.stable = stable;
+        sim.tick(None);
+        let out = sim.tick(None).clone();
+        let what = format!("{router:?}, {stable} stable, cap {cap:?}");
+        let stalled = out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED);
+        if held {
+            assert_eq!(out.desired.canary_replicas, None, "{what}: nobody exposed");
+            assert!(out.status.step_started_at.is_none(), "{what}");
+            let c = stalled.expect("Stalled");
+            assert_eq!(c.reason, stalled::SHARE_ABOVE_CAP, "{what}");
+            assert!(
+                c.message.contains("25% of traffic") && c.message.contains("maxShare 5%"),
+                "{}",
+                c.message
+            );
+            continue;
+        }
+        assert!(stalled.is_none(), "{what}");
+        assert!(out.status.step_started_at.is_some(), "{what}");
+        assert_eq!(
+            out.status.share.map(|r| r.to_string()).as_deref(),
+            Some(share),
+            "{what}"
+        );
+        assert_eq!(
+            out.status.pod_share.map(|r| r.to_string()).as_deref(),
+            pod_share,
+            "{what}"
+        );
+    }
 }
