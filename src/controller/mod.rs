@@ -4,6 +4,7 @@
 
 mod apply;
 mod deployment;
+mod failpoint;
 pub mod leader;
 pub mod lenient;
 mod observe;

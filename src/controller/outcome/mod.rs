@@ -190,6 +190,21 @@ fn routing_writes<'a>(
     writes
 }
 
+impl Write<'_> {
+    /// A short name for logs and the test fail point ([`super::failpoint`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Write::Canary { .. } => "canary",
+            Write::DeleteCanary => "delete-canary",
+            Write::Service { .. } => "service",
+            Write::Weights { .. } => "weights",
+            Write::Deployment(_) => "deployment",
+            Write::ReleaseDeployment => "release-deployment",
+            Write::RunStatus(_) => "run-status",
+        }
+    }
+}
+
 /// Executes the writes in order; the first refusal stops the rest.
 pub async fn execute(
     ctx: &Context,
@@ -198,33 +213,35 @@ pub async fn execute(
     writes: &[Write<'_>],
 ) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
+    // The run status this pass writes: what the test fail point is keyed on.
+    let phase = writes.iter().find_map(|w| match w {
+        Write::RunStatus(s) => Some(s.phase.as_str()),
+        _ => None,
+    });
     for w in writes {
-        match w {
-            Write::Canary { want, have } => {
-                apply::canary(ctx, want, *have).await?;
-            }
+        let done = match w {
+            Write::Canary { want, have } => apply::canary(ctx, want, *have).await?,
             Write::DeleteCanary => {
-                apply::delete_canary(ctx, &ns, &canary_name(&d.name_any())).await?;
+                apply::delete_canary(ctx, &ns, &canary_name(&d.name_any())).await?
             }
-            Write::Service { want, have } => {
-                apply::service(ctx, want, *have).await?;
-            }
+            Write::Service { want, have } => apply::service(ctx, want, *have).await?,
             Write::Weights {
                 target,
                 weight,
                 last,
-            } => {
-                apply::route_weights(ctx, &ns, target, *weight, *last).await?;
+            } => apply::route_weights(ctx, &ns, target, *weight, *last).await?,
+            Write::Deployment(fields) => apply::governed_fields(ctx, d, fields).await?,
+            Write::ReleaseDeployment => {
+                apply::release_deployment(ctx, d).await?;
+                true
             }
-            Write::Deployment(fields) => {
-                apply::governed_fields(ctx, d, fields).await?;
-            }
-            Write::ReleaseDeployment => apply::release_deployment(ctx, d).await?,
-            Write::RunStatus(status) => {
-                if let Some(run) = run {
-                    apply::run_status(ctx, run, status).await?;
-                }
-            }
+            Write::RunStatus(status) => match run {
+                Some(run) => apply::run_status(ctx, run, status).await?,
+                None => false,
+            },
+        };
+        if done {
+            super::failpoint::after(phase, w.name());
         }
     }
     Ok(())
