@@ -138,11 +138,11 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    let client = rollguard::controller::client().await?;
     let instance = args
         .instance
         .clone()
         .unwrap_or_else(|| format!("rollguard-{}", std::process::id()));
+    let client = rollguard::controller::instance_client(&instance).await?;
     let config = rollguard::controller::Config {
         namespace: args.namespace,
         prometheus_address: args.prometheus_address,

@@ -163,11 +163,30 @@ pub fn identify(config: &mut kube::Config) {
 /// The operator's client: the inferred configuration (in-cluster, else the kubeconfig)
 /// sending rollguard's User-Agent.
 pub async fn client() -> Result<Client, String> {
+    let config = infer().await?;
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// The controller's client: as [`client`], with the instance (the pod name) in the
+/// User-Agent, `rollguard/<version> (<instance>)`, so an audit log tells replicas apart.
+pub async fn instance_client(instance: &str) -> Result<Client, String> {
+    let mut config = infer().await?;
+    let ua = format!("{} ({instance})", crate::names::USER_AGENT);
+    if let Ok(v) = http::HeaderValue::from_str(&ua) {
+        config
+            .headers
+            .retain(|(k, _)| k != http::header::USER_AGENT);
+        config.headers.push((http::header::USER_AGENT, v));
+    }
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+async fn infer() -> Result<kube::Config, String> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     identify(&mut config);
-    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    Ok(config)
 }
 
 /// Fails with an install hint when the CRDs are not served.

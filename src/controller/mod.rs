@@ -46,7 +46,7 @@ mod context;
 mod watch;
 
 pub(crate) use context::kube_err;
-pub use context::{Config, Context, Error, Stores, check_crds, client, identify};
+pub use context::{Config, Context, Error, Stores, check_crds, client, identify, instance_client};
 use context::{crd_present, scoped};
 use watch::{
     Synced, policy_targets, readable_watch, service_targets, skip_undecodable, slim,

@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use rollguard::api::run::{Phase, RolloutRun};
 use serde_json::json;
 
+use crate::support::claim;
 use crate::support::procs::{start_operator, start_operator_with_env};
 use crate::support::world::{Router, World, run_phase};
 
@@ -123,23 +124,22 @@ async fn runs_of(w: &World, revision: &str) -> Vec<RolloutRun> {
 }
 
 /// One crash: the operator with the fail point `point`, a new template with `image` and
-/// `error_rate`; waits for the operator to abort, starts a plain one, and waits for the run
-/// to reach `end`. Returns (revision, run name, when the operator was seen dead).
-async fn crash_once(
+/// `error_rate`; waits for the operator to abort. Returns (revision, run name, when the
+/// operator was seen dead).
+async fn crash(
     w: &mut World,
     point: &str,
     error_rate: &str,
     image: &str,
-    end: Phase,
 ) -> (String, String, Instant) {
     let n = w.n().to_string();
     let name = format!("op-{}", point.replace(':', "-").to_lowercase());
     w.set_op(start_operator_with_env(&n, &name, &[], &[("ROLLGUARD_FAIL_AFTER", point)]).await);
     w.deploy(error_rate, image, Some("human")).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while w.op_mut().alive() {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the operator did not abort at {point}:\n{}",
             w.op().tail(40)
         );
@@ -155,19 +155,39 @@ async fn crash_once(
     let revision = rollguard::plan::template_hash(&d.spec.expect("spec").template);
     let run = w.run().await.expect("a run");
     assert_eq!(run.spec.canary_revision, revision);
-    let at_crash = run_phase(&run);
+    println!(
+        "crash at {point}: run {} was {:?}",
+        run.name_any(),
+        run_phase(&run)
+    );
+    (revision, run.name_any(), dead)
+}
+
+/// A plain operator again; waits for run `name` to reach `end`.
+async fn resume(w: &mut World, point: &str, name: &str, end: Phase) {
+    let n = w.n().to_string();
     w.set_op(start_operator(&n).await);
-    let name = run.name_any();
     w.wait(
         &format!("run {name} to end {end:?} after the crash at {point}"),
         Duration::from_secs(120),
         async || {
-            let r = w.runs().get(&name).await.ok()?;
+            let r = w.runs().get(name).await.ok()?;
             (run_phase(&r) == end).then_some(())
         },
     )
     .await;
-    println!("crash at {point}: run {name} was {at_crash:?} at the crash, ended {end:?} after");
+    println!("crash at {point}: run {name} ended {end:?} after the restart");
+}
+
+async fn crash_once(
+    w: &mut World,
+    point: &str,
+    error_rate: &str,
+    image: &str,
+    end: Phase,
+) -> (String, String, Instant) {
+    let (revision, name, dead) = crash(w, point, error_rate, image).await;
+    resume(w, point, &name, end).await;
     (revision, name, dead)
 }
 
@@ -301,6 +321,71 @@ async fn a_crash_after_any_write_of_a_promotion_promotes_once() {
     println!(
         "promotion crashes survived; the next run {} succeeded",
         last.name_any()
+    );
+    w.finish().await;
+}
+
+/// The crash right after the rolled-back canary was deleted, and Prometheus unreachable when
+/// the operator is back, so the run cannot be judged again: the run stays rolled back and
+/// the canary of the failed revision is not made again (before the fix the run was still
+/// in flight without its canary, and the operator made it again while it held).
+#[tokio::test]
+async fn a_crash_after_a_rollback_deleted_the_canary_never_makes_it_again() {
+    let _cluster = claim::exclusive().await;
+    let mut w = World::builder("crash-blind")
+        .router(Router::Gateway)
+        .tiers(json!([{"name": "standard", "steps": [{"weight": "10%", "pause": "60s"}, {"weight": "50%", "pause": "60s"}], "maxErrorRate": "5%"}]))
+        .build()
+        .await;
+    let canaries = Canaries::watch(&w);
+    let point = "RolledBack:delete-canary";
+    let (rev, run, _) = crash(&mut w, point, "0.5", "example.com/web:bad").await;
+    crate::faults::cluster(&["stop", "prometheus"]);
+    let n = w.n().to_string();
+    w.set_op(start_operator(&n).await);
+    // Evidence that the operator is at work while blind: the run's end and its Event (the
+    // fix), or, without it, samples that failed for want of Prometheus.
+    let outcome = crate::support::poll(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        async || {
+            if canaries.made(&rev) > 1 {
+                return Some(Err(format!(
+                    "the canary of the failed revision {rev} was made again"
+                )));
+            }
+            let r = w.runs().get(&run).await.ok()?;
+            let st = r.status.clone().unwrap_or_default();
+            let blind = st
+                .samples
+                .iter()
+                .filter(|s| s.verdict == rollguard::api::run::Verdict::Error)
+                .count();
+            let ended =
+                run_phase(&r) == Phase::RolledBack && run_events(&w, &run, "RolledBack").await == 1;
+            if ended {
+                Some(Ok(()))
+            } else if blind >= 5 {
+                Some(Err(format!(
+                    "run {run} is still in flight after the crash: {blind} blind samples"
+                )))
+            } else {
+                None
+            }
+        },
+    )
+    .await;
+    // Prometheus back before any assertion, so a failure here does not blind other tests.
+    crate::faults::cluster(&["start", "prometheus"]);
+    match outcome {
+        Some(Ok(())) => {}
+        Some(Err(why)) => panic!("{why}\n{}", w.op().tail(40)),
+        None => panic!("neither ended nor sampled:\n{}", w.op().tail(40)),
+    }
+    assert_eq!(canaries.made(&rev), 1);
+    assert_eq!(runs_of(&w, &rev).await.len(), 1);
+    println!(
+        "crash at {point} with Prometheus down at the restart: {run} stays RolledBack, its canary made once, its Event announced"
     );
     w.finish().await;
 }

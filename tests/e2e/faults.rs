@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::world::{World, newest_run};
 use crate::support::{self, claim};
 
-fn cluster(args: &[&str]) {
+pub(crate) fn cluster(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
     let out = Command::new(script)
         .args(args)

@@ -79,3 +79,132 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
     assert!(follower.alive());
     w.finish().await;
 }
+
+/// The kube-apiserver audit log's successful writes (create, update, patch, delete) by the
+/// operator instance `instance` received at or after `since`, from byte `offset` on.
+fn audit_writes(path: &str, offset: u64, instance: &str, since: jiff::Timestamp) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).expect("the audit log");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut text = String::new();
+    f.read_to_string(&mut text).expect("read the audit log");
+    let agent = format!("({instance})");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .filter(|e| e["userAgent"].as_str().is_some_and(|a| a.ends_with(&agent)))
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .filter(|e| {
+            e["responseStatus"]["code"]
+                .as_i64()
+                .is_some_and(|c| c < 400)
+        })
+        .filter(|e| {
+            e["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|t| t >= since)
+        })
+        .map(|e| {
+            format!(
+                "{} {} {}/{} at {} ({})",
+                e["verb"].as_str().unwrap_or("?"),
+                e["objectRef"]["resource"].as_str().unwrap_or("?"),
+                e["objectRef"]["namespace"].as_str().unwrap_or(""),
+                e["objectRef"]["name"].as_str().unwrap_or(""),
+                e["requestReceivedTimestamp"].as_str().unwrap_or("?"),
+                e["responseStatus"]["code"]
+            )
+        })
+        .collect()
+}
+
+/// Fencing: the leader is frozen (SIGSTOP) past its Lease, the follower takes over and is
+/// seen writing the run's samples, then the old leader is thawed (SIGCONT) while its timers
+/// are all due. The API server's audit log shows no write of the old leader from then on,
+/// over a window in which the new leader writes several more samples.
+#[tokio::test]
+async fn a_stalled_leader_writes_nothing_after_losing_the_lease() {
+    let Ok(audit) = std::env::var("ROLLGUARD_AUDIT_LOG_FILE") else {
+        println!(
+            "skipped: no audit log (start the cluster with ROLLGUARD_AUDIT_LOG=1, as tests/run.sh does)"
+        );
+        return;
+    };
+    let mut w = World::builder("fence")
+        .leader_elected()
+        .tiers(serde_json::json!([{"name": "standard", "steps": [{"weight": "10%", "pause": "300s"}, {"weight": "50%", "pause": "300s"}], "maxErrorRate": "5%"}]))
+        .build()
+        .await;
+    let n = w.n().to_string();
+    let follower = start_operator_named(&n, "op-1", &lease_args(&n)).await;
+    let runs = w.runs();
+    w.new_template().await;
+    let samples = async || {
+        let r = runs.list(&ListParams::default()).await.ok()?.items.pop()?;
+        Some(r.status?.sample_count)
+    };
+    support::wait_for(Duration::from_secs(60), "samples of the run", async || {
+        (samples().await? >= 2).then_some(())
+    })
+    .await;
+    let offset = std::fs::metadata(&audit).map(|m| m.len()).unwrap_or(0);
+    w.op().signal("STOP");
+    support::wait_for(
+        Duration::from_secs(60),
+        "the follower to take the Lease",
+        async || {
+            follower
+                .tail(400)
+                .contains("acquired leadership")
+                .then_some(())
+        },
+    )
+    .await;
+    let taken = samples().await.unwrap_or(0);
+    support::wait_for(
+        Duration::from_secs(60),
+        "the new leader to write samples",
+        async || (samples().await? >= taken + 2).then_some(()),
+    )
+    .await;
+    let thawed = jiff::Timestamp::now();
+    w.op().signal("CONT");
+    let at_thaw = samples().await.unwrap_or(0);
+    support::wait_for(
+        Duration::from_secs(60),
+        "the new leader to write 5 more samples after the thaw",
+        async || (samples().await? >= at_thaw + 5).then_some(()),
+    )
+    .await;
+    // The old leader has noticed by now; it exits so that it never writes.
+    let gone = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || (!w.op_mut().alive()).then_some(()),
+    )
+    .await;
+    let old = audit_writes(&audit, offset, &format!("op-0-{n}"), thawed);
+    let new = audit_writes(&audit, offset, &format!("op-1-{n}"), thawed);
+    assert!(
+        old.is_empty(),
+        "the old leader wrote after it lost the Lease:\n{}\nits log:\n{}",
+        old.join("\n"),
+        w.op().tail(30)
+    );
+    assert!(
+        !new.is_empty(),
+        "the new leader's writes are in the audit log"
+    );
+    assert!(gone.is_some(), "the old leader exits:\n{}", w.op().tail(20));
+    println!(
+        "old leader thawed after losing the Lease: 0 writes by it, {} by the new leader in the same window",
+        new.len()
+    );
+    w.finish().await;
+}
