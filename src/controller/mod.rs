@@ -117,6 +117,7 @@ pub async fn run(
         policy_refresh: refresh_tx,
         synced: all_synced,
         written: Default::default(),
+        announced: Default::default(),
     });
 
     // Deployments (governed and canaries) drive the Deployment controller; a canary's events

@@ -82,3 +82,105 @@ pub async fn publish(
         warn!(error = %e, reason, "could not publish an Event");
     }
 }
+
+/// The reason of the Event that announces a run's end, for the ends whose Event the run's
+/// status promises (a released run's end is told about on the Deployment instead).
+pub fn end_reason(st: &RolloutRunStatus) -> Option<&'static str> {
+    match st.phase {
+        Phase::RolledBack => Some("RolledBack"),
+        Phase::Aborted => Some("Aborted"),
+        Phase::Succeeded => Some("Promoted"),
+        Phase::Superseded if st.reason.as_deref() != Some("Released") => Some("Superseded"),
+        _ => None,
+    }
+}
+
+/// How long the API server keeps Events (its `--event-ttl` default): a run that ended
+/// longer ago has no Event left to miss.
+const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Announces a run's end exactly once: the Event is named after the run and its end
+/// (`<run>.<reason>`), so creating it again is refused (409) rather than repeated. It is
+/// created after the status write that records the end; a crash between the two would lose
+/// it, so the first time a process sees a run that ended within the Event TTL it creates it
+/// again ([`announce_end`] with `recovering`), which is a no-op when the Event exists.
+pub async fn announce_end(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    st: &RolloutRunStatus,
+    recovering: bool,
+) {
+    use k8s_openapi::api::events::v1::Event as Ev;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    use kube::ResourceExt;
+    use kube::api::{Api, PostParams};
+
+    let Some(reason) = end_reason(st) else {
+        return;
+    };
+    let ns = run.namespace().unwrap_or_default();
+    let key = (ns.clone(), run.name_any());
+    if recovering {
+        let recent = st
+            .ended_at
+            .as_ref()
+            .is_some_and(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs() < EVENT_TTL);
+        let seen = !ctx
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        if seen || !recent {
+            return;
+        }
+    }
+    let warning = matches!(st.phase, Phase::RolledBack | Phase::Aborted);
+    let ev = Ev {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{}", run.name_any(), reason.to_lowercase())),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(jiff::Timestamp::now())),
+        action: Some(reason.into()),
+        reason: Some(reason.into()),
+        note: st.message.as_ref().map(|m| m.chars().take(1000).collect()),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        regarding: Some(d.object_ref(&())),
+        related: Some(run.object_ref(&())),
+        reporting_controller: Some("rollguard".into()),
+        reporting_instance: Some(
+            ctx.config
+                .instance
+                .clone()
+                .unwrap_or_else(|| "rollguard".into()),
+        ),
+        ..Default::default()
+    };
+    match Api::<Ev>::namespaced(ctx.client.clone(), &ns)
+        .create(&PostParams::default(), &ev)
+        .await
+    {
+        Ok(_) => {
+            if recovering {
+                info!(run = %key.1, reason, "announced a run's end whose Event a crash had lost");
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            ctx.metrics.errors.with_label_values(&["event"]).inc();
+            warn!(error = %e, reason, "could not publish an Event");
+            // Try again the next time this run is seen.
+            ctx.announced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            return;
+        }
+    }
+    ctx.announced
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key);
+}

@@ -10,6 +10,14 @@
 //! 4. the canary goes when it is no longer wanted (traffic has already left it);
 //! 5. the run's status, last: a crash before it repeats the same writes from the same status.
 //!
+//! When the run ends (rolled back, promoted, aborted, superseded), 4 and 5 swap: its end is
+//! recorded before the canary is deleted. A crash after the deletion but before the status
+//! would leave a run in flight without its canary, and the next pass would make the canary
+//! of a revision already marked failed (or stable) again; in this order the next pass finds
+//! the run ended and removes the canary as a leftover. A crash before the status write
+//! leaves the canary and repeats the pass: the sample that ended the run is still due, so
+//! the run ends again in the first pass, before any traffic goes back to the canary.
+//!
 //! A release: weights to stable and the stable Service unpinned, the run's status, then the
 //! canary, then the Deployment given up: a crash before the last write leaves the
 //! Deployment annotated, so the next pass releases it again.
@@ -112,12 +120,20 @@ pub fn plan<'a>(
         None => {}
     }
     writes.push(Write::Deployment(fields));
-    // 4.
-    if desired.canary_replicas.is_none() && canary.found.is_some() && !canary.terminating() {
-        writes.push(Write::DeleteCanary);
+    // 4. and 5.; when the run ends, its status goes before the canary does.
+    let delete =
+        desired.canary_replicas.is_none() && canary.found.is_some() && !canary.terminating();
+    if out.status.phase.is_terminal() {
+        writes.push(Write::RunStatus(&out.status));
+        if delete {
+            writes.push(Write::DeleteCanary);
+        }
+    } else {
+        if delete {
+            writes.push(Write::DeleteCanary);
+        }
+        writes.push(Write::RunStatus(&out.status));
     }
-    // 5.
-    writes.push(Write::RunStatus(&out.status));
     writes
 }
 
