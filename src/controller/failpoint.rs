@@ -1,9 +1,15 @@
-//! A test-only crash point, compiled in only with the `e2e` feature (the release binary and
-//! the image have none): `ROLLGUARD_FAIL_AFTER=<phase>:<write>`, read once when the operator
-//! starts, makes it abort right after the first write named `<write>` that actually reached
-//! the API server in a pass whose run status is `<phase>`, e.g. `RolledBack:delete-canary`
-//! or `Succeeded:deployment`. The e2e crash tests use it to kill the operator between two
-//! side effects of one transition. `<write>` is one of [`super::outcome::Write::name`].
+//! Test-only fault points, compiled in only with the `e2e` feature (the release binary and
+//! the image have none), each read once from the environment when the operator starts:
+//!
+//! - `ROLLGUARD_FAIL_AFTER=<phase>:<write>` makes it abort right after the first write named
+//!   `<write>` that actually reached the API server in a pass whose run status is `<phase>`,
+//!   e.g. `RolledBack:delete-canary` or `Succeeded:deployment`. The e2e crash tests use it to
+//!   kill the operator between two side effects of one transition. `<write>` is one of
+//!   [`super::outcome::Write::name`].
+//! - `ROLLGUARD_STOP_BEFORE=<phase>:run-status` makes the process stop itself (SIGSTOP) right
+//!   before the first run status write of such a pass that changes the status: a leader
+//!   stalled in the middle of a write sequence, for the fencing test, which continues it
+//!   with SIGCONT.
 
 /// Where to abort.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,24 +29,58 @@ impl FailPoint {
     }
 }
 
+#[cfg(feature = "e2e")]
+fn read(var: &str) -> Option<FailPoint> {
+    let p = FailPoint::parse(&std::env::var(var).ok()?);
+    tracing::warn!(point = ?p, "test fault point {var} is set");
+    p
+}
+
 /// The fail point set for this process, read once.
 #[cfg(feature = "e2e")]
 pub fn configured() -> Option<&'static FailPoint> {
     static POINT: std::sync::OnceLock<Option<FailPoint>> = std::sync::OnceLock::new();
-    POINT
-        .get_or_init(|| {
-            let v = std::env::var("ROLLGUARD_FAIL_AFTER").ok()?;
-            let p = FailPoint::parse(&v);
-            tracing::warn!(point = ?p, "test fail point ROLLGUARD_FAIL_AFTER is set");
-            p
-        })
-        .as_ref()
+    POINT.get_or_init(|| read("ROLLGUARD_FAIL_AFTER")).as_ref()
+}
+
+/// The stop point set for this process, read once.
+#[cfg(feature = "e2e")]
+fn stop_point() -> Option<&'static FailPoint> {
+    static POINT: std::sync::OnceLock<Option<FailPoint>> = std::sync::OnceLock::new();
+    POINT.get_or_init(|| read("ROLLGUARD_STOP_BEFORE")).as_ref()
 }
 
 /// Without the `e2e` feature there is no fail point.
 #[cfg(not(feature = "e2e"))]
 pub fn configured() -> Option<&'static FailPoint> {
     None
+}
+
+#[cfg(not(feature = "e2e"))]
+fn stop_point() -> Option<&'static FailPoint> {
+    None
+}
+
+/// Stops the process (SIGSTOP to itself) the first time `write` is about to go out in a
+/// pass whose run status is `phase` and that is the configured stop point; it goes on from
+/// here when continued (SIGCONT).
+pub fn before(phase: Option<&str>, write: &str) {
+    static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let (Some(p), Some(phase)) = (stop_point(), phase)
+        && p.phase == phase
+        && p.write == write
+        && !STOPPED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::warn!(
+            phase,
+            write,
+            "stop point reached: stopping (ROLLGUARD_STOP_BEFORE)"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
+        tracing::warn!(phase, write, "continued after the stop point");
+    }
 }
 
 /// Aborts the process when `write`, just done in a pass whose run status is `phase`, is the

@@ -208,3 +208,118 @@ async fn a_stalled_leader_writes_nothing_after_losing_the_lease() {
     );
     w.finish().await;
 }
+
+/// Whether process `pid` is stopped (state `T` in /proc).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// Fencing at a busy point: the leader stops itself (SIGSTOP, the test stop point
+/// `ROLLGUARD_STOP_BEFORE`) in the middle of a pass, right before it writes the run's new
+/// status, and stays stopped past its Lease; the follower takes over and writes samples; the
+/// old leader is continued (SIGCONT) with its status write the very next thing it does. The
+/// audit log shows no write of it from then on, over a window in which the new leader writes
+/// several more samples.
+#[tokio::test]
+async fn a_leader_stalled_mid_write_writes_nothing_after_losing_the_lease() {
+    let Ok(audit) = std::env::var("ROLLGUARD_AUDIT_LOG_FILE") else {
+        println!(
+            "skipped: no audit log (start the cluster with ROLLGUARD_AUDIT_LOG=1, as tests/run.sh does)"
+        );
+        return;
+    };
+    let mut w = World::builder("fence-mid")
+        .leader_elected()
+        .tiers(serde_json::json!([{"name": "standard", "steps": [{"weight": "10%", "pause": "300s"}, {"weight": "50%", "pause": "300s"}], "maxErrorRate": "5%"}]))
+        .build()
+        .await;
+    let n = w.n().to_string();
+    // The leader that will stall replaces op-0 (killed; its Lease expires first).
+    let stalling = support::procs::start_operator_with_env(
+        &n,
+        "op-s",
+        &lease_args(&n),
+        &[("ROLLGUARD_STOP_BEFORE", "Progressing:run-status")],
+    )
+    .await;
+    w.set_op(stalling);
+    support::wait_for(Duration::from_secs(60), "op-s to lead", async || {
+        w.op()
+            .tail(400)
+            .contains("acquired leadership")
+            .then_some(())
+    })
+    .await;
+    let follower = start_operator_named(&n, "op-1", &lease_args(&n)).await;
+    let offset = std::fs::metadata(&audit).map(|m| m.len()).unwrap_or(0);
+    w.new_template().await;
+    let pid = w.op().pid();
+    support::wait_for(
+        Duration::from_secs(60),
+        "op-s to stop itself before its run status write",
+        async || stopped(pid).then_some(()),
+    )
+    .await;
+    support::wait_for(
+        Duration::from_secs(60),
+        "the follower to take the Lease",
+        async || {
+            follower
+                .tail(400)
+                .contains("acquired leadership")
+                .then_some(())
+        },
+    )
+    .await;
+    let runs = w.runs();
+    let samples = async || {
+        let r = runs.list(&ListParams::default()).await.ok()?.items.pop()?;
+        Some(r.status?.sample_count)
+    };
+    support::wait_for(
+        Duration::from_secs(60),
+        "the new leader to write samples",
+        async || (samples().await? >= 2).then_some(()),
+    )
+    .await;
+    let thawed = jiff::Timestamp::now();
+    w.op().signal("CONT");
+    let at_thaw = samples().await.unwrap_or(0);
+    support::wait_for(
+        Duration::from_secs(60),
+        "the new leader to write 5 more samples after the thaw",
+        async || (samples().await? >= at_thaw + 5).then_some(()),
+    )
+    .await;
+    let gone = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || (!w.op_mut().alive()).then_some(()),
+    )
+    .await;
+    let old = audit_writes(&audit, offset, &format!("op-s-{n}"), thawed);
+    let new = audit_writes(&audit, offset, &format!("op-1-{n}"), thawed);
+    assert!(
+        old.is_empty(),
+        "the old leader wrote after it lost the Lease:\n{}\nits log:\n{}",
+        old.join("\n"),
+        w.op().tail(30)
+    );
+    assert!(
+        !new.is_empty(),
+        "the new leader's writes are in the audit log"
+    );
+    assert!(gone.is_some(), "the old leader exits:\n{}", w.op().tail(20));
+    let refused = w.op().tail(200).contains("write refused");
+    println!(
+        "leader stalled before its status write, continued after losing the Lease: 0 writes by it (refused by the fence: {refused}), {} by the new leader in the same window",
+        new.len()
+    );
+    w.finish().await;
+}

@@ -252,7 +252,12 @@ pub async fn execute(
                 true
             }
             Write::RunStatus(status) => match run {
-                Some(run) => apply::run_status(ctx, run, status).await?,
+                Some(run) => {
+                    if run.status.as_ref() != Some(*status) {
+                        super::failpoint::before(phase, w.name());
+                    }
+                    apply::run_status(ctx, run, status).await?
+                }
                 None => false,
             },
         };
