@@ -1,11 +1,12 @@
 //! Test-only fault points, compiled in only with the `e2e` feature (the release binary and
 //! the image have none), each read once from the environment when the operator starts:
 //!
-//! - `ROLLGUARD_FAIL_AFTER=<phase>:<write>` makes it abort right after the first write named
-//!   `<write>` that actually reached the API server in a pass whose run status is `<phase>`,
-//!   e.g. `RolledBack:delete-canary` or `Succeeded:deployment`. The e2e crash tests use it to
-//!   kill the operator between two side effects of one transition. `<write>` is one of
-//!   [`super::outcome::Write::name`].
+//! - `ROLLGUARD_FAIL_AFTER=<phase>:<write>[:<n>]` makes it abort right after the `n`th
+//!   (default first) write named `<write>` that actually reached the API server in a pass
+//!   whose run status is `<phase>`, e.g. `RolledBack:delete-canary`, `Succeeded:deployment`
+//!   or `Progressing:canary:2` (the canary grown for the second step, before the status
+//!   says so). The e2e crash and HA tests use it to kill the operator between two side
+//!   effects of one transition. `<write>` is one of [`super::outcome::Write::name`].
 //! - `ROLLGUARD_STOP_BEFORE=<phase>:run-status` makes the process stop itself (SIGSTOP) right
 //!   before the first run status write of such a pass that changes the status: a leader
 //!   stalled in the middle of a write sequence, for the fencing test, which continues it
@@ -16,15 +17,23 @@
 pub struct FailPoint {
     pub phase: String,
     pub write: String,
+    /// At the how-manyth such write (from 1).
+    pub nth: u32,
 }
 
 impl FailPoint {
-    /// Parses `<phase>:<write>`.
+    /// Parses `<phase>:<write>[:<n>]`.
     pub fn parse(s: &str) -> Option<FailPoint> {
-        let (phase, write) = s.trim().split_once(':')?;
-        (!phase.is_empty() && !write.is_empty()).then(|| FailPoint {
+        let mut parts = s.trim().split(':');
+        let (phase, write) = (parts.next()?, parts.next()?);
+        let nth = match parts.next() {
+            Some(n) => n.parse().ok().filter(|n| *n > 0)?,
+            None => 1,
+        };
+        (!phase.is_empty() && !write.is_empty() && parts.next().is_none()).then(|| FailPoint {
             phase: phase.into(),
             write: write.into(),
+            nth,
         })
     }
 }
@@ -86,9 +95,11 @@ pub fn before(phase: Option<&str>, write: &str) {
 /// Aborts the process when `write`, just done in a pass whose run status is `phase`, is the
 /// configured fail point.
 pub fn after(phase: Option<&str>, write: &str) {
+    static SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     if let (Some(p), Some(phase)) = (configured(), phase)
         && p.phase == phase
         && p.write == write
+        && SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == p.nth
     {
         tracing::error!(
             phase,
@@ -110,10 +121,17 @@ mod tests {
             FailPoint::parse("RolledBack:delete-canary"),
             Some(FailPoint {
                 phase: "RolledBack".into(),
-                write: "delete-canary".into()
+                write: "delete-canary".into(),
+                nth: 1,
             })
+        );
+        assert_eq!(
+            FailPoint::parse("Progressing:canary:2").map(|p| p.nth),
+            Some(2)
         );
         assert_eq!(FailPoint::parse("RolledBack"), None);
         assert_eq!(FailPoint::parse(":weights"), None);
+        assert_eq!(FailPoint::parse("Progressing:canary:0"), None);
+        assert_eq!(FailPoint::parse("Progressing:canary:2:3"), None);
     }
 }
