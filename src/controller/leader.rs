@@ -6,8 +6,9 @@
 //! frozen VM): when it wakes up its timers are all due, and its reconciles can write before
 //! it learns that the Lease moved on. So the leader's writes are fenced: the controller's
 //! client ([`Fence::layer`]) refuses every request but GET once a local deadline has passed,
-//! the Lease's last renewal (as the Lease watch last showed it held by this replica) plus its
-//! duration, less [`FENCE_MARGIN`] for the request's way to the API server. The deadline is
+//! the Lease's last renewal (as the Lease, read every few hundred milliseconds, last showed
+//! it held by this replica) plus its duration, less [`FENCE_MARGIN`] for the request's way to
+//! the API server. The deadline is
 //! kept on the monotonic clock, which runs on while the process is stopped, so a stalled
 //! leader finds it passed the moment it wakes, before any write goes out. The Lease itself
 //! is renewed through an unfenced client.
@@ -18,9 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 
@@ -138,25 +137,28 @@ pub struct LeaseConfig {
 
 /// Waits until this replica holds the Lease, then returns a future that resolves when the
 /// Lease is lost. `client` is unfenced (it renews the Lease); `fence` is kept open while the
-/// Lease watch shows this replica holding it.
+/// Lease, read with `get`, shows this replica holding it.
 pub async fn acquire(
     client: Client,
     cfg: &LeaseConfig,
     fence: Fence,
 ) -> Result<impl std::future::Future<Output = ()>, String> {
     let secs = cfg.duration.as_secs().max(2);
+    let client_for_fence = client.clone();
+    // The fence follows the Lease as read with `get` (the one read the chart's RBAC allows
+    // on it), often enough to see each renewal well before the deadline it extends: the
+    // renewal comes a third of the duration before expiry, the deadline FENCE_MARGIN before.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={}", cfg.name));
-    let identity = cfg.identity.clone();
+    let every =
+        ((cfg.duration / 3).saturating_sub(FENCE_MARGIN) / 2).max(Duration::from_millis(100));
+    let (name, identity) = (cfg.name.clone(), cfg.identity.clone());
+    let watch_fence = fence.clone();
     tokio::spawn(async move {
-        let mut seen = watcher(leases, by_name)
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(lease) = seen.next().await {
-            if let Ok(lease) = lease {
-                fence.observe(&lease, &identity);
+        loop {
+            if let Ok(lease) = leases.get(&name).await {
+                watch_fence.observe(&lease, &identity);
             }
+            tokio::time::sleep(every).await;
         }
     });
     let manager = LeaseManagerBuilder::new(client, &cfg.name)
@@ -182,6 +184,13 @@ pub async fn acquire(
                 _ => "leader election stopped".into(),
             });
         }
+    }
+    // Open the fence before the controllers start, rather than at the next read.
+    if let Ok(lease) = Api::<Lease>::namespaced(client_for_fence, &cfg.namespace)
+        .get(&cfg.name)
+        .await
+    {
+        fence.observe(&lease, &cfg.identity);
     }
     tracing::info!(lease = %cfg.name, identity = %cfg.identity, "acquired leadership");
     Ok(async move {
