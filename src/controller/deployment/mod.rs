@@ -358,6 +358,8 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     for e in &out.events {
         if ended && report::end_reason(&out.status) == Some(e.reason) {
             report::announce_end(ctx, d, run, &out.status, false).await;
+        } else if e.reason == "StepStarted" {
+            report::announce_step(ctx, d, run, &out.status, e.reason, &e.message).await;
         } else {
             publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
         }
