@@ -6,9 +6,9 @@
 //! frozen VM): when it wakes up its timers are all due, and its reconciles can write before
 //! it learns that the Lease moved on. So the leader's writes are fenced: the controller's
 //! client ([`Fence::layer`]) refuses every request but GET once a local deadline has passed,
-//! the Lease's last renewal (as the Lease, read every few hundred milliseconds, last showed
-//! it held by this replica) plus its duration, less [`FENCE_MARGIN`] for the request's way to
-//! the API server. The deadline is
+//! the Lease's last renewal (as the Lease, read with `get` every (duration/3 - margin)/2,
+//! last showed it held by this replica) plus its duration, less [`FENCE_MARGIN`] for the
+//! request's way to the API server. The deadline is
 //! kept on the monotonic clock, which runs on while the process is stopped, so a stalled
 //! leader finds it passed the moment it wakes, before any write goes out. The Lease itself
 //! is renewed through an unfenced client.
