@@ -138,11 +138,11 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    let client = rollguard::controller::client().await?;
     let instance = args
         .instance
         .clone()
         .unwrap_or_else(|| format!("rollguard-{}", std::process::id()));
+    let client = rollguard::controller::instance_client(&instance, None).await?;
     let config = rollguard::controller::Config {
         namespace: args.namespace,
         prometheus_address: args.prometheus_address,
@@ -162,12 +162,15 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let lease = rollguard::controller::leader::LeaseConfig {
         namespace: args.lease_namespace,
         name: args.lease_name,
-        identity: instance,
+        identity: instance.clone(),
         duration: args.lease_duration,
     };
-    let lost = rollguard::controller::leader::acquire(client.clone(), &lease).await?;
+    // The controllers write through a fenced client; the Lease is renewed through `client`.
+    let fence = rollguard::controller::leader::Fence::default();
+    let writer = rollguard::controller::instance_client(&instance, Some(&fence)).await?;
+    let lost = rollguard::controller::leader::acquire(client, &lease, fence).await?;
     tokio::select! {
-        r = rollguard::controller::run(client, config, metrics, health) => r.map_err(|e| e.to_string()),
+        r = rollguard::controller::run(writer, config, metrics, health) => r.map_err(|e| e.to_string()),
         () = lost => Err("lost the Lease; exiting so that only the leader writes".into()),
     }
 }

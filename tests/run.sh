@@ -44,7 +44,8 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
-tests/cluster/cluster.sh up
+# The audit log is on: ha:: reads it to prove a stale leader writes nothing.
+ROLLGUARD_AUDIT_LOG=${ROLLGUARD_AUDIT_LOG:-1} tests/cluster/cluster.sh up
 # shellcheck disable=SC1091
 source "$ROLLGUARD_CLUSTER_DIR/env"
 $KUBECTL apply --server-side -f crds/rollguard.yaml >/dev/null

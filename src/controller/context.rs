@@ -55,6 +55,9 @@ impl Error {
                 kube::Error::Api(s) if s.code == 404 => "not_found",
                 kube::Error::Api(s) if s.code == 422 => "invalid",
                 kube::Error::Api(_) => "api",
+                kube::Error::Service(e) if e.to_string().contains(super::leader::FENCED) => {
+                    "fenced"
+                }
                 _ => "transport",
             },
             Error::CrdsMissing(_) => "crds_missing",
@@ -99,6 +102,8 @@ pub struct Context {
     pub written: std::sync::Mutex<
         std::collections::HashMap<(String, String), (String, crate::api::run::RolloutRunStatus)>,
     >,
+    /// Runs (namespace, name) whose end Event this process has published or checked.
+    pub announced: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -163,11 +168,39 @@ pub fn identify(config: &mut kube::Config) {
 /// The operator's client: the inferred configuration (in-cluster, else the kubeconfig)
 /// sending rollguard's User-Agent.
 pub async fn client() -> Result<Client, String> {
+    let config = infer().await?;
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// The controller's client: as [`client`], with the instance (the pod name) in the
+/// User-Agent, `rollguard/<version> (<instance>)`, so an audit log tells replicas apart.
+/// With a fence, its writes go out only while the fence is open ([`super::leader`]).
+pub async fn instance_client(
+    instance: &str,
+    fence: Option<&super::leader::Fence>,
+) -> Result<Client, String> {
+    let mut config = infer().await?;
+    let ua = format!("{} ({instance})", crate::names::USER_AGENT);
+    if let Ok(v) = http::HeaderValue::from_str(&ua) {
+        config
+            .headers
+            .retain(|(k, _)| k != http::header::USER_AGENT);
+        config.headers.push((http::header::USER_AGENT, v));
+    }
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    Ok(match fence {
+        Some(f) => builder.with_layer(&f.layer()).build(),
+        None => builder.build(),
+    })
+}
+
+async fn infer() -> Result<kube::Config, String> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     identify(&mut config);
-    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    Ok(config)
 }
 
 /// Fails with an install hint when the CRDs are not served.

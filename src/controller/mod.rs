@@ -4,6 +4,7 @@
 
 mod apply;
 mod deployment;
+mod failpoint;
 pub mod leader;
 pub mod lenient;
 mod observe;
@@ -45,7 +46,7 @@ mod context;
 mod watch;
 
 pub(crate) use context::kube_err;
-pub use context::{Config, Context, Error, Stores, check_crds, client, identify};
+pub use context::{Config, Context, Error, Stores, check_crds, client, identify, instance_client};
 use context::{crd_present, scoped};
 use watch::{
     Synced, policy_targets, readable_watch, service_targets, skip_undecodable, slim,
@@ -116,6 +117,7 @@ pub async fn run(
         policy_refresh: refresh_tx,
         synced: all_synced,
         written: Default::default(),
+        announced: Default::default(),
     });
 
     // Deployments (governed and canaries) drive the Deployment controller; a canary's events

@@ -22,6 +22,7 @@ mod backtest;
 mod chart;
 mod cli;
 mod cluster;
+mod crash;
 mod faults;
 mod ha;
 mod image;

@@ -18,7 +18,7 @@ use crate::support;
 use crate::support::auth_proxy::{
     AuthProxy, Pki, start_auth_proxy, throwaway_pki, unrelated_ca_pem,
 };
-use crate::support::world::{World, newest_run};
+use crate::support::world::{World, holds_over, newest_run};
 
 fn secret(name: &str, key: &str, value: &str) -> Secret {
     Secret {
@@ -97,13 +97,8 @@ async fn held_because(env: &Env, what: &str, names_cause: impl Fn(&str) -> bool)
             .then_some(c.message)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let st = newest_run(&env.runs)
-        .await
-        .and_then(|r| r.status)
-        .expect("run status");
-    assert_eq!(st.phase, Phase::Progressing, "never promotes: {st:?}");
-    assert_eq!(st.step, 0, "never advances without evidence");
+    // Over 8 more samples, past the plan's 6 s of pauses, it never moves on.
+    let st = holds_over(&env.runs, 8).await;
     assert!(
         !st.samples.is_empty() && st.samples.iter().all(|s| s.verdict == Verdict::Error),
         "{:?}",

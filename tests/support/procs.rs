@@ -24,6 +24,20 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// The process id (for SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {}", self.pid());
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -77,6 +91,17 @@ pub async fn start_operator(namespace: &str) -> Proc {
 
 /// Starts an operator process with extra arguments; `name` tells several apart in logs.
 pub async fn start_operator_named(namespace: &str, name: &str, extra: &[&str]) -> Proc {
+    start_operator_with_env(namespace, name, extra, &[]).await
+}
+
+/// Starts an operator process with extra arguments and environment variables (the test
+/// fail point `ROLLGUARD_FAIL_AFTER`, say).
+pub async fn start_operator_with_env(
+    namespace: &str,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let addr = format!("127.0.0.1:{}", free_port());
     let log = log_dir().join(format!("{namespace}-{name}.log"));
     let file = std::fs::File::create(&log).expect("creating the operator log");
@@ -91,6 +116,7 @@ pub async fn start_operator_named(namespace: &str, name: &str, extra: &[&str]) -
         .args(["--prometheus-address", &prometheus_url()])
         .args(["--log-level", "info,rollguard=debug"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("KUBECONFIG", kubeconfig_path())
         .env("POD_NAME", format!("{name}-{namespace}"))
         // Both streams into the log, so a test can check everything the operator printed.

@@ -512,3 +512,30 @@ pub async fn newest_run(api: &Api<RolloutRun>) -> Option<RolloutRun> {
     runs.sort_by_key(|r| (r.creation_timestamp().map(|t| t.0), r.name_any()));
     runs.pop()
 }
+
+/// Shows that the newest run holds at its first step: it is checked (Progressing, step 0,
+/// first slice) at every poll over a window in which `more` new samples arrive, so the
+/// absence of progress is asserted while the operator is seen at work, never after a bare
+/// sleep. With a 1 s interval, 8 samples outlast the default plan's 6 s of pauses. Returns
+/// the status at the end of the window.
+pub async fn holds_over(
+    runs: &Api<RolloutRun>,
+    more: i32,
+) -> rollguard::api::run::RolloutRunStatus {
+    let status = async || newest_run(runs).await.and_then(|r| r.status);
+    let from = status().await.map_or(0, |s| s.sample_count);
+    let held = super::poll(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        async || {
+            let st = status().await?;
+            assert_eq!(st.phase, Phase::Progressing, "it holds: {st:?}");
+            assert_eq!(st.step, 0, "it never advances without evidence: {st:?}");
+            (st.sample_count >= from + more).then_some(st)
+        },
+    )
+    .await;
+    held.unwrap_or_else(|| {
+        panic!("no {more} new samples in 120 s: nothing shows the operator at work while it holds")
+    })
+}

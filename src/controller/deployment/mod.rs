@@ -211,6 +211,10 @@ async fn between_runs(
         }
         outcome::execute(ctx, d, None, &writes).await?;
     }
+    // The newest run's end Event, in case a crash came between its status write and it.
+    if let Some(last) = index.finished_runs(d).last() {
+        report::announce_end(ctx, d, last, &ctx.run_status(last), true).await;
+    }
     match decision {
         Governance::WaitForRollout => {
             info!("newly selected but mid-rollout; adopting once it completes");
@@ -430,8 +434,15 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     outcome::execute(ctx, d, Some(run), &writes).await?;
     // Report.
     report::record(ctx, run, &out, &status);
+    let ended = out.status.phase.is_terminal() && !status.phase.is_terminal();
     for e in &out.events {
-        publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
+        if ended && report::end_reason(&out.status) == Some(e.reason) {
+            report::announce_end(ctx, d, run, &out.status, false).await;
+        } else if e.reason == "StepStarted" {
+            report::announce_step(ctx, d, run, &out.status, e.reason, &e.message).await;
+        } else {
+            publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
+        }
     }
     // The run moved on from a step: how long after its pause ended were the writes for the
     // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`

@@ -97,3 +97,147 @@ pub async fn publish_as(
         warn!(error = %e, reason, "could not publish an Event");
     }
 }
+
+/// The reason of the Event that announces a run's end, for the ends whose Event the run's
+/// status promises (a released run's end is told about on the Deployment instead).
+pub fn end_reason(st: &RolloutRunStatus) -> Option<&'static str> {
+    match st.phase {
+        Phase::RolledBack => Some("RolledBack"),
+        Phase::Aborted => Some("Aborted"),
+        Phase::Succeeded => Some("Promoted"),
+        Phase::Superseded if st.reason.as_deref() != Some("Released") => Some("Superseded"),
+        _ => None,
+    }
+}
+
+/// How long the API server keeps Events (its `--event-ttl` default): a run that ended
+/// longer ago has no Event left to miss.
+const EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Announces a run's end exactly once: the Event is named after the run and its end
+/// (`<run>.<reason>`), so creating it again is refused (409) rather than repeated. It is
+/// created after the status write that records the end; a crash between the two would lose
+/// it, so the first time a process sees a run that ended within the Event TTL it creates it
+/// again (`recovering`), which is a no-op when the Event exists.
+pub async fn announce_end(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    st: &RolloutRunStatus,
+    recovering: bool,
+) {
+    use kube::ResourceExt;
+
+    let Some(reason) = end_reason(st) else {
+        return;
+    };
+    let ns = run.namespace().unwrap_or_default();
+    let key = (ns, run.name_any());
+    if recovering {
+        let recent = st
+            .ended_at
+            .as_ref()
+            .is_some_and(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs() < EVENT_TTL);
+        let seen = !ctx
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        if seen || !recent {
+            return;
+        }
+    }
+    let warning = matches!(st.phase, Phase::RolledBack | Phase::Aborted);
+    let name = format!("{}.{}", run.name_any(), reason.to_lowercase());
+    let note = st.message.clone().unwrap_or_default();
+    match create_named(ctx, d, run, &name, warning, reason, &note).await {
+        Ok(created) => {
+            if created && recovering {
+                info!(run = %key.1, reason, "announced a run's end whose Event a crash had lost");
+            }
+            ctx.announced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key);
+        }
+        // Tried again the next time this run is seen.
+        Err(()) => {
+            ctx.announced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+    }
+}
+
+/// Announces the start of a step: one Event per start, named after the run, the step and
+/// when it started (`<run>.step-<n>-<unix seconds>`). Through the Event recorder, whose
+/// series key leaves out the note, the second step's start within its cache TTL only
+/// counted up the first one's Event (still saying `step 1/2`), so the Event of step 2 was
+/// never seen; a step started again (its canary lost) gets an Event of its own.
+pub async fn announce_step(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    st: &RolloutRunStatus,
+    reason: &str,
+    note: &str,
+) {
+    use kube::ResourceExt;
+    let at = st.step_started_at.as_ref().map_or(0, |t| t.0.as_second());
+    let name = format!("{}.step-{}-{at}", run.name_any(), st.step + 1);
+    let _ = create_named(ctx, d, run, &name, false, reason, note).await;
+}
+
+/// Creates an Event with a given name, about `d` and related to `run`, as the recorder
+/// would have written it. `Ok(false)` when it exists already; `Err` is counted and logged.
+async fn create_named(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    name: &str,
+    warning: bool,
+    reason: &str,
+    note: &str,
+) -> Result<bool, ()> {
+    use k8s_openapi::api::events::v1::Event as Ev;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    use kube::ResourceExt;
+    use kube::api::{Api, PostParams};
+
+    let ns = run.namespace().unwrap_or_default();
+    let ev = Ev {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        event_time: Some(MicroTime(jiff::Timestamp::now())),
+        action: Some(reason.into()),
+        reason: Some(reason.into()),
+        note: Some(note.chars().take(1000).collect()),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        regarding: Some(d.object_ref(&())),
+        related: Some(run.object_ref(&())),
+        reporting_controller: Some("rollguard".into()),
+        reporting_instance: Some(
+            ctx.config
+                .instance
+                .clone()
+                .unwrap_or_else(|| "rollguard".into()),
+        ),
+        ..Default::default()
+    };
+    match Api::<Ev>::namespaced(ctx.client.clone(), &ns)
+        .create(&PostParams::default(), &ev)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => {
+            ctx.metrics.errors.with_label_values(&["event"]).inc();
+            warn!(error = %e, reason, "could not publish an Event");
+            Err(())
+        }
+    }
+}

@@ -10,6 +10,14 @@
 //! 4. the canary goes when it is no longer wanted (traffic has already left it);
 //! 5. the run's status, last: a crash before it repeats the same writes from the same status.
 //!
+//! When the run ends (rolled back, promoted, aborted, superseded), 4 and 5 swap: its end is
+//! recorded before the canary is deleted. A crash after the deletion but before the status
+//! would leave a run in flight without its canary, and the next pass would make the canary
+//! of a revision already marked failed (or stable) again; in this order the next pass finds
+//! the run ended and removes the canary as a leftover. A crash before the status write
+//! leaves the canary and repeats the pass: the sample that ended the run is still due, so
+//! the run ends again in the first pass, before any traffic goes back to the canary.
+//!
 //! A release: weights to stable and the stable Service unpinned, the run's status, then the
 //! canary, then the Deployment given up: a crash before the last write leaves the
 //! Deployment annotated, so the next pass releases it again.
@@ -113,12 +121,20 @@ pub fn plan<'a>(
         None => {}
     }
     writes.push(Write::Deployment(fields));
-    // 4.
-    if desired.canary_replicas.is_none() && canary.found.is_some() && !canary.terminating() {
-        writes.push(Write::DeleteCanary);
+    // 4. and 5.; when the run ends, its status goes before the canary does.
+    let delete =
+        desired.canary_replicas.is_none() && canary.found.is_some() && !canary.terminating();
+    if out.status.phase.is_terminal() {
+        writes.push(Write::RunStatus(&out.status));
+        if delete {
+            writes.push(Write::DeleteCanary);
+        }
+    } else {
+        if delete {
+            writes.push(Write::DeleteCanary);
+        }
+        writes.push(Write::RunStatus(&out.status));
     }
-    // 5.
-    writes.push(Write::RunStatus(&out.status));
     writes
 }
 
@@ -210,6 +226,21 @@ fn routing_writes_pinned<'a>(
     writes
 }
 
+impl Write<'_> {
+    /// A short name for logs and the test fail point ([`super::failpoint`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Write::Canary { .. } => "canary",
+            Write::DeleteCanary => "delete-canary",
+            Write::Service { .. } => "service",
+            Write::Weights { .. } => "weights",
+            Write::Deployment(_) => "deployment",
+            Write::ReleaseDeployment { .. } => "release-deployment",
+            Write::RunStatus(_) => "run-status",
+        }
+    }
+}
+
 /// Executes the writes in order; the first refusal stops the rest.
 pub async fn execute(
     ctx: &Context,
@@ -218,35 +249,40 @@ pub async fn execute(
     writes: &[Write<'_>],
 ) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
+    // The run status this pass writes: what the test fail point is keyed on.
+    let phase = writes.iter().find_map(|w| match w {
+        Write::RunStatus(s) => Some(s.phase.as_str()),
+        _ => None,
+    });
     for w in writes {
-        match w {
-            Write::Canary { want, have } => {
-                apply::canary(ctx, want, *have).await?;
-            }
+        let done = match w {
+            Write::Canary { want, have } => apply::canary(ctx, want, *have).await?,
             Write::DeleteCanary => {
-                apply::delete_canary(ctx, &ns, &canary_name(&d.name_any())).await?;
+                apply::delete_canary(ctx, &ns, &canary_name(&d.name_any())).await?
             }
-            Write::Service { want, have } => {
-                apply::service(ctx, want, *have).await?;
-            }
+            Write::Service { want, have } => apply::service(ctx, want, *have).await?,
             Write::Weights {
                 target,
                 weight,
                 last,
-            } => {
-                apply::route_weights(ctx, &ns, target, *weight, *last).await?;
-            }
-            Write::Deployment(fields) => {
-                apply::governed_fields(ctx, d, fields).await?;
-            }
+            } => apply::route_weights(ctx, &ns, target, *weight, *last).await?,
+            Write::Deployment(fields) => apply::governed_fields(ctx, d, fields).await?,
             Write::ReleaseDeployment { hold } => {
-                apply::release_deployment(ctx, d, hold.as_deref()).await?
+                apply::release_deployment(ctx, d, hold.as_deref()).await?;
+                true
             }
-            Write::RunStatus(status) => {
-                if let Some(run) = run {
-                    apply::run_status(ctx, run, status).await?;
+            Write::RunStatus(status) => match run {
+                Some(run) => {
+                    if run.status.as_ref() != Some(*status) {
+                        super::failpoint::before(phase, w.name());
+                    }
+                    apply::run_status(ctx, run, status).await?
                 }
-            }
+                None => false,
+            },
+        };
+        if done {
+            super::failpoint::after(phase, w.name());
         }
     }
     Ok(())

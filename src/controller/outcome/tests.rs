@@ -138,7 +138,82 @@ fn an_ended_run_moves_traffic_off_the_canary_before_deleting_it() {
     let at = |s: &str| k.iter().position(|x| x.starts_with(s)).expect(s);
     assert!(at("weights 0%") < at("delete canary"), "{k:?}");
     assert!(at("deployment") < at("delete canary"), "{k:?}");
-    assert_eq!(k.last().map(String::as_str), Some("status RolledBack"));
+    assert!(at("status RolledBack") < at("delete canary"), "{k:?}");
+    assert_eq!(k.last().map(String::as_str), Some("delete canary"));
+}
+
+/// A crash between two writes of a run's end, and the pass after it: the end is recorded
+/// before the canary goes, and the same end planned again once the canary is gone and the
+/// Deployment marked (a crash right after the status write) is only the status, with no
+/// canary made again.
+#[test]
+fn an_ending_run_records_its_end_before_the_canary_goes_and_replans_without_a_canary() {
+    let d = deployment();
+    let r = routing();
+    let snapshot = Snapshot::default();
+    let canary = crate::traffic::canary_deployment(&d, 1).expect("a canary");
+    let revision = template_hash(&canary.spec.as_ref().expect("spec").template);
+    let before = RolloutRunStatus {
+        weight: crate::api::quantity::parse_percent("10%").ok(),
+        ..Default::default()
+    };
+    for (phase, mark) in [
+        (Phase::RolledBack, RevisionMark::Failed(revision.clone())),
+        (Phase::Succeeded, RevisionMark::Stable(revision.clone())),
+        (Phase::Aborted, RevisionMark::Failed(revision.clone())),
+    ] {
+        let mut out = outcome(None, "0%", phase);
+        out.mark = Some(mark.clone());
+        let live = CanarySight::of(Some(&canary), &revision);
+        let k = kinds(&plan(
+            &d,
+            Router::GatewayApi,
+            &out,
+            &before,
+            &live,
+            Some(&r),
+            &snapshot,
+        ));
+        let status = format!("status {}", phase.as_str());
+        assert_eq!(
+            k[k.len() - 2..],
+            [status.clone(), "delete canary".to_string()],
+            "{phase:?}: {k:?}"
+        );
+        assert!(k.iter().all(|w| !w.starts_with("canary")), "{k:?}");
+        // Again, after a crash: the canary gone, the Deployment marked, the weights at 0.
+        let mut marked = d.clone();
+        let key = match mark {
+            RevisionMark::Failed(_) => FAILED_REVISION,
+            RevisionMark::Stable(_) => STABLE_REVISION,
+        };
+        marked
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), revision.clone());
+        marked.spec.as_mut().expect("spec").paused = Some(true);
+        let gone = CanarySight::of(None, &revision);
+        let again = plan(
+            &marked,
+            Router::Replicas,
+            &out,
+            &before,
+            &gone,
+            None,
+            &snapshot,
+        );
+        assert_eq!(
+            kinds(&again),
+            ["deployment paused=true", status.as_str()],
+            "{phase:?}"
+        );
+        // ... and the Deployment write is a no-op there: it already carries the mark.
+        let Write::Deployment(fields) = &again[0] else {
+            panic!("a Deployment write")
+        };
+        assert_eq!(fields, &GovernedFields::of(&marked), "{phase:?}");
+    }
 }
 
 #[test]
