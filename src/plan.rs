@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::analysis::decision::{MixtureSprt, Sprt};
 use crate::api::policy::{
-    AnalysisSpec, Baseline, Decision, OnNoData, SequentialSpec, SequentialTest, Step, Tier,
-    TierMatch,
+    AnalysisSpec, Baseline, Decision, OnInconclusive, OnNoData, SequentialSpec, SequentialTest,
+    Step, Tier, TierMatch,
 };
 use crate::api::quantity::{QuantityError, Ratio, parse_duration, parse_percent};
 use crate::names::CHANGE_ORIGIN;
@@ -50,7 +50,14 @@ pub fn default_tiers() -> Vec<Tier> {
             max_error_rate: "0.5%".into(),
             decision: Decision::Sequential,
             failure_limit: 0,
-            sequential: Some(SequentialSpec::default()),
+            // Measured against stable, not a constant: a service whose normal error rate is
+            // 0.3% is not rolled back for it, and an incident that hits both revisions moves
+            // neither towards rollback (docs/analysis.md, "Relative to stable"). An undecided
+            // test holds for a person: the built-in AI tier never promotes on it.
+            sequential: Some(SequentialSpec {
+                baseline: Baseline::Stable,
+                ..SequentialSpec::default()
+            }),
             min_requests: None,
             require_approval: false,
         },
@@ -140,6 +147,9 @@ pub enum Judge {
         p1: f64,
         alpha: f64,
         beta: f64,
+        /// How long a step may run past its pause without a decision.
+        decide_within: Duration,
+        on_inconclusive: OnInconclusive,
     },
 }
 
@@ -225,6 +235,8 @@ impl Plan {
                 };
                 let alpha = percent(format!("{at}.sequential.alpha"), &seq.alpha)?;
                 let beta = percent(format!("{at}.sequential.beta"), &seq.beta)?;
+                let decide_within =
+                    duration(format!("{at}.sequential.decideWithin"), &seq.decide_within)?;
                 if p0 >= p1 {
                     return Err(PlanError::Invalid {
                         field: format!("{at}.sequential.p0"),
@@ -266,6 +278,8 @@ impl Plan {
                     p1: p1.as_f64(),
                     alpha: alpha.as_f64(),
                     beta: beta.as_f64(),
+                    decide_within,
+                    on_inconclusive: seq.on_inconclusive,
                 }
             }
         };
