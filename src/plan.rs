@@ -273,7 +273,16 @@ impl Plan {
                 }
                 Judge::Sequential {
                     test: seq.test,
-                    baseline: seq.baseline,
+                    baseline: if seq.baseline == Baseline::Stable
+                        && !tells_revisions_apart(analysis)
+                    {
+                        // Only the built-in tier gets here (the policy check refuses such
+                        // templates for a tier that asks for `stable`): the queries would
+                        // measure the canary twice, so it tests against the fixed p0.
+                        Baseline::Fixed
+                    } else {
+                        seq.baseline
+                    },
                     p0: p0.as_f64(),
                     p1: p1.as_f64(),
                     alpha: alpha.as_f64(),
@@ -294,6 +303,20 @@ impl Plan {
             max_error_rate,
         })
     }
+}
+
+/// Whether both templates select the measured pods (`{{workload}}`, `{{track}}` or
+/// `{{revision}}`), so the stable revision can be measured apart from the canary.
+pub fn tells_revisions_apart(analysis: &AnalysisSpec) -> bool {
+    use crate::analysis::query::{Template, Variable};
+    [&analysis.requests, &analysis.errors].iter().all(|src| {
+        Template::parse(src).is_ok_and(|t| {
+            let v = t.variables();
+            v.contains(&Variable::Workload)
+                || v.contains(&Variable::Track)
+                || v.contains(&Variable::Revision)
+        })
+    })
 }
 
 /// Canary replicas for a slice with the replicas router: the canary's pods are added to

@@ -271,6 +271,15 @@ pub struct TestWindow {
     /// served the evidence the tier declares enough); a slice widens only once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_step: Option<i32>,
+    /// `baseline: stable`: intervals between samples in which stable served requests, over
+    /// the whole run (for the dispersion of its error counts).
+    #[serde(default)]
+    pub stable_intervals: i32,
+    /// `baseline: stable`: the sum over those intervals of stable's errors squared over its
+    /// requests, in millionths (with the interval count and stable's totals, Pearson's
+    /// dispersion statistic).
+    #[serde(default)]
+    pub stable_squares: i64,
 }
 
 /// Cumulative request and error counts of both revisions at one sample.

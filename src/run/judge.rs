@@ -296,22 +296,24 @@ fn sequential(
             step: status.step,
             tests: w.tests.max(0) + 1,
             origin: w.latest,
-            latest: w.latest,
-            accepted_step: w.accepted_step,
+            ..w.clone()
         },
         // The run's first sample counts from the canary's start; a run written before windows
         // existed opens its first window here.
-        None => TestWindow {
-            step: status.step,
-            tests: 1,
-            origin: if status.step == 0 {
+        None => {
+            let origin = if status.step == 0 {
                 WindowCounts::default()
             } else {
                 here
-            },
-            latest: here,
-            accepted_step: None,
-        },
+            };
+            TestWindow {
+                step: status.step,
+                tests: 1,
+                origin,
+                latest: origin,
+                ..TestWindow::default()
+            }
+        }
     };
     let o = w.origin;
     let d = |now: f64, origin: i64| (now - origin as f64).max(0.0);
@@ -338,7 +340,17 @@ fn sequential(
         (SequentialTest::Sprt, Some((sr, se))) => {
             let m = d(sr, o.stable_requests);
             let s = d(se, o.stable_errors);
-            let disp = dispersion(&stable_intervals(status, (sr, se)));
+            // This interval joins the run's dispersion sums (stable's counts since the
+            // previous sample).
+            let mi = sr - w.latest.stable_requests as f64;
+            let si = se - w.latest.stable_errors as f64;
+            if mi > 0.0 && si >= 0.0 {
+                w.stable_intervals += 1;
+                w.stable_squares = w
+                    .stable_squares
+                    .saturating_add((si * si / mi * 1e6).round() as i64);
+            }
+            let disp = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
             let t = RelativeSprt::new(p.p0, p.p1, alpha, p.beta, disp)?;
             out.test = t.decide(n, k, m, s);
             out.relative = true;
@@ -377,22 +389,6 @@ fn sequential(
     }
     w.latest = here;
     Ok((w, out))
-}
-
-/// Stable's (requests, errors) per interval over the samples kept in status and this one,
-/// for the dispersion estimate.
-fn stable_intervals(status: &RolloutRunStatus, now: (f64, f64)) -> Vec<(f64, f64)> {
-    let mut points: Vec<(f64, f64)> = status
-        .samples
-        .iter()
-        .filter_map(|s| Some((s.stable_requests? as f64, s.stable_errors? as f64)))
-        .collect();
-    points.push(now);
-    points
-        .windows(2)
-        .map(|w| (w[1].0 - w[0].0, w[1].1 - w[0].1))
-        .filter(|(m, s)| *m > 0.0 && *s >= 0.0)
-        .collect()
 }
 
 /// Whether a sequential tier's step may end: the test accepted the canary at this slice, or
