@@ -512,6 +512,55 @@ mod tests {
         );
     }
 
+    /// The built-in AI tier measures against stable when the queries can tell the revisions
+    /// apart, and against its fixed p0 when they cannot (they would measure the canary twice).
+    #[test]
+    fn the_built_in_ai_tier_measures_against_stable_when_the_queries_can() {
+        let with = |requests: &str, errors: &str| AnalysisSpec {
+            requests: requests.into(),
+            errors: errors.into(),
+            ..analysis()
+        };
+        let cases = [
+            ("sum(x)", "sum(y)", Baseline::Fixed),
+            ("sum(x{w=\"{{workload}}\"})", "sum(y)", Baseline::Fixed),
+            (
+                "sum(x{w=\"{{workload}}\"})",
+                "sum(y{w=\"{{workload}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{t=\"{{track}}\"})",
+                "sum(y{t=\"{{track}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{h=\"{{revision}}\"})",
+                "sum(y{h=\"{{revision}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{w=\"{{canary}}\"})",
+                "sum(y{w=\"{{canary}}\"})",
+                Baseline::Fixed,
+            ),
+        ];
+        let tier = default_tiers().remove(0);
+        for (requests, errors, want) in cases {
+            let plan = Plan::resolve(&tier, &with(requests, errors), "t").expect("plan");
+            let Judge::Sequential {
+                baseline,
+                on_inconclusive,
+                ..
+            } = plan.judge
+            else {
+                panic!("sequential");
+            };
+            assert_eq!(baseline, want, "{requests} / {errors}");
+            assert_eq!(on_inconclusive, OnInconclusive::Hold);
+        }
+    }
+
     #[test]
     fn sequential_parameters_the_engines_refuse_are_refused_here() {
         // maxErrorRate 100% passes the API server's rules (p0 below it, at most 100%), but
