@@ -104,7 +104,9 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
                         ),
                     ));
                 }
+                // A built-in tier falls back to its fixed p0 instead (`Plan::resolve`).
                 if baseline == Baseline::Stable
+                    && !builtin
                     && !vars.contains(&Variable::Workload)
                     && !vars.contains(&Variable::Track)
                 {

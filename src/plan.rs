@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::analysis::decision::{MixtureSprt, Sprt};
 use crate::api::policy::{
-    AnalysisSpec, Baseline, Decision, OnNoData, SequentialSpec, SequentialTest, Step, Tier,
-    TierMatch,
+    AnalysisSpec, Baseline, Decision, OnInconclusive, OnNoData, SequentialSpec, SequentialTest,
+    Step, Tier, TierMatch,
 };
 use crate::api::quantity::{QuantityError, Ratio, parse_duration, parse_percent};
 use crate::names::CHANGE_ORIGIN;
@@ -50,7 +50,14 @@ pub fn default_tiers() -> Vec<Tier> {
             max_error_rate: "0.5%".into(),
             decision: Decision::Sequential,
             failure_limit: 0,
-            sequential: Some(SequentialSpec::default()),
+            // Measured against stable, not a constant: a service whose normal error rate is
+            // 0.3% is not rolled back for it, and an incident that hits both revisions moves
+            // neither towards rollback (docs/analysis.md, "Relative to stable"). An undecided
+            // test holds for a person: the built-in AI tier never promotes on it.
+            sequential: Some(SequentialSpec {
+                baseline: Baseline::Stable,
+                ..SequentialSpec::default()
+            }),
             min_requests: None,
             require_approval: false,
             max_share: None,
@@ -142,6 +149,9 @@ pub enum Judge {
         p1: f64,
         alpha: f64,
         beta: f64,
+        /// How long a step may run past its pause without a decision.
+        decide_within: Duration,
+        on_inconclusive: OnInconclusive,
     },
 }
 
@@ -229,6 +239,8 @@ impl Plan {
                 };
                 let alpha = percent(format!("{at}.sequential.alpha"), &seq.alpha)?;
                 let beta = percent(format!("{at}.sequential.beta"), &seq.beta)?;
+                let decide_within =
+                    duration(format!("{at}.sequential.decideWithin"), &seq.decide_within)?;
                 if p0 >= p1 {
                     return Err(PlanError::Invalid {
                         field: format!("{at}.sequential.p0"),
@@ -265,11 +277,22 @@ impl Plan {
                 }
                 Judge::Sequential {
                     test: seq.test,
-                    baseline: seq.baseline,
+                    baseline: if seq.baseline == Baseline::Stable
+                        && !tells_revisions_apart(analysis)
+                    {
+                        // Only the built-in tier gets here (the policy check refuses such
+                        // templates for a tier that asks for `stable`): the queries would
+                        // measure the canary twice, so it tests against the fixed p0.
+                        Baseline::Fixed
+                    } else {
+                        seq.baseline
+                    },
                     p0: p0.as_f64(),
                     p1: p1.as_f64(),
                     alpha: alpha.as_f64(),
                     beta: beta.as_f64(),
+                    decide_within,
+                    on_inconclusive: seq.on_inconclusive,
                 }
             }
         };
@@ -289,6 +312,20 @@ impl Plan {
                 .transpose()?,
         })
     }
+}
+
+/// Whether both templates select the measured pods (`{{workload}}`, `{{track}}` or
+/// `{{revision}}`), so the stable revision can be measured apart from the canary.
+pub fn tells_revisions_apart(analysis: &AnalysisSpec) -> bool {
+    use crate::analysis::query::{Template, Variable};
+    [&analysis.requests, &analysis.errors].iter().all(|src| {
+        Template::parse(src).is_ok_and(|t| {
+            let v = t.variables();
+            v.contains(&Variable::Workload)
+                || v.contains(&Variable::Track)
+                || v.contains(&Variable::Revision)
+        })
+    })
 }
 
 /// Canary replicas for a slice with the replicas router: the canary's pods are added to
@@ -482,6 +519,55 @@ mod tests {
                 .starts_with("spec.tiers[0].steps[0].pause: "),
             "{err}"
         );
+    }
+
+    /// The built-in AI tier measures against stable when the queries can tell the revisions
+    /// apart, and against its fixed p0 when they cannot (they would measure the canary twice).
+    #[test]
+    fn the_built_in_ai_tier_measures_against_stable_when_the_queries_can() {
+        let with = |requests: &str, errors: &str| AnalysisSpec {
+            requests: requests.into(),
+            errors: errors.into(),
+            ..analysis()
+        };
+        let cases = [
+            ("sum(x)", "sum(y)", Baseline::Fixed),
+            ("sum(x{w=\"{{workload}}\"})", "sum(y)", Baseline::Fixed),
+            (
+                "sum(x{w=\"{{workload}}\"})",
+                "sum(y{w=\"{{workload}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{t=\"{{track}}\"})",
+                "sum(y{t=\"{{track}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{h=\"{{revision}}\"})",
+                "sum(y{h=\"{{revision}}\"})",
+                Baseline::Stable,
+            ),
+            (
+                "sum(x{w=\"{{canary}}\"})",
+                "sum(y{w=\"{{canary}}\"})",
+                Baseline::Fixed,
+            ),
+        ];
+        let tier = default_tiers().remove(0);
+        for (requests, errors, want) in cases {
+            let plan = Plan::resolve(&tier, &with(requests, errors), "t").expect("plan");
+            let Judge::Sequential {
+                baseline,
+                on_inconclusive,
+                ..
+            } = plan.judge
+            else {
+                panic!("sequential");
+            };
+            assert_eq!(baseline, want, "{requests} / {errors}");
+            assert_eq!(on_inconclusive, OnInconclusive::Hold);
+        }
     }
 
     #[test]

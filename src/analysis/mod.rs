@@ -4,4 +4,5 @@
 pub mod decision;
 pub mod prometheus;
 pub mod query;
+pub mod relative;
 pub mod request;

@@ -451,6 +451,34 @@ pub struct SequentialSpec {
     #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
     #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0 && double(self.replace('%', '')) < 50.0").message("sequential.beta must be within (0%, 50%)"))]
     pub beta: String,
+    /// How long a step may run past its pause while the test has not decided (`sprt`: not
+    /// crossed its accept boundary at this slice; `mixture`: fewer than `minRequests` at this
+    /// slice). A slice widens, and the run promotes, only on that evidence; when this
+    /// deadline passes without it, `onInconclusive` applies.
+    #[serde(default = "default_decide_within")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub decide_within: String,
+    /// What an undecided test does at the deadline: `hold` (the run waits at its slice,
+    /// still analysed, until someone runs `kubectl rollguard promote` or the test decides),
+    /// `rollback`, or `promote` (move on as if accepted). The choice and the reason are
+    /// recorded on the run.
+    #[serde(default)]
+    pub on_inconclusive: OnInconclusive,
+}
+
+/// What an undecided sequential test does when its step's deadline passes.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum OnInconclusive {
+    /// Wait at the slice for a person (`kubectl rollguard promote`) or for the test.
+    #[default]
+    Hold,
+    /// Roll back: not enough evidence that the canary is good.
+    Rollback,
+    /// Move on as if the test had accepted the canary.
+    Promote,
 }
 
 impl Default for SequentialSpec {
@@ -462,8 +490,14 @@ impl Default for SequentialSpec {
             p1: None,
             alpha: default_alpha(),
             beta: default_beta(),
+            decide_within: default_decide_within(),
+            on_inconclusive: OnInconclusive::default(),
         }
     }
+}
+
+fn default_decide_within() -> String {
+    "1h".into()
 }
 
 fn default_p0() -> Option<String> {

@@ -263,6 +263,12 @@ pub struct RolloutRunStatus {
     /// Decisions people took over the evidence (`promote`), in the order they took effect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<Override>,
+    /// Sequential mode: the window the current test counts over. Each step's slice starts a
+    /// fresh test, and so does every acceptance, so clean traffic seen earlier never hides a
+    /// regression that starts later. Absent on runs written before windows existed (their
+    /// next sample opens one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestWindow>,
 }
 
 /// A `promote` that moved the run on without what the tier asks for (a pause, a judging
@@ -278,6 +284,58 @@ pub struct Override {
     pub step: i32,
     /// What it skipped, for people, e.g. `the pause and the evidence of step 1/2 (1%)`.
     pub skipped: String,
+}
+
+/// The sequential test's window: where it started in the cumulative counts, and how many
+/// tests the run has started (each one spends part of the run's false-rollback budget).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TestWindow {
+    /// The step whose slice this window measures, 0-based.
+    #[serde(default)]
+    pub step: i32,
+    /// Tests started in this run, this one included. The k-th test rolls back at
+    /// alpha/(k(k+1)), so all of a run's tests together roll back a good canary at most
+    /// alpha of the time however many there are.
+    #[serde(default)]
+    pub tests: i32,
+    /// Cumulative counts where this window starts.
+    #[serde(default)]
+    pub origin: WindowCounts,
+    /// Cumulative counts at the latest sample: where the next window starts.
+    #[serde(default)]
+    pub latest: WindowCounts,
+    /// The step at which the test last accepted the canary (crossed its accept boundary, or
+    /// served the evidence the tier declares enough); a slice widens only once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_step: Option<i32>,
+    /// `baseline: stable`: intervals between samples in which stable served requests, over
+    /// the whole run (for the dispersion of its error counts).
+    #[serde(default)]
+    pub stable_intervals: i32,
+    /// `baseline: stable`: the sum over those intervals of stable's errors squared over its
+    /// requests, in millionths (with the interval count and stable's totals, Pearson's
+    /// dispersion statistic).
+    #[serde(default)]
+    pub stable_squares: i64,
+}
+
+/// Cumulative request and error counts of both revisions at one sample.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowCounts {
+    /// Canary requests.
+    #[serde(default)]
+    pub requests: i64,
+    /// Canary errors.
+    #[serde(default)]
+    pub errors: i64,
+    /// Stable requests (`baseline: stable` only).
+    #[serde(default)]
+    pub stable_requests: i64,
+    /// Stable errors (`baseline: stable` only).
+    #[serde(default)]
+    pub stable_errors: i64,
 }
 
 /// One analysis sample: what was asked, what came back, and what it meant.
@@ -312,6 +370,24 @@ pub struct Sample {
     )]
     #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
     pub errors: Option<u64>,
+    /// `baseline: stable`: stable's requests over the same window.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::stable_requests"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub stable_requests: Option<u64>,
+    /// `baseline: stable`: stable's errors over the same window.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::stable_errors"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub stable_errors: Option<u64>,
     // The rate and the numbers below are evidence for people, formatted once when the
     // sample is judged: the machine and the CLI show them but never read them back.
     /// errors / requests, e.g. `0.52%`.
@@ -419,6 +495,14 @@ mod wire {
 
     pub fn errors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         named("errors", d, parse_count)
+    }
+
+    pub fn stable_requests<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("stableRequests", d, parse_count)
+    }
+
+    pub fn stable_errors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("stableErrors", d, parse_count)
     }
 
     /// A count as its decimal string, e.g. `"1520"`.

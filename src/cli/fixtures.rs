@@ -110,6 +110,8 @@ pub fn sample(
         ),
         requests: Some(requests),
         errors: Some(errors),
+        stable_requests: None,
+        stable_errors: None,
         rate: Some(rate.into()),
         threshold: Some("0.5%".into()),
         statistic: None,

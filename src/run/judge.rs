@@ -7,10 +7,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Measurement, RolloutRunStatus, RunView, fmt_rate};
 use crate::analysis::decision::{
-    MixtureSprt, SequentialVerdict, Sprt, ThresholdVerdict, relative_hypotheses, threshold,
+    DecisionError, MixtureSprt, SequentialOutcome, SequentialVerdict, Sprt, ThresholdVerdict,
+    threshold,
 };
-use crate::api::policy::{Baseline, SequentialTest};
-use crate::api::run::{Sample, Verdict};
+use crate::analysis::relative::{RelativeSprt, dispersion, spent_alpha};
+use crate::api::policy::{Baseline, OnInconclusive, SequentialTest};
+use crate::api::quantity::format_duration;
+use crate::api::run::{Sample, TestWindow, Verdict, WindowCounts};
 use crate::plan::Judge;
 
 /// A count Prometheus reported (finite and not negative), rounded to a whole number.
@@ -30,6 +33,8 @@ pub(super) enum Judgement {
 pub(super) struct Judged {
     pub sample: Sample,
     pub judgement: Judgement,
+    /// Sequential mode: the test's window after this sample (`None`: unchanged).
+    pub window: Option<TestWindow>,
 }
 
 pub(super) fn judge(
@@ -51,6 +56,8 @@ pub(super) fn judge(
         errors_query: Some(queries.errors.clone()),
         requests: None,
         errors: None,
+        stable_requests: None,
+        stable_errors: None,
         rate: None,
         threshold: None,
         statistic: None,
@@ -68,6 +75,7 @@ pub(super) fn judge(
             return Judged {
                 sample,
                 judgement: Judgement::NoData,
+                window: None,
             };
         }
         Measurement::Failed { why, .. } => {
@@ -76,6 +84,7 @@ pub(super) fn judge(
             return Judged {
                 sample,
                 judgement: Judgement::Error,
+                window: None,
             };
         }
         Measurement::Counts {
@@ -93,6 +102,7 @@ pub(super) fn judge(
         return Judged {
             sample,
             judgement: Judgement::NoData,
+            window: None,
         };
     }
     sample.requests = Some(count(requests));
@@ -121,6 +131,7 @@ pub(super) fn judge(
             Judged {
                 sample,
                 judgement: j,
+                window: None,
             }
         }
         Judge::Sequential {
@@ -130,24 +141,35 @@ pub(super) fn judge(
             p1,
             alpha,
             beta,
+            ..
         } => {
-            let (p0, p1) = match (baseline, stable) {
-                (Baseline::Stable, Some((sr, se))) if sr > 0.0 && se.is_finite() => {
-                    relative_hypotheses(se / sr, *p0, *p1)
+            let stable = match (baseline, stable) {
+                // The same counts for both revisions: the templates do not tell them apart
+                // (no {{workload}}, {{track}} or {{revision}}), so there is no baseline.
+                (Baseline::Stable, Some((sr, se))) if (sr, se) != (requests, errors) => {
+                    sample.stable_requests = Some(count(sr));
+                    sample.stable_errors = Some(count(se));
+                    Some((sr, se))
                 }
-                _ => (*p0, *p1),
+                _ => None,
             };
-            sample.baseline = Some(fmt_rate(p0));
-            sample.threshold = Some(fmt_rate(p1));
-            let outcome = match test {
-                SequentialTest::Sprt => {
-                    Sprt::new(p0, p1, *alpha, *beta).map(|t| t.decide(requests, errors))
-                }
-                SequentialTest::Mixture => {
-                    MixtureSprt::with_default_prior(p0, *alpha).map(|t| t.decide(requests, errors))
-                }
+            let seq = SequentialParams {
+                test: *test,
+                p0: *p0,
+                p1: *p1,
+                alpha: *alpha,
+                beta: *beta,
+                min_requests: plan.min_requests,
             };
-            let outcome = match outcome {
+            let (window, outcome) = match sequential(
+                &seq,
+                status,
+                Cumulative {
+                    requests,
+                    errors,
+                    stable,
+                },
+            ) {
                 Ok(o) => o,
                 Err(e) => {
                     sample.verdict = Verdict::Error;
@@ -155,13 +177,17 @@ pub(super) fn judge(
                     return Judged {
                         sample,
                         judgement: Judgement::Error,
+                        window: None,
                     };
                 }
             };
-            sample.statistic = Some(format!("{:.3}", outcome.statistic));
-            sample.upper_bound = Some(format!("{:.3}", outcome.upper));
-            sample.lower_bound = outcome.lower.map(|l| format!("{l:.3}"));
-            let (v, j) = match outcome.verdict {
+            sample.baseline = Some(fmt_rate(outcome.p0));
+            sample.threshold = Some(fmt_rate(outcome.p1));
+            sample.statistic = Some(format!("{:.3}", outcome.test.statistic));
+            sample.upper_bound = Some(format!("{:.3}", outcome.test.upper));
+            sample.lower_bound = outcome.test.lower.map(|l| format!("{l:.3}"));
+            sample.message = Some(outcome.describe());
+            let (v, j) = match outcome.test.verdict {
                 SequentialVerdict::Rollback => (
                     Verdict::Fail,
                     Judgement::Bad {
@@ -176,7 +202,274 @@ pub(super) fn judge(
             Judged {
                 sample,
                 judgement: j,
+                window: Some(window),
             }
         }
+    }
+}
+
+/// The sequential test's parameters as the plan resolved them.
+struct SequentialParams {
+    test: SequentialTest,
+    p0: f64,
+    p1: f64,
+    alpha: f64,
+    beta: f64,
+    /// The evidence a `mixture` test (which has no accept boundary) declares enough: this
+    /// many requests at one slice without a rollback.
+    min_requests: f64,
+}
+
+/// Counts since the canary started, as the queries returned them.
+#[derive(Debug, Clone, Copy)]
+struct Cumulative {
+    requests: f64,
+    errors: f64,
+    stable: Option<(f64, f64)>,
+}
+
+impl Cumulative {
+    fn rounded(&self) -> WindowCounts {
+        let c = |x: f64| count(x).min(i64::MAX as u64) as i64;
+        WindowCounts {
+            requests: c(self.requests),
+            errors: c(self.errors),
+            stable_requests: self.stable.map_or(0, |(r, _)| c(r)),
+            stable_errors: self.stable.map_or(0, |(_, e)| c(e)),
+        }
+    }
+}
+
+/// What the sequential test said over its window.
+struct WindowOutcome {
+    test: SequentialOutcome,
+    /// The hypotheses as judged: the fixed pair, or (relative test) the floor and p1 at
+    /// stable's rate.
+    p0: f64,
+    p1: f64,
+    /// The run's k-th test, its window's canary requests, its false-rollback budget.
+    k: i32,
+    requests: f64,
+    alpha: f64,
+    relative: bool,
+    dispersion: f64,
+}
+
+impl WindowOutcome {
+    fn describe(&self) -> String {
+        let against = if self.relative {
+            format!(
+                "canary against stable in the same window (dispersion allowance {:.2})",
+                self.dispersion
+            )
+        } else {
+            "canary against the fixed p0".to_string()
+        };
+        format!(
+            "test {} of the run over {:.0} canary requests at this slice, {against}; rollback boundary at alpha {}",
+            self.k,
+            self.requests,
+            fmt_rate(self.alpha)
+        )
+    }
+}
+
+/// Runs the sequential test over its window and moves the window on.
+///
+/// The window is the counts since the later of: the start of the current step's slice
+/// (the previous step's last sample) and the test's last acceptance. So every slice starts a
+/// fresh test and every acceptance starts another: clean traffic digs no hole deeper than the
+/// accept boundary for a later regression to climb out of. Each new test is the run's k-th
+/// and rolls back at alpha/(k(k+1)) ([`spent_alpha`]), which keeps the whole run's
+/// false-rollback rate within alpha. The window lives in the status as cumulative counts, so
+/// the machine needs no per-interval queries: it differences the cumulative samples.
+fn sequential(
+    p: &SequentialParams,
+    status: &RolloutRunStatus,
+    now: Cumulative,
+) -> Result<(TestWindow, WindowOutcome), DecisionError> {
+    let here = now.rounded();
+    let mut w = match &status.test {
+        Some(w) if w.step == status.step => w.clone(),
+        // A new slice: the window starts where the previous one's last sample left off.
+        Some(w) => TestWindow {
+            step: status.step,
+            tests: w.tests.max(0) + 1,
+            origin: w.latest,
+            ..w.clone()
+        },
+        // The run's first sample counts from the canary's start; a run written before windows
+        // existed opens its first window here.
+        None => {
+            let origin = if status.step == 0 {
+                WindowCounts::default()
+            } else {
+                here
+            };
+            TestWindow {
+                step: status.step,
+                tests: 1,
+                origin,
+                latest: origin,
+                ..TestWindow::default()
+            }
+        }
+    };
+    let o = w.origin;
+    let d = |now: f64, origin: i64| (now - origin as f64).max(0.0);
+    let n = d(now.requests, o.requests);
+    let k = d(now.errors, o.errors);
+    let k_run = w.tests.max(1);
+    let alpha = spent_alpha(p.alpha, k_run);
+    let mut out = WindowOutcome {
+        test: SequentialOutcome {
+            statistic: f64::NAN,
+            upper: f64::NAN,
+            lower: None,
+            verdict: SequentialVerdict::Invalid,
+        },
+        p0: p.p0,
+        p1: p.p1,
+        k: k_run,
+        requests: n,
+        alpha,
+        relative: false,
+        dispersion: 1.0,
+    };
+    match (p.test, now.stable) {
+        (SequentialTest::Sprt, Some((sr, se))) => {
+            let m = d(sr, o.stable_requests);
+            let s = d(se, o.stable_errors);
+            // This interval joins the run's dispersion sums (stable's counts since the
+            // previous sample).
+            let mi = sr - w.latest.stable_requests as f64;
+            let si = se - w.latest.stable_errors as f64;
+            if mi > 0.0 && si >= 0.0 {
+                w.stable_intervals += 1;
+                w.stable_squares = w
+                    .stable_squares
+                    .saturating_add((si * si / mi * 1e6).round() as i64);
+            }
+            let disp = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
+            let t = RelativeSprt::new(p.p0, p.p1, alpha, p.beta, disp)?;
+            out.test = t.decide(n, k, m, s);
+            out.relative = true;
+            out.dispersion = t.dispersion;
+            if m > 0.0 {
+                out.p0 = (s / m).max(p.p0);
+                out.p1 = (out.p0 * t.ratio).min(crate::analysis::decision::MAX_SCALED_P1);
+            }
+        }
+        (SequentialTest::Sprt, None) => {
+            out.test = Sprt::new(p.p0, p.p1, alpha, p.beta)?.decide(n, k);
+        }
+        (SequentialTest::Mixture, stable) => {
+            let p0 = match stable {
+                Some((sr, se)) => {
+                    let m = d(sr, o.stable_requests);
+                    let s = d(se, o.stable_errors);
+                    if m > 0.0 { (s / m).max(p.p0) } else { p.p0 }
+                }
+                None => p.p0,
+            };
+            out.p0 = p0;
+            out.test = MixtureSprt::with_default_prior(p0, alpha)?.decide(n, k);
+            // No accept boundary: the declared evidence is minRequests at this slice.
+            if out.test.verdict == SequentialVerdict::Continue && n >= p.min_requests {
+                w.accepted_step = Some(status.step);
+                w.origin = here;
+                w.tests = k_run + 1;
+            }
+        }
+    }
+    if out.test.verdict == SequentialVerdict::AcceptGood {
+        w.accepted_step = Some(status.step);
+        w.origin = here;
+        w.tests = k_run + 1;
+    }
+    w.latest = here;
+    Ok((w, out))
+}
+
+/// Whether a sequential tier's step may end: the test accepted the canary at this slice, or
+/// the deadline passed and `onInconclusive` says what to do.
+pub(super) enum Gate {
+    /// The evidence is there (or the tier is not sequential).
+    Open,
+    /// Keep the slice: `(reason, message)` for the `Waiting` condition.
+    Wait(&'static str, String),
+    /// The deadline passed undecided and the tier says roll back.
+    Rollback(String),
+    /// The deadline passed undecided and the tier says move on; the message is recorded.
+    Promote(String),
+}
+
+/// The gate of the current step, whose pause ended at `pause_end`.
+pub(super) fn gate(
+    run: &RunView,
+    status: &RolloutRunStatus,
+    now: Timestamp,
+    pause_end: Timestamp,
+) -> Gate {
+    let Judge::Sequential {
+        decide_within,
+        on_inconclusive,
+        test,
+        ..
+    } = &run.plan.judge
+    else {
+        return Gate::Open;
+    };
+    if status
+        .test
+        .as_ref()
+        .is_some_and(|w| w.accepted_step == Some(status.step))
+    {
+        return Gate::Open;
+    }
+    let deadline = super::after(pause_end, *decide_within);
+    let step = format!("step {}/{}", status.step + 1, run.plan.steps.len());
+    let needs = match test {
+        SequentialTest::Sprt => "has not accepted the canary at this slice".to_string(),
+        SequentialTest::Mixture => format!(
+            "has not seen {} requests at this slice without a rollback",
+            run.plan.min_requests
+        ),
+    };
+    if now < deadline {
+        return Gate::Wait(
+            "WaitingForEvidence",
+            format!(
+                "{step} has ended its pause but the sequential test {needs}; the step extends until it decides or until {deadline} ({} past the pause), then onInconclusive: {}",
+                format_duration(*decide_within),
+                on_inconclusive_name(*on_inconclusive)
+            ),
+        );
+    }
+    let why = format!(
+        "the sequential test {needs} {} after {step}'s pause ended",
+        format_duration(*decide_within)
+    );
+    match on_inconclusive {
+        OnInconclusive::Hold => Gate::Wait(
+            "Inconclusive",
+            format!(
+                "{why}; holding at this slice (onInconclusive: hold) until the test decides or someone runs `kubectl rollguard promote`"
+            ),
+        ),
+        OnInconclusive::Rollback => {
+            Gate::Rollback(format!("rolled back: {why} (onInconclusive: rollback)"))
+        }
+        OnInconclusive::Promote => Gate::Promote(format!(
+            "moving on without a decision: {why} (onInconclusive: promote)"
+        )),
+    }
+}
+
+fn on_inconclusive_name(o: OnInconclusive) -> &'static str {
+    match o {
+        OnInconclusive::Hold => "hold",
+        OnInconclusive::Rollback => "rollback",
+        OnInconclusive::Promote => "promote",
     }
 }

@@ -20,7 +20,7 @@ use crate::api::quantity::Ratio;
 use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
 use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight, share_of};
 
-use judge::{Judged, Judgement, judge};
+use judge::{Gate, Judged, Judgement, gate, judge};
 
 /// Samples kept in status; older ones are dropped (the count stays in `sampleCount`).
 pub const SAMPLES_KEPT: usize = 10;
@@ -659,8 +659,13 @@ impl Machine<'_, '_> {
         let plan = self.run.plan;
         let now = self.now();
         let Judged {
-            sample, judgement, ..
+            sample,
+            judgement,
+            window,
         } = judged;
+        if window.is_some() {
+            self.st.test = window;
+        }
         match &judgement {
             Judgement::Error => {
                 self.st.no_data_samples += 1;
@@ -937,6 +942,22 @@ impl Machine<'_, '_> {
             );
             return desired;
         }
+        // A sequential tier also needs its test to have accepted the canary at this slice.
+        let mut undecided_promote = false;
+        if !skip_this {
+            match gate(self.run, &self.st, now, after(started, pause)) {
+                Gate::Open => {}
+                Gate::Wait(reason, why) => {
+                    self.waiting(reason, &why);
+                    return desired;
+                }
+                Gate::Rollback(why) => return self.end(Phase::RolledBack, "Inconclusive", why),
+                Gate::Promote(why) => {
+                    self.event(true, "Inconclusive", why);
+                    undecided_promote = true;
+                }
+            }
+        }
         let last = i as usize + 1 >= plan.steps.len();
         let n = plan.steps.len();
         let promoter = promote.map(|p| p.user.clone()).unwrap_or_default();
@@ -977,7 +998,7 @@ impl Machine<'_, '_> {
                 format!("the pause of step {}/{n} ({w})", i + 1),
             );
         }
-        let evidence_ok = skip_all || evidence;
+        let evidence_ok = skip_all || undecided_promote || evidence;
         if !evidence_ok {
             self.waiting(
                 "NotEnoughEvidence",
@@ -1015,16 +1036,14 @@ impl Machine<'_, '_> {
     fn enough_evidence(&self, latest: Option<&Sample>) -> bool {
         let plan = self.run.plan;
         let Some(s) = latest else { return false };
-        let requests = s.requests.unwrap_or(0) as f64;
         match plan.judge {
             Judge::Threshold { .. } => s.verdict == Verdict::Pass,
-            Judge::Sequential { .. } => {
-                self.st
-                    .samples
-                    .iter()
-                    .any(|s| s.verdict == Verdict::AcceptGood)
-                    || (s.verdict == Verdict::Continue && requests >= plan.min_requests)
-            }
+            // The test accepted the canary at this (the last) slice: see `judge::gate`.
+            Judge::Sequential { .. } => self
+                .st
+                .test
+                .as_ref()
+                .is_some_and(|w| w.accepted_step == Some(self.st.step)),
         }
     }
 

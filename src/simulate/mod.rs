@@ -112,6 +112,7 @@ impl Simulation {
             trace,
         );
         let served = traffic.served();
+        let baseline = traffic.canary_baseline();
         // A promoted revision takes all traffic until the end of the scenario.
         let errors_after_promotion = match (d.status.phase, d.ended) {
             (Phase::Succeeded, Some(end)) if end < self.scenario.duration => {
@@ -131,7 +132,6 @@ impl Simulation {
             (Some(end), None) => Some(end.as_secs_f64()),
             _ => None,
         };
-        let baseline = served.canary_requests as f64 * self.scenario.stable.error_rate.as_f64();
         RunResult {
             run,
             seed,

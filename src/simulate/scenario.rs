@@ -7,8 +7,9 @@
 //! rps: 100               # total requests per second to the service
 //! scrapeInterval: 15s    # how fresh the counters are when the engine reads them
 //! replicas: 10           # stable pods (the replicas router's slices depend on it)
-//! stable: {errorRate: "0.1%"}
+//! stable: {errorRate: "0.1%"}  # or a schedule, for incidents
 //! canary: {errorRate: "1%"}
+//! errorClump: 1          # errors come in clumps of this many (dispersion)
 //! # or: canary: {schedule: [{at: 0s, errorRate: "0.1%"}, {at: 5m, errorRate: "5%"}]}
 //! revision: {annotations: {rollguard.dev/change-origin: ai-assisted}}
 //! noData: [{from: 2m, to: 4m}]
@@ -60,6 +61,14 @@ pub struct Scenario {
     /// selector changed): the run ends as the operator ends it on release.
     #[serde(default, deserialize_with = "some_duration")]
     pub release_after: Option<Duration>,
+    /// Errors come in clumps of this many (retries, one user's burst), on both revisions: the
+    /// same error rate, with error counts this many times as variable as independent errors.
+    #[serde(default = "default_clump")]
+    pub error_clump: u32,
+}
+
+fn default_clump() -> u32 {
+    1
 }
 
 fn default_duration() -> Duration {
@@ -72,49 +81,55 @@ fn default_replicas() -> i32 {
     10
 }
 
-/// The stable revision's traffic.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Stable {
-    /// Fraction of the stable revision's requests that fail, e.g. `"0.1%"`.
-    #[serde(default, deserialize_with = "ratio")]
-    pub error_rate: Ratio,
-}
+/// The stable revision's error rate: `errorRate` or `schedule` (incidents), as the canary's;
+/// 0% when omitted.
+pub type Stable = Rates;
 
-/// The canary's error rate: `errorRate` or `schedule`, exactly one.
+/// The canary's error rate.
+pub type Canary = Rates;
+
+/// A revision's error rate: `errorRate` or `schedule`, exactly one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "CanaryFields")]
-pub struct Canary {
+#[serde(try_from = "RateFields")]
+pub struct Rates {
     /// `(from, rate)` pairs, `from` strictly increasing and the first at 0s.
     pub schedule: Vec<(Duration, Ratio)>,
 }
 
+impl Default for Rates {
+    fn default() -> Rates {
+        Rates {
+            schedule: vec![(Duration::ZERO, Ratio::default())],
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CanaryFields {
+struct RateFields {
     #[serde(default, deserialize_with = "opt_ratio")]
     error_rate: Option<Ratio>,
     #[serde(default)]
     schedule: Option<Vec<Change>>,
 }
 
-/// One change of the canary's error rate.
+/// One change of a revision's error rate.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Change {
     /// From when (since the run started).
     #[serde(deserialize_with = "duration")]
     pub at: Duration,
-    /// The canary's error rate from then on.
+    /// The revision's error rate from then on.
     #[serde(deserialize_with = "ratio")]
     pub error_rate: Ratio,
 }
 
-impl TryFrom<CanaryFields> for Canary {
+impl TryFrom<RateFields> for Rates {
     type Error = String;
-    fn try_from(c: CanaryFields) -> Result<Canary, String> {
+    fn try_from(c: RateFields) -> Result<Rates, String> {
         match (c.error_rate, c.schedule) {
-            (Some(r), None) => Ok(Canary {
+            (Some(r), None) => Ok(Rates {
                 schedule: vec![(Duration::ZERO, r)],
             }),
             (None, Some(s)) => {
@@ -123,9 +138,9 @@ impl TryFrom<CanaryFields> for Canary {
                 }
                 let mut out: Vec<(Duration, Ratio)> = Vec::with_capacity(s.len() + 1);
                 if s[0].at > Duration::ZERO {
-                    // The canary serves from the start, so the schedule must say how.
+                    // The revision serves from the start, so the schedule must say how.
                     return Err(format!(
-                        "schedule[0].at is {}: the first change must be at 0s (the canary serves from the start)",
+                        "schedule[0].at is {}: the first change must be at 0s (the revision serves from the start)",
                         crate::api::quantity::format_duration(s[0].at)
                     ));
                 }
@@ -140,7 +155,7 @@ impl TryFrom<CanaryFields> for Canary {
                     }
                     out.push((ch.at, ch.error_rate));
                 }
-                Ok(Canary { schedule: out })
+                Ok(Rates { schedule: out })
             }
             (Some(_), Some(_)) => Err("give errorRate or schedule, not both".into()),
             (None, None) => Err("missing field `errorRate` (or `schedule`)".into()),
@@ -148,8 +163,8 @@ impl TryFrom<CanaryFields> for Canary {
     }
 }
 
-impl Canary {
-    /// The canary's error rate `t` after the start.
+impl Rates {
+    /// The error rate `t` after the start.
     pub fn rate_at(&self, t: Duration) -> f64 {
         self.schedule
             .iter()
@@ -159,7 +174,17 @@ impl Canary {
             .map_or(0.0, |(_, r)| r.as_f64())
     }
 
-    /// The highest error rate the canary ever has.
+    /// The first error rate (at the start).
+    pub fn first(&self) -> f64 {
+        self.rate_at(Duration::ZERO)
+    }
+
+    /// When the rate changes next after `t`.
+    pub fn next_change(&self, t: Duration) -> Option<Duration> {
+        self.schedule.iter().map(|(at, _)| *at).find(|at| *at > t)
+    }
+
+    /// The highest error rate the revision ever has.
     pub fn max_rate(&self) -> f64 {
         self.schedule
             .iter()
@@ -224,7 +249,11 @@ impl Scenario {
     /// A canary that never fails more often than stable is healthy; rolling it back is a
     /// false rollback. Any other canary is bad; promoting it is a miss.
     pub fn canary_is_healthy(&self) -> bool {
-        self.canary.max_rate() <= self.stable.error_rate.as_f64()
+        self.canary
+            .schedule
+            .iter()
+            .chain(self.stable.schedule.iter())
+            .all(|(t, _)| self.canary.rate_at(*t) <= self.stable.rate_at(*t))
     }
 }
 
@@ -295,7 +324,7 @@ noData: [{from: 2m, to: 4m}]
         assert_eq!(s.rps, 100.0);
         assert_eq!(s.scrape_interval, Duration::from_secs(15));
         assert_eq!(s.replicas, 10);
-        assert_eq!(s.stable.error_rate.ppm(), 1_000);
+        assert_eq!(s.stable.first(), 0.001);
         assert_eq!(s.canary.rate_at(Duration::from_secs(99)), 0.01);
         assert_eq!(
             s.revision

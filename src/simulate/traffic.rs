@@ -51,6 +51,7 @@ pub struct Traffic<'s> {
     served: Counters,
     /// Scrapes, oldest first.
     scrapes: Vec<(Duration, Counters)>,
+    canary_baseline: f64,
 }
 
 impl<'s> Traffic<'s> {
@@ -66,6 +67,7 @@ impl<'s> Traffic<'s> {
             next_scrape: phase,
             served: Counters::default(),
             scrapes: Vec::with_capacity(256),
+            canary_baseline: 0.0,
         }
     }
 
@@ -80,13 +82,22 @@ impl<'s> Traffic<'s> {
         let canary = binomial(&mut self.rng, total, share);
         let stable = total - canary;
         self.served.canary_requests += canary;
-        self.served.canary_errors += binomial(&mut self.rng, canary, canary_rate);
+        let stable_rate = self.scenario.stable.rate_at(self.drawn);
+        self.served.canary_errors += self.errors(canary, canary_rate);
         self.served.stable_requests += stable;
-        self.served.stable_errors += binomial(
-            &mut self.rng,
-            stable,
-            self.scenario.stable.error_rate.as_f64(),
-        );
+        self.served.stable_errors += self.errors(stable, stable_rate);
+        self.canary_baseline += canary as f64 * stable_rate;
+    }
+
+    /// Errors among `n` requests at `rate`, in clumps of the scenario's `errorClump`.
+    fn errors(&mut self, n: u64, rate: f64) -> u64 {
+        let clump = u64::from(self.scenario.error_clump.max(1));
+        (clump * binomial(&mut self.rng, n, rate / clump as f64)).min(n)
+    }
+
+    /// The errors the canary would have served at stable's error rate of the moment.
+    pub fn canary_baseline(&self) -> f64 {
+        self.canary_baseline
     }
 
     /// The counters Prometheus holds as of `t`: those of the last scrape at or before `t`.
@@ -108,14 +119,14 @@ impl Source for Traffic<'_> {
         };
         while self.drawn < to {
             let mut end = to.min(self.next_scrape.max(self.drawn));
-            if let Some((at, _)) = self
-                .scenario
-                .canary
-                .schedule
-                .iter()
-                .find(|(at, _)| *at > self.drawn)
+            for change in [
+                self.scenario.canary.next_change(self.drawn),
+                self.scenario.stable.next_change(self.drawn),
+            ]
+            .into_iter()
+            .flatten()
             {
-                end = end.min(*at);
+                end = end.min(change);
             }
             if end > self.drawn {
                 let rate = self.scenario.canary.rate_at(self.drawn);

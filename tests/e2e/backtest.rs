@@ -35,9 +35,12 @@ spec:
     steps:
     - {weight: 10%, pause: 4s}
     - {weight: 50%, pause: 4s}
-    maxErrorRate: 1%
+    maxErrorRate: 5%
     decision: sequential
 "#;
+// p1 is 5% so that a clean canary at 20 requests/s is accepted at each slice within its 4 s
+// pause (about 60 clean requests): a sequential slice widens only once its test accepted the
+// canary there.
 
 /// (workload, error ratio) of the exported series.
 const WORKLOADS: [(&str, f64); 2] = [("bad-canary", 0.2), ("good-canary", 0.0)];
