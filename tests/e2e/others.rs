@@ -489,3 +489,56 @@ async fn a_run_whose_deployment_two_policies_select_is_stalled_until_one_lets_go
     );
     w.finish().await;
 }
+
+#[tokio::test]
+async fn the_real_share_is_recorded_and_a_cap_holds_a_slice_a_small_service_cannot_give() {
+    // 1% on 3 replicas: one canary pod is 25% of the pods behind the Service.
+    let tiers = json!([{"name": "careful", "steps": [{"weight": "1%", "pause": "2s"}],
+                        "maxErrorRate": "2%", "maxShare": "5%"}]);
+    let w = world("cap", Router::Replicas, tiers).build().await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    let c = w
+        .wait(
+            "the run Stalled above the cap",
+            Duration::from_secs(30),
+            async || {
+                let st = w.run().await?.status?;
+                st.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Stalled" && c.reason == "ShareAboveCap")
+            },
+        )
+        .await;
+    assert!(c.message.contains("25% of traffic"), "{}", c.message);
+    // The condition is written in the pass that would have made the canary: none exists.
+    assert!(w.canary().await.is_none(), "nobody exposed above the cap");
+    // Enough replicas that one pod is 5%: the step starts, and the status says 5%.
+    w.deployments()
+        .patch_scale(
+            APP,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 19}})),
+        )
+        .await
+        .expect("scaling through the scale subresource");
+    let r = w
+        .wait(
+            "the step to start at its real share",
+            Duration::from_secs(60),
+            async || {
+                let r = w.run().await?;
+                r.status.as_ref()?.step_started_at.as_ref()?;
+                Some(r)
+            },
+        )
+        .await;
+    let st = r.status.expect("status");
+    assert_eq!(st.share.map(|s| s.to_string()).as_deref(), Some("5%"));
+    assert_eq!(st.weight.map(|s| s.to_string()).as_deref(), Some("1%"));
+    assert!(
+        st.conditions.iter().all(|c| c.type_ != "Stalled"),
+        "{:?}",
+        st.conditions
+    );
+    w.finish().await;
+}
