@@ -119,6 +119,52 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
     assert!(follower.alive());
     w.finish().await;
 }
+/// Continues the stopped old leader (`old`) while the new one (`op-1`) leads, and shows over
+/// a window of five new samples written by the new leader that the old one writes nothing
+/// (the audit log from `offset`) and exits. Returns the new leader's writes in that window.
+async fn thaw_and_see_no_write_of_the_old_leader(
+    w: &mut World,
+    audit: &str,
+    offset: u64,
+    old: &str,
+) -> Vec<String> {
+    let n = w.n().to_string();
+    let runs = w.runs();
+    let samples = async || {
+        let r = runs.list(&ListParams::default()).await.ok()?.items.pop()?;
+        Some(r.status?.sample_count)
+    };
+    let thawed = jiff::Timestamp::now();
+    w.op().signal("CONT");
+    let at_thaw = samples().await.unwrap_or(0);
+    support::wait_for(
+        Duration::from_secs(60),
+        "the new leader to write 5 more samples after the thaw",
+        async || (samples().await? >= at_thaw + 5).then_some(()),
+    )
+    .await;
+    // The old leader has noticed by now; it exits so that it never writes.
+    let gone = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || (!w.op_mut().alive()).then_some(()),
+    )
+    .await;
+    let old_writes = audit_writes(audit, offset, &format!("{old}-{n}"), thawed);
+    let new = audit_writes(audit, offset, &format!("op-1-{n}"), thawed);
+    assert!(
+        old_writes.is_empty(),
+        "the old leader wrote after it lost the Lease:\n{}\nits log:\n{}",
+        old_writes.join("\n"),
+        w.op().tail(30)
+    );
+    assert!(
+        !new.is_empty(),
+        "the new leader's writes are in the audit log"
+    );
+    assert!(gone.is_some(), "the old leader exits:\n{}", w.op().tail(20));
+    new
+}
 
 /// The kube-apiserver audit log's successful writes (create, update, patch, delete) by the
 /// operator instance `instance` received at or after `since`, from byte `offset` on.
@@ -213,35 +259,7 @@ async fn a_stalled_leader_writes_nothing_after_losing_the_lease() {
         async || (samples().await? >= taken + 2).then_some(()),
     )
     .await;
-    let thawed = jiff::Timestamp::now();
-    w.op().signal("CONT");
-    let at_thaw = samples().await.unwrap_or(0);
-    support::wait_for(
-        Duration::from_secs(60),
-        "the new leader to write 5 more samples after the thaw",
-        async || (samples().await? >= at_thaw + 5).then_some(()),
-    )
-    .await;
-    // The old leader has noticed by now; it exits so that it never writes.
-    let gone = support::poll(
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        async || (!w.op_mut().alive()).then_some(()),
-    )
-    .await;
-    let old = audit_writes(&audit, offset, &format!("op-0-{n}"), thawed);
-    let new = audit_writes(&audit, offset, &format!("op-1-{n}"), thawed);
-    assert!(
-        old.is_empty(),
-        "the old leader wrote after it lost the Lease:\n{}\nits log:\n{}",
-        old.join("\n"),
-        w.op().tail(30)
-    );
-    assert!(
-        !new.is_empty(),
-        "the new leader's writes are in the audit log"
-    );
-    assert!(gone.is_some(), "the old leader exits:\n{}", w.op().tail(20));
+    let new = thaw_and_see_no_write_of_the_old_leader(&mut w, &audit, offset, "op-0").await;
     println!(
         "old leader thawed after losing the Lease: 0 writes by it, {} by the new leader in the same window",
         new.len()
@@ -328,34 +346,7 @@ async fn a_leader_stalled_mid_write_writes_nothing_after_losing_the_lease() {
         async || (samples().await? >= 2).then_some(()),
     )
     .await;
-    let thawed = jiff::Timestamp::now();
-    w.op().signal("CONT");
-    let at_thaw = samples().await.unwrap_or(0);
-    support::wait_for(
-        Duration::from_secs(60),
-        "the new leader to write 5 more samples after the thaw",
-        async || (samples().await? >= at_thaw + 5).then_some(()),
-    )
-    .await;
-    let gone = support::poll(
-        Duration::from_secs(30),
-        Duration::from_millis(200),
-        async || (!w.op_mut().alive()).then_some(()),
-    )
-    .await;
-    let old = audit_writes(&audit, offset, &format!("op-s-{n}"), thawed);
-    let new = audit_writes(&audit, offset, &format!("op-1-{n}"), thawed);
-    assert!(
-        old.is_empty(),
-        "the old leader wrote after it lost the Lease:\n{}\nits log:\n{}",
-        old.join("\n"),
-        w.op().tail(30)
-    );
-    assert!(
-        !new.is_empty(),
-        "the new leader's writes are in the audit log"
-    );
-    assert!(gone.is_some(), "the old leader exits:\n{}", w.op().tail(20));
+    let new = thaw_and_see_no_write_of_the_old_leader(&mut w, &audit, offset, "op-s").await;
     let refused = w.op().tail(200).contains("write refused");
     println!(
         "leader stalled before its status write, continued after losing the Lease: 0 writes by it (refused by the fence: {refused}), {} by the new leader in the same window",
