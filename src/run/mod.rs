@@ -292,6 +292,12 @@ fn clear_condition(conds: &mut Vec<Condition>, type_: &str) {
     conds.retain(|c| c.type_ != type_);
 }
 
+/// Clears `Stalled` when it is for `reason`: each cause clears only its own, so one that
+/// still holds is not cleared and set again (with a new transition time) in the same pass.
+fn clear_stalled(conds: &mut Vec<Condition>, reason: &str) {
+    conds.retain(|c| !(c.type_ == condition::STALLED && c.reason == reason));
+}
+
 /// Condition types on a run.
 pub mod condition {
     pub const ANALYSIS: &str = "Analysis";
@@ -305,6 +311,8 @@ pub mod condition {
 pub mod stalled {
     /// Two or more policies select the Deployment (set by the controller, cleared here).
     pub const POLICY_CONFLICT: &str = "PolicyConflict";
+    /// Too many samples in a row without usable data, and the run holds (`onNoData: hold`).
+    pub const ANALYSIS_BLIND: &str = "AnalysisBlind";
     /// A step's real share of traffic is above the tier's `maxShare`.
     pub const SHARE_ABOVE_CAP: &str = "ShareAboveCap";
 }
@@ -342,12 +350,8 @@ impl Machine<'_, '_> {
     fn record_share(&mut self, desired: &Desired) {
         let stable = self.world.stable_replicas;
         let pods = desired.canary_replicas.unwrap_or(0);
-        let pod_share = share_of(pods, stable);
-        self.st.share = Some(match self.run.router {
-            Router::Replicas => pod_share,
-            Router::GatewayApi => desired.weight,
-        });
-        self.st.pod_share = (self.run.router == Router::GatewayApi).then_some(pod_share);
+        self.st.share = Some(self.share_of(desired.weight, pods, stable));
+        self.st.pod_share = (self.run.router == Router::GatewayApi).then(|| share_of(pods, stable));
     }
 
     fn step_weight(&self, i: i32) -> Ratio {
@@ -548,14 +552,7 @@ impl Machine<'_, '_> {
             return out.desired;
         }
         // The machine runs only when one policy governs the Deployment.
-        if self
-            .st
-            .conditions
-            .iter()
-            .any(|c| c.type_ == condition::STALLED && c.reason == stalled::POLICY_CONFLICT)
-        {
-            clear_condition(&mut self.st.conditions, condition::STALLED);
-        }
+        clear_stalled(&mut self.st.conditions, stalled::POLICY_CONFLICT);
         let total = self.run.plan.steps.len() as i32;
         self.st.step_display = Some(format!("{}/{}", self.st.step + 1, total));
 
@@ -699,7 +696,7 @@ impl Machine<'_, '_> {
             }
             _ => {
                 self.st.no_data_samples = 0;
-                clear_condition(&mut self.st.conditions, condition::STALLED);
+                clear_stalled(&mut self.st.conditions, stalled::ANALYSIS_BLIND);
                 set_condition(
                     &mut self.st.conditions,
                     condition::ANALYSIS,
@@ -770,7 +767,7 @@ impl Machine<'_, '_> {
             };
             self.event(
                 true,
-                "AnalysisBlind",
+                stalled::ANALYSIS_BLIND,
                 format!("{what} ({n} in a row): {why}; {then}"),
             );
         }
@@ -780,7 +777,7 @@ impl Machine<'_, '_> {
                 &mut self.st.conditions,
                 condition::STALLED,
                 true,
-                "AnalysisBlind",
+                stalled::ANALYSIS_BLIND,
                 &format!(
                     "{n} samples in a row without usable data (limit {limit}, onNoData: hold), the last: {what}: {why}. The run holds and never promotes; fix the query or Prometheus, or abort the run"
                 ),
@@ -845,14 +842,7 @@ impl Machine<'_, '_> {
                     paused: true,
                 };
             }
-            if self
-                .st
-                .conditions
-                .iter()
-                .any(|c| c.type_ == condition::STALLED && c.reason == stalled::SHARE_ABOVE_CAP)
-            {
-                clear_condition(&mut self.st.conditions, condition::STALLED);
-            }
+            clear_stalled(&mut self.st.conditions, stalled::SHARE_ABOVE_CAP);
         }
 
         if self.st.step_started_at.is_none() {

@@ -1408,3 +1408,37 @@ fn the_real_share_is_recorded_and_a_step_above_the_cap_holds() {
         );
     }
 }
+
+#[test]
+fn a_good_sample_does_not_clear_a_stall_it_did_not_cause() {
+    // 10% on 9 replicas is one pod (10%); 50% needs 9 (50%), above a 20% cap.
+    let mut t = tier(
+        Decision::Threshold,
+        &[("10%", "10s"), ("50%", "10s")],
+        false,
+    );
+    t.max_share = Some("20%".into());
+    let mut sim = Sim::new(t, Router::Replicas);
+    sim.tick(None);
+    sim.tick(None);
+    let stall = |st: &RolloutRunStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED)
+            .cloned()
+    };
+    let mut first = None;
+    for _ in 0..6 {
+        sim.step_with(traffic(100.0, 0.0));
+        if let Some(c) = stall(&sim.status) {
+            first.get_or_insert(c);
+        }
+    }
+    let first = first.expect("held above the cap");
+    assert_eq!(first.reason, stalled::SHARE_ABOVE_CAP);
+    let now = stall(&sim.status).expect("still held after more good samples");
+    assert_eq!(
+        now, first,
+        "not cleared and set again by the samples in between"
+    );
+}
