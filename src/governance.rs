@@ -180,11 +180,19 @@ pub fn governed_by(d: &Deployment) -> Option<&str> {
     d.annotations().get(GOVERNED_BY).map(String::as_str)
 }
 
-/// Who last set `spec.paused` on the Deployment, when it was not rollguard: the field
-/// manager that owns the field (`kubectl-rollout` for `kubectl rollout resume`), or
-/// `None` when rollguard owns it. A field nobody owns (removed by a JSON patch, say) reads
-/// as `Some("unknown")`.
-pub fn paused_by_other(d: &Deployment) -> Option<String> {
+/// Who unpaused a Deployment rollguard had paused, as far as its managedFields tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unpauser {
+    /// The field manager that owns `spec.paused` (a server-side apply of `paused: false`).
+    Manager(String),
+    /// Nobody owns the field: it was removed (`kubectl rollout resume` does, and a false
+    /// `paused` is dropped as omitempty), which leaves no manager to name.
+    Removed,
+}
+
+/// Who last set `spec.paused` on the Deployment, when it was not rollguard; `None` when
+/// rollguard owns it.
+pub fn paused_by_other(d: &Deployment) -> Option<Unpauser> {
     let owners: Vec<&str> = d
         .metadata
         .managed_fields
@@ -202,7 +210,11 @@ pub fn paused_by_other(d: &Deployment) -> Option<String> {
     if owners.contains(&crate::names::FIELD_MANAGER) {
         return None;
     }
-    Some(owners.first().map_or("unknown", |m| m).to_string())
+    Some(
+        owners
+            .first()
+            .map_or(Unpauser::Removed, |m| Unpauser::Manager(m.to_string())),
+    )
 }
 
 /// Why the Deployment's current template must not roll out when rollguard lets it go: it

@@ -319,7 +319,10 @@ fn the_field_manager_that_unpaused_is_named() {
         entry("rollguard", json!({"f:metadata": {"f:annotations": {}}})),
         entry("kubectl-rollout", json!({"f:spec": {"f:paused": {}}})),
     ]);
-    assert_eq!(paused_by_other(&d).as_deref(), Some("kubectl-rollout"));
+    assert_eq!(
+        paused_by_other(&d),
+        Some(Unpauser::Manager("kubectl-rollout".into()))
+    );
     d.metadata.managed_fields = None;
-    assert_eq!(paused_by_other(&d).as_deref(), Some("unknown"));
+    assert_eq!(paused_by_other(&d), Some(Unpauser::Removed));
 }

@@ -397,13 +397,7 @@ impl Machine<'_, '_> {
         self.st.weight = Some(Ratio::ZERO);
         self.not_waiting();
         let warning = matches!(phase, Phase::RolledBack | Phase::Aborted);
-        let event_reason = match phase {
-            Phase::RolledBack => "RolledBack",
-            Phase::Aborted => "Aborted",
-            Phase::Succeeded => "Promoted",
-            _ => "Superseded",
-        };
-        self.event(warning, event_reason, message);
+        self.event(warning, end_event_reason(phase), message);
         if matches!(phase, Phase::RolledBack | Phase::Aborted) {
             self.mark = Some(RevisionMark::Failed(self.run.spec.canary_revision.clone()));
         }
@@ -1203,6 +1197,16 @@ pub fn stalled_by_conflict(
         now,
     );
     st
+}
+
+/// The reason of the Event that announces a run's end in `phase`.
+pub fn end_event_reason(phase: Phase) -> &'static str {
+    match phase {
+        Phase::RolledBack => "RolledBack",
+        Phase::Aborted => "Aborted",
+        Phase::Succeeded => "Promoted",
+        _ => "Superseded",
+    }
 }
 
 /// Runs the machine once.

@@ -151,11 +151,15 @@ async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRu
     let template = governance::template_revision(d);
     // The Event recorder folds Events with one action into one series (the first note
     // stays): one action per writer keeps each writer's note.
-    let action: String = format!("Repause-{who}").chars().take(128).collect();
-    // A removed field has no manager: `kubectl rollout resume` removes it.
-    let who = match who.as_str() {
-        "unknown" => "someone removed spec.paused (as `kubectl rollout resume` does; the API server keeps no field manager for a removed field, its audit log names the user) and".to_string(),
-        m => format!("field manager {m} set spec.paused to false and"),
+    let (action, who) = match who {
+        governance::Unpauser::Removed => (
+            "Repause-unknown".to_string(),
+            "someone removed spec.paused (as `kubectl rollout resume` does; the API server keeps no field manager for a removed field, its audit log names the user) and".to_string(),
+        ),
+        governance::Unpauser::Manager(m) => (
+            format!("Repause-{m}").chars().take(128).collect(),
+            format!("field manager {m} set spec.paused to false and"),
+        ),
     };
     report::publish_as(
         ctx,

@@ -71,33 +71,21 @@ pub async fn release(
         hold.clone(),
     );
     outcome::execute(ctx, d, active, &writes).await?;
-    match &hold {
-        None => {
-            publish(
-                ctx,
-                d,
-                None,
-                false,
-                "Released",
-                format!("rollguard released the Deployment: {why}"),
-            )
-            .await
-        }
+    let note = format!("rollguard released the Deployment: {why}");
+    let (warning, reason, note) = match &hold {
+        None => (false, "Released", note),
         Some(_) => {
             let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
-            publish(
-                ctx,
-                d,
-                None,
+            (
                 true,
                 "ReleasedPaused",
                 format!(
-                    "rollguard released the Deployment: {why}. To roll it out anyway: `kubectl rollout resume deployment/{name} -n {ns}`; to go back, revert its pod template to the stable revision (in Git, or apply the previous manifest; `kubectl rollout undo` refuses a paused Deployment)"
+                    "{note}. To roll it out anyway: `kubectl rollout resume deployment/{name} -n {ns}`; to go back, revert its pod template to the stable revision (in Git, or apply the previous manifest; `kubectl rollout undo` refuses a paused Deployment)"
                 ),
             )
-            .await
         }
-    }
+    };
+    publish(ctx, d, None, warning, reason, note).await;
     info!(why, held = hold.is_some(), "released");
     Ok(())
 }

@@ -102,10 +102,8 @@ pub async fn publish_as(
 /// status promises (a released run's end is told about on the Deployment instead).
 pub fn end_reason(st: &RolloutRunStatus) -> Option<&'static str> {
     match st.phase {
-        Phase::RolledBack => Some("RolledBack"),
-        Phase::Aborted => Some("Aborted"),
-        Phase::Succeeded => Some("Promoted"),
-        Phase::Superseded if st.reason.as_deref() != Some("Released") => Some("Superseded"),
+        Phase::Superseded if st.reason.as_deref() == Some("Released") => None,
+        p if p.is_terminal() => Some(crate::run::end_event_reason(p)),
         _ => None,
     }
 }
