@@ -15,6 +15,8 @@ use crate::plan::{RevisionMeta, template_hash};
 use crate::run::govern::DeploymentView;
 use crate::selection;
 
+pub mod verdict;
+
 /// Which policy governs a Deployment.
 #[derive(Debug, Clone)]
 pub enum Governor<'a> {
@@ -180,14 +182,42 @@ pub fn governed_by(d: &Deployment) -> Option<&str> {
     d.annotations().get(GOVERNED_BY).map(String::as_str)
 }
 
-/// Who unpaused a Deployment rollguard had paused, as far as its managedFields tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unpauser {
+/// Who unpaused a Deployment rollguard had paused: the user the admission stamp recorded
+/// and the field manager that owns `spec.paused`, as far as each is known.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Unpauser {
+    /// The authenticated user of the unpausing request, from the annotation
+    /// `rollguard.dev/unpaused-by` the chart's unpause stamp writes at admission.
+    pub user: Option<String>,
     /// The field manager that owns `spec.paused` (a server-side apply of `paused: false`).
-    Manager(String),
-    /// Nobody owns the field: it was removed (`kubectl rollout resume` does, and a false
-    /// `paused` is dropped as omitempty), which leaves no manager to name.
-    Removed,
+    /// None when the field was removed: `kubectl rollout resume` removes it, and a false
+    /// `paused` is dropped as omitempty, which leaves no manager to name.
+    pub manager: Option<String>,
+}
+
+impl Unpauser {
+    /// The Event action (one per writer: the recorder folds Events with one action into one
+    /// series and keeps the first note) and the sentence's subject and verb.
+    pub fn describe(&self) -> (String, String) {
+        let removed = "removed spec.paused (as `kubectl rollout resume` does)";
+        let (who, text) = match (&self.user, &self.manager) {
+            (Some(u), Some(m)) => (
+                u,
+                format!("user {u} (field manager {m}) set spec.paused to false and"),
+            ),
+            (Some(u), None) => (u, format!("user {u} {removed} and")),
+            (None, Some(m)) => (m, format!("field manager {m} set spec.paused to false and")),
+            (None, None) => {
+                return (
+                    "Repause-unknown".into(),
+                    format!(
+                        "someone {removed}; the API server keeps no field manager for a removed field and the unpause stamp (chart value unpauseStamp.enabled) did not record the user, so only the audit log names them; they"
+                    ),
+                );
+            }
+        };
+        (format!("Repause-{who}").chars().take(128).collect(), text)
+    }
 }
 
 /// Who last set `spec.paused` on the Deployment, when it was not rollguard; `None` when
@@ -210,11 +240,14 @@ pub fn paused_by_other(d: &Deployment) -> Option<Unpauser> {
     if owners.contains(&crate::names::FIELD_MANAGER) {
         return None;
     }
-    Some(
-        owners
-            .first()
-            .map_or(Unpauser::Removed, |m| Unpauser::Manager(m.to_string())),
-    )
+    Some(Unpauser {
+        user: d
+            .annotations()
+            .get(crate::names::UNPAUSED_BY)
+            .filter(|u| !u.is_empty())
+            .cloned(),
+        manager: owners.first().map(|m| m.to_string()),
+    })
 }
 
 /// Why the Deployment's current template must not roll out when rollguard lets it go: it

@@ -36,6 +36,10 @@ pub const SERVICE_ANNOTATION: &str = "rollguard.dev/service";
 /// and how to roll it out anyway. Removed once someone unpauses it.
 pub const HELD: &str = "rollguard.dev/held";
 pub const POLICY_FINALIZER: &str = "rollguard.dev/release";
+/// Deployment annotation stamped at admission by the chart's unpause stamp (a
+/// MutatingAdmissionPolicy): the authenticated user of the request, other than the operator,
+/// that unpaused a governed Deployment. Read to name them, then removed.
+pub const UNPAUSED_BY: &str = "rollguard.dev/unpaused-by";
 
 /// The canary Deployment of a governed Deployment.
 pub fn canary_name(deployment: &str) -> String {

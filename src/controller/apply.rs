@@ -15,6 +15,7 @@ use super::{Context, Error, kube_err};
 use crate::api::quantity::Ratio;
 use crate::api::run::{RolloutRun, RolloutRunStatus};
 use crate::api::{RolloutPolicy, policy::RolloutPolicyStatus};
+use crate::governance::verdict::{self, Verdict};
 use crate::names::{FIELD_MANAGER, GOVERNED_BY};
 use crate::traffic::{RouteTarget, weight_patch, weights_match};
 
@@ -45,6 +46,9 @@ impl GovernedFields {
                     crate::names::STABLE_REVISION,
                     crate::names::FAILED_REVISION,
                     GOVERNED_BY,
+                    verdict::VERDICT,
+                    verdict::VERDICT_GENERATION,
+                    verdict::VERDICT_MESSAGE,
                 ]
                 .contains(&k.as_str())
             })
@@ -54,6 +58,19 @@ impl GovernedFields {
             paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
             annotations,
         }
+    }
+}
+
+impl GovernedFields {
+    /// Carries `v` on the Deployment, about the generation it will have once these fields
+    /// are written.
+    pub fn set_verdict(&mut self, d: &Deployment, v: &Verdict) {
+        let now = d.metadata.generation.unwrap_or(0);
+        let paused_now = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+        v.annotate(
+            &mut self.annotations,
+            verdict::generation_after(now, paused_now, self.paused),
+        );
     }
 }
 
@@ -82,6 +99,23 @@ pub async fn governed_fields(
             want.paused
         )))?;
     Ok(true)
+}
+
+/// Removes the unpause stamp (`rollguard.dev/unpaused-by`) once it has been reported, so a
+/// later unpause the stamp does not record (the policy missing or failing open) is not put
+/// on the same user. The admission policy wrote it under the unpausing request's field
+/// manager, so a merge patch, not an apply, removes it.
+pub async fn forget_unpause_stamp(ctx: &Context, d: &Deployment) -> Result<(), Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let body = json!({"metadata": {"annotations": {crate::names::UNPAUSED_BY: null}}});
+    ctx.api::<Deployment>(&ns)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map_err(kube_err(format!(
+            "removing the unpause stamp from Deployment {ns}/{name}"
+        )))?;
+    Ok(())
 }
 
 /// Gives up every field rollguard owns on a Deployment: its annotations and `spec.paused`

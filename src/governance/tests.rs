@@ -319,10 +319,65 @@ fn the_field_manager_that_unpaused_is_named() {
         entry("rollguard", json!({"f:metadata": {"f:annotations": {}}})),
         entry("kubectl-rollout", json!({"f:spec": {"f:paused": {}}})),
     ]);
+    let manager = |m: &str| Unpauser {
+        user: None,
+        manager: Some(m.into()),
+    };
+    assert_eq!(paused_by_other(&d), Some(manager("kubectl-rollout")));
+    d.metadata.managed_fields = None;
+    assert_eq!(paused_by_other(&d), Some(Unpauser::default()));
+    // The admission stamp names the user even when no manager is left.
+    d.metadata.annotations =
+        Some([("rollguard.dev/unpaused-by".to_string(), "alice".to_string())].into());
     assert_eq!(
         paused_by_other(&d),
-        Some(Unpauser::Manager("kubectl-rollout".into()))
+        Some(Unpauser {
+            user: Some("alice".into()),
+            manager: None
+        })
     );
-    d.metadata.managed_fields = None;
-    assert_eq!(paused_by_other(&d), Some(Unpauser::Removed));
+}
+
+#[test]
+fn an_unpause_is_described_by_who_is_known() {
+    let u = |user: Option<&str>, manager: Option<&str>| Unpauser {
+        user: user.map(Into::into),
+        manager: manager.map(Into::into),
+    };
+    let cases = [
+        (
+            u(Some("alice"), None),
+            "Repause-alice",
+            "user alice removed spec.paused (as `kubectl rollout resume` does) and",
+        ),
+        (
+            u(
+                Some("system:serviceaccount:argocd:argocd-application-controller"),
+                Some("argocd-controller"),
+            ),
+            "Repause-system:serviceaccount:argocd:argocd-application-controller",
+            "user system:serviceaccount:argocd:argocd-application-controller (field manager argocd-controller) set spec.paused to false and",
+        ),
+        (
+            u(None, Some("gitops-bot")),
+            "Repause-gitops-bot",
+            "field manager gitops-bot set spec.paused to false and",
+        ),
+        (
+            u(None, None),
+            "Repause-unknown",
+            "someone removed spec.paused (as `kubectl rollout resume` does); the API server keeps no field manager",
+        ),
+    ];
+    for (who, action, says) in cases {
+        let (a, text) = who.describe();
+        assert_eq!(a, action, "{who:?}");
+        assert!(text.starts_with(says), "{who:?}: {text}");
+    }
+    let long = u(Some(&"x".repeat(300)), None).describe().0;
+    assert_eq!(
+        long.chars().count(),
+        128,
+        "an Event action is at most 128 characters"
+    );
 }

@@ -1081,9 +1081,14 @@ impl Machine<'_, '_> {
                 paused: false,
             },
             // The stable Service follows the Deployment's newest ReplicaSet, so first move
-            // all traffic to a full-size canary, then let the Deployment roll.
+            // all traffic to a full-size canary, then let the Deployment roll. The canary is
+            // sized for the Deployment's demand (spec.replicas, which an HPA may change while
+            // it rolls) and never shrinks before the run ends: an HPA that scales the
+            // Deployment down while its own pods get no traffic must not take pods from the
+            // revision that carries all of it.
             Router::GatewayApi => {
-                let want = stable.max(1);
+                let have = self.world.canary.map_or(0, |c| c.replicas);
+                let want = stable.max(1).max(have);
                 let ready = self
                     .world
                     .canary

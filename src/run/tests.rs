@@ -262,6 +262,80 @@ fn a_release_ends_the_run_wherever_it_is() {
     }
 }
 
+/// An HPA changes the Deployment's spec.replicas (through the scale subresource) at any time.
+/// Mid-step the canary follows the new size and the step goes on with its evidence; while the
+/// Gateway API router promotes, the canary carries all traffic and grows with the Deployment but
+/// never shrinks.
+#[test]
+fn an_hpa_scaling_the_deployment_resizes_the_canary_without_breaking_the_run() {
+    for router in [Router::Replicas, Router::GatewayApi] {
+        let mut sim = Sim::new(
+            tier(
+                Decision::Threshold,
+                &[("10%", "60s"), ("50%", "60s")],
+                false,
+            ),
+            router,
+        );
+        sim.tick(None);
+        sim.tick(None);
+        sim.step_with(traffic(20.0, 0.0));
+        let before = sim.status.clone();
+        assert_eq!(before.step, 0, "{router:?}");
+        assert!(!before.samples.is_empty(), "{router:?}");
+        // Scaled up from 9 to 30 mid-step: a bigger canary for the same slice, same step.
+        sim.stable = 30;
+        let out = sim.step_with(traffic(20.0, 0.0)).clone();
+        let want = match router {
+            Router::Replicas => 3,   // 3 / (30 + 3) = 9.1%, the nearest to 10%
+            Router::GatewayApi => 3, // ceil(10% x 30)
+        };
+        assert_eq!(out.desired.canary_replicas, Some(want), "{router:?}");
+        assert_eq!(out.status.step, 0, "{router:?}");
+        assert_eq!(
+            out.status.step_started_at, before.step_started_at,
+            "{router:?}"
+        );
+        assert!(
+            out.status.samples.len() > before.samples.len(),
+            "{router:?}: evidence kept"
+        );
+        // Scaled down to 4: smaller again.
+        sim.stable = 4;
+        let out = sim.step_with(traffic(20.0, 0.0)).clone();
+        assert_eq!(out.desired.canary_replicas, Some(1), "{router:?}");
+        assert_eq!(out.status.phase, Phase::Progressing, "{router:?}");
+        while sim.status.phase == Phase::Progressing {
+            sim.step_with(traffic(20.0, 0.0));
+        }
+        assert_eq!(sim.status.phase, Phase::Promoting, "{router:?}");
+        let full = sim.last.as_ref().and_then(|o| o.desired.canary_replicas);
+        if router == Router::GatewayApi {
+            assert_eq!(full, Some(4), "all traffic: a canary the Deployment's size");
+            // The Deployment grows while it rolls: so does the canary that carries everything.
+            sim.stable = 7;
+            assert_eq!(sim.tick(None).desired.canary_replicas, Some(7));
+            // It shrinks (its own pods idle): the canary keeps its pods until the run ends.
+            sim.stable = 2;
+            let out = sim.tick(None).clone();
+            assert_eq!(out.desired.canary_replicas, Some(7));
+            assert_eq!(out.desired.weight.to_string(), "100%");
+            assert!(!out.desired.paused);
+        } else {
+            // 50% of the Deployment's 4 pods; the Deployment's own pods serve the rest.
+            assert_eq!(full, Some(4));
+            sim.stable = 2;
+            assert_eq!(sim.tick(None).desired.canary_replicas, Some(2));
+        }
+        // The run ends only when the Deployment has rolled out its (current) spec.replicas.
+        assert_eq!(sim.tick(None).status.phase, Phase::Promoting, "{router:?}");
+        sim.rollout_complete = true;
+        let out = sim.tick(None).clone();
+        assert_eq!(out.status.phase, Phase::Succeeded, "{router:?}");
+        assert_eq!(out.desired.canary_replicas, None, "{router:?}");
+    }
+}
+
 #[test]
 fn a_bad_change_is_rolled_back_at_its_first_slice_with_evidence() {
     let mut sim = Sim::new(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use rollguard::api::run::{Phase, RolloutRun};
@@ -275,15 +276,73 @@ async fn releasing_a_template_under_trial_keeps_it_paused_until_someone_resumes_
 }
 
 #[tokio::test]
-async fn a_resume_by_hand_is_undone_and_the_field_manager_named() {
+async fn a_resume_by_hand_is_undone_and_the_user_named() {
     let w = world("resume", Router::Replicas, tier("1h")).build().await;
+    // Two users with exactly what a resume needs (read and patch Deployments in the
+    // namespace), and the chart's unpause stamp.
+    let client = w.deployments().into_client();
+    create(
+        &Api::<Role>::namespaced(client.clone(), w.n()),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "deployer"},
+               "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
+                          "verbs": ["get", "list", "watch", "patch"]}]}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), w.n()),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "deployer"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+                            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "gitops-bot"}]}),
+    )
+    .await;
+    support::admission::in_force(&client, support::admission::Policy::UnpauseStamp).await;
     w.deploy("0.001", "example.com/web:2", None).await;
     w.wait("the 10% slice", Duration::from_secs(30), async || {
         w.run().await?.status?.step_started_at.map(|_| ())
     })
     .await;
-    // `kubectl rollout resume` removes the field (no manager is left to name); a GitOps tool
-    // that applies `paused: false` server-side owns it and is named.
+    // The API server loads the policy asynchronously: a server-side dry-run of the unpause
+    // (which changes nothing) shows when it stamps.
+    w.wait(
+        "the unpause stamp in force",
+        Duration::from_secs(30),
+        async || {
+            let out = tokio::process::Command::new("kubectl")
+                .args([
+                    "patch",
+                    "deployment/web",
+                    "-n",
+                    w.n(),
+                    "--as",
+                    "alice",
+                    "--dry-run=server",
+                ])
+                .args([
+                    "--type=merge",
+                    "-p",
+                    r#"{"spec":{"paused":false}}"#,
+                    "-o",
+                    "json",
+                ])
+                .env("KUBECONFIG", support::kubeconfig_path())
+                .output()
+                .await
+                .ok()?;
+            let d: Deployment = serde_json::from_slice(&out.stdout).ok()?;
+            (d.annotations()
+                .get("rollguard.dev/unpaused-by")
+                .map(String::as_str)
+                == Some("alice"))
+            .then_some(())
+        },
+    )
+    .await;
+    // `kubectl rollout resume` removes the field (no field manager is left to name): the
+    // stamp names the user. A GitOps tool that applies `paused: false` server-side owns the
+    // field: both are named.
     let manifest = std::env::temp_dir().join(format!("{}-unpause.yaml", w.n()));
     std::fs::write(
         &manifest,
@@ -293,8 +352,8 @@ async fn a_resume_by_hand_is_undone_and_the_field_manager_named() {
     let manifest = manifest.to_string_lossy().into_owned();
     let resumes: [(&[&str], &str); 2] = [
         (
-            &["rollout", "resume", "deployment/web"],
-            "someone removed spec.paused",
+            &["rollout", "resume", "deployment/web", "--as", "alice"],
+            "user alice removed spec.paused",
         ),
         (
             &[
@@ -302,10 +361,12 @@ async fn a_resume_by_hand_is_undone_and_the_field_manager_named() {
                 "--server-side",
                 "--force-conflicts",
                 "--field-manager=gitops-bot",
+                "--as",
+                "gitops-bot",
                 "-f",
                 &manifest,
             ],
-            "field manager gitops-bot set spec.paused to false",
+            "user gitops-bot (field manager gitops-bot) set spec.paused to false",
         ),
     ];
     for (i, (args, said)) in resumes.into_iter().enumerate() {
@@ -332,9 +393,16 @@ async fn a_resume_by_hand_is_undone_and_the_field_manager_named() {
             panic!("no UnpausedByOther Event saying {said:?}; seen: {seen:?}");
         };
         assert_eq!(ev.type_.as_deref(), Some("Warning"), "resume {i}");
-        w.wait("paused again", Duration::from_secs(10), async || {
-            paused(&w.deployment().await).then_some(())
-        })
+        // Paused again, and the stamp removed once reported.
+        w.wait(
+            "paused again, the stamp gone",
+            Duration::from_secs(10),
+            async || {
+                let d = w.deployment().await;
+                (paused(&d) && !d.annotations().contains_key("rollguard.dev/unpaused-by"))
+                    .then_some(())
+            },
+        )
         .await;
     }
     // The race: how many pods of the template under trial the Deployment controller started
@@ -540,5 +608,135 @@ async fn the_real_share_is_recorded_and_a_cap_holds_a_slice_a_small_service_cann
         "{:?}",
         st.conditions
     );
+    w.finish().await;
+}
+
+/// Sets a real HorizontalPodAutoscaler on the Deployment to `replicas` (its bounds, applied
+/// server-side). The local cluster serves no metrics API, so the controller-manager's HPA
+/// controller acts on the bounds alone: it raises a Deployment below `minReplicas` and lowers
+/// one above `maxReplicas`, through the scale subresource, within its 15 s sync period.
+async fn hpa_bounds(w: &World, replicas: i32) {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(w.deployments().into_client(), w.n());
+    let body = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": APP},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP},
+                 "minReplicas": replicas, "maxReplicas": replicas}
+    });
+    hpas.patch(
+        APP,
+        &PatchParams::apply("e2e-hpa").force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .expect("applying the HorizontalPodAutoscaler");
+}
+
+fn spec_replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+async fn canary_replicas(w: &World) -> Option<i32> {
+    w.canary().await.map(|c| spec_replicas(&c))
+}
+
+#[tokio::test]
+async fn an_hpa_resizes_the_canary_and_never_shrinks_the_revision_that_carries_all_traffic() {
+    let tiers = json!([{"name": "standard", "steps": [{"weight": "50%", "pause": "40s"}],
+                        "maxErrorRate": "2%"}]);
+    let w = world("hpa", Router::Gateway, tiers).build().await;
+    // One pod at a time, each ready for 4 s: promoting 8 pods takes over 30 s.
+    slow_rollout(&w).await;
+    hpa_bounds(&w, 5).await;
+    w.wait(
+        "the HPA to scale the Deployment to 5",
+        Duration::from_secs(60),
+        async || (spec_replicas(&w.deployment().await) == 5).then_some(()),
+    )
+    .await;
+    w.deploy("0.001", "example.com/web:2", None).await;
+    // The 50% slice of 5 pods: ceil(2.5) = 3 canary pods.
+    let started = w
+        .wait(
+            "the 50% step with a 3-pod canary",
+            Duration::from_secs(60),
+            async || {
+                let r = w.run().await?;
+                let at = r.status.as_ref()?.step_started_at.clone()?;
+                (canary_replicas(&w).await == Some(3)).then_some(at)
+            },
+        )
+        .await;
+    // Demand rises mid-step: the canary follows, the step (and its evidence) goes on.
+    hpa_bounds(&w, 8).await;
+    w.wait(
+        "a 4-pod canary for the 50% slice of 8",
+        Duration::from_secs(40),
+        async || (canary_replicas(&w).await == Some(4)).then_some(()),
+    )
+    .await;
+    let r = w.run().await.expect("the run");
+    let st = r.status.as_ref().expect("status");
+    assert_eq!(run_phase(&r), Phase::Progressing);
+    assert_eq!(st.step, 0);
+    assert_eq!(
+        st.step_started_at.as_ref(),
+        Some(&started),
+        "the step was not restarted"
+    );
+    // Promotion: all traffic to a canary the Deployment's size, then the Deployment rolls.
+    w.wait(
+        "the run promoting with all traffic on an 8-pod canary",
+        Duration::from_secs(90),
+        async || {
+            let r = w.run().await?;
+            let d = w.deployment().await;
+            (run_phase(&r) == Phase::Promoting
+                && !paused(&d)
+                && canary_replicas(&w).await == Some(8)
+                && w.route_weights().await == (0, 1))
+                .then_some(())
+        },
+    )
+    .await;
+    // Demand "falls" while the Deployment's own pods get no traffic: the HPA scales it down to
+    // 3. The canary keeps its 8 pods until the Deployment has rolled out and the run ends.
+    hpa_bounds(&w, 3).await;
+    let (mut smallest, mut hpa_seen) = (8, false);
+    let ended = w
+        .wait("the run to succeed", Duration::from_secs(180), async || {
+            let r = w.run().await?;
+            if run_phase(&r) == Phase::Succeeded {
+                return Some(r);
+            }
+            let d = w.deployment().await;
+            if let Some(c) = canary_replicas(&w).await {
+                smallest = smallest.min(c);
+                hpa_seen |= spec_replicas(&d) == 3;
+            }
+            None
+        })
+        .await;
+    assert!(
+        hpa_seen,
+        "the HPA scaled the Deployment to 3 while the canary served"
+    );
+    assert_eq!(
+        smallest, 8,
+        "the canary carrying all traffic was never shrunk"
+    );
+    // The promoted revision ended at the HPA's demand, rolled out, with the traffic back.
+    let d = w.deployment().await;
+    assert_eq!(spec_replicas(&d), 3);
+    assert!(rollguard::governance::rollout_complete(&d));
+    assert_eq!(stable_images(&w).await.get("example.com/web:2"), Some(&3));
+    assert_eq!(ended.spec.canary_revision, r.spec.canary_revision);
+    w.wait(
+        "the canary gone and the route back on stable",
+        Duration::from_secs(30),
+        async || (w.canary().await.is_none() && w.route_weights().await.1 == 0).then_some(()),
+    )
+    .await;
     w.finish().await;
 }

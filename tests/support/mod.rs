@@ -8,7 +8,7 @@
 //! The e2e test binary (`tests/e2e/main.rs`) includes this module; its tests set up their
 //! world with [`world::World::builder`].
 
-pub mod approvals;
+pub mod admission;
 pub mod auth_proxy;
 pub mod claim;
 #[path = "../../src/fuzz.rs"]

@@ -192,7 +192,7 @@ impl Builder {
             None => super::test_namespace(&client, &self.prefix).await,
         };
         if self.approval_policy {
-            super::approvals::in_force(&client).await;
+            super::admission::in_force(&client, super::admission::Policy::Approvals).await;
         }
         let slot = SLOTS.acquire().await.expect("a world slot");
         let n = ns.name.clone();

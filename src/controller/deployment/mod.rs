@@ -22,6 +22,7 @@ use super::{Context, Error, is_canary, outcome};
 use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
+use crate::governance::verdict::Verdict;
 use crate::governance::{self, Governor, Index};
 use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name};
 use crate::plan::{Plan, match_tier};
@@ -127,7 +128,7 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
 
 /// Someone else unpaused a Deployment rollguard holds paused (`kubectl rollout resume`, a
 /// GitOps tool applying `paused: false`): it is paused again in this pass, and a Warning
-/// Event names the field manager that did it.
+/// Event names the user (from the admission stamp) and the field manager that did it.
 async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRun>) {
     if GovernedFields::of(d).paused {
         return;
@@ -149,18 +150,7 @@ async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRu
         return;
     };
     let template = governance::template_revision(d);
-    // The Event recorder folds Events with one action into one series (the first note
-    // stays): one action per writer keeps each writer's note.
-    let (action, who) = match who {
-        governance::Unpauser::Removed => (
-            "Repause-unknown".to_string(),
-            "someone removed spec.paused (as `kubectl rollout resume` does; the API server keeps no field manager for a removed field, its audit log names the user) and".to_string(),
-        ),
-        governance::Unpauser::Manager(m) => (
-            format!("Repause-{m}").chars().take(128).collect(),
-            format!("field manager {m} set spec.paused to false and"),
-        ),
-    };
+    let (action, who) = who.describe();
     report::publish_as(
         ctx,
         d,
@@ -173,6 +163,25 @@ async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRu
         ),
     )
     .await;
+    if live.annotations().contains_key(crate::names::UNPAUSED_BY)
+        && let Err(e) = apply::forget_unpause_stamp(ctx, &live).await
+    {
+        warn!(error = %e, "cannot remove the unpause stamp");
+    }
+}
+
+/// Writes rollguard's fields on a governed Deployment between runs, with its verdict.
+async fn write_governed(
+    ctx: &Context,
+    d: &Deployment,
+    mut fields: GovernedFields,
+    verdict: Option<&Verdict>,
+) -> Result<(), Error> {
+    if let Some(v) = verdict {
+        fields.set_verdict(d, v);
+    }
+    apply::governed_fields(ctx, d, &fields).await?;
+    Ok(())
 }
 
 fn router_of(p: &RolloutPolicy) -> Router {
@@ -195,6 +204,14 @@ async fn between_runs(
     fields.annotations.insert(GOVERNED_BY.into(), p.name_any());
     let view = governance::view(d);
     let decision = govern(&view);
+    let last = index.finished_runs(d).last().copied();
+    let last_status = last.map(|r| ctx.run_status(r));
+    let verdict = Verdict::between_runs(
+        &decision,
+        governance::mid_rollout(d),
+        view.stable_revision.as_deref(),
+        last.map(|r| &r.spec).zip(last_status.as_ref()),
+    );
     let snapshot = Snapshot::read(&ctx.stores, d);
     if !matches!(decision, Governance::WaitForRollout) {
         // Between runs the route sends everything to the pinned stable Service.
@@ -216,8 +233,8 @@ async fn between_runs(
         outcome::execute(ctx, d, None, &writes).await?;
     }
     // The newest run's end Event, in case a crash came between its status write and it.
-    if let Some(last) = index.finished_runs(d).last() {
-        report::announce_end(ctx, d, last, &ctx.run_status(last), true).await;
+    if let (Some(last), Some(st)) = (last, &last_status) {
+        report::announce_end(ctx, d, last, st, true).await;
     }
     match decision {
         Governance::WaitForRollout => {
@@ -229,7 +246,7 @@ async fn between_runs(
             fields
                 .annotations
                 .insert(STABLE_REVISION.into(), stable.clone());
-            apply::governed_fields(ctx, d, &fields).await?;
+            write_governed(ctx, d, fields, verdict.as_ref()).await?;
             publish(
                 ctx,
                 d,
@@ -257,14 +274,14 @@ async fn between_runs(
             if fields.paused {
                 unpaused_by_other(ctx, d, None).await;
             }
-            apply::governed_fields(ctx, d, &fields).await?;
+            write_governed(ctx, d, fields, verdict.as_ref()).await?;
             prune_history(ctx, d, &index.finished_runs(d), p.spec.history_limit).await?;
             Ok(Action::await_change())
         }
         Governance::StartRun { revision } => {
             fields.paused = true;
             unpaused_by_other(ctx, d, None).await;
-            apply::governed_fields(ctx, d, &fields).await?;
+            write_governed(ctx, d, fields, verdict.as_ref()).await?;
             start_run(ctx, d, p, &view, &revision, &index.runs_of(d)).await
         }
     }
@@ -426,6 +443,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     if out.desired.paused {
         unpaused_by_other(ctx, d, Some(run)).await;
     }
+    let verdict = Verdict::of_run(&d.namespace().unwrap_or_default(), &run.spec, &out.status);
     let writes = outcome::plan(
         d,
         router,
@@ -434,6 +452,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         &sight,
         routing.as_ref().ok(),
         &snapshot,
+        &verdict,
     );
     outcome::execute(ctx, d, Some(run), &writes).await?;
     // Report.

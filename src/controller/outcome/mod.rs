@@ -31,6 +31,7 @@ use super::observe::{CanarySight, Routing, Snapshot};
 use super::{Context, Error};
 use crate::api::quantity::Ratio;
 use crate::api::run::RolloutRunStatus;
+use crate::governance::verdict::Verdict;
 use crate::names::{
     FAILED_REVISION, STABLE_REVISION, canary_name, canary_service_name, stable_service_name,
 };
@@ -77,6 +78,7 @@ pub fn plan<'a>(
     canary: &CanarySight<'a>,
     routing: Option<&'a Routing>,
     snapshot: &'a Snapshot,
+    verdict: &Verdict,
 ) -> Vec<Write<'a>> {
     let mut writes = Vec::new();
     let desired = out.desired;
@@ -120,6 +122,7 @@ pub fn plan<'a>(
         }
         None => {}
     }
+    fields.set_verdict(d, verdict);
     writes.push(Write::Deployment(fields));
     // 4. and 5.; when the run ends, its status goes before the canary does.
     let delete =

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::api::run::Phase;
+use crate::governance::verdict::State;
 use crate::plan::template_hash;
 use crate::run::Desired;
 
@@ -83,6 +84,27 @@ fn kinds(writes: &[Write]) -> Vec<String> {
         .collect()
 }
 
+fn verdict() -> Verdict {
+    Verdict {
+        state: State::Progressing,
+        message: "canary rev at step 1/2 (5%)".into(),
+    }
+}
+
+/// The Deployment once rollguard's fields are written, as the API server stores it (one more
+/// generation when `spec.paused` changes).
+fn written(d: &Deployment, f: &GovernedFields) -> Deployment {
+    let mut w = d.clone();
+    let spec = w.spec.as_mut().expect("spec");
+    if spec.paused.unwrap_or(false) != f.paused {
+        w.metadata.generation = Some(w.metadata.generation.unwrap_or(0) + 1);
+    }
+    spec.paused = Some(f.paused);
+    let annotations = w.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.extend(f.annotations.clone());
+    w
+}
+
 #[test]
 fn a_growing_canary_is_applied_before_traffic_and_status_goes_last() {
     let d = deployment();
@@ -102,6 +124,7 @@ fn a_growing_canary_is_applied_before_traffic_and_status_goes_last() {
         &sight,
         Some(&r),
         &snapshot,
+        &verdict(),
     );
     assert_eq!(
         kinds(&writes),
@@ -133,6 +156,7 @@ fn an_ended_run_moves_traffic_off_the_canary_before_deleting_it() {
         &sight,
         Some(&r),
         &snapshot,
+        &verdict(),
     );
     let k = kinds(&writes);
     let at = |s: &str| k.iter().position(|x| x.starts_with(s)).expect(s);
@@ -165,7 +189,7 @@ fn an_ending_run_records_its_end_before_the_canary_goes_and_replans_without_a_ca
         let mut out = outcome(None, "0%", phase);
         out.mark = Some(mark.clone());
         let live = CanarySight::of(Some(&canary), &revision);
-        let k = kinds(&plan(
+        let first = plan(
             &d,
             Router::GatewayApi,
             &out,
@@ -173,7 +197,9 @@ fn an_ending_run_records_its_end_before_the_canary_goes_and_replans_without_a_ca
             &live,
             Some(&r),
             &snapshot,
-        ));
+            &verdict(),
+        );
+        let k = kinds(&first);
         let status = format!("status {}", phase.as_str());
         assert_eq!(
             k[k.len() - 2..],
@@ -182,17 +208,17 @@ fn an_ending_run_records_its_end_before_the_canary_goes_and_replans_without_a_ca
         );
         assert!(k.iter().all(|w| !w.starts_with("canary")), "{k:?}");
         // Again, after a crash: the canary gone, the Deployment marked, the weights at 0.
-        let mut marked = d.clone();
+        let Some(Write::Deployment(fields)) =
+            first.iter().find(|w| matches!(w, Write::Deployment(_)))
+        else {
+            panic!("a Deployment write")
+        };
         let key = match mark {
             RevisionMark::Failed(_) => FAILED_REVISION,
             RevisionMark::Stable(_) => STABLE_REVISION,
         };
-        marked
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(key.into(), revision.clone());
-        marked.spec.as_mut().expect("spec").paused = Some(true);
+        assert_eq!(fields.annotations.get(key), Some(&revision), "{phase:?}");
+        let marked = written(&d, fields);
         let gone = CanarySight::of(None, &revision);
         let again = plan(
             &marked,
@@ -202,6 +228,7 @@ fn an_ending_run_records_its_end_before_the_canary_goes_and_replans_without_a_ca
             &gone,
             None,
             &snapshot,
+            &verdict(),
         );
         assert_eq!(
             kinds(&again),
@@ -231,6 +258,7 @@ fn a_canary_of_another_revision_is_deleted_not_resized_and_one_going_away_is_lef
         &stray,
         None,
         &snapshot,
+        &verdict(),
     );
     assert_eq!(
         kinds(&writes),
@@ -253,6 +281,7 @@ fn a_canary_of_another_revision_is_deleted_not_resized_and_one_going_away_is_lef
         &terminating,
         None,
         &snapshot,
+        &verdict(),
     );
     assert_eq!(
         kinds(&writes),

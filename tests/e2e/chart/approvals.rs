@@ -26,7 +26,7 @@ fn api_message<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
 async fn approval_policy_refuses_forged_approvals_and_commands() {
     let _cluster = alone().await;
     // Only this release's policy answers (not the CLI tests' copy of the chart's).
-    support::approvals::remove();
+    support::admission::remove();
     let admin = support::client().await;
     let ns = test_namespace(&admin, "chart-approvals").await;
     let n = ns.name.clone();

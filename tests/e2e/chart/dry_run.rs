@@ -84,6 +84,14 @@ async fn rendered_manifests_pass_server_side_dry_run() {
                 "{stdout}"
             );
         }
+        // The unpause stamp needs MutatingAdmissionPolicy v1, which `helm template` without
+        // a cluster does not assume; the plain manifests (Kubernetes 1.36+) carry it.
+        if what == "deploy/rollguard.yaml" {
+            for kind in ["mutatingadmissionpolicy", "mutatingadmissionpolicybinding"] {
+                let obj = format!("{kind}.admissionregistration.k8s.io/rollguard-unpause-stamp");
+                assert!(stdout.contains(&obj), "no {obj} in\n{stdout}");
+            }
+        }
     }
     ns.cleanup().await;
 }

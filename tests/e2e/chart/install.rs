@@ -69,6 +69,11 @@ async fn helm_install_upgrade_and_uninstall_keep_crds() {
         );
     }
     assert!(!run_columns(&client).await.contains(&"Canary".to_string()));
+    // The cluster serves MutatingAdmissionPolicy v1 (1.37): Helm, which asks it, installs
+    // the unpause stamp.
+    let stamp = format!("{name}-rollguard-unpause-stamp");
+    let map = kubectl(&["get", "mutatingadmissionpolicy", &stamp], None);
+    assert!(map.0, "the unpause stamp is installed: {map:?}");
     // A run, which must survive the upgrade and the uninstall.
     let runs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &n, &runs_resource());
     runs.create(&PostParams::default(), &run_object("web-7f6b5c4d3", &n))
@@ -146,6 +151,8 @@ async fn helm_install_upgrade_and_uninstall_keep_crds() {
         None,
     );
     assert!(!vap.0, "the admission policy is removed with the release");
+    let map = kubectl(&["get", "mutatingadmissionpolicy", &stamp], None);
+    assert!(!map.0, "the unpause stamp is removed with the release");
 
     restore_crds(&client).await;
     ns.cleanup().await;

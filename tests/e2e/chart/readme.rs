@@ -59,7 +59,7 @@ async fn the_readme_install_works_as_written() {
     }
     // The CLI tests' copy of the chart's approval policy has the name this release gives its
     // own.
-    support::approvals::remove();
+    support::admission::remove();
     adopt_crds(&client, "rollguard", "rollguard-system").await;
     // `helm` on PATH is the pinned one; kubectl and helm talk to the test cluster.
     let bin = support::image::work_dir("readme-bin");

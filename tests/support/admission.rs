@@ -1,0 +1,157 @@
+//! The chart's admission policies applied by hand, as the chart names them: the approval
+//! guard (`rollguard-approvals`, a ValidatingAdmissionPolicy), so every approval and command
+//! the CLI tests write passes the same check a forged one fails, and the unpause stamp
+//! (`rollguard-unpause-stamp`, a MutatingAdmissionPolicy), so a resume by hand is attributed.
+//! They are cluster-scoped and have the names the README's `helm install` gives its own: the
+//! chart tests that install the chart's policies remove these copies first, under an
+//! exclusive claim, and the next world that wants one applies it again.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingAdmissionPolicy, ValidatingAdmissionPolicy,
+};
+use kube::api::Api;
+use tokio::io::AsyncWriteExt;
+
+/// One of the chart's admission policies (a policy and its binding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Approvals,
+    UnpauseStamp,
+}
+
+pub const ALL: [Policy; 2] = [Policy::Approvals, Policy::UnpauseStamp];
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Approvals => "rollguard-approvals",
+            Policy::UnpauseStamp => "rollguard-unpause-stamp",
+        }
+    }
+
+    fn template(self) -> &'static str {
+        match self {
+            Policy::Approvals => "templates/approval-policy.yaml",
+            Policy::UnpauseStamp => "templates/unpause-stamp.yaml",
+        }
+    }
+
+    /// The kubectl resource names of the policy and its binding.
+    fn kinds(self) -> [&'static str; 2] {
+        match self {
+            Policy::Approvals => [
+                "validatingadmissionpolicybinding",
+                "validatingadmissionpolicy",
+            ],
+            Policy::UnpauseStamp => ["mutatingadmissionpolicybinding", "mutatingadmissionpolicy"],
+        }
+    }
+
+    async fn exists(self, client: &kube::Client) -> bool {
+        let found = match self {
+            Policy::Approvals => Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .get_opt(self.name())
+                .await
+                .map(|p| p.is_some()),
+            Policy::UnpauseStamp => Api::<MutatingAdmissionPolicy>::all(client.clone())
+                .get_opt(self.name())
+                .await
+                .map(|p| p.is_some()),
+        };
+        found.unwrap_or_else(|e| panic!("reading the admission policy {}: {e}", self.name()))
+    }
+}
+
+/// The policy and its binding, rendered with helm (the pinned one, else `helm` on PATH), else
+/// taken from the rendered plain manifests deploy/rollguard.yaml.
+fn yaml(policy: Policy) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let helm = super::pinned_helm().unwrap_or_else(|| PathBuf::from("helm"));
+    let rendered = std::process::Command::new(&helm)
+        .args([
+            "template",
+            "rollguard",
+            "charts/rollguard",
+            "--namespace",
+            "rollguard-system",
+        ])
+        .args(["--show-only", policy.template()])
+        .args([
+            "--api-versions",
+            "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
+        ])
+        .current_dir(repo)
+        .output();
+    if let Ok(o) = rendered
+        && o.status.success()
+    {
+        return String::from_utf8_lossy(&o.stdout).into_owned();
+    }
+    let plain = std::fs::read_to_string(repo.join("deploy/rollguard.yaml"))
+        .expect("deploy/rollguard.yaml (the rendered chart), since helm could not render it");
+    let docs: Vec<&str> = plain
+        .split("\n---")
+        .filter(|d| d.contains(&format!("# Source: rollguard/{}", policy.template())))
+        .collect();
+    assert_eq!(
+        docs.len(),
+        2,
+        "the policy {policy:?} and its binding in deploy/rollguard.yaml"
+    );
+    docs.join("\n---\n")
+}
+
+/// Applies the policy unless it is there. The API server loads it asynchronously: a test that
+/// needs it to act waits for it to.
+pub async fn in_force(client: &kube::Client, policy: Policy) {
+    if policy.exists(client).await {
+        return;
+    }
+    let yaml = yaml(policy);
+    assert!(yaml.contains(&format!("name: {}", policy.name())), "{yaml}");
+    let mut kubectl = tokio::process::Command::new("kubectl")
+        .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .env("KUBECONFIG", super::kubeconfig_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    {
+        let mut stdin = kubectl.stdin.take().expect("kubectl stdin");
+        stdin
+            .write_all(yaml.as_bytes())
+            .await
+            .expect("writing the policy");
+    }
+    let out = kubectl.wait_with_output().await.expect("kubectl apply");
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes the copies applied by hand, if any (call it holding the cluster exclusively).
+pub fn remove() {
+    for kind in ALL
+        .into_iter()
+        .flat_map(|p| p.kinds().map(|k| (k, p.name())))
+    {
+        let (kind, name) = kind;
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(super::kubeconfig_path())
+            .args(["delete", kind, name, "--ignore-not-found"])
+            .output()
+            .expect("running kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
