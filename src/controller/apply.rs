@@ -63,13 +63,15 @@ impl GovernedFields {
 
 impl GovernedFields {
     /// Carries `v` on the Deployment, about the generation it will have once these fields
-    /// are written.
+    /// are written (the same when nothing needs writing).
     pub fn set_verdict(&mut self, d: &Deployment, v: &Verdict) {
         let now = d.metadata.generation.unwrap_or(0);
-        let paused_now = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+        let mut as_is = self.clone();
+        v.annotate(&mut as_is.annotations, now);
+        let write_needed = as_is != GovernedFields::of(d);
         v.annotate(
             &mut self.annotations,
-            verdict::generation_after(now, paused_now, self.paused),
+            verdict::generation_after(now, write_needed),
         );
     }
 }

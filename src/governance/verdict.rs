@@ -3,7 +3,10 @@
 //! state, the Deployment generation it is about, and a short message.
 //!
 //! A verdict whose generation is not the Deployment's `metadata.generation` is stale: the
-//! spec changed since (a new template, a scale) and rollguard has not looked yet.
+//! spec changed since (a new template, a scale) and rollguard has not looked yet. The API
+//! server adds one to a Deployment's generation at every write that changes its spec or its
+//! annotations (annotations are copied to ReplicaSets), so a write of the verdict moves the
+//! generation itself: see [`generation_after`].
 
 use std::collections::BTreeMap;
 
@@ -152,10 +155,12 @@ impl Verdict {
     }
 }
 
-/// The generation a Deployment will have after a write of rollguard's fields: the API server
-/// adds one when the spec changes, and `spec.paused` is the only spec field rollguard writes.
-pub fn generation_after(generation: i64, paused_now: bool, paused_after: bool) -> i64 {
-    generation + i64::from(paused_now != paused_after)
+/// The generation to write into the verdict: the Deployment's own when rollguard's fields
+/// (with the verdict about that generation) are already what the Deployment has, so there is
+/// no write; one more otherwise, since the write changes annotations or `spec.paused` and the
+/// API server counts it. Written so, the next pass finds nothing to change.
+pub fn generation_after(generation: i64, write_needed: bool) -> i64 {
+    generation + i64::from(write_needed)
 }
 
 #[cfg(test)]

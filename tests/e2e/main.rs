@@ -24,6 +24,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod faults;
+mod gitops;
 mod ha;
 mod image;
 mod others;

@@ -727,15 +727,19 @@ async fn an_hpa_resizes_the_canary_and_never_shrinks_the_revision_that_carries_a
         "the canary carrying all traffic was never shrunk"
     );
     // The promoted revision ended at the HPA's demand, rolled out, with the traffic back.
-    let d = w.deployment().await;
-    assert_eq!(spec_replicas(&d), 3);
-    assert!(rollguard::governance::rollout_complete(&d));
-    assert_eq!(stable_images(&w).await.get("example.com/web:2"), Some(&3));
     assert_eq!(ended.spec.canary_revision, r.spec.canary_revision);
     w.wait(
-        "the canary gone and the route back on stable",
+        "the canary gone, the route back on stable, 3 pods of web:2",
         Duration::from_secs(30),
-        async || (w.canary().await.is_none() && w.route_weights().await.1 == 0).then_some(()),
+        async || {
+            let d = w.deployment().await;
+            (spec_replicas(&d) == 3
+                && rollguard::governance::rollout_complete(&d)
+                && stable_images(&w).await.get("example.com/web:2") == Some(&3)
+                && w.canary().await.is_none()
+                && w.route_weights().await.1 == 0)
+                .then_some(())
+        },
     )
     .await;
     w.finish().await;

@@ -91,18 +91,62 @@ fn verdict() -> Verdict {
     }
 }
 
-/// The Deployment once rollguard's fields are written, as the API server stores it (one more
-/// generation when `spec.paused` changes).
+/// The Deployment once rollguard's fields are written, as the API server stores it: no write
+/// when they are already there; otherwise one more generation (a Deployment's generation
+/// moves with its spec and with its annotations).
 fn written(d: &Deployment, f: &GovernedFields) -> Deployment {
-    let mut w = d.clone();
-    let spec = w.spec.as_mut().expect("spec");
-    if spec.paused.unwrap_or(false) != f.paused {
-        w.metadata.generation = Some(w.metadata.generation.unwrap_or(0) + 1);
+    if &GovernedFields::of(d) == f {
+        return d.clone();
     }
-    spec.paused = Some(f.paused);
+    let mut w = d.clone();
+    w.metadata.generation = Some(w.metadata.generation.unwrap_or(0) + 1);
+    w.spec.as_mut().expect("spec").paused = Some(f.paused);
     let annotations = w.metadata.annotations.get_or_insert_with(Default::default);
     annotations.extend(f.annotations.clone());
     w
+}
+
+#[test]
+fn the_verdict_is_written_once_about_the_generation_its_write_makes() {
+    let d = deployment();
+    let snapshot = Snapshot::default();
+    let sight = CanarySight::of(None, "rev");
+    let out = outcome(Some(1), "5%", Phase::Progressing);
+    let fields_of = |d: &Deployment| {
+        plan(
+            d,
+            Router::Replicas,
+            &out,
+            &RolloutRunStatus::default(),
+            &sight,
+            None,
+            &snapshot,
+            &verdict(),
+        )
+        .into_iter()
+        .find_map(|w| match w {
+            Write::Deployment(f) => Some(f),
+            _ => None,
+        })
+        .expect("a Deployment write")
+    };
+    let mut d = d;
+    for pass in 0..3 {
+        let f = fields_of(&d);
+        let after = written(&d, &f);
+        let generation = after.metadata.generation.unwrap_or(0).to_string();
+        assert_eq!(
+            after
+                .annotations()
+                .get(crate::governance::verdict::VERDICT_GENERATION),
+            Some(&generation),
+            "pass {pass}: the verdict is about the generation the write made"
+        );
+        if pass > 0 {
+            assert_eq!(after, d, "pass {pass}: nothing left to write");
+        }
+        d = after;
+    }
 }
 
 #[test]
