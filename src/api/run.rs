@@ -43,26 +43,40 @@ use super::quantity::{COUNT_PATTERN, Ratio};
         json_path = ".status.reason"
     )
 )]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(oldSelf.approvals) || (has(self.approvals) && oldSelf.approvals.all(a, a in self.approvals))"
+).message("spec.approvals is append-only: an approval, once given, cannot be removed or changed").field_path(".approvals"))]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRunSpec {
-    /// The governed Deployment.
+    /// The governed Deployment. Immutable, like every field but `approvals` (append-only)
+    /// and `control`: the run is the operator's snapshot, and people add only their own
+    /// approvals and commands.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.deployment is immutable"))]
     pub deployment: String,
     /// The policy that governed it when the run started.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.policy is immutable"))]
     pub policy: String,
     /// Hash of the stable pod template (what serves traffic when the run starts).
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.stableRevision is immutable"))]
     pub stable_revision: String,
     /// Hash of the new pod template on trial.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.canaryRevision is immutable"))]
     pub canary_revision: String,
     /// The tier the new revision matched, and why.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.tier is immutable"))]
     pub tier: MatchedTier,
     /// The resolved plan: the tier's rules, snapshotted so a policy edit does not change a
     /// run in flight.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.plan is immutable: the run keeps the plan it started with; change the RolloutPolicy for the next run"))]
     pub plan: Tier,
     /// The analysis settings, snapshotted likewise.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.analysis is immutable: the run keeps the analysis it started with; change the RolloutPolicy for the next run"))]
     pub analysis: AnalysisSpec,
     /// The router in force: `replicas` or `gatewayAPI`.
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.router is immutable"))]
     pub router: String,
     /// Approvals, recorded by `kubectl rollguard approve` with the authenticated user.
+    /// Append-only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub approvals: Vec<Approval>,

@@ -531,11 +531,63 @@ async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accept
         .expect_err("a forged abort is refused");
     assert!(e.to_string().contains("forged command"), "{e}");
 
+    // The run's plan is the operator's snapshot: the approver (who may patch the run) cannot
+    // waive the approval, raise the threshold or point the analysis at her own Prometheus.
+    let edits = [
+        (
+            json!({"spec": {"plan": {"requireApproval": false}}}),
+            "spec.plan is immutable",
+        ),
+        (
+            json!({"spec": {"plan": {"maxErrorRate": "100%"}}}),
+            "spec.plan is immutable",
+        ),
+        (
+            json!({"spec": {"analysis": {"prometheus": {"address": "http://127.0.0.1:9/"}}}}),
+            "spec.analysis is immutable",
+        ),
+        (
+            json!({"spec": {"canaryRevision": "0000000000"}}),
+            "spec.canaryRevision is immutable",
+        ),
+    ];
+    for (edit, says) in edits {
+        let e = runs
+            .patch(&r.name_any(), &PatchParams::default(), &Patch::Merge(&edit))
+            .await
+            .expect_err("an edit of the run's snapshot is refused");
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 422 && s.message.contains(says)),
+            "{edit}: {e}"
+        );
+    }
+    let still = w.runs().get(&r.name_any()).await.expect("the run");
+    assert_eq!(still.spec, r.spec, "the snapshot is unchanged");
+
     // The real one: `approve` records mallory as the API server knows her.
     let approved = run_as(&mallory.kubeconfig, &["approve", APP]).await;
     assert_eq!(approved.code, 0, "{approved:?}");
     let stored = w.runs().get(&r.name_any()).await.expect("the run");
     assert_eq!(stored.spec.approvals[0].user, mallory.user);
+    // Approvals are append-only: not even their author can take one back or rewrite it.
+    for ops in [
+        json!([{"op": "remove", "path": "/spec/approvals/0"}]),
+        json!([{"op": "replace", "path": "/spec/approvals/0/time", "value": "2030-01-01T00:00:00Z"}]),
+    ] {
+        let patch: json_patch::Patch = serde_json::from_value(ops.clone()).expect("a JSON patch");
+        let e = runs
+            .patch(
+                &r.name_any(),
+                &PatchParams::default(),
+                &Patch::Json::<()>(patch),
+            )
+            .await
+            .expect_err("a removed or changed approval is refused");
+        assert!(
+            e.to_string().contains("spec.approvals is append-only"),
+            "{ops}: {e}"
+        );
+    }
     let waited = rg(&["wait", APP, "-n", &n, "--timeout", "90s"]).await;
     assert_eq!(waited.code, 0, "{waited:?}");
     w.finish().await;
