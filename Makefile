@@ -8,35 +8,36 @@ deps:
 	tests/cluster/build.sh
 
 build:
-	cargo build --all-targets
+	cargo build --locked --all-targets
 
 # Unit tests, then end-to-end tests on a local control plane started and stopped here.
 test:
 	tests/run.sh
 
 unit:
-	cargo test --lib --bins --examples
+	cargo test --locked --lib --bins --examples
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --features e2e -- -D warnings
+	cargo clippy --locked --all-targets --features e2e -- -D warnings
 
 fmt:
 	cargo fmt --all
 
-# Dependency policy (deny.toml): licences, duplicate crates, crates.io only. Installs the
-# pinned cargo-deny when missing (measured: 18 min on 2 busy cores, 5 min of CPU). The
-# advisories check needs GitHub; see docs/testing.md.
+# Dependency policy (deny.toml): RustSec advisories (offline, from the snapshot in
+# ../shared/advisory-db/ or ROLLGUARD_ADVISORY_BUNDLE; scripts/deny.sh prints its date),
+# licences, duplicate crates, crates.io only. Installs the pinned cargo-deny when missing
+# (measured: 18 min on 2 busy cores, 5 min of CPU). See docs/testing.md.
 CARGO_DENY_VERSION := 0.20.2
 deny:
 	@cargo deny --version 2>/dev/null | grep -qx 'cargo-deny $(CARGO_DENY_VERSION)' || \
 		cargo install cargo-deny --version $(CARGO_DENY_VERSION) --locked
-	cargo deny --locked check licenses bans sources
+	scripts/deny.sh
 
 # Regenerate the CRDs from the Rust types (a test fails when crds/ is stale).
 crds:
-	cargo run --quiet -- crd > crds/rollguard.yaml
-	cargo run --quiet -- crd --reference > docs/reference.md
+	cargo run --locked --quiet -- crd > crds/rollguard.yaml
+	cargo run --locked --quiet -- crd --reference > docs/reference.md
 
 # Everything generated: the CRDs and the reference, then the chart's copy of the CRDs, its
 # README and deploy/rollguard.yaml (tests fail when any is stale).

@@ -41,7 +41,7 @@ mkdir -p "$DEMO"
 step "Building (first run: ~20 min for the Kubernetes binaries and ~5 min for rollguard on 2 cores; cached afterwards)"
 tests/cluster/build.sh 2>&1 | sed "s/^/  /"
 say "cargo build (rollguard and the traffic simulator)"
-cargo build --quiet --bin rollguard --example trafficsim
+cargo build --locked --quiet --bin rollguard --example trafficsim
 RG=$REPO/target/debug/rollguard
 SIM=$REPO/target/debug/examples/trafficsim
 

@@ -26,7 +26,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::analysis::prometheus::{self, Answer, Endpoint, QueryError, RangeSeries, parse_matrix};
+use crate::analysis::prometheus::{
+    self, Address, Answer, Endpoint, QueryError, RangeSeries, parse_matrix,
+};
 use crate::analysis::query::Track;
 use crate::analysis::request::{
     AnalysisRequest, Counts, Part, PointsByPart, RevisionUnknown, SampleVars, points_by_part,
@@ -68,6 +70,8 @@ pub struct Options {
     pub stable_revision: Option<String>,
     /// A file holding a bearer token sent with every query.
     pub token_file: Option<PathBuf>,
+    /// The token may go over a plain `http://` address.
+    pub insecure: bool,
     /// Per-query timeout.
     pub timeout: Duration,
 }
@@ -115,9 +119,14 @@ pub struct Args {
     /// `{{revision}}` in the stable baseline query: the stable pods' `pod-template-hash`.
     #[arg(long)]
     pub stable_revision: Option<String>,
-    /// A file holding a bearer token for Prometheus.
+    /// A file holding a bearer token for Prometheus (sent over https:// only, unless
+    /// --insecure).
     #[arg(long)]
     pub bearer_token_file: Option<PathBuf>,
+    /// Send the bearer token over a plain http:// address, where anyone on the path can
+    /// read it.
+    #[arg(long)]
+    pub insecure: bool,
     /// How long one range query may take.
     #[arg(long, default_value = "30s", value_parser = crate::api::quantity::parse_duration)]
     pub timeout: Duration,
@@ -140,6 +149,7 @@ pub fn main(args: Args) -> u8 {
         revision: args.revision,
         stable_revision: args.stable_revision,
         token_file: args.bearer_token_file,
+        insecure: args.insecure,
         timeout: args.timeout,
     };
     let result = tokio::runtime::Builder::new_current_thread()
@@ -356,9 +366,10 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
         None => None,
     };
     let ep = Endpoint {
-        address: opts.prometheus.clone(),
+        address: Address::parse_flag("--prometheus", &opts.prometheus).map_err(Error::Invalid)?,
         token,
         timeout: opts.timeout,
+        insecure: opts.insecure,
     };
     let http = reqwest::Client::builder()
         .user_agent(concat!("rollguard/", env!("CARGO_PKG_VERSION")))

@@ -123,6 +123,11 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     // The schema's pattern lets through a timeout too long to represent; every sample would
     // fail on it.
     crate::analysis::request::timeout(a).map_err(|e| Invalid::new(e.field, e.message))?;
+    // The schema's rules refuse these too, on a cluster whose CRD has them.
+    if let Some(p) = &a.prometheus {
+        crate::analysis::request::prometheus_address(p)
+            .map_err(|e| Invalid::new(e.field, e.message))?;
+    }
     Ok(Templates { requests, errors })
 }
 
@@ -151,5 +156,48 @@ mod tests {
         assert!(check(&spec("10s")).is_ok());
         let e = check(&spec("99999999999999999999h")).expect_err("overflows");
         assert_eq!(e.field, "spec.analysis.prometheus.timeout");
+    }
+
+    #[test]
+    fn a_prometheus_the_operator_would_not_ask_is_refused() {
+        let spec = |prometheus: serde_json::Value| -> RolloutPolicySpec {
+            serde_json::from_value(serde_json::json!({
+                "selector": {"matchLabels": {"app": "web"}},
+                "traffic": {},
+                "analysis": {
+                    "requests": "sum(a[{{elapsed}}])",
+                    "errors": "sum(b[{{elapsed}}])",
+                    "prometheus": prometheus,
+                },
+            }))
+            .expect("a spec")
+        };
+        let token = serde_json::json!({"name": "t", "key": "k"});
+        let cases = [
+            (
+                serde_json::json!({"address": "http://p:9090/api/v1/query?query=up"}),
+                Some("spec.analysis.prometheus.address"),
+            ),
+            (
+                serde_json::json!({"address": "http://u:p@p:9090"}),
+                Some("spec.analysis.prometheus.address"),
+            ),
+            (
+                serde_json::json!({"address": "http://p:9090", "bearerTokenSecret": token}),
+                Some("spec.analysis.prometheus.bearerTokenSecret"),
+            ),
+            (
+                serde_json::json!({"address": "http://p:9090", "bearerTokenSecret": token, "insecure": true}),
+                None,
+            ),
+            (
+                serde_json::json!({"address": "https://p:9091/prom/", "bearerTokenSecret": token}),
+                None,
+            ),
+        ];
+        for (prometheus, field) in cases {
+            let got = check(&spec(prometheus.clone())).err().map(|e| e.field);
+            assert_eq!(got.as_deref(), field, "{prometheus}");
+        }
     }
 }

@@ -132,6 +132,11 @@ fn main() -> ExitCode {
 }
 
 async fn controller(args: ControllerArgs) -> Result<(), String> {
+    let prometheus_address = args
+        .prometheus_address
+        .as_deref()
+        .map(|a| rollguard::analysis::address::Address::parse_flag("--prometheus-address", a))
+        .transpose()?;
     let metrics = rollguard::telemetry::Metrics::new();
     let health = rollguard::telemetry::Health::default();
     let bound = rollguard::telemetry::serve(args.metrics_addr, metrics.clone(), health.clone())
@@ -145,7 +150,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let client = rollguard::controller::instance_client(&instance, None).await?;
     let config = rollguard::controller::Config {
         namespace: args.namespace,
-        prometheus_address: args.prometheus_address,
+        prometheus_address,
         instance: Some(instance.clone()),
     };
     if !args.leader_elect {

@@ -90,3 +90,69 @@ fn the_api_reference_matches_the_schemas() {
         );
     }
 }
+
+#[test]
+fn every_cargo_command_in_the_scripts_is_locked() {
+    // CI and the tests build what Cargo.lock says, never a freshly resolved graph: every cargo
+    // command that resolves dependencies carries `--locked` (cargo fmt resolves nothing).
+    let command = regex::Regex::new(
+        r"(?:^|&&\s*|\|\|\s*|;\s*|\$\(|\|\s*|\(\s*|then\s+|do\s+|@|\bexec\s+|\btime\s+|\bnice(?:\s+-n\s*\d+)?\s+)cargo\s+(build|test|run|clippy|bench|install|metadata|deny|check|doc|update)\b(.*)",
+    )
+    .expect("regex");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![
+        root.join("Makefile"),
+        root.join(".ci/run"),
+        root.join("Containerfile"),
+    ];
+    for dir in [
+        "tests",
+        "tests/cluster",
+        "scripts",
+        "benches/scale",
+        "deploy",
+    ] {
+        for e in std::fs::read_dir(root.join(dir)).expect("a script dir") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "sh") {
+                files.push(p);
+            }
+        }
+    }
+    let (mut seen, mut unlocked) = (0, vec![]);
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        // Continuation lines join the command they continue.
+        let joined = text.replace("\\\n", " ");
+        for line in joined.lines() {
+            let code = line.trim_start();
+            if code.starts_with('#') {
+                continue;
+            }
+            for c in command.captures_iter(code) {
+                let rest = &c[2];
+                if rest.trim_start().starts_with("--version") {
+                    continue;
+                }
+                seen += 1;
+                // Cargo's own arguments: those before a `--` (after it, the tool's).
+                if !rest
+                    .split_whitespace()
+                    .take_while(|w| *w != "--")
+                    .any(|w| w == "--locked")
+                {
+                    unlocked.push(format!("{}: {}", f.display(), code.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        unlocked.is_empty(),
+        "cargo without --locked:\n{}",
+        unlocked.join("\n")
+    );
+    // The scan finds the commands it is about (tests/run.sh alone has five).
+    assert!(seen >= 12, "only {seen} cargo commands found");
+}

@@ -17,17 +17,19 @@ KUBECTL=${KUBECTL:-kubectl}
 say() { printf '[test %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 start=$(date +%s)
-say "building the local control plane's binaries (cached after the first run)"
+# The cache's sha256 records (tests/cluster/hashes.sh), checked on a throwaway cache first.
+tests/cluster/hashes_test.sh
+say "building the local control plane's binaries (cached after the first run, checked against their recorded sha256)"
 tests/cluster/build.sh
 say "building rollguard and its test tools"
-cargo build --all-targets --features e2e
+cargo build --locked --all-targets --features e2e
 # The operator image's binary (scripts/image.sh reuses it; the image and chart e2e tests build
 # the image from it in seconds).
 say "building the release binary for the operator image"
 cargo build --release --locked --bin rollguard
 
 say "unit tests"
-cargo test --lib --bins --examples
+cargo test --locked --lib --bins --examples
 
 # A cluster that was already up (someone's own, for exploring) is used and left running.
 ours=1
@@ -59,7 +61,7 @@ say "end-to-end tests"
 # tests (generated, readme).
 threads="--test-threads=${ROLLGUARD_E2E_THREADS:-3}"
 if [ $# -gt 0 ]; then
-  cargo test --no-fail-fast --features e2e --test e2e -- "$threads" "$@"
+  cargo test --locked --no-fail-fast --features e2e --test e2e -- "$threads" "$@"
 else
-  cargo test --no-fail-fast --features e2e --test '*' -- "$threads"
+  cargo test --locked --no-fail-fast --features e2e --test '*' -- "$threads"
 fi

@@ -35,8 +35,8 @@ if [ -f "$ROLLGUARD_CLUSTER_DIR/pids" ] && "$CLUSTER" status | grep -q ' running
 fi
 
 say "building the release binaries"
-cargo build --release --manifest-path "$REPO/Cargo.toml" --bin rollguard --example trafficsim
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
+cargo build --locked --release --manifest-path "$REPO/Cargo.toml" --bin rollguard --example trafficsim
+TARGET_DIR=$(cargo metadata --locked --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 ROLLGUARD_BIN=$TARGET_DIR/release/rollguard
 SIM_BIN=$TARGET_DIR/release/examples/trafficsim

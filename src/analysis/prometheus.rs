@@ -1,21 +1,29 @@
 //! The Prometheus HTTP API client: one instant query, answered as a number, no data, or an
 //! error whose category is stable enough to be a metric label; and the readers of instant and
-//! range answers. Bearer tokens never appear in errors, logs or Debug output.
+//! range answers. Bearer tokens never appear in errors, logs or Debug output, a token is
+//! never sent over plain `http://` unless the endpoint allows it, and no error repeats what
+//! the server answered beyond Prometheus' own `errorType` and `error` fields: whatever the
+//! address points at, its answers do not come back through status and Events.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::address::{Address, AddressError};
+
 /// Where and how to reach Prometheus.
 #[derive(Clone)]
 pub struct Endpoint {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
-    pub address: String,
+    pub address: Address,
     /// Bearer token sent with every query.
     pub token: Option<String>,
     /// Per-query timeout.
     pub timeout: Duration,
+    /// The token may go over plain `http://` (`spec.analysis.prometheus.insecure`); without
+    /// it such a query is refused before anything is sent.
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -24,6 +32,7 @@ impl std::fmt::Debug for Endpoint {
             .field("address", &self.address)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -57,8 +66,14 @@ pub enum QueryError {
     Timeout { address: String, timeout: Duration },
     #[error("Prometheus rejected the query ({error_type}): {message}")]
     Rejected { error_type: String, message: String },
-    #[error("Prometheus answered HTTP {status}: {body}")]
-    Http { status: u16, body: String },
+    /// The body is not quoted: the address may point at something that is not Prometheus,
+    /// and its answer must not come back through status and Events.
+    #[error("Prometheus answered HTTP {status} {reason} (the body of the answer is not shown)")]
+    Http { status: u16, reason: &'static str },
+    #[error(
+        "refusing to send the bearer token to {address} over plain http://, where anyone on the path can read it: use an https:// address, or allow it explicitly (spec.analysis.prometheus.insecure: true; backtest --insecure)"
+    )]
+    TokenOverHttp { address: String },
     #[error("the query returned {series} series; wrap it in sum(...) so it returns one number")]
     TooManySeries { series: usize },
     #[error("Prometheus sent an answer rollguard cannot read: {0}")]
@@ -93,6 +108,7 @@ impl QueryError {
             QueryError::Timeout { .. } => "prometheus_timeout",
             QueryError::Rejected { .. } => "query_rejected",
             QueryError::Http { .. } => "prometheus_http",
+            QueryError::TokenOverHttp { .. } => "prometheus_insecure",
             QueryError::TooManySeries { .. } => "query_shape",
             QueryError::Malformed(_) => "prometheus_malformed",
         }
@@ -120,10 +136,35 @@ struct ApiData {
 /// One series of an instant query answer: its labels and value.
 pub type Series = (BTreeMap<String, String>, f64);
 
+/// What is wrong with an answer serde could not read, without serde's message, which quotes
+/// the offending value.
+fn unreadable(what: &str, e: &serde_json::Error) -> QueryError {
+    let kind = match e.classify() {
+        serde_json::error::Category::Data => "not in the shape of Prometheus' answer",
+        _ => "not JSON",
+    };
+    // A value read from a parsed document has no position (line 0).
+    let at = if e.line() > 0 {
+        format!(" (line {}, column {})", e.line(), e.column())
+    } else {
+        String::new()
+    };
+    QueryError::malformed(format!("{what} is {kind}{at}"))
+}
+
+/// A result type named in a message: Prometheus' own, or a word that quotes nothing.
+fn result_type_name(t: &str) -> &str {
+    match t {
+        "vector" | "scalar" | "matrix" | "string" => t,
+        _ => "(not one of Prometheus')",
+    }
+}
+
 /// Reads the Prometheus API envelope: the `resultType` and `result` of a success answer, or
 /// the error Prometheus gave.
 pub fn parse_result(body: &[u8]) -> Result<(String, serde_json::Value), QueryError> {
-    let resp: ApiResponse = serde_json::from_slice(body).map_err(QueryError::malformed)?;
+    let resp: ApiResponse =
+        serde_json::from_slice(body).map_err(|e| unreadable("the answer", &e))?;
     if resp.status != "success" {
         return Err(QueryError::Rejected {
             error_type: clip(resp.error_type.as_deref().unwrap_or("unknown")),
@@ -144,7 +185,7 @@ pub fn parse_value(s: &str) -> Result<f64, QueryError> {
         "-Inf" => Ok(f64::NEG_INFINITY),
         _ => s
             .parse()
-            .map_err(|_| QueryError::malformed(format!("value {s:?} is not a number"))),
+            .map_err(|_| QueryError::malformed("a sample value is not a number")),
     }
 }
 
@@ -156,7 +197,7 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
         let s = pair
             .get(1)
             .and_then(|v| v.as_str())
-            .ok_or_else(|| QueryError::malformed(format!("sample without a value: {pair}")))?;
+            .ok_or_else(|| QueryError::malformed("a sample has no value"))?;
         parse_value(s)
     };
     match result_type.as_str() {
@@ -180,7 +221,8 @@ pub fn parse_vector(body: &[u8]) -> Result<Vec<Series>, QueryError> {
                 .collect()
         }
         other => Err(QueryError::malformed(format!(
-            "result type {other}; the query must return an instant vector or a scalar"
+            "result type {}; the query must return an instant vector or a scalar",
+            result_type_name(other)
         ))),
     }
 }
@@ -200,10 +242,12 @@ pub fn parse_matrix(body: &[u8]) -> Result<Vec<RangeSeries>, QueryError> {
     let (result_type, result) = parse_result(body)?;
     if result_type != "matrix" {
         return Err(QueryError::malformed(format!(
-            "result type {result_type}; a range query answers with a matrix"
+            "result type {}; a range query answers with a matrix",
+            result_type_name(&result_type)
         )));
     }
-    let series: Vec<Series> = serde_json::from_value(result).map_err(QueryError::malformed)?;
+    let series: Vec<Series> =
+        serde_json::from_value(result).map_err(|e| unreadable("the matrix", &e))?;
     series
         .into_iter()
         .map(|s| {
@@ -294,7 +338,8 @@ impl Client {
 /// Posts a form to one of Prometheus's HTTP API endpoints (`query`, `query_range`) with the
 /// endpoint's token and timeout, and reads a successful answer with `read`. An error answer
 /// becomes `Rejected` when Prometheus explains it in JSON (400/422), else `Http`; a failed
-/// send becomes `Timeout` or `Unreachable`.
+/// send becomes `Timeout` or `Unreachable`. A token bound for plain `http://` is refused
+/// before anything is sent, unless the endpoint is `insecure`.
 pub async fn post<T>(
     http: &reqwest::Client,
     ep: &Endpoint,
@@ -302,8 +347,13 @@ pub async fn post<T>(
     form: &[(&str, String)],
     read: fn(&[u8]) -> Result<T, QueryError>,
 ) -> Result<T, QueryError> {
-    let url = format!("{}/api/v1/{path}", ep.address.trim_end_matches('/'));
-    let mut req = http.post(&url).timeout(ep.timeout).form(form);
+    if ep.token.is_some() && ep.address.is_plain_http() && !ep.insecure {
+        return Err(QueryError::TokenOverHttp {
+            address: ep.address.to_string(),
+        });
+    }
+    let url = ep.address.api(path);
+    let mut req = http.post(url).timeout(ep.timeout).form(form);
     if let Some(t) = &ep.token {
         req = req.bearer_auth(t);
     }
@@ -316,7 +366,7 @@ pub async fn post<T>(
         }
         return Err(QueryError::Http {
             status: status.as_u16(),
-            body: clip(&String::from_utf8_lossy(&body)),
+            reason: status.canonical_reason().unwrap_or("(no standard reason)"),
         });
     }
     read(&body)
@@ -325,11 +375,12 @@ pub async fn post<T>(
 fn send_error(ep: &Endpoint, e: reqwest::Error) -> QueryError {
     if e.is_timeout() {
         return QueryError::Timeout {
-            address: ep.address.clone(),
+            address: ep.address.to_string(),
             timeout: ep.timeout,
         };
     }
-    // The URL in reqwest's message carries no credentials: the token is a header.
+    // The URL in reqwest's message carries no credentials: the token is a header, and the
+    // address has no userinfo (`Address::parse`).
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -337,7 +388,7 @@ fn send_error(ep: &Endpoint, e: reqwest::Error) -> QueryError {
         source = s.source();
     }
     QueryError::Unreachable {
-        address: ep.address.clone(),
+        address: ep.address.to_string(),
         message,
     }
 }
@@ -429,11 +480,13 @@ mod tests {
             serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, big]}]}}),
             serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [big]}]}}),
         ];
-        for a in answers {
+        for (i, a) in answers.into_iter().enumerate() {
             let e = parse_vector(a.to_string().as_bytes()).expect_err("refused");
             let m = e.to_string();
             assert!(m.chars().count() < 600, "{} chars", m.chars().count());
-            assert!(m.contains("xxx") && m.contains("(cut)"), "{m}");
+            // Prometheus' own error is quoted, cut; nothing else of an answer is.
+            assert_eq!(m.contains("xxx"), i == 0, "{m}");
+            assert_eq!(m.contains("(cut)"), i == 0, "{m}");
         }
         assert_eq!(clip("short"), "short");
     }
@@ -441,10 +494,144 @@ mod tests {
     #[test]
     fn the_token_is_never_printed() {
         let ep = Endpoint {
-            address: "http://p".into(),
+            address: Address::parse("http://p").expect("valid"),
             token: Some("s3cr3t".into()),
             timeout: Duration::from_secs(1),
+            insecure: false,
         };
         assert!(!format!("{ep:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn answers_are_not_repeated_beyond_prometheus_own_error() {
+        // The address may point at any service the operator can reach (read-back SSRF): what
+        // it answers must not come back through the run's status and Events. Only the
+        // envelope's `errorType` and `error`, Prometheus' own explanation, are quoted.
+        let answers: &[&[u8]] = &[
+            b"<html>hunter2</html>",
+            br#"{"hunter2": 1"#,
+            br#"{"status": "hunter2"}"#,
+            br#"{"status": ["hunter2"]}"#,
+            br#"{"status": "success", "data": "hunter2"}"#,
+            br#"{"status": "success", "data": {"resultType": "hunter2", "result": []}}"#,
+            br#"{"status": "success", "data": {"resultType": "vector", "result": "hunter2"}}"#,
+            br#"{"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "hunter2"]}]}}"#,
+            br#"{"status": "success", "data": {"resultType": "vector", "result": [{"value": ["hunter2"]}]}}"#,
+            br#"{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"a": "hunter2"}}]}}"#,
+            br#"{"status": "success", "data": {"resultType": "scalar", "result": {"hunter2": 1}}}"#,
+        ];
+        for a in answers {
+            for e in [parse_vector(a).err(), parse_matrix(a).err()]
+                .into_iter()
+                .flatten()
+            {
+                let m = e.to_string();
+                assert!(
+                    !m.contains("hunter2"),
+                    "{}: {m}",
+                    String::from_utf8_lossy(a)
+                );
+            }
+        }
+        let matrix = br#"{"status": "success", "data": {"resultType": "matrix", "result": [{"values": [[1, "hunter2"]]}]}}"#;
+        let m = parse_matrix(matrix).expect_err("not a number").to_string();
+        assert!(!m.contains("hunter2"), "{m}");
+        let bad =
+            br#"{"status": "success", "data": {"resultType": "matrix", "result": {"hunter2": 1}}}"#;
+        let m = parse_matrix(bad).expect_err("not a list").to_string();
+        assert_eq!(
+            m,
+            "Prometheus sent an answer rollguard cannot read: the matrix is not in the shape of Prometheus' answer"
+        );
+        let m = parse_vector(br#"{"status": "success", "data": "hunter2"}"#)
+            .expect_err("no data object")
+            .to_string();
+        assert!(
+            m.ends_with("is not in the shape of Prometheus' answer (line 1, column 39)"),
+            "{m}"
+        );
+        // Prometheus' own explanation is kept (cut short).
+        let own =
+            br#"{"status": "error", "errorType": "bad_data", "error": "parse error: hunter2"}"#;
+        let m = parse_vector(own).expect_err("rejected").to_string();
+        assert!(m.contains("parse error: hunter2"), "{m}");
+    }
+
+    /// A server on 127.0.0.1 that answers every connection with `answer` and counts them.
+    async fn serve(
+        answer: &'static str,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn a_non_2xx_body_is_not_repeated() {
+        let (address, _) = serve(
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 27\r\nconnection: close\r\n\r\n<p>internal: hunter2</p>\n\n\n",
+        )
+        .await;
+        let ep = Endpoint {
+            address: Address::parse(&address).expect("valid"),
+            token: None,
+            timeout: Duration::from_secs(5),
+            insecure: false,
+        };
+        let e = Client::new(None, false)
+            .expect("client")
+            .query(&ep, "up")
+            .await
+            .expect_err("502");
+        assert_eq!(e.category(), "prometheus_http");
+        assert_eq!(
+            e.to_string(),
+            "Prometheus answered HTTP 502 Bad Gateway (the body of the answer is not shown)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_is_not_sent_over_plain_http_unless_allowed() {
+        use std::sync::atomic::Ordering;
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 68\r\nconnection: close\r\n\r\n{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1,\"3\"]}}";
+        let (address, seen) = serve(ok).await;
+        let client = Client::new(None, false).expect("client");
+        let mut ep = Endpoint {
+            address: Address::parse(&address).expect("valid"),
+            token: Some("s3cr3t".into()),
+            timeout: Duration::from_secs(5),
+            insecure: false,
+        };
+        let e = client.query(&ep, "up").await.expect_err("refused");
+        assert_eq!(e.category(), "prometheus_insecure");
+        assert!(
+            e.to_string().contains("spec.analysis.prometheus.insecure")
+                && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 0, "nothing was sent");
+        // Without a token, or with `insecure`, the query goes out.
+        ep.insecure = true;
+        let got = client.query(&ep, "up").await.expect("allowed");
+        assert_eq!(got[0].1, 3.0);
+        ep.insecure = false;
+        ep.token = None;
+        client.query(&ep, "up").await.expect("no token");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
     }
 }

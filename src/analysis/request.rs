@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::address::Address;
 use super::prometheus::{self, Answer, Endpoint, QueryError, RangeSeries, Series};
 use super::query::{Template, Track, Variable, Vars};
-use crate::api::policy::AnalysisSpec;
+use crate::api::policy::{AnalysisSpec, PrometheusSpec};
 use crate::api::quantity::parse_duration;
 
 /// A query timeout when the spec names no Prometheus (the default of
@@ -176,7 +177,9 @@ pub struct AnalysisRequest {
     errors: Template,
     interval: Duration,
     stable_baseline: bool,
-    address: Option<String>,
+    address: Option<Address>,
+    /// `spec.analysis.prometheus.insecure`: the token may go over plain `http://`.
+    insecure: bool,
     timeout: Duration,
 }
 
@@ -196,12 +199,18 @@ impl AnalysisRequest {
             field: "spec.analysis.interval",
             message: e.to_string(),
         })?;
+        let address = spec
+            .prometheus
+            .as_ref()
+            .map(prometheus_address)
+            .transpose()?;
         Ok(AnalysisRequest {
             requests,
             errors,
             interval,
             stable_baseline,
-            address: spec.prometheus.as_ref().map(|p| p.address.clone()),
+            address,
+            insecure: spec.prometheus.as_ref().is_some_and(|p| p.insecure),
             timeout: timeout(spec)?,
         })
     }
@@ -298,17 +307,18 @@ impl AnalysisRequest {
     }
 
     /// Where to send the query: the spec's Prometheus, else the operator's `default_address`;
-    /// no token yet (credentials are the caller's).
-    pub fn endpoint(&self, default_address: Option<&str>) -> Result<Endpoint, NoAddress> {
+    /// no token yet (credentials are the caller's, and only the spec's Prometheus has any).
+    pub fn endpoint(&self, default_address: Option<&Address>) -> Result<Endpoint, NoAddress> {
         let address = self
             .address
             .clone()
-            .or_else(|| default_address.map(str::to_string))
+            .or_else(|| default_address.cloned())
             .ok_or(NoAddress)?;
         Ok(Endpoint {
             address,
             token: None,
             timeout: self.timeout,
+            insecure: self.address.is_some() && self.insecure,
         })
     }
 
@@ -326,6 +336,25 @@ impl AnalysisRequest {
             self.stable_baseline,
         ))
     }
+}
+
+/// Why a token with an `http://` address is refused (the CRD's rule says the same).
+pub const TOKEN_OVER_HTTP: &str = "the bearer token would be sent over plain http://, where anyone on the path can read it: use an https:// address, or set spec.analysis.prometheus.insecure: true to allow it";
+
+/// `spec.analysis.prometheus.address`, parsed ([`Address::parse`]), with a bearer token
+/// only over `https://` unless `insecure` says otherwise. The field at fault is named.
+pub fn prometheus_address(p: &PrometheusSpec) -> Result<Address, InvalidField> {
+    let address = Address::parse(&p.address).map_err(|e| InvalidField {
+        field: "spec.analysis.prometheus.address",
+        message: format!("the URL {e}"),
+    })?;
+    if p.bearer_token_secret.is_some() && address.is_plain_http() && !p.insecure {
+        return Err(InvalidField {
+            field: "spec.analysis.prometheus.bearerTokenSecret",
+            message: TOKEN_OVER_HTTP.into(),
+        });
+    }
+    Ok(address)
 }
 
 /// `spec.analysis.prometheus.timeout`, parsed (10s when the spec names no Prometheus).

@@ -255,12 +255,24 @@ fn default_no_data_limit() -> i32 {
 /// Connection to Prometheus.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.bearerTokenSecret) || !self.address.matches('^(?i:http)://') || (has(self.insecure) && self.insecure)"
+).message("spec.analysis.prometheus.bearerTokenSecret would be sent over plain http://: use an https:// address, or set spec.analysis.prometheus.insecure: true to allow it"))]
 pub struct PrometheusSpec {
-    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
-    #[schemars(length(min = 1))]
-    #[x_kube(validation = kube::core::Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.analysis.prometheus.address must start with http:// or https://"))]
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`, or with a base path such as
+    /// `https://gateway.example/prometheus/`: `http` or `https`, a host, an optional port
+    /// and path; no credentials (`user:password@`), query (`?`) or fragment (`#`). The
+    /// operator appends `/api/v1/query` to the path.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^(?i:https?)://')").message("spec.analysis.prometheus.address must start with http:// or https://"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.contains('?')").message("spec.analysis.prometheus.address must not have a query (?...): give the base URL only; rollguard appends /api/v1/query"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.contains('#')").message("spec.analysis.prometheus.address must not have a fragment (#...): give the base URL only"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.matches('^[^/]*//[^/]*@')").message("spec.analysis.prometheus.address must not contain credentials (user:password@): put a token in spec.analysis.prometheus.bearerTokenSecret"))]
+    #[x_kube(validation = kube::core::Rule::new(r"!self.matches(r'[\s\\]')").message("spec.analysis.prometheus.address must not contain whitespace or backslashes"))]
+    #[x_kube(validation = kube::core::Rule::new("isURL(self) && url(self).getHostname() != ''").message("spec.analysis.prometheus.address must be a URL with a host, e.g. http://prometheus.monitoring:9090"))]
     pub address: String,
     /// A Secret key in the policy's namespace holding a bearer token sent with every query.
+    /// With an `http://` address, only when `insecure` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret: Option<SecretKeyRef>,
     /// A Secret key in the policy's namespace holding a PEM CA bundle to verify Prometheus.
@@ -269,6 +281,12 @@ pub struct PrometheusSpec {
     /// Skip TLS verification. Off by default; for test clusters only.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Send `bearerTokenSecret` over a plain `http://` address, where anyone on the network
+    /// path can read it. Off by default: a token with an `http://` address is refused by the
+    /// API server and by the operator. Set it only where the path is trusted (a loopback
+    /// sidecar, a mesh that encrypts), and prefer `https://`.
+    #[serde(default)]
+    pub insecure: bool,
     /// How long one query may take before the sample counts as an error.
     #[serde(default = "default_query_timeout")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]

@@ -212,17 +212,24 @@ fn policy() -> impl Strategy<Value = Value> {
     let prometheus = (
         prop_oneof![
             Just(json!("http://prometheus:9090")),
+            Just(json!("https://prometheus:9091/prom/")),
+            Just(json!("http://user:pw@prometheus:9090")),
+            Just(json!("http://prometheus:9090/?query=up")),
+            Just(json!("http://evil#@prometheus:9090")),
+            "(https?|HTTP|ftp)://[a-z@:/?#. \\\\]{0,16}".prop_map(Value::from),
             any::<String>().prop_map(Value::from)
         ],
         maybe(Just(json!({"name": "prom", "key": "token"}))),
         maybe(any::<bool>().prop_map(Value::Bool)),
+        maybe(any::<bool>().prop_map(Value::Bool)),
         maybe(duration()),
     )
-        .prop_map(|(address, token, insecure, timeout)| {
+        .prop_map(|(address, token, skip_verify, insecure, timeout)| {
             object(&[
                 ("address", Some(address)),
                 ("bearerTokenSecret", token),
-                ("insecureSkipVerify", insecure),
+                ("insecureSkipVerify", skip_verify),
+                ("insecure", insecure),
                 ("timeout", timeout),
             ])
         });
@@ -289,6 +296,9 @@ fn policy() -> impl Strategy<Value = Value> {
 /// What the run machine needs of a checked policy's plans: at least one step, weights
 /// strictly increasing within (0%, 100%], and decision parameters its engines accept.
 fn check_plans(p: &RolloutPolicy) -> Result<(), TestCaseError> {
+    // The operator resolves the analysis the same way, Prometheus address included.
+    let request = crate::analysis::request::AnalysisRequest::new(&p.spec.analysis, false);
+    prop_assert!(request.is_ok(), "validate passed but {:?}", request);
     let tiers = p.spec.tiers.clone().unwrap_or_else(default_tiers);
     for t in &tiers {
         let plan = Plan::resolve(t, &p.spec.analysis, "tier");

@@ -142,17 +142,22 @@ fn key_origin(key: &str) -> Option<Origin> {
 /// assistants' own no-reply or bot addresses, so a person at the same company is not
 /// mistaken for one; names only judge trailers that carry no email
 /// (`Assisted-by: Claude:claude-opus-4`, `Generated-by: GitHub Copilot`).
+///
+/// GitHub accounts are listed by their exact login in the older no-reply form,
+/// `login@users.noreply.github.com`; the newer `ID+login@users.noreply.github.com` matches
+/// the same entry (see [`email_candidates`]). No wildcard: a person whose login merely
+/// contains an assistant's (`copilot-fan`, `cursor` without `[bot]`) is a person.
 pub const DEFAULT_ASSISTANTS: &[&str] = &[
     // Emails.
     "noreply@anthropic.com",
-    "*+copilot@users.noreply.github.com",
-    "*+copilot-swe-agent[bot]@users.noreply.github.com",
-    "*+devin-ai-integration[bot]@users.noreply.github.com",
-    "*+chatgpt-codex-connector[bot]@users.noreply.github.com",
-    "*+google-labs-jules[bot]@users.noreply.github.com",
-    "*+gemini-code-assist[bot]@users.noreply.github.com",
-    "*+amazon-q-developer[bot]@users.noreply.github.com",
-    "*+cursor[bot]@users.noreply.github.com",
+    "copilot@users.noreply.github.com",
+    "copilot-swe-agent[bot]@users.noreply.github.com",
+    "devin-ai-integration[bot]@users.noreply.github.com",
+    "chatgpt-codex-connector[bot]@users.noreply.github.com",
+    "google-labs-jules[bot]@users.noreply.github.com",
+    "gemini-code-assist[bot]@users.noreply.github.com",
+    "amazon-q-developer[bot]@users.noreply.github.com",
+    "cursor[bot]@users.noreply.github.com",
     "cursoragent@cursor.com",
     "*@aider.chat",
     // Names, for trailers without an email.
@@ -229,11 +234,13 @@ impl Assistants {
     pub fn matching(&self, value: &str) -> Option<&str> {
         let (name, email) = identity(value);
         match email {
-            Some(email) => self
-                .patterns
-                .iter()
-                .filter(|p| p.contains('@'))
-                .find(|p| glob(p, &email)),
+            Some(email) => {
+                let candidates = email_candidates(&email);
+                self.patterns
+                    .iter()
+                    .filter(|p| p.contains('@'))
+                    .find(|p| candidates.iter().any(|c| glob(p, c)))
+            }
             None => {
                 let candidates = name_candidates(&name);
                 self.patterns
@@ -259,6 +266,27 @@ fn identity(value: &str) -> (String, Option<String>) {
     } else {
         (v.to_string(), None)
     }
+}
+
+/// GitHub's no-reply domain, lowercase: a commit made on github.com credits
+/// `ID+login@users.noreply.github.com` (accounts since July 2017) or
+/// `login@users.noreply.github.com` (older ones).
+pub const GITHUB_NOREPLY: &str = "@users.noreply.github.com";
+
+/// The (lowercase) email as written and, for a GitHub no-reply address in its
+/// `ID+login@` form, the same account's `login@` form, so that one entry per account
+/// matches both. The ID must be digits: `abc+copilot@` is not GitHub's and stays as it is.
+fn email_candidates(email: &str) -> Vec<String> {
+    let mut out = vec![email.to_string()];
+    if let Some(local) = email.strip_suffix(GITHUB_NOREPLY)
+        && let Some((id, login)) = local.split_once('+')
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !login.is_empty()
+    {
+        out.push(format!("{login}{GITHUB_NOREPLY}"));
+    }
+    out
 }
 
 /// The name as written, and without a model suffix: `Claude:claude-opus-4` and

@@ -21,8 +21,8 @@ use crate::telemetry::{Health, Metrics};
 pub struct Config {
     /// Watch only this namespace (all when `None`).
     pub namespace: Option<String>,
-    /// Prometheus address for policies that name none.
-    pub prometheus_address: Option<String>,
+    /// Prometheus address for policies that name none (`--prometheus-address`, parsed).
+    pub prometheus_address: Option<crate::analysis::address::Address>,
     /// The reporting instance in Events (the pod name).
     pub instance: Option<String>,
 }

@@ -13,7 +13,7 @@ mod policy;
 
 /// What the operator checks on a policy beyond the API server's validation (templates, plans).
 pub use policy::validate as policy_validate;
-mod secrets;
+pub mod secrets;
 
 use std::sync::Arc;
 use std::time::Duration;

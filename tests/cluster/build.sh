@@ -16,13 +16,41 @@ if ! flock -n 8; then echo "[build] another build.sh holds $CACHE/build.lock; wa
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-have() { [ -x "$BIN/$1" ]; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Module checksums are verified explicitly, whatever the environment or `go env -w` says: every
+# module is checked against the public checksum database (sum.golang.org, which the module proxy
+# serves at /sumdb/ where sum.golang.org itself is unreachable) and none is exempt. A module whose
+# content differs from what the database recorded fails the build ("SECURITY ERROR"); the wrapper
+# modules' go.sum is then checked against the module cache with `go mod verify`.
+export GOSUMDB=sum.golang.org GONOSUMDB= GOPRIVATE= GONOPROXY= GOINSECURE=
+for kv in "GOSUMDB=sum.golang.org" "GONOSUMDB=" "GOPRIVATE=" "GOINSECURE=" "GOFLAGS=-mod=mod"; do
+  [ "$(go env "${kv%%=*}")" = "${kv#*=}" ] || die "go env ${kv%%=*} is '$(go env "${kv%%=*}")', want '${kv#*=}': module checksums would not be verified as build.sh means to"
+done
+
+# shellcheck source=hashes.sh
+source "$HERE/hashes.sh"
+# cached FILE...: every FILE is present and has the sha256 recorded when it was built. One that
+# differs is moved aside (FILE.mismatch, kept for a look) and rebuilt; one without a record stops
+# the build with what to do (hashes.sh).
+cached() {
+  local f rc
+  for f in "$@"; do
+    rc=0; check_hash "$f" || rc=$?
+    case $rc in
+      0) ;;
+      1) log "$f differs from its recorded hash: moved to $f.mismatch, rebuilding"; mv -f "$f" "$f.mismatch"; return 1 ;;
+      2) return 1 ;;
+      *) die "$f is cached but unverified (see above)" ;;
+    esac
+  done
+}
 
 build_k8s() {
   local v=$K8S_VERSION; local staging="v0.${K8S_VERSION#1.}" minor
   minor=$(echo "$v" | cut -d. -f2)
-  if have "kube-apiserver-$v" && have "kube-controller-manager-$v" && have "kube-scheduler-$v"; then
-    log "kubernetes v$v: cached"; return; fi
+  if cached "$BIN/kube-apiserver-$v" "$BIN/kube-controller-manager-$v" "$BIN/kube-scheduler-$v"; then
+    log "kubernetes v$v: cached, hashes match"; return; fi
   log "kubernetes v$v: building kube-apiserver, kube-controller-manager, kube-scheduler (cold: ~30 min on 2 cores)"
   local w=$CACHE/work/k8s-$v; rm -rf "$w"; mkdir -p "$w"; cd "$w"
   local gomod
@@ -42,6 +70,7 @@ build_k8s() {
   } > go.mod
   log "wrapper go.mod: $(grep -c '=> k8s.io' go.mod) staging replaces, $goline, ${godebug:-no godebug}"
   go get "k8s.io/kubernetes/cmd/kube-apiserver@v$v" >/dev/null
+  go mod verify >&2
   local ldf="-s -w" date
   date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -52,66 +81,71 @@ build_k8s() {
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do mv "out/$b" "$BIN/$b-$v"; done
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    mv "out/$b" "$BIN/$b-$v"; record_hash "$BIN/$b-$v"; done
   "$BIN/kube-apiserver-$v" --version >&2
 }
 
 build_etcd() {
   local v=$ETCD_VERSION
-  if have "etcd-$v"; then log "etcd v$v: cached"; return; fi
+  if cached "$BIN/etcd-$v"; then log "etcd v$v: cached, hash matches"; return; fi
   log "etcd v$v: building"
   local w=$CACHE/work/etcd-$v; rm -rf "$w"; mkdir -p "$w"; cd "$w"
   printf 'module local/etcd-build\n\ngo 1.26.0\n' > go.mod
   go get "go.etcd.io/etcd/server/v3@v$v" >/dev/null
-  go build -trimpath -ldflags '-s -w' -o "$BIN/etcd-$v" go.etcd.io/etcd/server/v3
+  go mod verify >&2
+  mkdir -p out
+  go build -trimpath -ldflags '-s -w' -o out/etcd go.etcd.io/etcd/server/v3
+  mv out/etcd "$BIN/etcd-$v"; record_hash "$BIN/etcd-$v"
 }
 
 build_kwok() {
   local v=$KWOK_VERSION
-  if have "kwok-$v" && [ -f "$BIN/kwok-stages-$v.yaml" ]; then log "kwok v$v: cached"; return; fi
+  if cached "$BIN/kwok-$v" "$BIN/kwok-stages-$v.yaml"; then log "kwok v$v: cached, hashes match"; return; fi
   log "kwok v$v: building"
   local tmp=$CACHE/work/kwok-$v; rm -rf "$tmp"; mkdir -p "$tmp"
   GOBIN=$tmp go install -trimpath -ldflags '-s -w' "sigs.k8s.io/kwok/cmd/kwok@v$v"
-  mv "$tmp/kwok" "$BIN/kwok-$v"
+  mv "$tmp/kwok" "$BIN/kwok-$v"; record_hash "$BIN/kwok-$v"
   # From 0.8 on kwok needs an explicit stage config: take the module's own stage files.
   local dir
   dir=$(go mod download -json "sigs.k8s.io/kwok@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
   { for f in stage/node/fast/node-initialize.yaml stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
              stage/pod/fast/pod-ready.yaml stage/pod/fast/pod-complete.yaml stage/pod/fast/pod-delete.yaml; do
-      echo '---'; cat "$dir/kustomize/$f"; done; } > "$BIN/kwok-stages-$v.yaml"
+      echo '---'; cat "$dir/kustomize/$f"; done; } > "$BIN/kwok-stages-$v.yaml.tmp"
+  mv "$BIN/kwok-stages-$v.yaml.tmp" "$BIN/kwok-stages-$v.yaml"; record_hash "$BIN/kwok-stages-$v.yaml"
 }
 
 build_helm() {
   local v=$HELM_VERSION minor
   minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-  if have "helm-$v"; then log "helm v$v: cached"; return; fi
+  if cached "$BIN/helm-$v"; then log "helm v$v: cached, hash matches"; return; fi
   log "helm v$v: building"
   local tmp=$CACHE/work/helm-$v; rm -rf "$tmp"; mkdir -p "$tmp"
   GOBIN=$tmp go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$v -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
     "helm.sh/helm/v3/cmd/helm@v$v"
-  mv "$tmp/helm" "$BIN/helm-$v"
+  mv "$tmp/helm" "$BIN/helm-$v"; record_hash "$BIN/helm-$v"
 }
 
 build_gateway_api() {
   local v=$GATEWAY_API_VERSION; local out=$BIN/gateway-api-standard-$v.yaml
-  if [ -f "$out" ]; then log "gateway-api v$v CRDs: cached"; return; fi
+  if cached "$out"; then log "gateway-api v$v CRDs: cached, hash matches"; return; fi
   log "gateway-api v$v: fetching the standard-channel CRDs from the module"
   local dir
   dir=$(go mod download -json "sigs.k8s.io/gateway-api@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
   { for f in "$dir"/config/crd/standard/*.yaml; do echo '---'; cat "$f"; done; } > "$out.tmp"
-  mv "$out.tmp" "$out"
+  mv "$out.tmp" "$out"; record_hash "$out"
 }
 
 build_prometheus_operator_crds() {
   local v=$PROMETHEUS_OPERATOR_VERSION; local out=$BIN/prometheus-operator-crds-$v.yaml
-  if [ -f "$out" ]; then log "prometheus-operator v$v CRDs: cached"; return; fi
+  if cached "$out"; then log "prometheus-operator v$v CRDs: cached, hash matches"; return; fi
   log "prometheus-operator v$v: fetching the ServiceMonitor and PrometheusRule CRDs from the module"
   local dir
   dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
   { for f in servicemonitors prometheusrules; do
       echo '---'; cat "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$f.yaml"; done; } > "$out.tmp"
-  mv "$out.tmp" "$out"
+  mv "$out.tmp" "$out"; record_hash "$out"
 }
 
 build_prometheus() {

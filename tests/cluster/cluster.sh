@@ -41,6 +41,8 @@ SCHEDULER=$BIN/kube-scheduler-$K8S_VERSION
 KWOK=$BIN/kwok-$KWOK_VERSION
 KWOK_STAGES=$BIN/kwok-stages-$KWOK_VERSION.yaml
 GATEWAY_CRDS=$BIN/gateway-api-standard-$GATEWAY_API_VERSION.yaml
+# shellcheck source=hashes.sh
+source "$HERE/hashes.sh"
 
 say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -144,17 +146,32 @@ EOF
 }
 
 # --- up -----------------------------------------------------------------------------------------
+# verified FILE...: each FILE is present and has the sha256 build.sh recorded when it built it
+# (tests/cluster/hashes.sh). A missing or differing one is (re)built by build.sh; one without a
+# record stops `up` with what to do.
+verified() {
+  local f rc
+  for f in "$@"; do
+    rc=0; check_hash "$f" || rc=$?
+    case $rc in
+      0) ;;
+      1|2) return 1 ;;
+      *) die "refusing to run $f unverified (see above)" ;;
+    esac
+  done
+}
+
 ensure_binaries() {
-  local missing=()
-  { [ -x "$APISERVER" ] && [ -x "$KCM" ] && [ -x "$SCHEDULER" ]; } || missing+=(k8s)
-  [ -x "$ETCD" ] || missing+=(etcd)
-  { [ -x "$KWOK" ] && [ -f "$KWOK_STAGES" ]; } || missing+=(kwok)
-  [ -f "$GATEWAY_CRDS" ] || missing+=(gateway-api)
-  command -v prometheus >/dev/null || missing+=(prometheus)
-  if [ "${1:-}" = existing ]; then
-    local m keep=(); for m in "${missing[@]}"; do case $m in gateway-api|prometheus) keep+=("$m") ;; esac; done
-    missing=("${keep[@]}")
+  local missing=() t
+  t=$(now)
+  if [ "${1:-}" != existing ]; then
+    verified "$APISERVER" "$KCM" "$SCHEDULER" || missing+=(k8s)
+    verified "$ETCD" || missing+=(etcd)
+    verified "$KWOK" "$KWOK_STAGES" || missing+=(kwok)
   fi
+  verified "$GATEWAY_CRDS" || missing+=(gateway-api)
+  say "cached binaries checked against their recorded sha256 in $(elapsed "$t")s"
+  command -v prometheus >/dev/null || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
   say "building missing components: ${missing[*]} (see tests/cluster/build.sh)"
   "$HERE/build.sh" "${missing[@]}"

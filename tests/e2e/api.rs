@@ -270,6 +270,75 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
             &["spec.tiers", "the last tier must have no match"],
         ),
         (
+            "a Prometheus address with a query",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "http://prometheus.monitoring:9090/api/v1/query?query=up"}),
+            ),
+            &["spec.analysis.prometheus.address", "must not have a query"],
+        ),
+        (
+            "a Prometheus address with a fragment",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "http://evil.example#@prometheus.monitoring:9090"}),
+            ),
+            &[
+                "spec.analysis.prometheus.address",
+                "must not have a fragment",
+            ],
+        ),
+        (
+            "a Prometheus address with credentials",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "http://admin:hunter2@prometheus.monitoring:9090"}),
+            ),
+            &[
+                "spec.analysis.prometheus.address",
+                "must not contain credentials",
+            ],
+        ),
+        (
+            "a Prometheus address without a host",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "http:///api"}),
+            ),
+            &[
+                "spec.analysis.prometheus.address",
+                "must be a URL with a host",
+            ],
+        ),
+        (
+            "a Prometheus address of another scheme",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "file:///etc/passwd"}),
+            ),
+            &[
+                "spec.analysis.prometheus.address",
+                "must start with http:// or https://",
+            ],
+        ),
+        (
+            "a bearer token over plain http",
+            with(
+                good(),
+                &["analysis", "prometheus"],
+                json!({"address": "http://prometheus.monitoring:9090", "bearerTokenSecret": {"name": "t", "key": "token"}}),
+            ),
+            &[
+                "spec.analysis.prometheus.bearerTokenSecret",
+                "insecure: true",
+            ],
+        ),
+        (
             "an unknown decision",
             with(
                 good(),
@@ -301,6 +370,20 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
         failures.join("\n")
     );
     assert!(cases.len() >= 12);
+    // What the address rules let through: a base path, https with a token, and a token over
+    // plain http the policy allows explicitly.
+    for prometheus in [
+        json!({"address": "http://prometheus.monitoring:9090/prom/"}),
+        json!({"address": "https://prometheus.monitoring:9091", "bearerTokenSecret": {"name": "t", "key": "token"}}),
+        json!({"address": "http://127.0.0.1:9090", "bearerTokenSecret": {"name": "t", "key": "token"}, "insecure": true}),
+    ] {
+        attempt(
+            &api,
+            with(good(), &["analysis", "prometheus"], prometheus.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{prometheus} is refused: {e}"));
+    }
     ns.cleanup().await;
 }
 

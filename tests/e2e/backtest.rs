@@ -85,6 +85,7 @@ fn options(policy: PathBuf, deployment: &str, ns: &str, from: Timestamp, to: Tim
         revision: None,
         stable_revision: None,
         token_file: None,
+        insecure: false,
         timeout: Duration::from_secs(10),
     }
 }

@@ -259,3 +259,104 @@ async fn a_wrong_token_is_refused_and_named() {
     assert_no_token_leaks(&env, &[&right, &wrong]).await;
     env.w.finish().await;
 }
+
+/// The Secrets Role narrowed to names (docs/operations/rbac.md, "Narrowing the Role to the
+/// named Secrets"): with the token of a ServiceAccount that may only list and watch Secret
+/// `prometheus-token`, the operator's own Secrets reader reads that Secret and not another one,
+/// and the API refuses a list by another name or without a name.
+#[tokio::test]
+async fn the_operator_reads_a_secret_granted_by_name_only() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "secret-names").await;
+    let n = ns.name.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &n);
+    for (name, value) in [("prometheus-token", "granted"), ("other", "not-granted")] {
+        support::create(
+            &secrets,
+            json!({"metadata": {"name": name}, "stringData": {"token": value}}),
+        )
+        .await;
+    }
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &n);
+    support::create(&sas, json!({"metadata": {"name": "op"}})).await;
+    let roles: Api<Role> = Api::namespaced(client.clone(), &n);
+    support::create(
+        &roles,
+        json!({"metadata": {"name": "named-secrets"}, "rules": [{
+            "apiGroups": [""], "resources": ["secrets"],
+            "resourceNames": ["prometheus-token"], "verbs": ["list", "watch"],
+        }]}),
+    )
+    .await;
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &n);
+    support::create(
+        &bindings,
+        json!({"metadata": {"name": "named-secrets"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "named-secrets"},
+            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": n}]}),
+    )
+    .await;
+    let token = sas
+        .create_token_request(
+            "op",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token");
+    let op = support::client_with_token(&token).await;
+    let api: Api<Secret> = Api::namespaced(op.clone(), &n);
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    // The binding reaches the authorizer's cache within moments.
+    let granted = support::wait_for(
+        Duration::from_secs(30),
+        "a list of the granted Secret by name",
+        async || api.list(&by_name("prometheus-token")).await.ok(),
+    )
+    .await;
+    assert_eq!(granted.items.len(), 1);
+    for (what, params) in [
+        ("by another name", by_name("other")),
+        ("without a name", ListParams::default()),
+    ] {
+        match api.list(&params).await {
+            Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "a list {what}: {s:?}"),
+            other => panic!("a list {what} was not refused: {other:?}"),
+        }
+    }
+    // The operator's reader: a list and a watch selecting the name.
+    let reader = rollguard::controller::secrets::Secrets::new(
+        op,
+        rollguard::analysis::prometheus::Client::new(None, false).expect("client"),
+    );
+    let spec = |name: &str| -> rollguard::api::policy::PrometheusSpec {
+        serde_json::from_value(json!({
+            "address": "https://prometheus.example:9091",
+            "bearerTokenSecret": {"name": name, "key": "token"},
+        }))
+        .expect("a Prometheus spec")
+    };
+    match reader.for_spec(&n, Some(&spec("prometheus-token"))).await {
+        Ok((_, token)) => assert_eq!(token.as_deref(), Some("granted")),
+        Err(e) => panic!("the granted Secret is not read: {e}"),
+    }
+    match reader.for_spec(&n, Some(&spec("other"))).await {
+        Ok((_, token)) => panic!("a Secret outside the Role was read: {token:?}"),
+        Err(e) => assert!(e.contains("not readable by rollguard"), "{e}"),
+    }
+    ns.cleanup().await;
+}

@@ -211,6 +211,26 @@ fn a_field_that_does_not_resolve_is_named() {
             json!({"prometheus": {"address": "http://p", "timeout": "99999999999999999999h"}}),
             "spec.analysis.prometheus.timeout",
         ),
+        (
+            json!({"prometheus": {"address": "http://p:9090/?x=1"}}),
+            "spec.analysis.prometheus.address",
+        ),
+        (
+            json!({"prometheus": {"address": "http://user:pw@p:9090"}}),
+            "spec.analysis.prometheus.address",
+        ),
+        (
+            json!({"prometheus": {"address": "http://p:9090#x"}}),
+            "spec.analysis.prometheus.address",
+        ),
+        (
+            json!({"prometheus": {"address": "p:9090"}}),
+            "spec.analysis.prometheus.address",
+        ),
+        (
+            json!({"prometheus": {"address": "http://p:9090", "bearerTokenSecret": {"name": "t", "key": "k"}}}),
+            "spec.analysis.prometheus.bearerTokenSecret",
+        ),
     ];
     for (extra, field) in cases {
         let e = AnalysisRequest::new(&spec(extra), false).expect_err(field);
@@ -226,20 +246,65 @@ fn the_endpoint_is_the_specs_prometheus_else_the_operators() {
         false,
     )
     .expect("resolves");
-    let ep = own.endpoint(Some("http://default:9090")).expect("endpoint");
+    let default = Address::parse("http://default:9090").expect("valid");
+    let ep = own.endpoint(Some(&default)).expect("endpoint");
     assert_eq!(
-        (ep.address.as_str(), ep.timeout, ep.token),
-        ("http://mine:9090", Duration::from_secs(3), None)
+        (ep.address.as_str(), ep.timeout, ep.token, ep.insecure),
+        ("http://mine:9090", Duration::from_secs(3), None, false)
     );
-    let ep = request(false)
-        .endpoint(Some("http://default:9090"))
-        .expect("endpoint");
+    let ep = request(false).endpoint(Some(&default)).expect("endpoint");
     assert_eq!(
         (ep.address.as_str(), ep.timeout),
         ("http://default:9090", Duration::from_secs(10))
     );
     let e = request(false).endpoint(None).expect_err("no address");
     assert!(e.to_string().contains("--prometheus-address"), "{e}");
+}
+
+#[test]
+fn a_token_goes_over_plain_http_only_when_the_policy_says_insecure() {
+    let with = |address: &str, insecure: Option<bool>| {
+        let mut p = json!({"address": address, "bearerTokenSecret": {"name": "t", "key": "k"}});
+        if let Some(i) = insecure {
+            p["insecure"] = json!(i);
+        }
+        AnalysisRequest::new(&spec(json!({ "prometheus": p })), false)
+    };
+    let e = with("http://p:9090", None).expect_err("plain http");
+    assert_eq!(e.field, "spec.analysis.prometheus.bearerTokenSecret");
+    assert!(e.message.contains("insecure: true"), "{e}");
+    assert!(with("http://p:9090", Some(false)).is_err());
+    assert!(
+        with("HTTP://p:9090", None).is_err(),
+        "the scheme's case does not matter"
+    );
+    let ep = with("http://p:9090", Some(true))
+        .expect("allowed")
+        .endpoint(None)
+        .expect("endpoint");
+    assert!(ep.insecure);
+    let ep = with("https://p:9091/prom/", None)
+        .expect("https")
+        .endpoint(None)
+        .expect("endpoint");
+    assert_eq!(
+        ep.address.api("query").as_str(),
+        "https://p:9091/prom/api/v1/query"
+    );
+    // The operator's default address carries no token, so `insecure` never reaches it.
+    let own = AnalysisRequest::new(
+        &spec(json!({"prometheus": {"address": "http://mine:9090", "insecure": true}})),
+        false,
+    )
+    .expect("resolves");
+    assert!(own.endpoint(None).expect("endpoint").insecure);
+    let default = Address::parse("http://default:9090").expect("valid");
+    assert!(
+        !request(false)
+            .endpoint(Some(&default))
+            .expect("endpoint")
+            .insecure
+    );
 }
 
 #[test]

@@ -259,3 +259,119 @@ fn globs_match_whole_strings_ignoring_case() {
     assert!(glob("a*b*c", "axxbyyc"));
     assert!(!glob("a*b*c", "axxbyy"));
 }
+
+/// Every built-in GitHub account, with the ID its `ID+login@` address carries in the test.
+/// The test below fails when a GitHub entry is added to the built-in list without a row here.
+const GITHUB_ASSISTANTS: &[(&str, &str)] = &[
+    ("Copilot", "175728472"),
+    ("copilot-swe-agent[bot]", "198982749"),
+    ("devin-ai-integration[bot]", "158243242"),
+    ("chatgpt-codex-connector[bot]", "199175422"),
+    ("google-labs-jules[bot]", "161369871"),
+    ("gemini-code-assist[bot]", "176961590"),
+    ("amazon-q-developer[bot]", "208079219"),
+    ("cursor[bot]", "206951365"),
+];
+
+/// `Co-authored-by: <name> <email>` as one assistant or person writes it.
+fn credited(email: &str) -> Option<String> {
+    Assistants::default()
+        .matching(&format!("Someone <{email}>"))
+        .map(str::to_string)
+}
+
+#[test]
+fn github_no_reply_addresses_are_recognised_in_both_forms() {
+    let listed: Vec<&str> = DEFAULT_ASSISTANTS
+        .iter()
+        .filter_map(|p| p.strip_suffix(GITHUB_NOREPLY))
+        .collect();
+    let tested: Vec<String> = GITHUB_ASSISTANTS
+        .iter()
+        .map(|(login, _)| login.to_lowercase())
+        .collect();
+    assert_eq!(listed, tested, "every built-in GitHub account has a row");
+    let mut wrong = vec![];
+    for (login, id) in GITHUB_ASSISTANTS {
+        for email in [
+            format!("{id}+{login}@users.noreply.github.com"),
+            format!("{login}@users.noreply.github.com"),
+            format!("{id}+{}@USERS.noreply.github.com", login.to_uppercase()),
+        ] {
+            if credited(&email).is_none() {
+                wrong.push(format!("{email} is not recognised"));
+            }
+            let msg = format!("Fix\n\nCo-authored-by: {login} <{email}>\n");
+            if classify(&msg, &Assistants::default()).0 != Origin::AiAssisted {
+                wrong.push(format!("{msg:?} is not ai-assisted"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn people_with_github_no_reply_addresses_are_people() {
+    let mut wrong = vec![];
+    for (login, id) in GITHUB_ASSISTANTS {
+        let lower = login.to_lowercase();
+        let bare = lower.trim_end_matches("[bot]");
+        let mut near = vec![
+            // A person whose login contains the assistant's.
+            format!("{id}+{bare}-fan@users.noreply.github.com"),
+            format!("{id}+my{bare}@users.noreply.github.com"),
+            format!("{bare}-fan@users.noreply.github.com"),
+            format!("my{bare}@users.noreply.github.com"),
+            format!("{id}+{bare}x@users.noreply.github.com"),
+            // Not GitHub's ID: letters, empty, or a second `+`.
+            format!("abc+{lower}@users.noreply.github.com"),
+            format!("+{lower}@users.noreply.github.com"),
+            format!("{id}+alice+{lower}@users.noreply.github.com"),
+            format!("{id}{lower}@users.noreply.github.com"),
+            // Another domain, or GitHub's domain as a prefix of someone else's.
+            format!("{id}+{lower}@noreply.github.com"),
+            format!("{id}+{lower}@users.noreply.github.com.evil.example"),
+            format!("{lower}@users.noreply.github.co"),
+            format!("{lower}@example.com"),
+        ];
+        if bare != lower {
+            // A person may hold the login without `[bot]`; only GitHub apps have it.
+            near.push(format!("{id}+{bare}@users.noreply.github.com"));
+            near.push(format!("{bare}@users.noreply.github.com"));
+        }
+        for email in near {
+            if let Some(p) = credited(&email) {
+                wrong.push(format!("{email} matched {p:?}"));
+            }
+        }
+    }
+    // Real people's no-reply addresses.
+    for email in [
+        "583231+octocat@users.noreply.github.com",
+        "octocat@users.noreply.github.com",
+        "1234+claude@users.noreply.github.com",
+        "1234+devin@users.noreply.github.com",
+    ] {
+        if let Some(p) = credited(email) {
+            wrong.push(format!("{email} matched {p:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_custom_pattern_in_the_older_form_matches_both_forms() {
+    let ours = Assistants::parse("our-agent[bot]@users.noreply.github.com").unwrap_or_default();
+    assert!(
+        ours.matching("A <42+our-agent[bot]@users.noreply.github.com>")
+            .is_some()
+    );
+    assert!(
+        ours.matching("A <our-agent[bot]@users.noreply.github.com>")
+            .is_some()
+    );
+    assert!(
+        ours.matching("A <42+our-agent@users.noreply.github.com>")
+            .is_none()
+    );
+}

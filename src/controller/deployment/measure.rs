@@ -58,7 +58,7 @@ pub(super) async fn measure(
         requests: rendered.requests.clone(),
         errors: rendered.errors.clone(),
     };
-    let mut ep = match request.endpoint(ctx.config.prometheus_address.as_deref()) {
+    let mut ep = match request.endpoint(ctx.config.prometheus_address.as_ref()) {
         Ok(ep) => ep,
         Err(e) => {
             return Measurement::Failed {

@@ -56,6 +56,10 @@ fn values_schema_refuses_bad_values() {
         "metrics.port=80",
         "unknownValue=1",
         "rbac.secretNamespaces={UPPER}",
+        "rbac.secretNames.team-a={Not_A_Name}",
+        "prometheus.address=http://admin:pw@prometheus:9090",
+        "prometheus.address=http://prometheus:9090/?x=1",
+        "prometheus.address=http://prometheus:9090/#x",
     ] {
         let mut cmd = Command::new(helm_bin());
         cmd.args([

@@ -50,6 +50,22 @@ where
     Ok(())
 }
 
+/// [`can_watch`] for one object, selected by name as the operator's Secrets watch does.
+async fn can_watch_named<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(1);
+    let stream = api.watch(&params, "0").await?;
+    let mut stream = Box::pin(stream);
+    while let Some(ev) = stream.next().await {
+        ev?;
+    }
+    Ok(())
+}
+
 /// What the test sets up as admin: a Deployment, its Service, an HTTPRoute, a policy, and a
 /// Secret in another namespace.
 async fn permission_fixtures(admin: &Client, ns: &str, other: &str) {
@@ -111,6 +127,16 @@ async fn permission_fixtures(admin: &Client, ns: &str, other: &str) {
             .await
             .expect("creating a Secret");
     }
+    // A Secret that `rbac.secretNames` does not name, next to one it does.
+    let unnamed: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "unnamed"},
+        "stringData": {"token": "not-for-the-operator"},
+    }))
+    .expect("a Secret");
+    Api::<Secret>::namespaced(admin.clone(), other)
+        .create(&PostParams::default(), &unnamed)
+        .await
+        .expect("creating a Secret");
 }
 
 #[tokio::test]
@@ -134,6 +160,7 @@ async fn operator_service_account_has_exactly_the_permissions_it_needs() {
     holds_its_lease(&op, &n, &other.name).await;
     cannot_do_what_it_must_not(&op, &n, &other.name, &release).await;
     reads_secrets_only_where_opted_in(&op, &release, &n, &other.name).await;
+    reads_named_secrets_only(&op, &release, &other.name).await;
     watches_one_namespace_with_a_role(&op, &admin, &release, &n, &other.name).await;
 
     release.uninstall();
@@ -594,6 +621,42 @@ async fn reads_secrets_only_where_opted_in(op: &Client, release: &Release, n: &s
         Api::<Secret>::all(op.clone())
             .list(&ListParams::default())
             .await,
+    );
+}
+
+/// With `rbac.secretNames`, the named Secrets only, by the list and watch the operator uses.
+async fn reads_named_secrets_only(op: &Client, release: &Release, other: &str) {
+    release.upgrade(
+        &chart_dir(),
+        &[
+            "replicaCount=1",
+            &format!("rbac.secretNames.{other}={{prometheus-token}}"),
+        ],
+    );
+    let secrets = Api::<Secret>::namespaced(op.clone(), other);
+    let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));
+    // The upgrade replaces the namespace-wide Role (no more `get`) with the named one.
+    wait_for(
+        Duration::from_secs(20),
+        "get on Secrets to give way to the named Role",
+        async || (status_code(&secrets.get("prometheus-token").await) == Some(403)).then_some(()),
+    )
+    .await;
+    must(
+        "list the named Secret by name (its watch lists first)",
+        secrets.list(&by_name("prometheus-token")).await,
+    );
+    must(
+        "watch the named Secret by name",
+        can_watch_named(&secrets, "prometheus-token").await,
+    );
+    must_not(
+        "list another Secret by name",
+        secrets.list(&by_name("unnamed")).await,
+    );
+    must_not(
+        "list the namespace's Secrets",
+        secrets.list(&ListParams::default()).await,
     );
 }
 

@@ -203,6 +203,36 @@ fn rendered_rbac_is_least_privilege() {
         );
     }
 
+    // Named Secrets: list and watch of exactly those names, as a Role in that namespace, bound
+    // to the operator's ServiceAccount (docs/operations/rbac.md; the e2e test
+    // prometheus_auth::the_operator_reads_a_secret_granted_by_name_only shows such a Role
+    // serves the operator's reader on the real API server).
+    let named = docs(&render(&[
+        "rbac.secretNames.team-c={prometheus-token,prometheus-ca}",
+    ]));
+    let named_roles: Vec<&Value> = of_kind(&named, "Role")
+        .into_iter()
+        .filter(|r| rule_table(r).keys().any(|(_, res)| res == "secrets"))
+        .collect();
+    assert_eq!(named_roles.len(), 1, "one Secrets Role");
+    let role = named_roles[0];
+    assert_eq!(role["metadata"]["namespace"], "team-c");
+    assert_no_wildcards(role);
+    let rules = rbac_rules(role);
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].verbs, ["list", "watch"]);
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["prometheus-token".to_string(), "prometheus-ca".to_string()][..])
+    );
+    let role_name = role["metadata"]["name"].as_str().unwrap_or_default();
+    assert!(
+        of_kind(&named, "RoleBinding").iter().any(|b| {
+            b["metadata"]["namespace"] == "team-c" && b["roleRef"]["name"] == role_name
+        }),
+        "the named-Secrets Role is bound"
+    );
+
     // watchNamespace: the same rules as a Role in that namespace, no ClusterRole at all.
     let scoped = docs(&render(&["watchNamespace=team-a"]));
     assert!(
