@@ -168,6 +168,10 @@ pub struct Plan {
     pub max_error_rate: Ratio,
     /// The tier's cap on the canary's real share of traffic.
     pub max_share: Option<Ratio>,
+    /// Every analysis also asks for the stable revision's counts: a sequential tier whose
+    /// templates tell the revisions apart, which tests against them (`baseline: stable`) or
+    /// checks its fixed p0 against them (the `Baseline` condition).
+    pub measure_stable: bool,
 }
 
 fn percent(field: String, s: &str) -> Result<Ratio, PlanError> {
@@ -296,7 +300,10 @@ impl Plan {
                 }
             }
         };
+        let measure_stable =
+            matches!(judge, Judge::Sequential { .. }) && tells_revisions_apart(analysis);
         Ok(Plan {
+            measure_stable,
             steps,
             judge,
             interval,

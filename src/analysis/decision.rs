@@ -481,13 +481,13 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// `ln B(a, b)`.
-fn ln_beta(a: f64, b: f64) -> f64 {
+pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
 /// Continued fraction for the incomplete beta function (modified Lentz), valid and
 /// fast for `x < (a+1)/(a+b+2)`; needs O(sqrt(max(a, b))) iterations.
-fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
+pub(crate) fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
     const MAX_ITER: u32 = 200_000;
     const EPS: f64 = 1e-15;
     const TINY: f64 = 1e-300;

@@ -1,6 +1,7 @@
 //! Reading and judging the canary's error rate: query templates, the analysis request built
 //! from them, the Prometheus client and the decision engines.
 
+pub mod bound;
 pub mod decision;
 pub mod prometheus;
 pub mod query;

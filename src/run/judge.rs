@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::stable_rate::{StableVsP0, stable_vs_p0};
 use super::{Measurement, RolloutRunStatus, RunView, fmt_rate};
 use crate::analysis::decision::{
     DecisionError, MixtureSprt, SequentialOutcome, SequentialVerdict, Sprt, ThresholdVerdict,
@@ -35,6 +36,8 @@ pub(super) struct Judged {
     pub judgement: Judgement,
     /// Sequential mode: the test's window after this sample (`None`: unchanged).
     pub window: Option<TestWindow>,
+    /// A fixed p0 checked against stable's measured rate (`None`: not checked).
+    pub stable_vs_p0: Option<StableVsP0>,
 }
 
 pub(super) fn judge(
@@ -76,6 +79,7 @@ pub(super) fn judge(
                 sample,
                 judgement: Judgement::NoData,
                 window: None,
+                stable_vs_p0: None,
             };
         }
         Measurement::Failed { why, .. } => {
@@ -85,6 +89,7 @@ pub(super) fn judge(
                 sample,
                 judgement: Judgement::Error,
                 window: None,
+                stable_vs_p0: None,
             };
         }
         Measurement::Counts {
@@ -103,6 +108,7 @@ pub(super) fn judge(
             sample,
             judgement: Judgement::NoData,
             window: None,
+            stable_vs_p0: None,
         };
     }
     sample.requests = Some(count(requests));
@@ -132,6 +138,7 @@ pub(super) fn judge(
                 sample,
                 judgement: j,
                 window: None,
+                stable_vs_p0: None,
             }
         }
         Judge::Sequential {
@@ -143,10 +150,10 @@ pub(super) fn judge(
             beta,
             ..
         } => {
-            let stable = match (baseline, stable) {
+            let stable = match stable {
                 // The same counts for both revisions: the templates do not tell them apart
                 // (no {{workload}}, {{track}} or {{revision}}), so there is no baseline.
-                (Baseline::Stable, Some((sr, se))) if (sr, se) != (requests, errors) => {
+                Some((sr, se)) if (sr, se) != (requests, errors) => {
                     sample.stable_requests = Some(count(sr));
                     sample.stable_errors = Some(count(se));
                     Some((sr, se))
@@ -155,6 +162,7 @@ pub(super) fn judge(
             };
             let seq = SequentialParams {
                 test: *test,
+                baseline: *baseline,
                 p0: *p0,
                 p1: *p1,
                 alpha: *alpha,
@@ -178,8 +186,25 @@ pub(super) fn judge(
                         sample,
                         judgement: Judgement::Error,
                         window: None,
+                        stable_vs_p0: None,
                     };
                 }
+            };
+            // A fixed p0 is checked against stable's rate since the canary started.
+            let checked = match (baseline, stable) {
+                (Baseline::Fixed, Some((sr, se))) => Some(stable_vs_p0(
+                    sr,
+                    se,
+                    *p0,
+                    dispersion(
+                        window.stable_intervals,
+                        window.stable_squares as f64 / 1e6,
+                        sr,
+                        se,
+                    ),
+                    i64::from(status.sample_count) + 1,
+                )),
+                _ => None,
             };
             sample.baseline = Some(fmt_rate(outcome.p0));
             sample.threshold = Some(fmt_rate(outcome.p1));
@@ -203,6 +228,7 @@ pub(super) fn judge(
                 sample,
                 judgement: j,
                 window: Some(window),
+                stable_vs_p0: checked,
             }
         }
     }
@@ -211,6 +237,9 @@ pub(super) fn judge(
 /// The sequential test's parameters as the plan resolved them.
 struct SequentialParams {
     test: SequentialTest,
+    /// Where p0 comes from; with `fixed`, stable's counts (when measured) only feed the
+    /// dispersion sums and the check of p0 against stable's rate.
+    baseline: Baseline,
     p0: f64,
     p1: f64,
     alpha: f64,
@@ -336,20 +365,23 @@ fn sequential(
         relative: false,
         dispersion: 1.0,
     };
-    match (p.test, now.stable) {
+    if let Some((sr, se)) = now.stable {
+        // This interval joins the run's dispersion sums (stable's counts since the previous
+        // sample).
+        let mi = sr - w.latest.stable_requests as f64;
+        let si = se - w.latest.stable_errors as f64;
+        if mi > 0.0 && si >= 0.0 {
+            w.stable_intervals += 1;
+            w.stable_squares = w
+                .stable_squares
+                .saturating_add((si * si / mi * 1e6).round() as i64);
+        }
+    }
+    let stable = now.stable.filter(|_| p.baseline == Baseline::Stable);
+    match (p.test, stable) {
         (SequentialTest::Sprt, Some((sr, se))) => {
             let m = d(sr, o.stable_requests);
             let s = d(se, o.stable_errors);
-            // This interval joins the run's dispersion sums (stable's counts since the
-            // previous sample).
-            let mi = sr - w.latest.stable_requests as f64;
-            let si = se - w.latest.stable_errors as f64;
-            if mi > 0.0 && si >= 0.0 {
-                w.stable_intervals += 1;
-                w.stable_squares = w
-                    .stable_squares
-                    .saturating_add((si * si / mi * 1e6).round() as i64);
-            }
             let disp = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
             let t = RelativeSprt::new(p.p0, p.p1, alpha, p.beta, disp)?;
             out.test = t.decide(n, k, m, s);

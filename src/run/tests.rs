@@ -1442,3 +1442,147 @@ fn a_good_sample_does_not_clear_a_stall_it_did_not_cause() {
         "not cleared and set again by the samples in between"
     );
 }
+
+/// Given a sequential tier with a fixed p0 of 0.1%, when stable fails 0.5% of 900 requests/s,
+/// then the run says so (`Baseline` False, `StableAboveP0`, one Warning Event naming the
+/// rate, p0 and the fixes, not repeated at every sample) without changing the decision; a
+/// stable revision at p0, or a tier on `baseline: stable`, says nothing.
+#[test]
+fn stable_failing_above_a_fixed_p0_is_warned_about() {
+    use crate::api::policy::Baseline;
+    // (baseline, stable's rate) -> condition set
+    for (baseline, stable_rate, warned) in [
+        (Baseline::Fixed, 0.005, true),
+        (Baseline::Fixed, 0.001, false),
+        (Baseline::Fixed, 0.0, false),
+        (Baseline::Stable, 0.005, false),
+    ] {
+        let seq = SequentialSpec {
+            baseline,
+            ..SequentialSpec::default()
+        };
+        let mut sim = Sim::new(sequential_tier(&[("10%", "10m")], seq), Router::GatewayApi);
+        // As a policy whose templates use {{workload}}.
+        sim.plan.measure_stable = true;
+        if let Judge::Sequential { baseline: b, .. } = &mut sim.plan.judge {
+            *b = baseline;
+        }
+        sim.tick(None);
+        sim.tick(None);
+        let mut events = vec![];
+        for _ in 0..30 {
+            let out = sim.step_with(move |e: Duration| {
+                let s = e.as_secs_f64();
+                Measurement::Counts {
+                    requests: 100.0 * s,
+                    errors: (100.0 * s * 0.001).floor(),
+                    stable: Some((900.0 * s, (900.0 * s * stable_rate).floor())),
+                    queries: Queries::default(),
+                }
+            });
+            events.extend(
+                out.events
+                    .iter()
+                    .filter(|e| e.reason == STABLE_ABOVE_P0)
+                    .cloned(),
+            );
+        }
+        let cond = sim
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::BASELINE);
+        let case = format!("{baseline:?} at {stable_rate}");
+        if warned {
+            let c = cond.expect(&case);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", STABLE_ABOVE_P0)
+            );
+            assert_eq!(
+                events.len(),
+                1,
+                "{case}: one Event in 5 minutes: {events:?}"
+            );
+            assert!(events[0].warning);
+            for want in ["0.5%", "0.1%", "baseline: stable", "raise sequential.p0"] {
+                assert!(
+                    events[0].message.contains(want),
+                    "{want} in {}",
+                    events[0].message
+                );
+            }
+            // Stable's counts are on the samples as evidence.
+            assert!(
+                sim.status
+                    .samples
+                    .iter()
+                    .all(|s| s.stable_requests.is_some())
+            );
+        } else {
+            assert!(cond.is_none(), "{case}: {cond:?}");
+            assert!(events.is_empty(), "{case}: {events:?}");
+        }
+        // The warning never decides: a canary at p0 is not rolled back here.
+        assert_eq!(sim.status.phase, Phase::Progressing, "{case}");
+    }
+}
+
+/// The `Baseline` condition clears once stable's rate is back at or below p0, and a later
+/// rise warns again.
+#[test]
+fn the_stable_rate_warning_clears_and_returns() {
+    let mut sim = Sim::new(
+        sequential_tier(&[("10%", "1h")], SequentialSpec::default()),
+        Router::GatewayApi,
+    );
+    sim.plan.measure_stable = true;
+    sim.tick(None);
+    sim.tick(None);
+    // Stable serves 900 requests/s; its cumulative errors are `errors(seconds)`.
+    fn stable(errors: impl Fn(f64) -> f64) -> impl Fn(Duration) -> Measurement {
+        move |e: Duration| {
+            let s = e.as_secs_f64();
+            Measurement::Counts {
+                requests: 100.0 * s,
+                errors: 0.0,
+                stable: Some((900.0 * s, errors(s).floor())),
+                queries: Queries::default(),
+            }
+        }
+    }
+    fn warned(sim: &Sim) -> bool {
+        sim.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::BASELINE)
+    }
+    let mut warnings = 0;
+    let mut count = |out: &Outcome| {
+        warnings += out
+            .events
+            .iter()
+            .filter(|e| e.reason == STABLE_ABOVE_P0)
+            .count();
+    };
+    // 0.5%: warned.
+    for _ in 0..5 {
+        count(sim.step_with(stable(|s| 4.5 * s)));
+    }
+    assert!(warned(&sim));
+    // No more errors: the cumulative rate falls under 0.1% and the condition clears.
+    let at = elapsed(&sim.status, sim.now).as_secs_f64();
+    let mut samples = 0;
+    while warned(&sim) {
+        samples += 1;
+        assert!(samples < 100, "never cleared");
+        count(sim.step_with(stable(move |_| 4.5 * at)));
+    }
+    // 1% from here on: warned again.
+    let at2 = elapsed(&sim.status, sim.now).as_secs_f64();
+    for _ in 0..60 {
+        count(sim.step_with(stable(move |s| 4.5 * at + 9.0 * (s - at2).max(0.0))));
+    }
+    assert!(warned(&sim));
+    assert_eq!(warnings, 2, "warned again after it cleared");
+}

@@ -65,7 +65,7 @@ impl Setup {
         } else {
             Router::Replicas
         };
-        let baseline_stable = tier.plan.baseline_stable();
+        let baseline_stable = tier.plan.measure_stable;
         let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?;
         let sample = SampleVars {
             namespace: policy.namespace.clone(),

@@ -396,7 +396,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let routing = snapshot.routing(d, router);
     let sight = snapshot.sight(&run.spec.canary_revision);
     let revisions = snapshot.revisions(d, &sight);
-    let baseline_stable = plan.baseline_stable();
+    let baseline_stable = plan.measure_stable;
     // Measure.
     let measurement = match &routing {
         Ok(r) if analysis_due(&view, &status, now) => Some(
