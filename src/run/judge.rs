@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::stable_rate::{StableVsP0, stable_vs_p0};
 use super::{Measurement, RolloutRunStatus, RunView, fmt_rate};
+use crate::analysis::bound::lower_bound;
 use crate::analysis::decision::{
     DecisionError, MixtureSprt, SequentialOutcome, SequentialVerdict, Sprt, ThresholdVerdict,
     threshold,
@@ -117,9 +118,31 @@ pub(super) fn judge(
         sample.rate = Some(fmt_rate(errors / requests));
     }
     match &plan.judge {
-        Judge::Threshold { max_error_rate, .. } => {
-            let out = threshold(requests, errors, *max_error_rate, plan.min_requests);
+        Judge::Threshold {
+            max_error_rate,
+            alpha,
+            ..
+        } => {
+            // The run's k-th sample: the exact bound spends alpha/2/(k(k+1)) of the run's
+            // false-rollback budget, the always-valid mixture the other half.
+            let k = status.sample_count.saturating_add(1);
+            let level = spent_alpha(alpha / 2.0, k);
+            let out = threshold(
+                requests,
+                errors,
+                *max_error_rate,
+                plan.min_requests,
+                *alpha,
+                k,
+            );
             sample.threshold = Some(fmt_rate(*max_error_rate));
+            sample.message = Some(threshold_message(
+                (requests, errors),
+                *max_error_rate,
+                plan.min_requests,
+                out.verdict == ThresholdVerdict::Fail,
+                (k, level, *alpha),
+            ));
             let (v, j) = match out.verdict {
                 ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
                 ThresholdVerdict::Fail => (
@@ -232,6 +255,37 @@ pub(super) fn judge(
             }
         }
     }
+}
+
+/// What a threshold sample says about its counts: against the maximum, and the rate's lower
+/// confidence bound at the sample's level.
+fn threshold_message(
+    (requests, errors): (f64, f64),
+    max: f64,
+    min_requests: f64,
+    failed: bool,
+    (k, level, alpha): (i32, f64, f64),
+) -> String {
+    let rate = if requests > 0.0 {
+        errors / requests
+    } else {
+        0.0
+    };
+    let verdict = if failed {
+        "shown above maxErrorRate"
+    } else if rate > max {
+        "above maxErrorRate but not shown to be yet"
+    } else if requests < min_requests {
+        "at or below maxErrorRate, fewer than minRequests"
+    } else {
+        "at or below maxErrorRate"
+    };
+    let bound = lower_bound(requests, errors, level).map_or_else(|| "n/a".into(), fmt_rate);
+    format!(
+        "{verdict}: the rate's lower confidence bound is {bound} at level {} (sample {k} of the run: alpha/2/(k(k+1)) of the run's alpha {}; the other half goes to an always-valid mixture test)",
+        fmt_rate(level),
+        fmt_rate(alpha)
+    )
 }
 
 /// The sequential test's parameters as the plan resolved them.

@@ -1186,8 +1186,9 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
     );
     match reason {
         "ErrorRateAboveThreshold" => format!(
-            "rolled back: {counts} is above the threshold {} ({failed} failed sample(s))",
-            s.threshold.as_deref().unwrap_or("?")
+            "rolled back: {counts} is above the threshold {} ({failed} failed sample(s)); {}",
+            s.threshold.as_deref().unwrap_or("?"),
+            s.message.as_deref().unwrap_or("")
         ),
         "SequentialTestRejected" => format!(
             "rolled back: {counts}; the sequential test's statistic {} crossed the rollback boundary {} (p0 {}, p1 {})",

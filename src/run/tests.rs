@@ -19,6 +19,7 @@ fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
         max_error_rate: "1%".into(),
         decision,
         failure_limit: 0,
+        threshold: None,
         sequential: (decision == Decision::Sequential).then(SequentialSpec::default),
         min_requests: None,
         require_approval: approval,
@@ -1585,4 +1586,57 @@ fn the_stable_rate_warning_clears_and_returns() {
     }
     assert!(warned(&sim));
     assert_eq!(warnings, 2, "warned again after it cleared");
+}
+
+/// Given a threshold tier (maxErrorRate 1%, minRequests 100), a canary failing half its
+/// requests is rolled back at its first sample with far fewer than minRequests; a canary a
+/// little above the maximum whose counts do not show it yet holds its slice (undecided, not a
+/// pass, not a rollback).
+#[test]
+fn a_threshold_tier_fails_early_on_a_bound_and_holds_when_unsure() {
+    let t = tier(
+        Decision::Threshold,
+        &[("10%", "10s"), ("50%", "10s")],
+        false,
+    );
+    // (canary requests/s, error fraction) -> phase and step after two samples
+    for (rps, p, phase, step, verdict) in [
+        (2.0, 0.5, Phase::RolledBack, 0, Verdict::Fail),
+        (
+            100.0,
+            0.012,
+            Phase::Progressing,
+            0,
+            Verdict::NotEnoughRequests,
+        ),
+        (100.0, 0.005, Phase::Progressing, 1, Verdict::Pass),
+    ] {
+        let mut sim = Sim::new(t.clone(), Router::GatewayApi);
+        sim.tick(None);
+        sim.tick(None);
+        for _ in 0..2 {
+            sim.step_with(traffic(rps, p));
+            if sim.status.phase.is_terminal() {
+                break;
+            }
+        }
+        let s = sim.status.samples.last().expect("a sample");
+        let case = format!("{rps}/s at {p}: {s:?}");
+        assert_eq!(sim.status.phase, phase, "{case}");
+        assert_eq!(sim.status.step, step, "{case}");
+        assert_eq!(s.verdict, verdict, "{case}");
+        assert!(
+            s.message
+                .as_deref()
+                .is_some_and(|m| m.contains("lower confidence bound")),
+            "{case}"
+        );
+        if phase == Phase::RolledBack {
+            assert!(s.requests.is_some_and(|n| n < 100), "{case}");
+            assert_eq!(
+                sim.status.reason.as_deref(),
+                Some("ErrorRateAboveThreshold")
+            );
+        }
+    }
 }

@@ -68,7 +68,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  Progressing  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       step 2/3 at 5%, 6m left (done 1%; next 25%)
 Weight:      5% of traffic on the canary
 Analysis:    10s ago, step 2: 1520 requests, 2 errors, rate 0.13% vs threshold 0.5%: Pass (18 samples)
@@ -90,7 +90,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  \x1b[36mProgressing\x1b[0m  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       \x1b[32m████████\x1b[0m \x1b[36m███\x1b[0m\x1b[2m░░░░░\x1b[0m \x1b[2m░░░░░░░░\x1b[0m step 2/3 at 5%, 6m left
              1%       \x1b[1m5%\x1b[0m       25%
 Weight:      5% of traffic on the canary
@@ -109,7 +109,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  AwaitingApproval  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       all 3 steps passed (done 1%, 5%, 25%)
 Weight:      25% of traffic on the canary
 Analysis:    10s ago, step 2: 1520 requests, 2 errors, rate 0.13% vs threshold 0.5%: Pass (18 samples)
