@@ -176,6 +176,9 @@ pub struct AnalysisRequest {
     errors: Template,
     interval: Duration,
     stable_baseline: bool,
+    /// Stable's counts are wanted, not needed (a fixed p0 checked against them): without its
+    /// `{{revision}}` the sample measures the canary alone instead of failing.
+    stable_optional: bool,
     address: Option<String>,
     timeout: Duration,
 }
@@ -201,6 +204,7 @@ impl AnalysisRequest {
             errors,
             interval,
             stable_baseline,
+            stable_optional: false,
             address: spec.prometheus.as_ref().map(|p| p.address.clone()),
             timeout: timeout(spec)?,
         })
@@ -214,6 +218,14 @@ impl AnalysisRequest {
     /// Whether the stable revision is measured too.
     pub fn stable_baseline(&self) -> bool {
         self.stable_baseline
+    }
+
+    /// Stable's counts only inform (a sequential tier with a fixed p0 checks it against
+    /// them): when the templates need stable's `{{revision}}` and nobody knows it, the sample
+    /// measures the canary alone rather than failing.
+    pub fn stable_optional(mut self, yes: bool) -> Self {
+        self.stable_optional = yes;
+        self
     }
 
     /// Whether either template uses `variable`.
@@ -254,12 +266,13 @@ impl AnalysisRequest {
             if sample.canary_revision.is_none() {
                 return Err(RevisionUnknown(Track::Canary));
             }
-            if self.stable_baseline && sample.stable_revision.is_none() {
+            if self.stable_baseline && sample.stable_revision.is_none() && !self.stable_optional {
                 return Err(RevisionUnknown(Track::Stable));
             }
         }
         let canary = self.vars(sample, Track::Canary);
-        let stable = self.stable_baseline.then(|| {
+        let stable_known = !self.uses(Variable::Revision) || sample.stable_revision.is_some();
+        let stable = (self.stable_baseline && stable_known).then(|| {
             let v = self.vars(sample, Track::Stable);
             (self.requests.render(&v), self.errors.render(&v))
         });

@@ -74,7 +74,8 @@ impl Setup {
             Router::Replicas
         };
         let baseline_stable = tier.plan.measure_stable;
-        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?;
+        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?
+            .stable_optional(!tier.plan.baseline_stable());
         let sample = SampleVars {
             namespace: policy.namespace.clone(),
             deployment: deployment.to_string(),
