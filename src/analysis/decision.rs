@@ -594,7 +594,7 @@ pub fn threshold(
             verdict: ThresholdVerdict::NotEnoughRequests,
         };
     }
-    if !valid_count(errors) || !valid_count(max_error_rate) || !(alpha > 0.0 && alpha < 1.0) {
+    if !(valid_count(errors) && valid_count(max_error_rate) && alpha > 0.0 && alpha < 1.0) {
         return ThresholdOutcome {
             rate: None,
             verdict: ThresholdVerdict::Invalid,

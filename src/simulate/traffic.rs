@@ -382,7 +382,8 @@ mod tests {
     #[test]
     fn prometheus_extrapolation_by_hand() {
         // (samples, range start, range end, fresh) -> increase
-        let cases: [(&[(f64, f64)], f64, f64, bool, Option<f64>); 8] = [
+        type Case = (&'static [(f64, f64)], f64, f64, bool, Option<f64>);
+        let cases: [Case; 8] = [
             // Samples up to the range's end, one interval from its start: stretched to both.
             (
                 &[(10.0, 100.0), (20.0, 200.0), (30.0, 300.0)],
