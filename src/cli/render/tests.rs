@@ -256,3 +256,31 @@ fn durations_read_like_kubectl_ages() {
         ]
     );
 }
+
+/// The stable-above-p0 warning (condition `Baseline`, `False`) is shown as a problem, with
+/// its message.
+#[test]
+fn a_stable_rate_above_p0_is_shown_as_a_problem() {
+    let mut run = fixtures::progressing();
+    let message = crate::run::stable_rate::message(0.003, 0.001, 20_000.0, 60.0);
+    if let Some(st) = run.status.as_mut() {
+        st.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: crate::run::condition::BASELINE.into(),
+            status: "False".into(),
+            reason: crate::run::STABLE_ABOVE_P0.into(),
+            message: message.clone(),
+            last_transition_time: fixtures::ago(60),
+            observed_generation: None,
+        }];
+    }
+    let v = web(Some(run), vec![]);
+    let text = render_detail(&v, now(), Style::PLAIN);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Problem:"))
+        .unwrap_or_else(|| panic!("no problem line in\n{text}"));
+    assert!(
+        line.contains("Baseline StableAboveP0: the stable revision failed 0.3%"),
+        "{line}"
+    );
+}
