@@ -172,9 +172,10 @@ pub struct Plan {
     pub max_error_rate: Ratio,
     /// The tier's cap on the canary's real share of traffic.
     pub max_share: Option<Ratio>,
-    /// Every analysis also asks for the stable revision's counts: a sequential tier whose
-    /// templates tell the revisions apart, which tests against them (`baseline: stable`) or
-    /// checks its fixed p0 against them (the `Baseline` condition).
+    /// Every analysis also asks for the stable revision's counts: the templates tell the
+    /// revisions apart. A sequential tier tests against them (`baseline: stable`) or checks
+    /// its fixed p0 against them (the `Baseline` condition); every tier takes the dispersion
+    /// of stable's errors from them.
     pub measure_stable: bool,
 }
 
@@ -315,8 +316,7 @@ impl Plan {
                 }
             }
         };
-        let measure_stable =
-            matches!(judge, Judge::Sequential { .. }) && tells_revisions_apart(analysis);
+        let measure_stable = tells_revisions_apart(analysis);
         Ok(Plan {
             measure_stable,
             steps,
@@ -592,14 +592,20 @@ mod tests {
             // Stable is measured exactly when the queries can tell it apart.
             assert_eq!(plan.measure_stable, want == Baseline::Stable);
         }
-        // A threshold tier never asks for stable.
-        let std = Plan::resolve(
-            &default_tiers().remove(1),
-            &with("sum(x{w=\"{{workload}}\"})", "sum(y{w=\"{{workload}}\"})"),
-            "t",
-        )
-        .expect("plan");
-        assert!(!std.measure_stable);
+        // A threshold tier asks for stable too (for the dispersion of its errors), under the
+        // same condition.
+        for (requests, errors, want) in [
+            (
+                "sum(x{w=\"{{workload}}\"})",
+                "sum(y{w=\"{{workload}}\"})",
+                true,
+            ),
+            ("sum(x)", "sum(y)", false),
+        ] {
+            let std = Plan::resolve(&default_tiers().remove(1), &with(requests, errors), "t")
+                .expect("plan");
+            assert_eq!(std.measure_stable, want, "{requests}");
+        }
     }
 
     #[test]

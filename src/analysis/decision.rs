@@ -572,7 +572,9 @@ pub struct ThresholdOutcome {
 ///   canary a little above the maximum is still caught late in a long run.
 ///
 /// A canary whose rate is at or below the maximum is rolled back by either with a chance of
-/// at most `alpha/2` over the whole run, so at most `alpha` (union bound). `Pass` when
+/// at most `alpha/2` over the whole run, so at most `alpha` (union bound). Both test the
+/// counts divided by `dispersion` (at least 1: the variance over mean of error counts, when
+/// errors come in clumps), the quasi-binomial correction. `Pass` when
 /// `requests >= min_requests` (and `> 0`) and the rate is at or below the maximum. Otherwise
 /// `NotEnoughRequests`: too few requests, or a rate above the maximum that the counts do not
 /// show yet.
@@ -587,6 +589,7 @@ pub fn threshold(
     min_requests: f64,
     alpha: f64,
     look: i32,
+    dispersion: f64,
 ) -> ThresholdOutcome {
     if !valid_count(requests) {
         return ThresholdOutcome {
@@ -602,16 +605,22 @@ pub fn threshold(
     }
     let rate = (requests > 0.0).then(|| errors.min(requests) / requests);
     let half = alpha / 2.0;
+    let phi = if dispersion.is_finite() {
+        dispersion.max(1.0)
+    } else {
+        1.0
+    };
+    let (n, k) = (requests / phi, errors / phi);
     let bound = super::bound::shown_above(
-        requests,
-        errors,
+        n,
+        k,
         max_error_rate,
         super::relative::spent_alpha(half, look),
     );
     let mixture = max_error_rate > 0.0
         && max_error_rate < 1.0
         && MixtureSprt::with_default_prior(max_error_rate, half)
-            .is_ok_and(|m| m.decide(requests, errors).verdict == SequentialVerdict::Rollback);
+            .is_ok_and(|m| m.decide(n, k).verdict == SequentialVerdict::Rollback);
     let shown = max_error_rate <= 1.0 && (bound || mixture);
     let verdict = match rate {
         Some(_) if shown => ThresholdVerdict::Fail,
@@ -997,30 +1006,30 @@ mod tests {
                 assert!(o.statistic.is_nan());
                 let o = m.decide(n, k);
                 assert_eq!(o.verdict, SequentialVerdict::Invalid, "mixture n={n} k={k}");
-                let t = threshold(n, k, 0.01, 100.0, 0.01, 1);
+                let t = threshold(n, k, 0.01, 100.0, 0.01, 1, 1.0);
                 assert_ne!(t.verdict, ThresholdVerdict::Pass, "threshold n={n} k={k}");
                 assert_ne!(t.verdict, ThresholdVerdict::Fail, "threshold n={n} k={k}");
             }
             // A broken max_error_rate or min_requests never passes either.
             assert_ne!(
-                threshold(1000.0, 0.0, x, 100.0, 0.01, 1).verdict,
+                threshold(1000.0, 0.0, x, 100.0, 0.01, 1, 1.0).verdict,
                 ThresholdVerdict::Pass
             );
         }
         assert_eq!(
-            threshold(1000.0, 0.0, 0.01, f64::NAN, 0.01, 1).verdict,
+            threshold(1000.0, 0.0, 0.01, f64::NAN, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::NotEnoughRequests
         );
         assert_eq!(
-            threshold(f64::NAN, 0.0, 0.01, 0.0, 0.01, 1).verdict,
+            threshold(f64::NAN, 0.0, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::NotEnoughRequests
         );
         assert_eq!(
-            threshold(100.0, f64::NAN, 0.01, 0.0, 0.01, 1).verdict,
+            threshold(100.0, f64::NAN, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::Invalid
         );
         assert_eq!(
-            threshold(100.0, -1.0, 0.01, 0.0, 0.01, 1).verdict,
+            threshold(100.0, -1.0, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::Invalid
         );
         // A hand-built invalid test is Invalid, not AcceptGood.
@@ -1103,7 +1112,8 @@ mod tests {
             ((1000.0, 0.0, 0.01, 100.0, f64::NAN, 1), Invalid, None),
         ];
         for ((n, k, max, min, alpha, look), verdict, rate) in cases {
-            let o = threshold(n, k, max, min, alpha, look);
+            let phi = 1.0;
+            let o = threshold(n, k, max, min, alpha, look, phi);
             assert_eq!(
                 o.verdict, verdict,
                 "n={n} k={k} max={max} alpha={alpha} look={look}"
@@ -1112,6 +1122,30 @@ mod tests {
                 (Some(a), Some(b)) => assert!(close(a, b, 1e-12), "n={n} k={k}: {a} vs {b}"),
                 (a, b) => assert_eq!(a, b, "n={n} k={k}"),
             }
+        }
+    }
+
+    #[test]
+    fn threshold_divides_clumped_counts_by_the_dispersion() {
+        use ThresholdVerdict::*;
+        // (requests, errors, dispersion) -> verdict, for maxErrorRate 1%, minRequests 100,
+        // alpha 1%, the first look.
+        for (n, k, phi, want) in [
+            (1000.0, 25.0, 1.0, Fail),
+            // In clumps of 3, 25 errors are about 8 independent ones among 333: not shown.
+            (1000.0, 25.0, 3.0, NotEnoughRequests),
+            (1000.0, 75.0, 3.0, Fail),
+            // minRequests counts real requests: 150 pass, whatever the dispersion.
+            (150.0, 0.0, 3.0, Pass),
+            // Below 1, NaN: no allowance.
+            (1000.0, 25.0, 0.5, Fail),
+            (1000.0, 25.0, f64::NAN, Fail),
+        ] {
+            assert_eq!(
+                threshold(n, k, 0.01, 100.0, 0.01, 1, phi).verdict,
+                want,
+                "n={n} k={k} dispersion {phi}"
+            );
         }
     }
 
@@ -1134,7 +1168,7 @@ mod tests {
                     }
                 }
                 failed |=
-                    threshold(n, k, max, 100.0, alpha, look).verdict == ThresholdVerdict::Fail;
+                    threshold(n, k, max, 100.0, alpha, look, 1.0).verdict == ThresholdVerdict::Fail;
                 plain_failed |= k / n > max;
             }
             spent += u32::from(failed);

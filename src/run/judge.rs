@@ -127,6 +127,21 @@ pub(super) fn judge(
             // false-rollback budget, the always-valid mixture the other half.
             let k = status.sample_count.saturating_add(1);
             let level = spent_alpha(alpha / 2.0, k);
+            // Stable measured (templates that tell the revisions apart): its counts give the
+            // dispersion that clumped errors need.
+            let stable = stable.filter(|s| *s != (requests, errors));
+            if let Some((sr, se)) = stable {
+                sample.stable_requests = Some(count(sr));
+                sample.stable_errors = Some(count(se));
+            }
+            let (window, phi) = threshold_dispersion(
+                status,
+                Cumulative {
+                    requests,
+                    errors,
+                    stable,
+                },
+            );
             let out = threshold(
                 requests,
                 errors,
@@ -134,15 +149,21 @@ pub(super) fn judge(
                 plan.min_requests,
                 *alpha,
                 k,
+                phi,
             );
             sample.threshold = Some(fmt_rate(*max_error_rate));
             sample.message = Some(threshold_message(
-                (requests, errors),
+                (requests / phi, errors / phi),
                 *max_error_rate,
                 plan.min_requests,
                 out.verdict == ThresholdVerdict::Fail,
                 (k, level, *alpha),
             ));
+            if phi > 1.0 {
+                sample.message = sample
+                    .message
+                    .map(|m| format!("{m}; counts divided by stable's dispersion {phi:.2}"));
+            }
             let (v, j) = match out.verdict {
                 ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
                 ThresholdVerdict::Fail => (
@@ -160,7 +181,7 @@ pub(super) fn judge(
             Judged {
                 sample,
                 judgement: j,
-                window: None,
+                window,
                 stable_vs_p0: None,
             }
         }
@@ -420,16 +441,7 @@ fn sequential(
         dispersion: 1.0,
     };
     if let Some((sr, se)) = now.stable {
-        // This interval joins the run's dispersion sums (stable's counts since the previous
-        // sample).
-        let mi = sr - w.latest.stable_requests as f64;
-        let si = se - w.latest.stable_errors as f64;
-        if mi > 0.0 && si >= 0.0 {
-            w.stable_intervals += 1;
-            w.stable_squares = w
-                .stable_squares
-                .saturating_add((si * si / mi * 1e6).round() as i64);
-        }
+        add_stable_interval(&mut w, sr, se);
     }
     let stable = now.stable.filter(|_| p.baseline == Baseline::Stable);
     match (p.test, stable) {
@@ -475,6 +487,32 @@ fn sequential(
     }
     w.latest = here;
     Ok((w, out))
+}
+
+/// Stable's counts since the previous sample join the run's dispersion sums.
+fn add_stable_interval(w: &mut TestWindow, sr: f64, se: f64) {
+    let mi = sr - w.latest.stable_requests as f64;
+    let si = se - w.latest.stable_errors as f64;
+    if mi > 0.0 && si >= 0.0 {
+        w.stable_intervals += 1;
+        w.stable_squares = w
+            .stable_squares
+            .saturating_add((si * si / mi * 1e6).round() as i64);
+    }
+}
+
+/// Threshold mode: the dispersion of stable's errors when stable is measured (clumped errors
+/// carry less evidence; assumed 3 until five intervals were seen, as for the relative test),
+/// and the sums it comes from, kept in `status.test` between samples; 1 without stable.
+fn threshold_dispersion(status: &RolloutRunStatus, now: Cumulative) -> (Option<TestWindow>, f64) {
+    let Some((sr, se)) = now.stable else {
+        return (None, 1.0);
+    };
+    let mut w = status.test.clone().unwrap_or_default();
+    add_stable_interval(&mut w, sr, se);
+    w.latest = now.rounded();
+    let phi = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
+    (Some(w), phi)
 }
 
 /// Whether a sequential tier's step may end: the test accepted the canary at this slice, or
