@@ -268,7 +268,8 @@ pub struct RolloutRunStatus {
     /// Sequential mode: the window the current test counts over. Each step's slice starts a
     /// fresh test, and so does every acceptance, so clean traffic seen earlier never hides a
     /// regression that starts later. Absent on runs written before windows existed (their
-    /// next sample opens one).
+    /// next sample opens one). Threshold mode keeps only the dispersion sums of stable's
+    /// errors here (when stable is measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestWindow>,
 }
