@@ -153,17 +153,12 @@ pub(super) fn judge(
             );
             sample.threshold = Some(fmt_rate(*max_error_rate));
             sample.message = Some(threshold_message(
-                (requests / phi, errors / phi),
+                (requests, errors, phi),
                 *max_error_rate,
                 plan.min_requests,
                 out.verdict == ThresholdVerdict::Fail,
                 (k, level, *alpha),
             ));
-            if phi > 1.0 {
-                sample.message = sample
-                    .message
-                    .map(|m| format!("{m}; counts divided by stable's dispersion {phi:.2}"));
-            }
             let (v, j) = match out.verdict {
                 ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
                 ThresholdVerdict::Fail => (
@@ -279,9 +274,9 @@ pub(super) fn judge(
 }
 
 /// What a threshold sample says about its counts: against the maximum, and the rate's lower
-/// confidence bound at the sample's level.
+/// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
 fn threshold_message(
-    (requests, errors): (f64, f64),
+    (requests, errors, phi): (f64, f64, f64),
     max: f64,
     min_requests: f64,
     failed: bool,
@@ -301,9 +296,15 @@ fn threshold_message(
     } else {
         "at or below maxErrorRate"
     };
-    let bound = lower_bound(requests, errors, level).map_or_else(|| "n/a".into(), fmt_rate);
+    let bound =
+        lower_bound(requests / phi, errors / phi, level).map_or_else(|| "n/a".into(), fmt_rate);
+    let clumps = if phi > 1.0 {
+        format!(", on the counts divided by stable's dispersion {phi:.2}")
+    } else {
+        String::new()
+    };
     format!(
-        "{verdict}: the rate's lower confidence bound is {bound} at level {} (sample {k} of the run: alpha/2/(k(k+1)) of the run's alpha {}; the other half goes to an always-valid mixture test)",
+        "{verdict}: the rate's lower confidence bound is {bound} at level {} (sample {k} of the run: alpha/2/(k(k+1)) of the run's alpha {}; the other half goes to an always-valid mixture test){clumps}",
         fmt_rate(level),
         fmt_rate(alpha)
     )

@@ -1640,3 +1640,31 @@ fn a_threshold_tier_fails_early_on_a_bound_and_holds_when_unsure() {
         }
     }
 }
+
+/// Given a threshold tier whose templates measure stable, the sample records stable's counts
+/// and the dispersion it divides by (assumed 3 for the first five intervals); minRequests
+/// still counts real requests.
+#[test]
+fn a_threshold_tier_divides_by_stable_dispersion() {
+    let t = tier(Decision::Threshold, &[("10%", "1m")], false);
+    let mut sim = Sim::new(t, Router::GatewayApi);
+    sim.plan.measure_stable = true;
+    sim.tick(None);
+    sim.tick(None);
+    sim.step_with(|e: Duration| {
+        let s = e.as_secs_f64();
+        Measurement::Counts {
+            requests: 20.0 * s,
+            errors: 0.0,
+            stable: Some((180.0 * s, (180.0 * s * 0.001).floor())),
+            queries: Queries::default(),
+        }
+    });
+    let s = sim.status.samples.last().expect("a sample");
+    // 200 requests in 10 s: a pass, although 200/3 is below minRequests.
+    assert_eq!(s.verdict, Verdict::Pass, "{s:?}");
+    assert_eq!(s.stable_requests, Some(1800));
+    let m = s.message.as_deref().unwrap_or_default();
+    assert!(m.contains("stable's dispersion 3.00"), "{m}");
+    assert!(sim.status.test.is_some_and(|w| w.stable_intervals == 1));
+}
