@@ -50,6 +50,7 @@ pub fn default_tiers() -> Vec<Tier> {
             max_error_rate: "0.5%".into(),
             decision: Decision::Sequential,
             failure_limit: 0,
+            threshold: None,
             // Measured against stable, not a constant: a service whose normal error rate is
             // 0.3% is not rolled back for it, and an incident that hits both revisions moves
             // neither towards rollback (docs/analysis.md, "Relative to stable"). An undecided
@@ -69,6 +70,7 @@ pub fn default_tiers() -> Vec<Tier> {
             max_error_rate: "1%".into(),
             decision: Decision::Threshold,
             failure_limit: 0,
+            threshold: None,
             sequential: None,
             min_requests: None,
             require_approval: false,
@@ -141,6 +143,8 @@ pub enum Judge {
     Threshold {
         max_error_rate: f64,
         failure_limit: u32,
+        /// The run's false-rollback budget: the k-th sample fails at alpha/(k(k+1)).
+        alpha: f64,
     },
     Sequential {
         test: SequentialTest,
@@ -168,6 +172,11 @@ pub struct Plan {
     pub max_error_rate: Ratio,
     /// The tier's cap on the canary's real share of traffic.
     pub max_share: Option<Ratio>,
+    /// Every analysis also asks for the stable revision's counts: the templates tell the
+    /// revisions apart. A sequential tier tests against them (`baseline: stable`) or checks
+    /// its fixed p0 against them (the `Baseline` condition); every tier takes the dispersion
+    /// of stable's errors from them.
+    pub measure_stable: bool,
 }
 
 fn percent(field: String, s: &str) -> Result<Ratio, PlanError> {
@@ -223,10 +232,21 @@ impl Plan {
         }
         let max_error_rate = percent(format!("{at}.maxErrorRate"), &tier.max_error_rate)?;
         let judge = match tier.decision {
-            Decision::Threshold => Judge::Threshold {
-                max_error_rate: max_error_rate.as_f64(),
-                failure_limit: tier.failure_limit.max(0) as u32,
-            },
+            Decision::Threshold => {
+                let spec = tier.threshold.clone().unwrap_or_default();
+                let alpha = percent(format!("{at}.threshold.alpha"), &spec.alpha)?;
+                if alpha.ppm() == 0 || alpha.as_f64() >= 0.5 {
+                    return Err(PlanError::Invalid {
+                        field: format!("{at}.threshold.alpha"),
+                        message: format!("{alpha} must be within (0%, 50%)"),
+                    });
+                }
+                Judge::Threshold {
+                    max_error_rate: max_error_rate.as_f64(),
+                    failure_limit: tier.failure_limit.max(0) as u32,
+                    alpha: alpha.as_f64(),
+                }
+            }
             Decision::Sequential => {
                 let seq = tier.sequential.clone().unwrap_or_default();
                 let p0 = match &seq.p0 {
@@ -296,7 +316,9 @@ impl Plan {
                 }
             }
         };
+        let measure_stable = tells_revisions_apart(analysis);
         Ok(Plan {
+            measure_stable,
             steps,
             judge,
             interval,
@@ -567,6 +589,51 @@ mod tests {
             };
             assert_eq!(baseline, want, "{requests} / {errors}");
             assert_eq!(on_inconclusive, OnInconclusive::Hold);
+            // Stable is measured exactly when the queries can tell it apart.
+            assert_eq!(plan.measure_stable, want == Baseline::Stable);
+        }
+        // A threshold tier asks for stable too (for the dispersion of its errors), under the
+        // same condition.
+        for (requests, errors, want) in [
+            (
+                "sum(x{w=\"{{workload}}\"})",
+                "sum(y{w=\"{{workload}}\"})",
+                true,
+            ),
+            ("sum(x)", "sum(y)", false),
+        ] {
+            let std = Plan::resolve(&default_tiers().remove(1), &with(requests, errors), "t")
+                .expect("plan");
+            assert_eq!(std.measure_stable, want, "{requests}");
+        }
+    }
+
+    #[test]
+    fn threshold_alpha_defaults_to_one_percent_and_is_checked() {
+        // (threshold.alpha) -> the plan's alpha, or the error
+        let cases = [
+            (None, Ok(0.01)),
+            (Some("5%"), Ok(0.05)),
+            (Some("0.1%"), Ok(0.001)),
+            (
+                Some("0%"),
+                Err("spec.tiers[1].threshold.alpha: 0% must be within (0%, 50%)"),
+            ),
+            (
+                Some("50%"),
+                Err("spec.tiers[1].threshold.alpha: 50% must be within (0%, 50%)"),
+            ),
+        ];
+        for (alpha, want) in cases {
+            let mut tier = default_tiers().remove(1);
+            tier.threshold = alpha.map(|a| crate::api::policy::ThresholdSpec { alpha: a.into() });
+            let got = Plan::resolve(&tier, &analysis(), "spec.tiers[1]")
+                .map(|p| match p.judge {
+                    Judge::Threshold { alpha, .. } => alpha,
+                    Judge::Sequential { .. } => f64::NAN,
+                })
+                .map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(String::from), "{alpha:?}");
         }
     }
 

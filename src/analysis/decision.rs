@@ -481,13 +481,13 @@ pub fn ln_gamma(x: f64) -> f64 {
 }
 
 /// `ln B(a, b)`.
-fn ln_beta(a: f64, b: f64) -> f64 {
+pub(crate) fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
 /// Continued fraction for the incomplete beta function (modified Lentz), valid and
 /// fast for `x < (a+1)/(a+b+2)`; needs O(sqrt(max(a, b))) iterations.
-fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
+pub(crate) fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
     const MAX_ITER: u32 = 200_000;
     const EPS: f64 = 1e-15;
     const TINY: f64 = 1e-300;
@@ -558,18 +558,38 @@ pub struct ThresholdOutcome {
     pub verdict: ThresholdVerdict,
 }
 
-/// Static error-rate check in the style of Flagger and Argo Rollouts.
+/// The error-rate threshold check, with confidence bounds that hold over a whole run.
 ///
-/// `Fail` when `errors / requests > max_error_rate` (strictly greater, so a rate
-/// exactly at the maximum passes) once `requests >= min_requests` and
-/// `requests > 0`; before that, `NotEnoughRequests`. NaN, infinite or negative
-/// `requests` give `NotEnoughRequests`; NaN, infinite or negative `errors` or
-/// `max_error_rate` give `Invalid`. A NaN `min_requests` never lets the check pass.
+/// `Fail` when the counts show the rate above `max_error_rate`, by either of two tests that
+/// share the run's false-rollback budget `alpha` half and half:
+/// * the exact binomial tail at the `look`-th sample of the run: at `max_error_rate`, so many
+///   errors would have a chance of at most `alpha/2 / (look (look + 1))` (the one-sided
+///   Clopper-Pearson lower bound is above the maximum at that level). Summed over every look
+///   that is `alpha/2`: sharp at the first looks, so a canary failing half its requests fails
+///   after a handful, with no `min_requests`;
+/// * the mixture SPRT of [`MixtureSprt`] with p0 = `max_error_rate` at `alpha/2`, valid however
+///   often it is looked at (Ville's inequality): it does not pay for the look count, so a
+///   canary a little above the maximum is still caught late in a long run.
+///
+/// A canary whose rate is at or below the maximum is rolled back by either with a chance of
+/// at most `alpha/2` over the whole run, so at most `alpha` (union bound). Both test the
+/// counts divided by `dispersion` (at least 1: the variance over mean of error counts, when
+/// errors come in clumps), the quasi-binomial correction. `Pass` when
+/// `requests >= min_requests` (and `> 0`) and the rate is at or below the maximum. Otherwise
+/// `NotEnoughRequests`: too few requests, or a rate above the maximum that the counts do not
+/// show yet.
+///
+/// NaN, infinite or negative `requests` give `NotEnoughRequests`; NaN, infinite or negative
+/// `errors` or `max_error_rate`, or an `alpha` outside (0, 1), give `Invalid`. A NaN
+/// `min_requests` never lets the check pass.
 pub fn threshold(
     requests: f64,
     errors: f64,
     max_error_rate: f64,
     min_requests: f64,
+    alpha: f64,
+    look: i32,
+    dispersion: f64,
 ) -> ThresholdOutcome {
     if !valid_count(requests) {
         return ThresholdOutcome {
@@ -577,21 +597,34 @@ pub fn threshold(
             verdict: ThresholdVerdict::NotEnoughRequests,
         };
     }
-    if !valid_count(errors) || !valid_count(max_error_rate) {
+    if !(valid_count(errors) && valid_count(max_error_rate) && alpha > 0.0 && alpha < 1.0) {
         return ThresholdOutcome {
             rate: None,
             verdict: ThresholdVerdict::Invalid,
         };
     }
     let rate = (requests > 0.0).then(|| errors.min(requests) / requests);
+    let half = alpha / 2.0;
+    let phi = if dispersion.is_finite() {
+        dispersion.max(1.0)
+    } else {
+        1.0
+    };
+    let (n, k) = (requests / phi, errors / phi);
+    let bound = super::bound::shown_above(
+        n,
+        k,
+        max_error_rate,
+        super::relative::spent_alpha(half, look),
+    );
+    let mixture = max_error_rate > 0.0
+        && max_error_rate < 1.0
+        && MixtureSprt::with_default_prior(max_error_rate, half)
+            .is_ok_and(|m| m.decide(n, k).verdict == SequentialVerdict::Rollback);
+    let shown = max_error_rate <= 1.0 && (bound || mixture);
     let verdict = match rate {
-        Some(r) if requests >= min_requests => {
-            if r > max_error_rate {
-                ThresholdVerdict::Fail
-            } else {
-                ThresholdVerdict::Pass
-            }
-        }
+        Some(_) if shown => ThresholdVerdict::Fail,
+        Some(r) if requests >= min_requests && r <= max_error_rate => ThresholdVerdict::Pass,
         _ => ThresholdVerdict::NotEnoughRequests,
     };
     ThresholdOutcome { rate, verdict }
@@ -973,30 +1006,30 @@ mod tests {
                 assert!(o.statistic.is_nan());
                 let o = m.decide(n, k);
                 assert_eq!(o.verdict, SequentialVerdict::Invalid, "mixture n={n} k={k}");
-                let t = threshold(n, k, 0.01, 100.0);
+                let t = threshold(n, k, 0.01, 100.0, 0.01, 1, 1.0);
                 assert_ne!(t.verdict, ThresholdVerdict::Pass, "threshold n={n} k={k}");
                 assert_ne!(t.verdict, ThresholdVerdict::Fail, "threshold n={n} k={k}");
             }
             // A broken max_error_rate or min_requests never passes either.
             assert_ne!(
-                threshold(1000.0, 0.0, x, 100.0).verdict,
+                threshold(1000.0, 0.0, x, 100.0, 0.01, 1, 1.0).verdict,
                 ThresholdVerdict::Pass
             );
         }
         assert_eq!(
-            threshold(1000.0, 0.0, 0.01, f64::NAN).verdict,
+            threshold(1000.0, 0.0, 0.01, f64::NAN, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::NotEnoughRequests
         );
         assert_eq!(
-            threshold(f64::NAN, 0.0, 0.01, 0.0).verdict,
+            threshold(f64::NAN, 0.0, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::NotEnoughRequests
         );
         assert_eq!(
-            threshold(100.0, f64::NAN, 0.01, 0.0).verdict,
+            threshold(100.0, f64::NAN, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::Invalid
         );
         assert_eq!(
-            threshold(100.0, -1.0, 0.01, 0.0).verdict,
+            threshold(100.0, -1.0, 0.01, 0.0, 0.01, 1, 1.0).verdict,
             ThresholdVerdict::Invalid
         );
         // A hand-built invalid test is Invalid, not AcceptGood.
@@ -1023,43 +1056,129 @@ mod tests {
 
     #[test]
     fn threshold_edges() {
-        // Exactly at the maximum passes; strictly above fails.
-        let o = threshold(1000.0, 10.0, 0.01, 100.0);
-        assert_eq!(o.verdict, ThresholdVerdict::Pass);
-        assert_eq!(o.rate, Some(0.01));
-        assert_eq!(
-            threshold(1000.0, 10.001, 0.01, 100.0).verdict,
-            ThresholdVerdict::Fail
-        );
-        // min_requests gating, inclusive.
-        let o = threshold(99.0, 50.0, 0.01, 100.0);
-        assert_eq!(o.verdict, ThresholdVerdict::NotEnoughRequests);
-        assert!(o.rate.is_some_and(|r| close(r, 50.0 / 99.0, 1e-15)));
-        assert_eq!(
-            threshold(100.0, 50.0, 0.01, 100.0).verdict,
-            ThresholdVerdict::Fail
-        );
-        assert_eq!(
-            threshold(100.0, 1.0, 0.01, 100.0).verdict,
-            ThresholdVerdict::Pass
-        );
-        // Zero requests can never pass, even with min_requests = 0.
-        let o = threshold(0.0, 0.0, 0.01, 0.0);
-        assert_eq!(o.verdict, ThresholdVerdict::NotEnoughRequests);
-        assert_eq!(o.rate, None);
-        // Extrapolated errors above requests are clamped to a rate of 1.
-        let o = threshold(10.2, 10.5, 0.5, 1.0);
-        assert_eq!(o.rate, Some(1.0));
-        assert_eq!(o.verdict, ThresholdVerdict::Fail);
-        // Zero tolerance: any error fails, none passes.
-        assert_eq!(
-            threshold(500.0, 0.0, 0.0, 1.0).verdict,
-            ThresholdVerdict::Pass
-        );
-        assert_eq!(
-            threshold(500.0, 0.5, 0.0, 1.0).verdict,
-            ThresholdVerdict::Fail
-        );
+        use ThresholdVerdict::*;
+        // (requests, errors, maxErrorRate, minRequests, the run's alpha, look) -> verdict, rate
+        let cases = [
+            // Exactly at the maximum passes.
+            ((1000.0, 10.0, 0.01, 100.0, 0.01, 1), Pass, Some(0.01)),
+            // Above it, but 10 or 20 errors where 10 are expected show nothing yet: undecided.
+            (
+                (1000.0, 10.001, 0.01, 100.0, 0.01, 1),
+                NotEnoughRequests,
+                Some(0.010001),
+            ),
+            (
+                (1000.0, 20.0, 0.01, 100.0, 0.01, 1),
+                NotEnoughRequests,
+                Some(0.02),
+            ),
+            // 25 where 10 are expected: shown by the exact bound at the first look (its tail is
+            // 4e-5, below 0.5%/2)...
+            ((1000.0, 25.0, 0.01, 100.0, 0.01, 1), Fail, Some(0.025)),
+            // ... and still at the 100th, where the bound may spend only 0.5%/10100 but the
+            // mixture, which pays nothing for looks, shows it (ln Lambda about 6.3 > ln 200).
+            ((1000.0, 25.0, 0.01, 100.0, 0.01, 100), Fail, Some(0.025)),
+            (
+                (1000.0, 20.0, 0.01, 100.0, 0.01, 100),
+                NotEnoughRequests,
+                Some(0.02),
+            ),
+            // Before minRequests: a plainly bad canary fails (the bound alone: 2 errors in 4
+            // requests against 0.5%), nothing passes.
+            ((4.0, 2.0, 0.005, 100.0, 0.01, 1), Fail, Some(0.5)),
+            ((99.0, 50.0, 0.01, 100.0, 0.01, 1), Fail, Some(50.0 / 99.0)),
+            (
+                (99.0, 0.0, 0.01, 100.0, 0.01, 1),
+                NotEnoughRequests,
+                Some(0.0),
+            ),
+            (
+                (99.0, 2.0, 0.01, 100.0, 0.01, 1),
+                NotEnoughRequests,
+                Some(2.0 / 99.0),
+            ),
+            // minRequests gating of a pass, inclusive.
+            ((100.0, 1.0, 0.01, 100.0, 0.01, 1), Pass, Some(0.01)),
+            ((100.0, 50.0, 0.01, 100.0, 0.01, 1), Fail, Some(0.5)),
+            // Zero requests can never pass, even with minRequests = 0.
+            ((0.0, 0.0, 0.01, 0.0, 0.01, 1), NotEnoughRequests, None),
+            // Extrapolated errors above requests are clamped to a rate of 1.
+            ((10.2, 10.5, 0.5, 1.0, 0.01, 1), Fail, Some(1.0)),
+            // Zero tolerance: any error fails, none passes.
+            ((500.0, 0.0, 0.0, 1.0, 0.01, 1), Pass, Some(0.0)),
+            ((500.0, 0.5, 0.0, 1.0, 0.01, 1), Fail, Some(0.001)),
+            // A broken alpha never passes.
+            ((1000.0, 0.0, 0.01, 100.0, 0.0, 1), Invalid, None),
+            ((1000.0, 0.0, 0.01, 100.0, f64::NAN, 1), Invalid, None),
+        ];
+        for ((n, k, max, min, alpha, look), verdict, rate) in cases {
+            let phi = 1.0;
+            let o = threshold(n, k, max, min, alpha, look, phi);
+            assert_eq!(
+                o.verdict, verdict,
+                "n={n} k={k} max={max} alpha={alpha} look={look}"
+            );
+            match (o.rate, rate) {
+                (Some(a), Some(b)) => assert!(close(a, b, 1e-12), "n={n} k={k}: {a} vs {b}"),
+                (a, b) => assert_eq!(a, b, "n={n} k={k}"),
+            }
+        }
+    }
+
+    #[test]
+    fn threshold_divides_clumped_counts_by_the_dispersion() {
+        use ThresholdVerdict::*;
+        // (requests, errors, dispersion) -> verdict, for maxErrorRate 1%, minRequests 100,
+        // alpha 1%, the first look.
+        for (n, k, phi, want) in [
+            (1000.0, 25.0, 1.0, Fail),
+            // In clumps of 3, 25 errors are about 8 independent ones among 333: not shown.
+            (1000.0, 25.0, 3.0, NotEnoughRequests),
+            (1000.0, 75.0, 3.0, Fail),
+            // minRequests counts real requests: 150 pass, whatever the dispersion.
+            (150.0, 0.0, 3.0, Pass),
+            // Below 1, NaN: no allowance.
+            (1000.0, 25.0, 0.5, Fail),
+            (1000.0, 25.0, f64::NAN, Fail),
+        ] {
+            assert_eq!(
+                threshold(n, k, 0.01, 100.0, 0.01, 1, phi).verdict,
+                want,
+                "n={n} k={k} dispersion {phi}"
+            );
+        }
+    }
+
+    /// A canary at exactly maxErrorRate, looked at after every 100 requests for 100 looks:
+    /// rolled back in at most alpha of runs (Monte Carlo), while the plain check (fail when
+    /// the rate is above the maximum) rolls back most of them.
+    #[test]
+    fn threshold_looks_spend_alpha_over_the_run() {
+        let (max, alpha, runs) = (0.005, 0.01, 2_000);
+        let mut rng = SplitMix64(stream(0x5EED_0005));
+        let (mut spent, mut plain) = (0, 0);
+        for _ in 0..runs {
+            let (mut n, mut k) = (0.0, 0.0);
+            let (mut failed, mut plain_failed) = (false, false);
+            for look in 1..=100 {
+                for _ in 0..100 {
+                    n += 1.0;
+                    if rng.next_f64() < max {
+                        k += 1.0;
+                    }
+                }
+                failed |=
+                    threshold(n, k, max, 100.0, alpha, look, 1.0).verdict == ThresholdVerdict::Fail;
+                plain_failed |= k / n > max;
+            }
+            spent += u32::from(failed);
+            plain += u32::from(plain_failed);
+        }
+        let (fr, _) = rate_and_se(spent, runs);
+        let (pr, _) = rate_and_se(plain, runs);
+        eprintln!("threshold at maxErrorRate over 100 looks: spent alpha {fr:.4}, plain {pr:.4}");
+        assert!(fr <= alpha, "false rollback {fr}");
+        assert!(pr > 0.5, "the plain check {pr}");
     }
 
     // ---- relative_hypotheses --------------------------------------------------

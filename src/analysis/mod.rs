@@ -2,6 +2,7 @@
 //! from them, the Prometheus client and the decision engines.
 
 pub mod address;
+pub mod bound;
 pub mod decision;
 pub mod prometheus;
 pub mod query;

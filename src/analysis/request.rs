@@ -177,6 +177,9 @@ pub struct AnalysisRequest {
     errors: Template,
     interval: Duration,
     stable_baseline: bool,
+    /// Stable's counts are wanted, not needed (a fixed p0 checked against them): without its
+    /// `{{revision}}` the sample measures the canary alone instead of failing.
+    stable_optional: bool,
     address: Option<Address>,
     /// `spec.analysis.prometheus.insecure`: the token may go over plain `http://`.
     insecure: bool,
@@ -209,6 +212,7 @@ impl AnalysisRequest {
             errors,
             interval,
             stable_baseline,
+            stable_optional: false,
             address,
             insecure: spec.prometheus.as_ref().is_some_and(|p| p.insecure),
             timeout: timeout(spec)?,
@@ -223,6 +227,14 @@ impl AnalysisRequest {
     /// Whether the stable revision is measured too.
     pub fn stable_baseline(&self) -> bool {
         self.stable_baseline
+    }
+
+    /// Stable's counts only inform (a sequential tier with a fixed p0 checks it against
+    /// them): when the templates need stable's `{{revision}}` and nobody knows it, the sample
+    /// measures the canary alone rather than failing.
+    pub fn stable_optional(mut self, yes: bool) -> Self {
+        self.stable_optional = yes;
+        self
     }
 
     /// Whether either template uses `variable`.
@@ -263,12 +275,13 @@ impl AnalysisRequest {
             if sample.canary_revision.is_none() {
                 return Err(RevisionUnknown(Track::Canary));
             }
-            if self.stable_baseline && sample.stable_revision.is_none() {
+            if self.stable_baseline && sample.stable_revision.is_none() && !self.stable_optional {
                 return Err(RevisionUnknown(Track::Stable));
             }
         }
         let canary = self.vars(sample, Track::Canary);
-        let stable = self.stable_baseline.then(|| {
+        let stable_known = !self.uses(Variable::Revision) || sample.stable_revision.is_some();
+        let stable = (self.stable_baseline && stable_known).then(|| {
             let v = self.vars(sample, Track::Stable);
             (self.requests.render(&v), self.errors.render(&v))
         });

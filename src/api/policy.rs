@@ -215,8 +215,9 @@ pub struct AnalysisSpec {
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
     pub errors: String,
 
-    /// Requests the canary must have served before a threshold sample counts, and before
-    /// a run may promote.
+    /// Requests the canary must have served before a threshold sample passes, and before a
+    /// run may promote (a threshold sample may fail earlier, once its counts show the rate
+    /// above maxErrorRate).
     #[serde(default = "default_min_requests")]
     #[schemars(range(min = 0))]
     pub min_requests: i64,
@@ -355,15 +356,16 @@ pub struct Tier {
     ).message("step weights must strictly increase"))]
     pub steps: Vec<Step>,
 
-    /// The error rate above which the canary is bad (threshold mode rolls back above it;
-    /// sequential mode uses it as p1 unless `sequential.p1` is set). Within [0%, 100%].
+    /// The error rate above which the canary is bad (threshold mode rolls back once the
+    /// counts show the rate above it, at `threshold.alpha`; sequential mode uses it as p1
+    /// unless `sequential.p1` is set). Within [0%, 100%].
     #[serde(default = "default_max_error_rate")]
     #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
     #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) <= 100.0").message("maxErrorRate must be within [0%, 100%]"))]
     pub max_error_rate: String,
 
     /// How samples are judged: `threshold` (each sample's error rate against
-    /// maxErrorRate) or `sequential` (a sequential probability ratio test on the canary's
+    /// maxErrorRate, with a confidence bound) or `sequential` (a sequential probability ratio test on the canary's
     /// cumulative requests and errors, which rolls back after the fewest bad requests).
     #[serde(default)]
     pub decision: Decision,
@@ -372,6 +374,10 @@ pub struct Tier {
     #[serde(default)]
     #[schemars(range(min = 0, max = 100))]
     pub failure_limit: i32,
+
+    /// Threshold mode parameters; defaults apply when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdSpec>,
 
     /// Sequential mode parameters; defaults apply when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +442,29 @@ pub enum Decision {
     Threshold,
     /// Sequential probability ratio test on the cumulative counts.
     Sequential,
+}
+
+/// Parameters of threshold mode.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdSpec {
+    /// Accepted chance, over the whole run, of rolling back a revision whose error rate is at
+    /// or below maxErrorRate, within (0%, 50%). A sample fails only when its counts show the
+    /// rate above maxErrorRate (the one-sided lower confidence bound is above it), at any
+    /// request count, and the run's k-th sample spends alpha/(k(k+1)) of it, so however many
+    /// samples a run takes, its false rollbacks stay within alpha.
+    #[serde(default = "default_alpha")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0 && double(self.replace('%', '')) < 50.0").message("threshold.alpha must be within (0%, 50%)"))]
+    pub alpha: String,
+}
+
+impl Default for ThresholdSpec {
+    fn default() -> Self {
+        ThresholdSpec {
+            alpha: default_alpha(),
+        }
+    }
 }
 
 /// Parameters of the sequential test. Rates are strings like `"0.1%"`.

@@ -271,7 +271,9 @@ pub struct RolloutRunStatus {
     /// `Analysis` (the last sample could be taken and judged), `Routing` (the canary's
     /// traffic is set as planned), `Waiting` (why the run does not move, if it does not),
     /// `Stalled` (it cannot move without someone acting: blind analysis past its limit, two
-    /// policies selecting the Deployment).
+    /// policies selecting the Deployment), `Baseline` (`False`, reason `StableAboveP0`: the
+    /// stable revision fails more often than the sequential tier's fixed p0; a warning that
+    /// never changes the decision).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Decisions people took over the evidence (`promote`), in the order they took effect.
@@ -280,7 +282,8 @@ pub struct RolloutRunStatus {
     /// Sequential mode: the window the current test counts over. Each step's slice starts a
     /// fresh test, and so does every acceptance, so clean traffic seen earlier never hides a
     /// regression that starts later. Absent on runs written before windows existed (their
-    /// next sample opens one).
+    /// next sample opens one). Threshold mode keeps only the dispersion sums of stable's
+    /// errors here (when stable is measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestWindow>,
 }
@@ -323,11 +326,11 @@ pub struct TestWindow {
     /// served the evidence the tier declares enough); a slice widens only once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_step: Option<i32>,
-    /// `baseline: stable`: intervals between samples in which stable served requests, over
-    /// the whole run (for the dispersion of its error counts).
+    /// When the tier measures stable: intervals between samples in which stable served
+    /// requests, over the whole run (for the dispersion of its error counts).
     #[serde(default)]
     pub stable_intervals: i32,
-    /// `baseline: stable`: the sum over those intervals of stable's errors squared over its
+    /// When the tier measures stable: the sum over those intervals of stable's errors squared over its
     /// requests, in millionths (with the interval count and stable's totals, Pearson's
     /// dispersion statistic).
     #[serde(default)]
@@ -344,10 +347,10 @@ pub struct WindowCounts {
     /// Canary errors.
     #[serde(default)]
     pub errors: i64,
-    /// Stable requests (`baseline: stable` only).
+    /// Stable requests (when the tier measures stable).
     #[serde(default)]
     pub stable_requests: i64,
-    /// Stable errors (`baseline: stable` only).
+    /// Stable errors (when the tier measures stable).
     #[serde(default)]
     pub stable_errors: i64,
 }
@@ -384,7 +387,8 @@ pub struct Sample {
     )]
     #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
     pub errors: Option<u64>,
-    /// `baseline: stable`: stable's requests over the same window.
+    /// Stable's requests over the same window, when the tier measures stable (`baseline:
+    /// stable`, or a fixed p0 checked against stable's rate).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -393,7 +397,7 @@ pub struct Sample {
     )]
     #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
     pub stable_requests: Option<u64>,
-    /// `baseline: stable`: stable's errors over the same window.
+    /// Stable's errors over the same window, when the tier measures stable.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -44,6 +44,7 @@ fn tier(name: &str, steps: &[(&str, &str)], approval: bool) -> Tier {
         max_error_rate: "0.5%".into(),
         decision: Decision::Threshold,
         failure_limit: 0,
+        threshold: None,
         sequential: None,
         min_requests: None,
         require_approval: approval,

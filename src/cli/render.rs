@@ -518,8 +518,9 @@ fn judge_text(run: &RolloutRun) -> String {
     let plan = &run.spec.plan;
     let decision = match plan.decision {
         crate::api::policy::Decision::Threshold => format!(
-            "threshold: roll back above {} error rate{}",
+            "threshold: roll back once shown above {} error rate (alpha {}){}",
             plan.max_error_rate,
+            plan.threshold.clone().unwrap_or_default().alpha,
             if plan.failure_limit > 0 {
                 format!(" after {} failed samples", plan.failure_limit + 1)
             } else {

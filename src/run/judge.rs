@@ -5,7 +5,9 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::stable_rate::{StableVsP0, stable_vs_p0};
 use super::{Measurement, RolloutRunStatus, RunView, fmt_rate};
+use crate::analysis::bound::lower_bound;
 use crate::analysis::decision::{
     DecisionError, MixtureSprt, SequentialOutcome, SequentialVerdict, Sprt, ThresholdVerdict,
     threshold,
@@ -35,6 +37,8 @@ pub(super) struct Judged {
     pub judgement: Judgement,
     /// Sequential mode: the test's window after this sample (`None`: unchanged).
     pub window: Option<TestWindow>,
+    /// A fixed p0 checked against stable's measured rate (`None`: not checked).
+    pub stable_vs_p0: Option<StableVsP0>,
 }
 
 pub(super) fn judge(
@@ -76,6 +80,7 @@ pub(super) fn judge(
                 sample,
                 judgement: Judgement::NoData,
                 window: None,
+                stable_vs_p0: None,
             };
         }
         Measurement::Failed { why, .. } => {
@@ -85,6 +90,7 @@ pub(super) fn judge(
                 sample,
                 judgement: Judgement::Error,
                 window: None,
+                stable_vs_p0: None,
             };
         }
         Measurement::Counts {
@@ -103,6 +109,7 @@ pub(super) fn judge(
             sample,
             judgement: Judgement::NoData,
             window: None,
+            stable_vs_p0: None,
         };
     }
     sample.requests = Some(count(requests));
@@ -111,9 +118,47 @@ pub(super) fn judge(
         sample.rate = Some(fmt_rate(errors / requests));
     }
     match &plan.judge {
-        Judge::Threshold { max_error_rate, .. } => {
-            let out = threshold(requests, errors, *max_error_rate, plan.min_requests);
+        Judge::Threshold {
+            max_error_rate,
+            alpha,
+            ..
+        } => {
+            // The run's k-th sample: the exact bound spends alpha/2/(k(k+1)) of the run's
+            // false-rollback budget, the always-valid mixture the other half.
+            let k = status.sample_count.saturating_add(1);
+            let level = spent_alpha(alpha / 2.0, k);
+            // Stable measured (templates that tell the revisions apart): its counts give the
+            // dispersion that clumped errors need.
+            let stable = stable.filter(|s| *s != (requests, errors));
+            if let Some((sr, se)) = stable {
+                sample.stable_requests = Some(count(sr));
+                sample.stable_errors = Some(count(se));
+            }
+            let (window, phi) = threshold_dispersion(
+                status,
+                Cumulative {
+                    requests,
+                    errors,
+                    stable,
+                },
+            );
+            let out = threshold(
+                requests,
+                errors,
+                *max_error_rate,
+                plan.min_requests,
+                *alpha,
+                k,
+                phi,
+            );
             sample.threshold = Some(fmt_rate(*max_error_rate));
+            sample.message = Some(threshold_message(
+                (requests, errors, phi),
+                *max_error_rate,
+                plan.min_requests,
+                out.verdict == ThresholdVerdict::Fail,
+                (k, level, *alpha),
+            ));
             let (v, j) = match out.verdict {
                 ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
                 ThresholdVerdict::Fail => (
@@ -131,7 +176,8 @@ pub(super) fn judge(
             Judged {
                 sample,
                 judgement: j,
-                window: None,
+                window,
+                stable_vs_p0: None,
             }
         }
         Judge::Sequential {
@@ -143,10 +189,10 @@ pub(super) fn judge(
             beta,
             ..
         } => {
-            let stable = match (baseline, stable) {
+            let stable = match stable {
                 // The same counts for both revisions: the templates do not tell them apart
                 // (no {{workload}}, {{track}} or {{revision}}), so there is no baseline.
-                (Baseline::Stable, Some((sr, se))) if (sr, se) != (requests, errors) => {
+                Some((sr, se)) if (sr, se) != (requests, errors) => {
                     sample.stable_requests = Some(count(sr));
                     sample.stable_errors = Some(count(se));
                     Some((sr, se))
@@ -155,6 +201,7 @@ pub(super) fn judge(
             };
             let seq = SequentialParams {
                 test: *test,
+                baseline: *baseline,
                 p0: *p0,
                 p1: *p1,
                 alpha: *alpha,
@@ -178,8 +225,25 @@ pub(super) fn judge(
                         sample,
                         judgement: Judgement::Error,
                         window: None,
+                        stable_vs_p0: None,
                     };
                 }
+            };
+            // A fixed p0 is checked against stable's rate since the canary started.
+            let checked = match (baseline, stable) {
+                (Baseline::Fixed, Some((sr, se))) => Some(stable_vs_p0(
+                    sr,
+                    se,
+                    *p0,
+                    dispersion(
+                        window.stable_intervals,
+                        window.stable_squares as f64 / 1e6,
+                        sr,
+                        se,
+                    ),
+                    i64::from(status.sample_count) + 1,
+                )),
+                _ => None,
             };
             sample.baseline = Some(fmt_rate(outcome.p0));
             sample.threshold = Some(fmt_rate(outcome.p1));
@@ -203,14 +267,55 @@ pub(super) fn judge(
                 sample,
                 judgement: j,
                 window: Some(window),
+                stable_vs_p0: checked,
             }
         }
     }
 }
 
+/// What a threshold sample says about its counts: against the maximum, and the rate's lower
+/// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
+fn threshold_message(
+    (requests, errors, phi): (f64, f64, f64),
+    max: f64,
+    min_requests: f64,
+    failed: bool,
+    (k, level, alpha): (i32, f64, f64),
+) -> String {
+    let rate = if requests > 0.0 {
+        errors / requests
+    } else {
+        0.0
+    };
+    let verdict = if failed {
+        "shown above maxErrorRate"
+    } else if rate > max {
+        "above maxErrorRate but not shown to be yet"
+    } else if requests < min_requests {
+        "at or below maxErrorRate, fewer than minRequests"
+    } else {
+        "at or below maxErrorRate"
+    };
+    let bound =
+        lower_bound(requests / phi, errors / phi, level).map_or_else(|| "n/a".into(), fmt_rate);
+    let clumps = if phi > 1.0 {
+        format!(", on the counts divided by stable's dispersion {phi:.2}")
+    } else {
+        String::new()
+    };
+    format!(
+        "{verdict}: the rate's lower confidence bound is {bound} at level {} (sample {k} of the run: alpha/2/(k(k+1)) of the run's alpha {}; the other half goes to an always-valid mixture test){clumps}",
+        fmt_rate(level),
+        fmt_rate(alpha)
+    )
+}
+
 /// The sequential test's parameters as the plan resolved them.
 struct SequentialParams {
     test: SequentialTest,
+    /// Where p0 comes from; with `fixed`, stable's counts (when measured) only feed the
+    /// dispersion sums and the check of p0 against stable's rate.
+    baseline: Baseline,
     p0: f64,
     p1: f64,
     alpha: f64,
@@ -336,20 +441,14 @@ fn sequential(
         relative: false,
         dispersion: 1.0,
     };
-    match (p.test, now.stable) {
+    if let Some((sr, se)) = now.stable {
+        add_stable_interval(&mut w, sr, se);
+    }
+    let stable = now.stable.filter(|_| p.baseline == Baseline::Stable);
+    match (p.test, stable) {
         (SequentialTest::Sprt, Some((sr, se))) => {
             let m = d(sr, o.stable_requests);
             let s = d(se, o.stable_errors);
-            // This interval joins the run's dispersion sums (stable's counts since the
-            // previous sample).
-            let mi = sr - w.latest.stable_requests as f64;
-            let si = se - w.latest.stable_errors as f64;
-            if mi > 0.0 && si >= 0.0 {
-                w.stable_intervals += 1;
-                w.stable_squares = w
-                    .stable_squares
-                    .saturating_add((si * si / mi * 1e6).round() as i64);
-            }
             let disp = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
             let t = RelativeSprt::new(p.p0, p.p1, alpha, p.beta, disp)?;
             out.test = t.decide(n, k, m, s);
@@ -389,6 +488,32 @@ fn sequential(
     }
     w.latest = here;
     Ok((w, out))
+}
+
+/// Stable's counts since the previous sample join the run's dispersion sums.
+fn add_stable_interval(w: &mut TestWindow, sr: f64, se: f64) {
+    let mi = sr - w.latest.stable_requests as f64;
+    let si = se - w.latest.stable_errors as f64;
+    if mi > 0.0 && si >= 0.0 {
+        w.stable_intervals += 1;
+        w.stable_squares = w
+            .stable_squares
+            .saturating_add((si * si / mi * 1e6).round() as i64);
+    }
+}
+
+/// Threshold mode: the dispersion of stable's errors when stable is measured (clumped errors
+/// carry less evidence; assumed 3 until five intervals were seen, as for the relative test),
+/// and the sums it comes from, kept in `status.test` between samples; 1 without stable.
+fn threshold_dispersion(status: &RolloutRunStatus, now: Cumulative) -> (Option<TestWindow>, f64) {
+    let Some((sr, se)) = now.stable else {
+        return (None, 1.0);
+    };
+    let mut w = status.test.clone().unwrap_or_default();
+    add_stable_interval(&mut w, sr, se);
+    w.latest = now.rounded();
+    let phi = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
+    (Some(w), phi)
 }
 
 /// Whether a sequential tier's step may end: the test accepted the canary at this slice, or

@@ -9,6 +9,7 @@
 
 pub mod govern;
 mod judge;
+pub mod stable_rate;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample,
 use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight, share_of};
 
 use judge::{Gate, Judged, Judgement, gate, judge};
+use stable_rate::StableVsP0;
 
 /// Samples kept in status; older ones are dropped (the count stays in `sampleCount`).
 pub const SAMPLES_KEPT: usize = 10;
@@ -305,7 +307,14 @@ pub mod condition {
     pub const WAITING: &str = "Waiting";
     /// kstatus' `Stalled`: the run cannot move on without someone acting.
     pub const STALLED: &str = "Stalled";
+    /// `False` when the stable revision fails more often than the tier's fixed p0
+    /// (reason [`super::STABLE_ABOVE_P0`]); absent otherwise.
+    pub const BASELINE: &str = "Baseline";
 }
+
+/// Reason of the `Baseline` condition and its Warning Event: the stable revision's measured
+/// error rate is above a sequential tier's fixed p0.
+pub const STABLE_ABOVE_P0: &str = "StableAboveP0";
 
 /// Reasons of the `Stalled` condition.
 pub mod stalled {
@@ -653,9 +662,13 @@ impl Machine<'_, '_> {
             sample,
             judgement,
             window,
+            stable_vs_p0,
         } = judged;
         if window.is_some() {
             self.st.test = window;
+        }
+        if let Some(check) = stable_vs_p0 {
+            self.stable_rate(check);
         }
         match &judgement {
             Judgement::Error => {
@@ -733,6 +746,44 @@ impl Machine<'_, '_> {
         let message = rollback_message(reason, &evidence, self.st.failed_samples);
         self.st.evidence = Some(evidence);
         Some(self.end(Phase::RolledBack, reason, message))
+    }
+
+    /// A fixed p0 checked against stable's measured rate: the `Baseline` condition says when
+    /// stable fails more often, with a Warning Event when that starts and every
+    /// [`stable_rate::REMIND_EVERY`] while it holds; it never changes the decision. Call
+    /// before the sample is recorded (the previous sample's time rate-limits the Event).
+    fn stable_rate(&mut self, check: StableVsP0) {
+        let now = self.now();
+        match check {
+            StableVsP0::Above {
+                rate,
+                p0,
+                requests,
+                errors,
+            } => {
+                let message = stable_rate::message(rate, p0, requests, errors);
+                let set_at = self
+                    .st
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::BASELINE)
+                    .map(|c| ts(&c.last_transition_time));
+                let previous = self.st.last_analysis_at.as_ref().map(ts);
+                if stable_rate::event_due(set_at, previous, now) {
+                    self.event(true, STABLE_ABOVE_P0, message.clone());
+                }
+                set_condition(
+                    &mut self.st.conditions,
+                    condition::BASELINE,
+                    false,
+                    STABLE_ABOVE_P0,
+                    &message,
+                    now,
+                );
+            }
+            StableVsP0::AtOrBelow => clear_condition(&mut self.st.conditions, condition::BASELINE),
+            StableVsP0::Unshown => {}
+        }
     }
 
     /// A sample without usable data (none, or a failed query): the run cannot see the canary.
@@ -1140,8 +1191,9 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
     );
     match reason {
         "ErrorRateAboveThreshold" => format!(
-            "rolled back: {counts} is above the threshold {} ({failed} failed sample(s))",
-            s.threshold.as_deref().unwrap_or("?")
+            "rolled back: {counts} is above the threshold {} ({failed} failed sample(s)); {}",
+            s.threshold.as_deref().unwrap_or("?"),
+            s.message.as_deref().unwrap_or("")
         ),
         "SequentialTestRejected" => format!(
             "rolled back: {counts}; the sequential test's statistic {} crossed the rollback boundary {} (p0 {}, p1 {})",

@@ -19,6 +19,7 @@ fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
         max_error_rate: "1%".into(),
         decision,
         failure_limit: 0,
+        threshold: None,
         sequential: (decision == Decision::Sequential).then(SequentialSpec::default),
         min_requests: None,
         require_approval: approval,
@@ -1515,4 +1516,229 @@ fn a_good_sample_does_not_clear_a_stall_it_did_not_cause() {
         now, first,
         "not cleared and set again by the samples in between"
     );
+}
+
+/// Given a sequential tier with a fixed p0 of 0.1%, when stable fails 0.5% of 900 requests/s,
+/// then the run says so (`Baseline` False, `StableAboveP0`, one Warning Event naming the
+/// rate, p0 and the fixes, not repeated at every sample) without changing the decision; a
+/// stable revision at p0, or a tier on `baseline: stable`, says nothing.
+#[test]
+fn stable_failing_above_a_fixed_p0_is_warned_about() {
+    use crate::api::policy::Baseline;
+    // (baseline, stable's rate) -> condition set
+    for (baseline, stable_rate, warned) in [
+        (Baseline::Fixed, 0.005, true),
+        (Baseline::Fixed, 0.001, false),
+        (Baseline::Fixed, 0.0, false),
+        (Baseline::Stable, 0.005, false),
+    ] {
+        let seq = SequentialSpec {
+            baseline,
+            ..SequentialSpec::default()
+        };
+        let mut sim = Sim::new(sequential_tier(&[("10%", "10m")], seq), Router::GatewayApi);
+        // As a policy whose templates use {{workload}}.
+        sim.plan.measure_stable = true;
+        if let Judge::Sequential { baseline: b, .. } = &mut sim.plan.judge {
+            *b = baseline;
+        }
+        sim.tick(None);
+        sim.tick(None);
+        let mut events = vec![];
+        for _ in 0..30 {
+            let out = sim.step_with(move |e: Duration| {
+                let s = e.as_secs_f64();
+                Measurement::Counts {
+                    requests: 100.0 * s,
+                    errors: (100.0 * s * 0.001).floor(),
+                    stable: Some((900.0 * s, (900.0 * s * stable_rate).floor())),
+                    queries: Queries::default(),
+                }
+            });
+            events.extend(
+                out.events
+                    .iter()
+                    .filter(|e| e.reason == STABLE_ABOVE_P0)
+                    .cloned(),
+            );
+        }
+        let cond = sim
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::BASELINE);
+        let case = format!("{baseline:?} at {stable_rate}");
+        if warned {
+            let c = cond.expect(&case);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", STABLE_ABOVE_P0)
+            );
+            assert_eq!(
+                events.len(),
+                1,
+                "{case}: one Event in 5 minutes: {events:?}"
+            );
+            assert!(events[0].warning);
+            for want in ["0.5%", "0.1%", "baseline: stable", "raise sequential.p0"] {
+                assert!(
+                    events[0].message.contains(want),
+                    "{want} in {}",
+                    events[0].message
+                );
+            }
+            // Stable's counts are on the samples as evidence.
+            assert!(
+                sim.status
+                    .samples
+                    .iter()
+                    .all(|s| s.stable_requests.is_some())
+            );
+        } else {
+            assert!(cond.is_none(), "{case}: {cond:?}");
+            assert!(events.is_empty(), "{case}: {events:?}");
+        }
+        // The warning never decides: a canary at p0 is not rolled back here.
+        assert_eq!(sim.status.phase, Phase::Progressing, "{case}");
+    }
+}
+
+/// The `Baseline` condition clears once stable's rate is back at or below p0, and a later
+/// rise warns again.
+#[test]
+fn the_stable_rate_warning_clears_and_returns() {
+    let mut sim = Sim::new(
+        sequential_tier(&[("10%", "1h")], SequentialSpec::default()),
+        Router::GatewayApi,
+    );
+    sim.plan.measure_stable = true;
+    sim.tick(None);
+    sim.tick(None);
+    // Stable serves 900 requests/s; its cumulative errors are `errors(seconds)`.
+    fn stable(errors: impl Fn(f64) -> f64) -> impl Fn(Duration) -> Measurement {
+        move |e: Duration| {
+            let s = e.as_secs_f64();
+            Measurement::Counts {
+                requests: 100.0 * s,
+                errors: 0.0,
+                stable: Some((900.0 * s, errors(s).floor())),
+                queries: Queries::default(),
+            }
+        }
+    }
+    fn warned(sim: &Sim) -> bool {
+        sim.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::BASELINE)
+    }
+    let mut warnings = 0;
+    let mut count = |out: &Outcome| {
+        warnings += out
+            .events
+            .iter()
+            .filter(|e| e.reason == STABLE_ABOVE_P0)
+            .count();
+    };
+    // 0.5%: warned.
+    for _ in 0..5 {
+        count(sim.step_with(stable(|s| 4.5 * s)));
+    }
+    assert!(warned(&sim));
+    // No more errors: the cumulative rate falls under 0.1% and the condition clears.
+    let at = elapsed(&sim.status, sim.now).as_secs_f64();
+    let mut samples = 0;
+    while warned(&sim) {
+        samples += 1;
+        assert!(samples < 100, "never cleared");
+        count(sim.step_with(stable(move |_| 4.5 * at)));
+    }
+    // 1% from here on: warned again.
+    let at2 = elapsed(&sim.status, sim.now).as_secs_f64();
+    for _ in 0..60 {
+        count(sim.step_with(stable(move |s| 4.5 * at + 9.0 * (s - at2).max(0.0))));
+    }
+    assert!(warned(&sim));
+    assert_eq!(warnings, 2, "warned again after it cleared");
+}
+
+/// Given a threshold tier (maxErrorRate 1%, minRequests 100), a canary failing half its
+/// requests is rolled back at its first sample with far fewer than minRequests; a canary a
+/// little above the maximum whose counts do not show it yet holds its slice (undecided, not a
+/// pass, not a rollback).
+#[test]
+fn a_threshold_tier_fails_early_on_a_bound_and_holds_when_unsure() {
+    let t = tier(
+        Decision::Threshold,
+        &[("10%", "10s"), ("50%", "10s")],
+        false,
+    );
+    // (canary requests/s, error fraction) -> phase and step after two samples
+    for (rps, p, phase, step, verdict) in [
+        (2.0, 0.5, Phase::RolledBack, 0, Verdict::Fail),
+        (
+            100.0,
+            0.012,
+            Phase::Progressing,
+            0,
+            Verdict::NotEnoughRequests,
+        ),
+        (100.0, 0.005, Phase::Progressing, 1, Verdict::Pass),
+    ] {
+        let mut sim = Sim::new(t.clone(), Router::GatewayApi);
+        sim.tick(None);
+        sim.tick(None);
+        for _ in 0..2 {
+            sim.step_with(traffic(rps, p));
+            if sim.status.phase.is_terminal() {
+                break;
+            }
+        }
+        let s = sim.status.samples.last().expect("a sample");
+        let case = format!("{rps}/s at {p}: {s:?}");
+        assert_eq!(sim.status.phase, phase, "{case}");
+        assert_eq!(sim.status.step, step, "{case}");
+        assert_eq!(s.verdict, verdict, "{case}");
+        assert!(
+            s.message
+                .as_deref()
+                .is_some_and(|m| m.contains("lower confidence bound")),
+            "{case}"
+        );
+        if phase == Phase::RolledBack {
+            assert!(s.requests.is_some_and(|n| n < 100), "{case}");
+            assert_eq!(
+                sim.status.reason.as_deref(),
+                Some("ErrorRateAboveThreshold")
+            );
+        }
+    }
+}
+
+/// Given a threshold tier whose templates measure stable, the sample records stable's counts
+/// and the dispersion it divides by (assumed 3 for the first five intervals); minRequests
+/// still counts real requests.
+#[test]
+fn a_threshold_tier_divides_by_stable_dispersion() {
+    let t = tier(Decision::Threshold, &[("10%", "1m")], false);
+    let mut sim = Sim::new(t, Router::GatewayApi);
+    sim.plan.measure_stable = true;
+    sim.tick(None);
+    sim.tick(None);
+    sim.step_with(|e: Duration| {
+        let s = e.as_secs_f64();
+        Measurement::Counts {
+            requests: 20.0 * s,
+            errors: 0.0,
+            stable: Some((180.0 * s, (180.0 * s * 0.001).floor())),
+            queries: Queries::default(),
+        }
+    });
+    let s = sim.status.samples.last().expect("a sample");
+    // 200 requests in 10 s: a pass, although 200/3 is below minRequests.
+    assert_eq!(s.verdict, Verdict::Pass, "{s:?}");
+    assert_eq!(s.stable_requests, Some(1800));
+    let m = s.message.as_deref().unwrap_or_default();
+    assert!(m.contains("stable's dispersion 3.00"), "{m}");
+    assert!(sim.status.test.is_some_and(|w| w.stable_intervals == 1));
 }

@@ -7,8 +7,8 @@
 //! says so (queries rendered from the policy's templates with `{{elapsed}}` = time since the
 //! canary started, at least one interval), run the machine, then make its desired state real:
 //! the canary gets the replicas it asked for and they are ready at once, traffic follows the
-//! router (replicas: the canary's pods over all pods; Gateway API: the exact weight), and an
-//! unpaused Deployment finishes its rollout by the next pass. Then sleep until the machine's
+//! router (replicas: the canary's pods over all pods; Gateway API: the exact weight) after the
+//! routing delay, and an unpaused Deployment finishes its rollout by the next pass. Then sleep until the machine's
 //! `wake_at`, as the controller's requeue does.
 
 use std::time::Duration;
@@ -50,6 +50,14 @@ pub struct Setup {
     pub request: AnalysisRequest,
     /// Their variables for the simulated canary (`elapsed` unset).
     pub sample: SampleVars,
+    /// The errors query answers 0 when it has no series (it ends in `or vector(0)`).
+    pub errors_or_zero: bool,
+}
+
+/// Whether a query falls back to 0 when its series do not exist (`... or vector(0)`).
+pub fn falls_back_to_zero(query: &str) -> bool {
+    let q: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    q.contains("orvector(0)")
 }
 
 impl Setup {
@@ -65,8 +73,9 @@ impl Setup {
         } else {
             Router::Replicas
         };
-        let baseline_stable = tier.plan.baseline_stable();
-        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?;
+        let baseline_stable = tier.plan.measure_stable;
+        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?
+            .stable_optional(!tier.plan.baseline_stable());
         let sample = SampleVars {
             namespace: policy.namespace.clone(),
             deployment: deployment.to_string(),
@@ -101,6 +110,7 @@ impl Setup {
             window,
             request,
             sample,
+            errors_or_zero: falls_back_to_zero(&policy.spec.analysis.errors),
         })
     }
 
@@ -158,6 +168,9 @@ pub struct Drive {
     pub ended: Option<Duration>,
     /// Samples and Events, when asked for.
     pub timeline: Vec<Entry>,
+    /// The canary's share of traffic in effect when the run ended: with a routing delay,
+    /// still the one it had before the end asked for none.
+    pub share_at_end: f64,
 }
 
 /// Passes at one instant before time must move on (each pass makes the world more like
@@ -174,13 +187,59 @@ fn at(start: Timestamp, d: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
-/// When a simulated run's approvals come and when its Deployment is released.
+/// What the run does not decide: when its approvals come, when its Deployment is released,
+/// and how long a new share takes to take effect.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct People {
+pub struct Externals {
     /// An approval is given this long after the run asks for one.
     pub approve_after: Duration,
     /// The policy stops governing the Deployment at this time since the start.
     pub release_at: Option<Duration>,
+    /// A share the run asks for takes effect this long later (route propagation, endpoints).
+    pub routing_delay: Duration,
+}
+
+/// The canary's share of traffic: the one in effect, and those asked for that take effect
+/// later (a routing delay), in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routed {
+    pub share: f64,
+    pub pending: Vec<(Duration, f64)>,
+}
+
+impl Routed {
+    /// The run asks for `share` at `now`: it takes effect `delay` later (at once without a
+    /// delay), after the changes asked for before it. Asking again for the share last asked
+    /// for changes nothing.
+    pub fn ask(&mut self, share: f64, now: Duration, delay: Duration) {
+        let target = self.pending.last().map_or(self.share, |(_, s)| *s);
+        if share == target {
+            return;
+        }
+        if delay.is_zero() {
+            self.share = share;
+            self.pending.clear();
+        } else {
+            self.pending.push((now + delay, share));
+        }
+    }
+
+    /// When the next pending share takes effect.
+    pub fn due(&self) -> Option<Duration> {
+        self.pending.first().map(|(at, _)| *at)
+    }
+
+    /// Lets traffic flow to `now`, each pending share from its own time.
+    pub fn flow<S: Source>(&mut self, source: &mut S, now: Duration) {
+        while let Some(&(at, next)) = self.pending.first()
+            && at <= now
+        {
+            source.advance(at, self.share);
+            self.share = next;
+            self.pending.remove(0);
+        }
+        source.advance(now, self.share);
+    }
 }
 
 /// What the operator says when a policy no longer selects a Deployment.
@@ -191,7 +250,7 @@ pub fn drive<S: Source>(
     setup: &Setup,
     start: Timestamp,
     horizon: Duration,
-    people: People,
+    people: Externals,
     source: &mut S,
     trace: bool,
 ) -> Drive {
@@ -200,7 +259,8 @@ pub fn drive<S: Source>(
     let mut status = RolloutRunStatus::default();
     let mut canary: Option<CanaryObserved> = None;
     let mut unpaused = false;
-    let mut share = 0.0;
+    let mut routed = Routed::default();
+    let mut share_at_end: f64;
     let mut now = Duration::ZERO;
     let mut passes = 0;
     let mut awaiting_since: Option<Duration> = None;
@@ -208,7 +268,7 @@ pub fn drive<S: Source>(
     let mut timeline = Vec::new();
     let mut ended = None;
     loop {
-        source.advance(now, share);
+        routed.flow(source, now);
         let ts = at(start, now);
         let view = RunView {
             spec: &spec,
@@ -290,12 +350,15 @@ pub fn drive<S: Source>(
         let mut changed = next_canary != canary || unpaused == out.desired.paused;
         canary = next_canary;
         unpaused = !out.desired.paused;
-        share = match setup.router {
+        let asked = match setup.router {
             Router::Replicas => {
                 canary.map_or(0.0, |c| share_of(c.ready, setup.stable_replicas).as_f64())
             }
             Router::GatewayApi => out.desired.weight.as_f64(),
         };
+        // What the canary had before this pass asked for more or less (at the end: none).
+        share_at_end = routed.share;
+        routed.ask(asked, now, people.routing_delay);
         if status.phase.is_terminal() {
             ended = Some(now);
             break;
@@ -324,7 +387,7 @@ pub fn drive<S: Source>(
             .wake_at
             .map(|t| Duration::try_from(t.duration_since(start)).unwrap_or(Duration::ZERO));
         let release_due = people.release_at.filter(|t| *t > now);
-        let next = [wake, approval_due, release_due]
+        let next = [wake, approval_due, release_due, routed.due()]
             .into_iter()
             .flatten()
             .min()
@@ -342,5 +405,6 @@ pub fn drive<S: Source>(
         canary_started,
         ended,
         timeline,
+        share_at_end,
     }
 }

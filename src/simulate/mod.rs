@@ -14,8 +14,9 @@
 //! * [`wald`]: Wald's expected values, the benchmark's yardstick;
 //! * [`yaml`]: YAML errors that name the line and field.
 //!
-//! The modelling choices (instant canary readiness, no routing delay, counters read at
-//! scrape granularity without extrapolation) are listed in `docs/analysis/simulate.md`.
+//! The modelling choices (instant canary readiness, optional routing and rollback delays,
+//! counters read at scrape granularity, optionally with Prometheus' extrapolation and lazily
+//! created error series) are listed in `docs/analysis/simulate.md`.
 
 pub mod driver;
 pub mod policy;
@@ -99,19 +100,30 @@ impl Simulation {
 
     /// One run with its own seed; `trace` records its timeline.
     pub fn run(&self, run: u32, seed: u64, trace: bool) -> RunResult {
-        let mut traffic = Traffic::new(&self.scenario, seed);
+        let mut traffic =
+            Traffic::new(&self.scenario, seed).errors_or_zero(self.setup.errors_or_zero);
         let d = drive(
             &self.setup,
             virtual_start(),
             self.scenario.duration,
-            driver::People {
+            driver::Externals {
                 approve_after: self.scenario.approve_after,
                 release_at: self.scenario.release_after,
+                routing_delay: self.scenario.routing_delay,
             },
             &mut traffic,
             trace,
         );
+        // Ended other than by promotion: the canary keeps its share until traffic has moved.
+        let decided = traffic.served();
+        if let Some(end) = d.ended
+            && d.status.phase != Phase::Succeeded
+            && d.share_at_end > 0.0
+        {
+            traffic.advance(end + self.scenario.rollback_delay(), d.share_at_end);
+        }
         let served = traffic.served();
+        let errors_after_decision = served.canary_errors - decided.canary_errors;
         let baseline = traffic.canary_baseline();
         // A promoted revision takes all traffic until the end of the scenario.
         let errors_after_promotion = match (d.status.phase, d.ended) {
@@ -144,6 +156,7 @@ impl Simulation {
             canary_errors: served.canary_errors,
             errors_above_baseline: served.canary_errors as f64 - baseline,
             errors_after_promotion,
+            errors_after_decision,
             samples: d.status.sample_count,
             timeline: d.timeline,
         }

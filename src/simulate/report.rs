@@ -37,13 +37,17 @@ pub struct RunResult {
     pub steps_reached: u32,
     /// Requests the canary served (what really happened, not what Prometheus saw).
     pub canary_requests: u64,
-    /// Failed requests the canary served: the blast radius.
+    /// Failed requests the canary served, until traffic left it (the rollback delay
+    /// included): the blast radius.
     pub canary_errors: u64,
     /// Canary errors beyond what the stable error rate would have caused.
     pub errors_above_baseline: f64,
     /// Errors the new revision served after its promotion, to the end of the scenario's
     /// duration, with all traffic on it: what a missed bad canary goes on costing.
     pub errors_after_promotion: u64,
+    /// Of `canaryErrors`, those served after the run ended (rolled back) and before traffic
+    /// had moved back to stable: the scenario's `rollbackDelay`.
+    pub errors_after_decision: u64,
     /// Analysis samples taken.
     pub samples: i32,
     /// Samples and Events (with `--runs 1`).
@@ -105,6 +109,8 @@ pub struct Aggregate {
     pub canary_requests: Stats,
     pub canary_errors: Stats,
     pub errors_above_baseline: Stats,
+    /// Canary errors served between a rollback and traffic back on stable.
+    pub errors_after_decision: Stats,
     /// Canary errors plus errors after promotion: the new revision's errors within the
     /// scenario's duration.
     pub errors_within_duration: Stats,
@@ -143,6 +149,7 @@ impl Aggregate {
             canary_requests: Stats::of(runs.iter().map(|r| r.canary_requests as f64)),
             canary_errors: Stats::of(runs.iter().map(|r| r.canary_errors as f64)),
             errors_above_baseline: Stats::of(runs.iter().map(|r| r.errors_above_baseline)),
+            errors_after_decision: Stats::of(runs.iter().map(|r| r.errors_after_decision as f64)),
             errors_within_duration: Stats::of(
                 runs.iter()
                     .map(|r| (r.canary_errors + r.errors_after_promotion) as f64),

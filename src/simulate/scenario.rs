@@ -14,6 +14,10 @@
 //! revision: {annotations: {rollguard.dev/change-origin: ai-assisted}}
 //! noData: [{from: 2m, to: 4m}]
 //! approveAfter: 0s       # when a tier requires approval, given this long after it is asked
+//! extrapolate: true      # increase() extrapolates to its range's edges, as Prometheus does
+//! lazyErrorSeries: true  # the canary's error series appears at its first error
+//! routingDelay: 5s       # a new share takes effect this long after the run asks for it
+//! rollbackDelay: 20s     # after a rollback the canary keeps its share this long
 //! ```
 //!
 //! Times (`at`, `from`, `to`) count from the start of the simulated run, which is when the
@@ -65,6 +69,26 @@ pub struct Scenario {
     /// same error rate, with error counts this many times as variable as independent errors.
     #[serde(default = "default_clump")]
     pub error_clump: u32,
+    /// `increase()` extrapolates to the edges of its range as Prometheus does (from the first
+    /// and last samples in the range, by up to 1.1 average scrape intervals, never below a
+    /// counter's zero), instead of returning the exact difference between two scrapes.
+    #[serde(default)]
+    pub extrapolate: bool,
+    /// The canary's error series is created at its first error (Istio, Envoy, many client
+    /// libraries with a status-code label): before that the errors query has no series, and
+    /// `increase()` starts from the series' first scrape, so the errors before it are missed.
+    /// Without `or vector(0)` in the policy's errors query, a sample with no series is no data.
+    #[serde(default)]
+    pub lazy_error_series: bool,
+    /// A change of the canary's share the run asks for (a wider slice, or all traffic back to
+    /// stable) takes effect this long later: route propagation, endpoints catching up.
+    #[serde(default, deserialize_with = "duration")]
+    pub routing_delay: Duration,
+    /// After a rollback (or any end but a promotion) the canary keeps its share this long
+    /// before traffic is back on stable: route propagation and pods draining. Defaults to
+    /// `routingDelay`.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub rollback_delay: Option<Duration>,
 }
 
 fn default_clump() -> u32 {
@@ -241,6 +265,11 @@ impl Scenario {
         yaml::parse(text, file, &|_| false)
     }
 
+    /// How long the canary keeps its share after the run ends other than by promotion.
+    pub fn rollback_delay(&self) -> Duration {
+        self.rollback_delay.unwrap_or(self.routing_delay)
+    }
+
     /// Whether the queries return nothing `t` after the start.
     pub fn no_data_at(&self, t: Duration) -> bool {
         self.no_data.iter().any(|w| w.from <= t && t < w.to)
@@ -349,6 +378,43 @@ noData: [{from: 2m, to: 4m}]
         assert_eq!(s.canary.rate_at(Duration::from_secs(300)), 0.05);
         assert_eq!(s.canary.max_rate(), 0.05);
         assert_eq!(s.duration, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn prometheus_and_routing_unkindness_are_opt_in() {
+        // (extra fields) -> (extrapolate, lazyErrorSeries, routingDelay, rollbackDelay)
+        let cases = [
+            ("", (false, false, 0, 0)),
+            ("extrapolate: true\n", (true, false, 0, 0)),
+            ("lazyErrorSeries: true\n", (false, true, 0, 0)),
+            ("routingDelay: 5s\n", (false, false, 5, 5)),
+            (
+                "routingDelay: 5s\nrollbackDelay: 20s\n",
+                (false, false, 5, 20),
+            ),
+            ("rollbackDelay: 20s\n", (false, false, 0, 20)),
+        ];
+        for (extra, (extrapolate, lazy, routing, rollback)) in cases {
+            let s = Scenario::parse(
+                &format!("rps: 1\ncanary: {{errorRate: 1%}}\n{extra}"),
+                "s.yaml",
+            )
+            .expect("parses");
+            assert_eq!(
+                (
+                    s.extrapolate,
+                    s.lazy_error_series,
+                    s.routing_delay.as_secs(),
+                    s.rollback_delay().as_secs()
+                ),
+                (extrapolate, lazy, routing, rollback),
+                "{extra:?}"
+            );
+        }
+        assert!(
+            err("rps: 1\ncanary: {errorRate: 1%}\nroutingDelay: soon\n")
+                .contains("s.yaml:3:15: routingDelay: invalid duration")
+        );
     }
 
     fn err(text: &str) -> String {

@@ -245,3 +245,124 @@ fn time_to_carry_walks_the_slices() {
     assert_eq!(time_to_carry(&steps, 100.0, 400.0), Some(310.0));
     assert_eq!(time_to_carry(&steps, 100.0, 10_000.0), Some(300.0 + 970.0));
 }
+
+/// A source that records how traffic was asked to flow.
+#[derive(Default)]
+struct Flows(Vec<(Duration, f64)>);
+
+impl Source for Flows {
+    fn advance(&mut self, to: Duration, share: f64) {
+        self.0.push((to, share));
+    }
+    fn counts(&mut self, _: Duration, _: Duration, _: bool) -> driver::Counts {
+        driver::Counts::NoData("none".into())
+    }
+}
+
+#[test]
+fn a_new_share_takes_effect_after_the_routing_delay() {
+    use driver::Routed;
+    let s = Duration::from_secs;
+    // (delay, asks as (at, share), flow to) -> shares in effect along the way
+    type Case = (u64, &'static [(u64, f64)], u64, &'static [(u64, f64)]);
+    let cases: [Case; 4] = [
+        // No delay: at once.
+        (0, &[(0, 0.1)], 30, &[(30, 0.1)]),
+        // 10 s: the old share until then, the new one after.
+        (10, &[(0, 0.1)], 30, &[(10, 0.0), (30, 0.1)]),
+        // Asked again for the same share: still due at the first ask's time.
+        (10, &[(0, 0.1), (5, 0.1)], 30, &[(10, 0.0), (30, 0.1)]),
+        // Asked for another before the first took effect (a rollback during a widening):
+        // each in turn, from its own ask.
+        (
+            10,
+            &[(0, 0.5), (5, 0.0)],
+            30,
+            &[(10, 0.0), (15, 0.5), (30, 0.0)],
+        ),
+    ];
+    for (delay, asks, to, want) in cases {
+        let mut r = Routed::default();
+        let mut src = Flows::default();
+        for (at, share) in asks {
+            r.flow(&mut src, s(*at));
+            r.ask(*share, s(*at), s(delay));
+        }
+        src.0.clear();
+        r.flow(&mut src, s(to));
+        let got: Vec<(Duration, f64)> = src.0.clone();
+        let want: Vec<(Duration, f64)> = want.iter().map(|(t, x)| (s(*t), *x)).collect();
+        // Each ask flowed to its own time first; what matters is the flow to the end.
+        assert_eq!(got, want, "delay {delay}s, asks {asks:?}");
+        assert_eq!(r.due(), None);
+    }
+}
+
+#[test]
+fn the_rollback_delay_adds_what_the_canary_serves_until_traffic_moves() {
+    let quick = sim(POLICY, &ai("50%", 100));
+    let slow = sim(POLICY, &format!("{}rollbackDelay: 30s\n", ai("50%", 100)));
+    let fast = quick.run_many(100, stream(11), 2, false);
+    let late = slow.run_many(100, stream(11), 2, false);
+    for (a, b) in fast.iter().zip(&late) {
+        // The same draws until the decision; after it, only the delay's errors.
+        assert_eq!(a.errors_after_decision, 0);
+        assert_eq!(b.canary_errors - b.errors_after_decision, a.canary_errors);
+        assert_eq!(a.time_to_decision_seconds, b.time_to_decision_seconds);
+    }
+    // 30 s at the 0.5% slice of 100 requests/s, half of them failing: about 7.5 errors.
+    let agg = Aggregate::of(&late, slow.healthy());
+    let mean = agg.errors_after_decision.mean.expect("runs");
+    assert!((5.0..=10.0).contains(&mean), "{mean}");
+}
+
+#[test]
+fn traffic_never_moved_within_the_routing_delay() {
+    let scenario =
+        format!("{}routingDelay: 10m\n", ai("50%", 100)).replace("duration: 1h", "duration: 5m");
+    let s = sim(POLICY, &scenario);
+    for r in s.run_many(5, stream(12), 1, false) {
+        assert_eq!(r.canary_requests, 0, "{r:?}");
+        assert_eq!(r.outcome, Outcome::Undecided);
+    }
+    // Shorter than the first slice: the canary serves, later, and is still caught.
+    let scenario = format!("{}routingDelay: 1m\n", ai("50%", 100));
+    let agg = Aggregate::of(
+        &sim(POLICY, &scenario).run_many(50, stream(12), 2, false),
+        false,
+    );
+    assert_eq!(agg.rolled_back, 50, "{agg:?}");
+    let t = agg.time_to_rollback_seconds.p50.expect("rolled back");
+    assert!(t >= 60.0, "decided at {t}s, before the canary had traffic");
+}
+
+#[test]
+fn a_lazily_created_error_series_needs_or_vector_zero() {
+    // A canary that never fails: its error series never exists.
+    let scenario = format!("{}lazyErrorSeries: true\n", ai("0%", 1000));
+    let without = sim(POLICY, &scenario);
+    let agg = Aggregate::of(&without.run_many(20, stream(13), 2, false), true);
+    assert_eq!(agg.promoted, 0, "no data is never evidence: {agg:?}");
+    let with = POLICY.replace(
+        "code=~\"5..\"}[{{elapsed}}]))",
+        "code=~\"5..\"}[{{elapsed}}])) or vector(0)",
+    );
+    assert!(with.contains("or vector(0)"));
+    let s = sim(&with, &scenario);
+    assert!(s.setup.errors_or_zero);
+    let agg = Aggregate::of(&s.run_many(20, stream(13), 2, false), true);
+    assert_eq!(agg.promoted, 20, "{agg:?}");
+}
+
+#[test]
+fn prometheus_unkindness_still_rolls_a_bad_canary_back() {
+    for extra in [
+        "extrapolate: true\n",
+        "lazyErrorSeries: true\n",
+        "extrapolate: true\nlazyErrorSeries: true\n",
+    ] {
+        let s = sim(POLICY, &format!("{}{extra}", ai("5%", 100)));
+        let agg = Aggregate::of(&s.run_many(50, stream(14), 2, false), false);
+        assert_eq!(agg.rolled_back, 50, "{extra:?}: {agg:?}");
+    }
+}

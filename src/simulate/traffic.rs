@@ -6,10 +6,12 @@
 //!
 //! Prometheus sees the counters only when it scrapes them, every `scrapeInterval` with a
 //! random phase per run; a query reads the counters as of the last scrape, so they are up
-//! to one scrape interval stale. An `increase(...[w])` query returns the difference between
-//! the last scrape and the last scrape at least `w` earlier (no extrapolation); the canary's
-//! series exist at 0 from the moment its pods are ready, as they do for a fresh canary
-//! Deployment.
+//! to one scrape interval stale. By default an `increase(...[w])` query returns the exact
+//! difference between the last scrape and the last scrape at least `w` earlier, and the
+//! canary's series exist at 0 from the moment its pods are ready. The scenario can make it
+//! as Prometheus is: `extrapolate` (increase() from the samples inside the range, stretched
+//! to its edges: [`extrapolated_increase`]) and `lazyErrorSeries` (the canary's error series
+//! appears at its first error, so those before its first scrape are never counted).
 
 use std::time::Duration;
 
@@ -29,17 +31,6 @@ pub struct Counters {
     pub stable_errors: u64,
 }
 
-impl Counters {
-    fn minus(self, o: Counters) -> Counters {
-        Counters {
-            canary_requests: self.canary_requests.saturating_sub(o.canary_requests),
-            canary_errors: self.canary_errors.saturating_sub(o.canary_errors),
-            stable_requests: self.stable_requests.saturating_sub(o.stable_requests),
-            stable_errors: self.stable_errors.saturating_sub(o.stable_errors),
-        }
-    }
-}
-
 /// One run's traffic: what was served (exactly) and what Prometheus scraped.
 pub struct Traffic<'s> {
     scenario: &'s Scenario,
@@ -52,6 +43,8 @@ pub struct Traffic<'s> {
     /// Scrapes, oldest first.
     scrapes: Vec<(Duration, Counters)>,
     canary_baseline: f64,
+    /// The policy's errors query answers 0 when it has no series (`or vector(0)`).
+    errors_or_zero: bool,
 }
 
 impl<'s> Traffic<'s> {
@@ -68,7 +61,15 @@ impl<'s> Traffic<'s> {
             served: Counters::default(),
             scrapes: Vec::with_capacity(256),
             canary_baseline: 0.0,
+            errors_or_zero: false,
         }
+    }
+
+    /// Whether the errors query falls back to 0 when it has no series (`... or vector(0)`):
+    /// with `lazyErrorSeries`, the difference between no data and 0 errors.
+    pub fn errors_or_zero(mut self, yes: bool) -> Traffic<'s> {
+        self.errors_or_zero = yes;
+        self
     }
 
     /// What was really served so far (not what Prometheus saw).
@@ -100,14 +101,87 @@ impl<'s> Traffic<'s> {
         self.canary_baseline
     }
 
-    /// The counters Prometheus holds as of `t`: those of the last scrape at or before `t`.
-    fn scraped_at(&self, t: Duration) -> Counters {
-        let i = self.scrapes.partition_point(|(at, _)| *at <= t);
-        i.checked_sub(1)
-            .and_then(|i| self.scrapes.get(i))
-            .map(|(_, c)| *c)
-            .unwrap_or_default()
+    /// `increase()` of one series over `(now - window, now]`, as the scenario's Prometheus
+    /// computes it; `None` when the series has no answer (it does not exist, or has fewer
+    /// than two samples in the range). `value` is the series at a scrape (`None` while it
+    /// does not exist yet); `fresh` says it starts at 0 within the run (the canary's), so
+    /// extrapolation stops at its zero.
+    fn increase(
+        &self,
+        now: Duration,
+        window: Duration,
+        value: impl Fn(&Counters) -> Option<u64>,
+        fresh: bool,
+    ) -> Option<f64> {
+        let from = now.saturating_sub(window);
+        let upto = self.scrapes.partition_point(|(at, _)| *at <= now);
+        let before = self.scrapes.partition_point(|(at, _)| *at <= from);
+        let inside = self.scrapes.get(before..upto).unwrap_or_default();
+        if self.scenario.extrapolate {
+            let points: Vec<(f64, f64)> = inside
+                .iter()
+                .filter_map(|(at, c)| value(c).map(|v| (at.as_secs_f64(), v as f64)))
+                .collect();
+            return extrapolated_increase(&points, from.as_secs_f64(), now.as_secs_f64(), fresh);
+        }
+        // The exact difference: from the last scrape at or before the range's start (0 before
+        // any scrape), or, for a series created inside the range, from its first sample.
+        let end = self
+            .scrapes
+            .get(..upto)
+            .and_then(|s| s.last())
+            .map_or(Some(0), |(_, c)| value(c))?;
+        let start = match before.checked_sub(1).and_then(|i| self.scrapes.get(i)) {
+            None if value(&Counters::default()).is_some() => Some(0),
+            Some((_, c)) if value(c).is_some() => value(c),
+            _ => {
+                // Created inside the range: its first sample is the start, and a series with
+                // one sample has no increase.
+                let mut seen = inside.iter().filter_map(|(_, c)| value(c));
+                let first = seen.next()?;
+                seen.next()?;
+                Some(first)
+            }
+        }?;
+        Some(end.saturating_sub(start) as f64)
     }
+}
+
+/// Prometheus' `increase()` of a counter over the range `(start, end]` from its samples
+/// `(time, value)` in the range, oldest first (promql `extrapolatedRate`, without counter
+/// resets: the simulated counters never reset). Fewer than two samples: no result. The
+/// difference between the first and last sample is stretched to the range's edges when a
+/// sample lies within 1.1 average sample intervals of the edge, else by half an interval;
+/// for a `fresh` counter (one that started at 0 inside the run) never past the point where
+/// the line through the samples reaches 0.
+pub fn extrapolated_increase(
+    points: &[(f64, f64)],
+    start: f64,
+    end: f64,
+    fresh: bool,
+) -> Option<f64> {
+    let (&(t1, v1), &(t2, v2)) = (points.first()?, points.last()?);
+    if points.len() < 2 || t2 <= t1 {
+        return None;
+    }
+    let result = v2 - v1;
+    let sampled = t2 - t1;
+    let average = sampled / (points.len() - 1) as f64;
+    let threshold = average * 1.1;
+    let mut to_start = t1 - start;
+    if to_start >= threshold {
+        to_start = average / 2.0;
+    }
+    // Prometheus applies this to every counter; a stable revision's counter has been
+    // counting long before the run, so its zero point is far away (`fresh` is false).
+    if fresh && result > 0.0 && v1 >= 0.0 {
+        to_start = to_start.min(sampled * (v1 / result));
+    }
+    let mut to_end = end - t2;
+    if to_end >= threshold {
+        to_end = average / 2.0;
+    }
+    Some(result * (sampled + to_start + to_end) / sampled)
 }
 
 impl Source for Traffic<'_> {
@@ -151,13 +225,37 @@ impl Source for Traffic<'_> {
                 "the scenario's noData window: the queries returned an empty vector".into(),
             );
         }
-        let delta = self
-            .scraped_at(now)
-            .minus(self.scraped_at(now.saturating_sub(window)));
+        let lazy = self.scenario.lazy_error_series;
+        let requests = self.increase(now, window, |c| Some(c.canary_requests), true);
+        let errors = self.increase(
+            now,
+            window,
+            |c| (!lazy || c.canary_errors > 0).then_some(c.canary_errors),
+            true,
+        );
+        let Some(requests) = requests else {
+            return Counts::NoData(
+                "the canary's requests series has fewer than two samples in the range".into(),
+            );
+        };
+        let errors = match errors {
+            Some(e) => e,
+            None if self.errors_or_zero => 0.0,
+            None => {
+                return Counts::NoData(
+                    "the canary's errors series does not exist yet (created at its first error) or has fewer than two samples in the range, and the query has no `or vector(0)`".into(),
+                );
+            }
+        };
+        let stable_counts = || {
+            let r = self.increase(now, window, |c| Some(c.stable_requests), false)?;
+            let e = self.increase(now, window, |c| Some(c.stable_errors), false)?;
+            Some((r, e))
+        };
         Counts::Values {
-            requests: delta.canary_requests as f64,
-            errors: delta.canary_errors as f64,
-            stable: stable.then_some((delta.stable_requests as f64, delta.stable_errors as f64)),
+            requests,
+            errors,
+            stable: if stable { stable_counts() } else { None },
         }
     }
 }
@@ -260,5 +358,193 @@ mod tests {
             t.counts(Duration::from_secs(120), Duration::from_secs(120), false),
             Counts::Values { .. }
         ));
+    }
+
+    /// A run whose scrapes are given: (seconds, [canary requests, canary errors, stable
+    /// requests, stable errors]).
+    fn scraped<'s>(s: &'s Scenario, scrapes: &[(u64, [u64; 4])]) -> Traffic<'s> {
+        let mut t = Traffic::new(s, stream(1));
+        t.scrapes = scrapes
+            .iter()
+            .map(|(at, [cr, ce, sr, se])| {
+                let c = Counters {
+                    canary_requests: *cr,
+                    canary_errors: *ce,
+                    stable_requests: *sr,
+                    stable_errors: *se,
+                };
+                (Duration::from_secs(*at), c)
+            })
+            .collect();
+        t
+    }
+
+    #[test]
+    fn prometheus_extrapolation_by_hand() {
+        // (samples, range start, range end, fresh) -> increase
+        type Case = (&'static [(f64, f64)], f64, f64, bool, Option<f64>);
+        let cases: [Case; 8] = [
+            // Samples up to the range's end, one interval from its start: stretched to both.
+            (
+                &[(10.0, 100.0), (20.0, 200.0), (30.0, 300.0)],
+                0.0,
+                30.0,
+                false,
+                Some(300.0),
+            ),
+            // A fresh counter at 10/s since 0: its zero point is the range's start anyway.
+            (
+                &[(10.0, 100.0), (20.0, 200.0), (30.0, 300.0)],
+                0.0,
+                30.0,
+                true,
+                Some(300.0),
+            ),
+            // A fresh counter that started at 5 s: never extrapolated past its zero.
+            (
+                &[(10.0, 50.0), (20.0, 150.0), (30.0, 250.0)],
+                0.0,
+                30.0,
+                true,
+                Some(250.0),
+            ),
+            // ... while an old one (stable's) is stretched to the range's start.
+            (
+                &[(10.0, 50.0), (20.0, 150.0), (30.0, 250.0)],
+                0.0,
+                30.0,
+                false,
+                Some(300.0),
+            ),
+            // The range's end 5 s after the last sample: stretched to it (reads more than was
+            // counted at any scrape: issue 21's 81 requests read as 101).
+            (
+                &[(15.0, 0.0), (30.0, 150.0), (45.0, 300.0)],
+                0.0,
+                50.0,
+                true,
+                Some(350.0),
+            ),
+            // Samples far from the start: only half an interval before the first.
+            (
+                &[(40.0, 1000.0), (50.0, 1100.0), (60.0, 1200.0)],
+                0.0,
+                60.0,
+                false,
+                Some(250.0),
+            ),
+            // One sample, or none: no result.
+            (&[(10.0, 100.0)], 0.0, 30.0, false, None),
+            (&[], 0.0, 30.0, false, None),
+        ];
+        for (points, start, end, fresh, want) in cases {
+            let got = extrapolated_increase(points, start, end, fresh);
+            assert_eq!(got, want, "{points:?} over ({start}, {end}] fresh {fresh}");
+        }
+    }
+
+    #[test]
+    fn what_the_queries_see_with_prometheus_unkindness() {
+        // Scrapes every 15 s; the canary serves 10 requests/s, its first error between 30 s
+        // and 45 s (two of them), a third before 60 s. Stable: 90/s, 0.1%.
+        let scrapes = [
+            (15, [150, 0, 1350, 1]),
+            (30, [300, 0, 2700, 3]),
+            (45, [450, 2, 4050, 4]),
+            (60, [600, 3, 5400, 5]),
+        ];
+        let doc = |extra: &str| {
+            scenario(&format!(
+                "rps: 100\nscrapeInterval: 15s\ncanary: {{errorRate: 1%}}\n{extra}"
+            ))
+        };
+        type Want = Option<(f64, f64, Option<(f64, f64)>)>;
+        // (scenario fields, `or vector(0)`, query time, range) -> (requests, errors, stable)
+        let cases: [(&str, bool, u64, u64, Want); 9] = [
+            // Exact differences between scrapes (the default).
+            ("", false, 60, 60, Some((600.0, 3.0, Some((5400.0, 5.0))))),
+            ("", false, 50, 50, Some((450.0, 2.0, Some((4050.0, 4.0))))),
+            // The error series created at the first error: the two before its first scrape
+            // are never counted.
+            (
+                "lazyErrorSeries: true",
+                false,
+                60,
+                60,
+                Some((600.0, 1.0, Some((5400.0, 5.0)))),
+            ),
+            // One sample of it yet: no series in the answer, so no data...
+            ("lazyErrorSeries: true", false, 50, 50, None),
+            // ... unless the query falls back to 0.
+            (
+                "lazyErrorSeries: true",
+                true,
+                50,
+                50,
+                Some((450.0, 0.0, Some((4050.0, 4.0)))),
+            ),
+            // A range starting after the series exists: nothing missed within it.
+            (
+                "lazyErrorSeries: true",
+                false,
+                60,
+                10,
+                Some((150.0, 1.0, Some((1350.0, 1.0)))),
+            ),
+            // Extrapolated: the canary's requests to its zero at 0 s and to the range's end;
+            // stable's to the range's start (it counted before the run).
+            (
+                "extrapolate: true",
+                false,
+                60,
+                60,
+                Some((600.0, 3.0, Some((5400.0, 16.0 / 3.0)))),
+            ),
+            (
+                "extrapolate: true",
+                false,
+                65,
+                65,
+                Some((650.0, 3.0 * 50.0 / 45.0, Some((5850.0, 4.0 * 65.0 / 45.0)))),
+            ),
+            // Both: the lazy series' two samples, stretched half an interval back.
+            (
+                "extrapolate: true\nlazyErrorSeries: true",
+                false,
+                60,
+                60,
+                Some((600.0, 1.5, Some((5400.0, 16.0 / 3.0)))),
+            ),
+        ];
+        for (extra, or_zero, now, range, want) in cases {
+            let s = doc(extra);
+            let mut t = scraped(&s, &scrapes).errors_or_zero(or_zero);
+            let got = t.counts(Duration::from_secs(now), Duration::from_secs(range), true);
+            let case = format!("{extra:?} or-zero {or_zero} at {now}s over {range}s");
+            match (got, want) {
+                (Counts::NoData(_), None) => {}
+                (
+                    Counts::Values {
+                        requests,
+                        errors,
+                        stable,
+                    },
+                    Some((r, e, st)),
+                ) => {
+                    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+                    assert!(
+                        close(requests, r) && close(errors, e),
+                        "{case}: {requests} {errors}"
+                    );
+                    match (stable, st) {
+                        (Some((a, b)), Some((c, d))) => {
+                            assert!(close(a, c) && close(b, d), "{case}: stable {a} {b}")
+                        }
+                        (a, b) => assert_eq!(a, b, "{case}"),
+                    }
+                }
+                (got, want) => panic!("{case}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

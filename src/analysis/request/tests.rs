@@ -111,6 +111,23 @@ fn an_unknown_revision_is_refused_only_where_the_queries_need_it() {
     );
     // A threshold tier never renders the stable revision's queries.
     assert!(request(false).render(&no_stable).is_ok());
+    // Stable only checked (a fixed p0): without its revision the canary is measured alone,
+    // and the answer has no stable counts.
+    let check = request(true).stable_optional(true);
+    let q = check.render(&no_stable).expect("the canary alone");
+    assert_eq!(q.combined(), CANARY_PARTS);
+    assert_eq!(q.stable, None);
+    assert!(check.render(&sample()).expect("both").stable.is_some());
+    assert_eq!(
+        check
+            .counts(&series(&[("requests", 100.0), ("errors", 1.0)]))
+            .ok(),
+        Some(Counts::Values {
+            requests: 100.0,
+            errors: 1.0,
+            stable: None
+        })
+    );
     // Templates without {{revision}} need none.
     let plain = AnalysisRequest::new(
         &spec(json!({"requests": "sum(rate(a[{{elapsed}}]))", "errors": "sum(b)"})),

@@ -68,7 +68,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  Progressing  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       step 2/3 at 5%, 6m left (done 1%; next 25%)
 Weight:      5% of traffic on the canary
 Analysis:    10s ago, step 2: 1520 requests, 2 errors, rate 0.13% vs threshold 0.5%: Pass (18 samples)
@@ -90,7 +90,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  \x1b[36mProgressing\x1b[0m  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       \x1b[32m████████\x1b[0m \x1b[36m███\x1b[0m\x1b[2m░░░░░\x1b[0m \x1b[2m░░░░░░░░\x1b[0m step 2/3 at 5%, 6m left
              1%       \x1b[1m5%\x1b[0m       25%
 Weight:      5% of traffic on the canary
@@ -109,7 +109,7 @@ Stable:      6f1c2a9b
 Run:         web-8d3e41f0  AwaitingApproval  started 9m30s ago
 Revision:    6f1c2a9b -> 8d3e41f0
 Tier:        ai-assisted (pod template annotation rollguard.dev/change-origin=ai-assisted)
-Judge:       threshold: roll back above 0.5% error rate; every 30s; approval required
+Judge:       threshold: roll back once shown above 0.5% error rate (alpha 1%); every 30s; approval required
 Steps:       all 3 steps passed (done 1%, 5%, 25%)
 Weight:      25% of traffic on the canary
 Analysis:    10s ago, step 2: 1520 requests, 2 errors, rate 0.13% vs threshold 0.5%: Pass (18 samples)
@@ -254,5 +254,33 @@ fn durations_read_like_kubectl_ages() {
         [
             "0s", "59s", "1m", "3m12s", "10m", "59m", "1h", "2h5m", "1d", "1d1h", "30d"
         ]
+    );
+}
+
+/// The stable-above-p0 warning (condition `Baseline`, `False`) is shown as a problem, with
+/// its message.
+#[test]
+fn a_stable_rate_above_p0_is_shown_as_a_problem() {
+    let mut run = fixtures::progressing();
+    let message = crate::run::stable_rate::message(0.003, 0.001, 20_000.0, 60.0);
+    if let Some(st) = run.status.as_mut() {
+        st.conditions = vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: crate::run::condition::BASELINE.into(),
+            status: "False".into(),
+            reason: crate::run::STABLE_ABOVE_P0.into(),
+            message: message.clone(),
+            last_transition_time: fixtures::ago(60),
+            observed_generation: None,
+        }];
+    }
+    let v = web(Some(run), vec![]);
+    let text = render_detail(&v, now(), Style::PLAIN);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Problem:"))
+        .unwrap_or_else(|| panic!("no problem line in\n{text}"));
+    assert!(
+        line.contains("Baseline StableAboveP0: the stable revision failed 0.3%"),
+        "{line}"
     );
 }

@@ -413,11 +413,13 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     let routing = snapshot.routing(d, router);
     let sight = snapshot.sight(&run.spec.canary_revision);
     let revisions = snapshot.revisions(d, &sight);
-    let baseline_stable = plan.baseline_stable();
+    let baseline_stable = plan.measure_stable;
     // Measure.
     let measurement = match &routing {
         Ok(r) if analysis_due(&view, &status, now) => Some(
-            match AnalysisRequest::new(&run.spec.analysis, baseline_stable) {
+            match AnalysisRequest::new(&run.spec.analysis, baseline_stable)
+                .map(|r| r.stable_optional(!plan.baseline_stable()))
+            {
                 Ok(request) => measure::measure(ctx, d, run, &request, r, &revisions, now).await,
                 // Recorded like any failed query: the run holds and says why.
                 Err(e) => Measurement::Failed {
