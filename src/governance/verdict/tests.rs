@@ -73,6 +73,14 @@ fn a_run_in_each_phase_gives_its_verdict() {
     }
 }
 
+/// A decision, mid-rollout or not, the newest finished run, and the verdict wanted.
+type Case<'a> = (
+    Governance,
+    Option<bool>,
+    Option<(&'a RolloutRunSpec, &'a RolloutRunStatus)>,
+    Option<(State, &'a str)>,
+);
+
 #[test]
 fn between_runs_the_decision_and_the_last_run_give_the_verdict() {
     let (bad_spec, bad) = run("RolledBack", Some("rolled back: 5% errors"));
@@ -80,12 +88,7 @@ fn between_runs_the_decision_and_the_last_run_give_the_verdict() {
     let known_bad = Governance::KnownBad {
         revision: "new".into(),
     };
-    let cases: [(
-        Governance,
-        Option<bool>,
-        Option<(&RolloutRunSpec, &RolloutRunStatus)>,
-        Option<(State, &str)>,
-    ); 8] = [
+    let cases: [Case; 8] = [
         (Governance::WaitForRollout, None, None, None),
         (
             Governance::Adopt {
