@@ -5,7 +5,10 @@
 # printed, and its age judged by deny.toml's maximum-db-staleness from the snapshot's own date.
 #
 #   ROLLGUARD_ADVISORY_BUNDLE  the snapshot (default: the newest
-#                              <repo>/../shared/advisory-db/advisory-db-YYYY-MM-DD.bundle)
+#                              advisory-db-YYYY-MM-DD.bundle in <repo>/../shared/advisory-db/,
+#                              else in ~/.cache/rollguard/advisory-db/, where every snapshot
+#                              found beside the repo is kept, so a clone elsewhere on the
+#                              machine, such as CI's, finds it too)
 #   ROLLGUARD_ADVISORY_DBS     where it is cloned, read by deny.toml's db-path (default:
 #                              ${CARGO_TARGET_DIR:-<repo>/target}/advisory-dbs)
 set -euo pipefail
@@ -14,13 +17,21 @@ cd "$REPO"
 say() { printf '[deny %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
+kept=${ROLLGUARD_CACHE:-$HOME/.cache/rollguard}/advisory-db
+newest() { # the date is in the name, so the last in sort order is the newest snapshot
+  { find "$1" -maxdepth 1 -name 'advisory-db-*.bundle' 2>/dev/null || true; } | sort | tail -1
+}
 bundle=${ROLLGUARD_ADVISORY_BUNDLE:-}
 if [ -z "$bundle" ]; then
-  # The date is in the name, so the last in sort order is the newest snapshot.
-  bundle=$(find "$REPO/../shared/advisory-db" -maxdepth 1 -name 'advisory-db-*.bundle' 2>/dev/null | sort | tail -1)
+  beside=$(newest "$REPO/../shared/advisory-db")
+  if [ -n "$beside" ]; then
+    mkdir -p "$kept"
+    [ -f "$kept/$(basename "$beside")" ] || cp "$beside" "$kept/"
+  fi
+  bundle=$(newest "$kept")
 fi
 [ -n "$bundle" ] && [ -f "$bundle" ] \
-  || die "no RustSec advisory database snapshot: set ROLLGUARD_ADVISORY_BUNDLE to an advisory-db-YYYY-MM-DD.bundle (the default looks in $REPO/../shared/advisory-db/)"
+  || die "no RustSec advisory database snapshot: set ROLLGUARD_ADVISORY_BUNDLE to an advisory-db-YYYY-MM-DD.bundle (the default looks in $REPO/../shared/advisory-db/ and $kept/)"
 
 dbs=${ROLLGUARD_ADVISORY_DBS:-${CARGO_TARGET_DIR:-$REPO/target}/advisory-dbs}
 mkdir -p "$dbs"
