@@ -1059,3 +1059,92 @@ fn tempdir(what: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     dir
 }
+
+/// What the run guard refuses, tried by a ServiceAccount whose RBAC allows it all: creating a
+/// run, writing a run's or a policy's status, deleting a run in flight. Each refusal names
+/// the object; the run goes on untouched; once ended, the run may be deleted (history).
+#[tokio::test]
+async fn only_the_operator_creates_runs_writes_status_and_deletes_a_run_in_flight() {
+    use kube::api::DeleteParams;
+    use rollguard::api::RolloutPolicy;
+    let w = world("guard", "60s").await;
+    let n = w.n().to_string();
+    let rules = json!([
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutruns"],
+         "verbs": ["get", "list", "watch", "create", "delete", "patch"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutruns/status", "rolloutpolicies/status"],
+         "verbs": ["get", "patch", "update"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutpolicies"], "verbs": ["get", "list"]},
+    ]);
+    let eve = service_account(&w.client, &n, "eve", rules).await;
+    deploy(&w, "0.001", "human").await;
+    let r = until_run(&w, Phase::Progressing, Some(0)).await;
+    let eve_client = support::client_with_token(&eve.token).await;
+    let runs: Api<RolloutRun> = Api::namespaced(eve_client.clone(), &n);
+    let policies: Api<RolloutPolicy> = Api::namespaced(eve_client, &n);
+    let forged = json!({"status": {"phase": "Promoting"}});
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    // The guard loads asynchronously: a dry run (which changes nothing) shows it in force.
+    w.wait("the run guard in force", Duration::from_secs(30), async || {
+        match runs
+            .patch_status(&r.name_any(), &dry, &Patch::Merge(&forged))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 403 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let refused = |e: kube::Error, says: &str| match e {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            assert!(s.message.contains("rollguard-runs-guard"), "{}", s.message);
+            assert!(s.message.contains(says), "{}", s.message);
+        }
+        e => panic!("not a refusal: {e}"),
+    };
+    let e = runs
+        .patch_status(&r.name_any(), &PatchParams::default(), &Patch::Merge(&forged))
+        .await
+        .expect_err("a forged run status is refused");
+    refused(
+        e,
+        &format!("the status of rolloutruns {n}/{} is written by the rollguard operator only", r.name_any()),
+    );
+    let e = policies
+        .patch_status(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": []}})),
+        )
+        .await
+        .expect_err("a forged policy status is refused");
+    refused(e, &format!("the status of rolloutpolicies {n}/shop"));
+    let mut planted: RolloutRun = RolloutRun::new("web-planted", r.spec.clone());
+    planted.metadata.namespace = Some(n.clone());
+    let e = runs
+        .create(&PostParams::default(), &planted)
+        .await
+        .expect_err("a planted run is refused");
+    refused(e, "RolloutRuns are created by the rollguard operator only");
+    let e = runs
+        .delete(&r.name_any(), &DeleteParams::default())
+        .await
+        .expect_err("deleting a run in flight is refused");
+    refused(e, "is in flight: only the rollguard operator deletes it");
+    // The run went on as if nothing had been tried.
+    let still = w.runs().get(&r.name_any()).await.expect("the run");
+    assert_eq!(run_phase(&still), Phase::Progressing);
+    assert!(w.runs().get_opt("web-planted").await.expect("get").is_none());
+    // Ended, it is history: eve may delete it.
+    let aborted = rg(&["abort", APP, "-n", &n, "--reason", "guard test"]).await;
+    assert_eq!(aborted.code, 0, "{aborted:?}");
+    until_run(&w, Phase::Aborted, None).await;
+    runs.delete(&r.name_any(), &DeleteParams::default())
+        .await
+        .expect("an ended run may be deleted");
+    w.finish().await;
+}

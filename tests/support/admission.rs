@@ -1,7 +1,10 @@
 //! The chart's admission policies applied by hand, as the chart names them: the approval
 //! guard (`rollguard-approvals`, a ValidatingAdmissionPolicy), so every approval and command
 //! the CLI tests write passes the same check a forged one fails, and the unpause stamp
-//! (`rollguard-unpause-stamp`, a MutatingAdmissionPolicy), so a resume by hand is attributed.
+//! (`rollguard-unpause-stamp`, a MutatingAdmissionPolicy), so a resume by hand is attributed,
+//! and the run guard (`rollguard-runs-guard`), so every world runs with only the operator (and
+//! the exempt cluster administrators, as which the test operators run) creating runs and
+//! writing status.
 //! They are cluster-scoped and have the names the README's `helm install` gives its own: the
 //! chart tests that install the chart's policies remove these copies first, under an
 //! exclusive claim, and the next world that wants one applies it again.
@@ -20,15 +23,17 @@ use tokio::io::AsyncWriteExt;
 pub enum Policy {
     Approvals,
     UnpauseStamp,
+    RunsGuard,
 }
 
-pub const ALL: [Policy; 2] = [Policy::Approvals, Policy::UnpauseStamp];
+pub const ALL: [Policy; 3] = [Policy::Approvals, Policy::UnpauseStamp, Policy::RunsGuard];
 
 impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::Approvals => "rollguard-approvals",
             Policy::UnpauseStamp => "rollguard-unpause-stamp",
+            Policy::RunsGuard => "rollguard-runs-guard",
         }
     }
 
@@ -36,13 +41,14 @@ impl Policy {
         match self {
             Policy::Approvals => "templates/approval-policy.yaml",
             Policy::UnpauseStamp => "templates/unpause-stamp.yaml",
+            Policy::RunsGuard => "templates/runs-guard.yaml",
         }
     }
 
     /// The kubectl resource names of the policy and its binding.
     fn kinds(self) -> [&'static str; 2] {
         match self {
-            Policy::Approvals => [
+            Policy::Approvals | Policy::RunsGuard => [
                 "validatingadmissionpolicybinding",
                 "validatingadmissionpolicy",
             ],
@@ -52,10 +58,12 @@ impl Policy {
 
     async fn exists(self, client: &kube::Client) -> bool {
         let found = match self {
-            Policy::Approvals => Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                .get_opt(self.name())
-                .await
-                .map(|p| p.is_some()),
+            Policy::Approvals | Policy::RunsGuard => {
+                Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                    .get_opt(self.name())
+                    .await
+                    .map(|p| p.is_some())
+            }
             Policy::UnpauseStamp => Api::<MutatingAdmissionPolicy>::all(client.clone())
                 .get_opt(self.name())
                 .await

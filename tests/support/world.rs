@@ -194,6 +194,9 @@ impl Builder {
         if self.approval_policy {
             super::admission::in_force(&client, super::admission::Policy::Approvals).await;
         }
+        // Every world runs under the run guard (the test operators pass as cluster
+        // administrators, the chart's operator as its ServiceAccount).
+        super::admission::in_force(&client, super::admission::Policy::RunsGuard).await;
         let slot = SLOTS.acquire().await.expect("a world slot");
         let n = ns.name.clone();
         create(
