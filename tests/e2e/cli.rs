@@ -1088,15 +1088,17 @@ async fn only_the_operator_creates_runs_writes_status_and_deletes_a_run_in_fligh
         ..Default::default()
     };
     // The guard loads asynchronously: a dry run (which changes nothing) shows it in force.
-    w.wait("the run guard in force", Duration::from_secs(30), async || {
-        match runs
+    w.wait(
+        "the run guard in force",
+        Duration::from_secs(30),
+        async || match runs
             .patch_status(&r.name_any(), &dry, &Patch::Merge(&forged))
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 403 => Some(()),
             _ => None,
-        }
-    })
+        },
+    )
     .await;
     let refused = |e: kube::Error, says: &str| match e {
         kube::Error::Api(s) => {
@@ -1107,12 +1109,19 @@ async fn only_the_operator_creates_runs_writes_status_and_deletes_a_run_in_fligh
         e => panic!("not a refusal: {e}"),
     };
     let e = runs
-        .patch_status(&r.name_any(), &PatchParams::default(), &Patch::Merge(&forged))
+        .patch_status(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&forged),
+        )
         .await
         .expect_err("a forged run status is refused");
     refused(
         e,
-        &format!("the status of rolloutruns {n}/{} is written by the rollguard operator only", r.name_any()),
+        &format!(
+            "the status of rolloutruns {n}/{} is written by the rollguard operator only",
+            r.name_any()
+        ),
     );
     let e = policies
         .patch_status(
@@ -1138,7 +1147,13 @@ async fn only_the_operator_creates_runs_writes_status_and_deletes_a_run_in_fligh
     // The run went on as if nothing had been tried.
     let still = w.runs().get(&r.name_any()).await.expect("the run");
     assert_eq!(run_phase(&still), Phase::Progressing);
-    assert!(w.runs().get_opt("web-planted").await.expect("get").is_none());
+    assert!(
+        w.runs()
+            .get_opt("web-planted")
+            .await
+            .expect("get")
+            .is_none()
+    );
     // Ended, it is history: eve may delete it.
     let aborted = rg(&["abort", APP, "-n", &n, "--reason", "guard test"]).await;
     assert_eq!(aborted.code, 0, "{aborted:?}");
