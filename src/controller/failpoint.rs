@@ -89,6 +89,11 @@ pub fn before(phase: Option<&str>, write: &str) {
         let _ = std::process::Command::new("kill")
             .args(["-STOP", &std::process::id().to_string()])
             .status();
+        // The stop reaches every thread of the process, this one included, but not always
+        // before `kill` has returned here: a full run once saw this thread go on for 2 ms and
+        // pass the fence check of the very write the stop must come before (ha.rs). Staying
+        // here a while makes the stop land inside the stop point.
+        std::thread::sleep(std::time::Duration::from_millis(500));
         tracing::warn!(phase, write, "continued after the stop point");
     }
 }
