@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -210,20 +210,7 @@ async fn service_account(client: &Client, ns: &str, name: &str, rules: Value) ->
         }),
     )
     .await;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let token = sas
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .expect("a TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = support::service_account_token(client, ns, name, 3600).await;
     let admin =
         std::fs::read_to_string(support::kubeconfig_path()).expect("reading the kubeconfig");
     let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).expect("a kubeconfig");

@@ -19,10 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use rollguard::api::run::Phase;
 use serde_json::json;
 
@@ -203,23 +201,7 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
         "the chart pins the built digest"
     );
     let sa = pod.service_account_name.clone().expect("a ServiceAccount");
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &n)
-        .create_token_request(
-            &sa,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = support::service_account_token(&admin, &n, &sa, 3600).await;
     let pod_name = format!("{fullname}-chroot-0");
     let server = support::admin_config().await.cluster_url;
     let mut cmd = container_command(

@@ -266,10 +266,8 @@ async fn a_wrong_token_is_refused_and_named() {
 /// and the API refuses a list by another name or without a name.
 #[tokio::test]
 async fn the_operator_reads_a_secret_granted_by_name_only() {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-    use kube::api::PostParams;
 
     let client = support::client().await;
     let ns = support::test_namespace(&client, "secret-names").await;
@@ -301,23 +299,7 @@ async fn the_operator_reads_a_secret_granted_by_name_only() {
             "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": n}]}),
     )
     .await;
-    let token = sas
-        .create_token_request(
-            "op",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(600),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token");
+    let token = support::service_account_token(&client, &n, "op", 600).await;
     let op = support::client_with_token(&token).await;
     let api: Api<Secret> = Api::namespaced(op.clone(), &n);
     let by_name = |name: &str| ListParams::default().fields(&format!("metadata.name={name}"));

@@ -61,6 +61,26 @@ pub async fn client() -> Client {
     Client::try_from(admin_config().await).expect("building the kube client")
 }
 
+/// A token for ServiceAccount `ns/name` (a TokenRequest, valid `seconds`), as a kubelet would
+/// mount it.
+pub async fn service_account_token(client: &Client, ns: &str, name: &str, seconds: i64) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(seconds),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("a token")
+}
+
 /// A client that authenticates with a bearer `token` (e.g. from a TokenRequest) and trusts the
 /// cluster CA (`ROLLGUARD_CA_FILE`, else the kubeconfig's CA).
 pub async fn client_with_token(token: &str) -> Client {
