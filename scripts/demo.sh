@@ -58,6 +58,8 @@ say "CRDs installed"
 $KUBECTL create namespace rollguard-system --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 "$HELM" template rollguard charts/rollguard --namespace rollguard-system \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml \
+  --show-only templates/pause-gate.yaml \
+  --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy \
   | $KUBECTL apply -f - >/dev/null
 TOKEN=$($KUBECTL -n rollguard-system create token rollguard --duration=24h)
 SERVER=$($KUBECTL config view --minify -o jsonpath='{.clusters[0].cluster.server}')
@@ -70,7 +72,7 @@ users: [{name: rollguard, user: {token: "$TOKEN"}}]
 contexts: [{name: demo, context: {cluster: demo, user: rollguard, namespace: rollguard-system}}]
 current-context: demo
 EOF
-say "installed the chart's ServiceAccount and RBAC; the operator uses its token"
+say "installed the chart's ServiceAccount, RBAC and pause gate; the operator uses its token"
 
 step "The service: Deployment checkout (3 pods), its Service, an HTTPRoute taking 2000 requests/s"
 $KUBECTL create namespace $NS --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
@@ -87,12 +89,15 @@ SIM_ADDR=$(head -1 "$DEMO/trafficsim.out" | sed 's/^listening on //')
 printf '[{"targets":["%s"],"labels":{"job":"trafficsim"}}]\n' "$SIM_ADDR" >"$ROLLGUARD_PROM_TARGETS_DIR/trafficsim.json"
 say "operator and traffic simulator running (logs in $DEMO/)"
 OP_PID=$(head -1 "$DEMO/pids")
+gate() { $KUBECTL -n $NS get rolloutpolicy shop -o jsonpath='{.status.conditions[?(@.type=="PauseGate")].status}' 2>/dev/null; }
 for _ in $(seq 1 100); do
-  [ "$($KUBECTL -n $NS get deploy checkout -o jsonpath='{.spec.paused}')" = "true" ] && break
+  [ -n "$($KUBECTL -n $NS get deploy checkout -o jsonpath='{.metadata.annotations.rollguard\.dev/stable-revision}')" ] \
+    && [ "$(gate)" = "True" ] \
+    && [ "$($KUBECTL -n $NS get deploy checkout -o jsonpath='{.spec.paused}')" != "true" ] && break
   kill -0 "$OP_PID" 2>/dev/null || { echo "${R}the operator stopped:${N}"; tail -5 "$DEMO/operator.log"; exit 1; }
   sleep 0.3
 done
-say "checkout is governed: paused on its stable revision, traffic split by the HTTPRoute"
+say "checkout is governed: on its stable revision, left unpaused (the pause gate pauses a new template at admission), traffic split by the HTTPRoute"
 sleep 3
 
 runs() { $KUBECTL -n $NS get rolloutruns -l rollguard.dev/deployment=checkout -o name | wc -l; }

@@ -79,6 +79,11 @@ struct ControllerArgs {
     /// How long the Lease stays valid without renewal (the longest takeover takes).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: std::time::Duration,
+    /// How often the pause gate is proven again in each namespace (a server-side dry-run of
+    /// a template change on a governed Deployment); also the longest a removed gate goes
+    /// unnoticed before governed Deployments are paused between runs again.
+    #[arg(long, env = "ROLLGUARD_PAUSE_GATE_CHECK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pause_gate_check_interval: std::time::Duration,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -152,6 +157,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         namespace: args.namespace,
         prometheus_address,
         instance: Some(instance.clone()),
+        gate_check_interval: args.pause_gate_check_interval,
     };
     if !args.leader_elect {
         return rollguard::controller::run(client, config, metrics, health)

@@ -40,6 +40,13 @@ pub const POLICY_FINALIZER: &str = "rollguard.dev/release";
 /// MutatingAdmissionPolicy): the authenticated user of the request, other than the operator,
 /// that unpaused a governed Deployment. Read to name them, then removed.
 pub const UNPAUSED_BY: &str = "rollguard.dev/unpaused-by";
+/// Deployment annotation stamped at admission by the chart's pause gate (a
+/// MutatingAdmissionPolicy) in the write that changes a governed Deployment's pod template:
+/// the authenticated user of that request, the change's author.
+pub const CHANGED_BY: &str = "rollguard.dev/changed-by";
+/// Pod-template annotation of the operator's dry-run that proves the pause gate is in force
+/// ([`crate::controller`]); never stored.
+pub const GATE_PROBE: &str = "rollguard.dev/gate-probe";
 
 /// The canary Deployment of a governed Deployment.
 pub fn canary_name(deployment: &str) -> String {

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the operator exports.
@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Seconds from a step's pause ending to rollguard's writes for the next slice (the slice
     /// itself, or the bigger canary it needs first) being done.
     pub step_delay: HistogramVec,
+    /// 1 where the pause gate is in force (new templates are paused at admission), 0 where
+    /// governed Deployments stay paused between runs, by namespace.
+    pub pause_gate: IntGaugeVec,
 }
 
 impl Metrics {
@@ -142,6 +145,17 @@ impl Metrics {
         registry
             .register(Box::new(governed.clone()))
             .expect("unique metric");
+        let pause_gate = IntGaugeVec::new(
+            Opts::new(
+                "rollguard_pause_gate",
+                "1 where new pod templates of governed Deployments are paused at admission (the pause gate), so they are left unpaused between runs; 0 where they stay paused between runs. By namespace.",
+            ),
+            &["namespace"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(pause_gate.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             runs,
@@ -156,6 +170,7 @@ impl Metrics {
             active_runs,
             governed,
             step_delay,
+            pause_gate,
         }
     }
 

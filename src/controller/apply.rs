@@ -87,12 +87,19 @@ pub async fn governed_fields(
     }
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "annotations": want.annotations},
         "spec": {"paused": want.paused},
     });
+    // Unpausing is decided for the template rollguard saw: a new template written since
+    // (paused at admission by the pause gate, or while the Deployment was held paused) must
+    // not be rolled out by this write, so it applies only to the version it was decided on
+    // (409 otherwise, and the next pass decides again).
+    if !want.paused {
+        body["metadata"]["resourceVersion"] = json!(d.resource_version());
+    }
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
@@ -143,6 +150,25 @@ pub async fn release_deployment(
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
         .map_err(kube_err(format!("releasing Deployment {ns}/{name}")))?;
+    // The admission stamps were written under the requests' own field managers, so the apply
+    // above leaves them: they are about governance, which ends here.
+    let stamps = [crate::names::CHANGED_BY, crate::names::UNPAUSED_BY];
+    if stamps.iter().any(|k| d.annotations().contains_key(*k)) {
+        let gone: serde_json::Map<String, serde_json::Value> = stamps
+            .iter()
+            .map(|k| (k.to_string(), serde_json::Value::Null))
+            .collect();
+        ctx.api::<Deployment>(&ns)
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": gone}})),
+            )
+            .await
+            .map_err(kube_err(format!(
+                "removing the admission stamps from Deployment {ns}/{name}"
+            )))?;
+    }
     Ok(())
 }
 

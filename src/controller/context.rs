@@ -25,6 +25,9 @@ pub struct Config {
     pub prometheus_address: Option<crate::analysis::address::Address>,
     /// The reporting instance in Events (the pod name).
     pub instance: Option<String>,
+    /// How long a proof of the pause gate holds before a namespace's next governed Deployment
+    /// proves it again ([`super::gate`]).
+    pub gate_check_interval: std::time::Duration,
 }
 
 /// Errors of the controller layer. Each has a short stable category (metric label, Event
@@ -104,6 +107,8 @@ pub struct Context {
     >,
     /// Runs (namespace, name) whose end Event this process has published or checked.
     pub announced: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Whether each namespace pauses new templates at admission ([`super::gate`]).
+    pub gates: super::gate::Gates,
 }
 
 impl Context {

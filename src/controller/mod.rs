@@ -5,6 +5,7 @@
 mod apply;
 mod deployment;
 mod failpoint;
+mod gate;
 pub mod leader;
 pub mod lenient;
 mod observe;
@@ -118,6 +119,7 @@ pub async fn run(
         synced: all_synced,
         written: Default::default(),
         announced: Default::default(),
+        gates: Default::default(),
     });
 
     // Deployments (governed and canaries) drive the Deployment controller; a canary's events

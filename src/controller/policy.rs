@@ -196,6 +196,18 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
             &old,
         )
     });
+    conds.push(match ctx.gates.last(&ns) {
+        Some(g) if g.in_force => condition("PauseGate", true, "InForce", g.why, generation, &old),
+        Some(g) => condition("PauseGate", false, "NotInForce", g.why, generation, &old),
+        None => condition(
+            "PauseGate",
+            false,
+            "NotProven",
+            "not proven yet in this namespace (no Deployment governed here has been checked): governed Deployments stay paused between runs until it is".into(),
+            generation,
+            &old,
+        ),
+    });
     conds.push(match &invalid {
         None => condition(
             "Ready",

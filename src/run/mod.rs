@@ -120,6 +120,9 @@ pub struct World {
     /// The Deployment is being released (no policy governs it any more), and why: the run
     /// ends, traffic goes back to stable and the Deployment is given up.
     pub released: Option<String>,
+    /// The pause gate is in force: the cluster pauses a new template at admission, so a
+    /// Deployment whose template is stable again is left unpaused (`docs/gitops.md`).
+    pub pause_gate: bool,
 }
 
 /// The state the controller makes true.
@@ -413,7 +416,8 @@ impl Machine<'_, '_> {
         Desired {
             canary_replicas: None,
             weight: Ratio::default(),
-            paused: true,
+            // Promoted: its template is the stable one now, which the gate lets run unpaused.
+            paused: !(self.world.pause_gate && phase == Phase::Succeeded),
         }
     }
 
@@ -435,7 +439,8 @@ impl Machine<'_, '_> {
             );
             // Reverted mid-rollout (while promoting): the stable template rolls back out.
             // Not known yet (a stale status): paused; between runs it is unpaused once known.
-            desired.paused = self.world.mid_rollout != Some(true);
+            // With the pause gate, the stable template is left unpaused whatever its state.
+            desired.paused = !self.world.pause_gate && self.world.mid_rollout != Some(true);
             return desired;
         }
         if self.st.phase == Phase::Promoting {

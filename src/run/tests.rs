@@ -72,6 +72,7 @@ struct Sim {
     routing: Result<(), (String, String)>,
     earlier: Option<String>,
     released: Option<String>,
+    pause_gate: bool,
     last: Option<Outcome>,
 }
 
@@ -93,6 +94,7 @@ impl Sim {
             routing: Ok(()),
             earlier: None,
             released: None,
+            pause_gate: false,
             last: None,
         }
     }
@@ -114,6 +116,7 @@ impl Sim {
             routing: self.routing.clone(),
             measurement: m,
             released: self.released.clone(),
+            pause_gate: self.pause_gate,
         };
         let out = reconcile(&run, &self.status, &world);
         self.status = out.status.clone();
@@ -1230,6 +1233,68 @@ fn a_template_change_while_promoting_leaves_no_half_rollout() {
             .as_deref()
             .is_some_and(|m| m.contains("recorded as the stable revision"))
     );
+}
+
+#[test]
+fn with_the_pause_gate_a_stable_template_is_left_unpaused_and_anything_else_stays_paused() {
+    // (how the run ends, with the gate) -> the Deployment paused?
+    let promoted = |gate: bool| {
+        let mut sim = promoting();
+        sim.pause_gate = gate;
+        sim.rollout_complete = true;
+        sim.tick(None).clone()
+    };
+    for gate in [false, true] {
+        let out = promoted(gate);
+        assert_eq!(out.status.phase, Phase::Succeeded);
+        assert_eq!(out.desired.paused, !gate, "promoted, gate {gate}");
+    }
+    // Reverted to stable: the gate pauses the next template, so stable runs unpaused however
+    // far its status is behind; without it, only a Deployment still rolling back runs.
+    for (gate, mid, paused) in [
+        (true, None, false),
+        (true, Some(false), false),
+        (true, Some(true), false),
+        (false, None, true),
+        (false, Some(false), true),
+        (false, Some(true), false),
+    ] {
+        let mut sim = promoting();
+        sim.pause_gate = gate;
+        sim.template = "old".into();
+        sim.mid_rollout = mid;
+        let out = sim.tick(None).clone();
+        assert_eq!(out.status.reason.as_deref(), Some("Reverted"));
+        assert_eq!(
+            out.desired.paused, paused,
+            "gate {gate}, mid-rollout {mid:?}"
+        );
+    }
+    // Rolled back or superseded by a newer template: paused, gate or not (a template that
+    // is not the stable one never runs before its verdict).
+    for gate in [false, true] {
+        let mut sim = promoting();
+        sim.pause_gate = gate;
+        sim.template = "newer".into();
+        let out = sim.tick(None).clone();
+        assert_eq!(out.status.phase, Phase::Superseded);
+        assert!(out.desired.paused, "superseded, gate {gate}");
+        let mut sim = Sim::new(
+            tier(Decision::Threshold, &[("10%", "10s")], false),
+            Router::Replicas,
+        );
+        sim.pause_gate = gate;
+        sim.tick(None);
+        sim.tick(None);
+        while sim.status.phase == Phase::Progressing {
+            sim.step_with(traffic(100.0, 0.5));
+        }
+        assert_eq!(sim.status.phase, Phase::RolledBack);
+        assert!(
+            sim.last.as_ref().expect("out").desired.paused,
+            "rolled back, gate {gate}"
+        );
+    }
 }
 
 #[test]

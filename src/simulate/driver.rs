@@ -315,6 +315,8 @@ pub fn drive<S: Source>(
                 .release_at
                 .filter(|t| now >= *t)
                 .map(|_| RELEASED.to_string()),
+            // The simulated Deployment is held paused between runs (no admission to gate it).
+            pause_gate: false,
         };
         let out = reconcile(&view, &status, &world);
         if trace {

@@ -102,6 +102,14 @@ async fn the_follower_takes_over_when_the_leader_is_killed() {
             .map(|e| e.series.as_ref().map(|s| s.count).unwrap_or(1))
             .sum()
     };
+    // The Promoted Event follows the status write that ends the run: wait for it, then look
+    // again a moment later so a repeat would show.
+    support::wait_for(Duration::from_secs(20), "the Promoted Event", async || {
+        let all = events.list(&ListParams::default()).await.ok()?.items;
+        (count("Promoted", &all) >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let all = events
         .list(&ListParams::default())
         .await

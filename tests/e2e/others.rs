@@ -129,15 +129,16 @@ async fn mid_promotion(w: &World) -> RolloutRun {
     .await
 }
 
-/// The Deployment converged: paused, rolled out, every pod of its own on `image`.
+/// The Deployment converged: rolled out, every pod of its own on `image`, and paused as it
+/// is between runs (unpaused under the pause gate).
 async fn converged_on(w: &World, image: &str, timeout: Duration) {
     w.wait(
-        &format!("the Deployment to converge on {image}, paused"),
+        &format!("the Deployment to converge on {image}, as between runs"),
         timeout,
         async || {
             let d = w.deployment().await;
             let images = stable_images(w).await;
-            (paused(&d)
+            (paused(&d) == w.paused_between_runs()
                 && rollguard::governance::rollout_complete(&d)
                 && images.len() == 1
                 && images.get(image) == Some(&3))
@@ -155,7 +156,8 @@ async fn a_revert_while_promoting_converges_on_the_stable_revision() {
     mid_promotion(&w).await;
     w.revert().await;
     w.wait_reason("Reverted", Duration::from_secs(30)).await;
-    // No half rollout: the stable template rolls back out, then the Deployment is paused.
+    // No half rollout: the stable template rolls back out (and the Deployment is paused only
+    // without the pause gate).
     converged_on(&w, "example.com/web:1", Duration::from_secs(90)).await;
     assert_eq!(w.run_count().await, 1, "no run for the stable template");
     w.finish().await;

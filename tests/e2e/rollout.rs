@@ -81,12 +81,16 @@ async fn a_human_change_walks_its_steps_and_is_promoted() {
             weights_seen.contains("10%") && weights_seen.contains("50%"),
             "{weights_seen:?}"
         );
-        // The Deployment is on the new revision, paused again, the canary gone.
+        // The Deployment is on the new revision, left unpaused (under the pause gate), the
+        // canary gone.
         let d = w.deployment().await;
         let new_stable = &d.annotations()["rollguard.dev/stable-revision"];
         assert_ne!(new_stable, &stable_before);
         assert_eq!(new_stable, &run.spec.canary_revision);
-        assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+        assert_eq!(
+            d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
+            w.paused_between_runs()
+        );
         w.wait(
             "the canary to be deleted",
             Duration::from_secs(20),

@@ -24,9 +24,15 @@ pub enum Policy {
     Approvals,
     UnpauseStamp,
     RunsGuard,
+    PauseGate,
 }
 
-pub const ALL: [Policy; 3] = [Policy::Approvals, Policy::UnpauseStamp, Policy::RunsGuard];
+pub const ALL: [Policy; 4] = [
+    Policy::Approvals,
+    Policy::UnpauseStamp,
+    Policy::RunsGuard,
+    Policy::PauseGate,
+];
 
 impl Policy {
     pub fn name(self) -> &'static str {
@@ -34,6 +40,7 @@ impl Policy {
             Policy::Approvals => "rollguard-approvals",
             Policy::UnpauseStamp => "rollguard-unpause-stamp",
             Policy::RunsGuard => "rollguard-runs-guard",
+            Policy::PauseGate => "rollguard-pause-gate",
         }
     }
 
@@ -42,6 +49,7 @@ impl Policy {
             Policy::Approvals => "templates/approval-policy.yaml",
             Policy::UnpauseStamp => "templates/unpause-stamp.yaml",
             Policy::RunsGuard => "templates/runs-guard.yaml",
+            Policy::PauseGate => "templates/pause-gate.yaml",
         }
     }
 
@@ -52,7 +60,9 @@ impl Policy {
                 "validatingadmissionpolicybinding",
                 "validatingadmissionpolicy",
             ],
-            Policy::UnpauseStamp => ["mutatingadmissionpolicybinding", "mutatingadmissionpolicy"],
+            Policy::UnpauseStamp | Policy::PauseGate => {
+                ["mutatingadmissionpolicybinding", "mutatingadmissionpolicy"]
+            }
         }
     }
 
@@ -64,10 +74,12 @@ impl Policy {
                     .await
                     .map(|p| p.is_some())
             }
-            Policy::UnpauseStamp => Api::<MutatingAdmissionPolicy>::all(client.clone())
-                .get_opt(self.name())
-                .await
-                .map(|p| p.is_some()),
+            Policy::UnpauseStamp | Policy::PauseGate => {
+                Api::<MutatingAdmissionPolicy>::all(client.clone())
+                    .get_opt(self.name())
+                    .await
+                    .map(|p| p.is_some())
+            }
         };
         found.unwrap_or_else(|e| panic!("reading the admission policy {}: {e}", self.name()))
     }
@@ -118,14 +130,33 @@ fn yaml(policy: Policy) -> String {
 /// copy has the opt-out; the chart's binding has none.
 pub const UNGUARDED: &str = "rollguard.dev/e2e-unguarded";
 
-fn unguarded_opt_out(yaml: &str) -> String {
+/// Namespaces labelled `rollguard.dev/e2e-ungated` are left out of the pause gate's binding,
+/// so a test can show the mode rollguard falls back to on a cluster without the gate. Only
+/// this hand-applied copy has the opt-out.
+pub const UNGATED: &str = "rollguard.dev/e2e-ungated";
+
+/// The copy's binding, made to skip namespaces that carry `label`.
+fn opt_out(yaml: &str, binding_kind: &str, label: &str) -> String {
     let (policy, binding) = yaml
-        .split_once("kind: ValidatingAdmissionPolicyBinding")
-        .expect("the guard's binding");
+        .split_once(&format!("kind: {binding_kind}"))
+        .expect("the policy's binding");
     assert!(!binding.contains("matchResources"), "{binding}");
     format!(
-        "{policy}kind: ValidatingAdmissionPolicyBinding{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {UNGUARDED}, operator: DoesNotExist}}\n",
+        "{policy}kind: {binding_kind}{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {label}, operator: DoesNotExist}}\n",
         binding.trim_end()
+    )
+}
+
+/// The test operators run as the cluster administrator `rollguard-admin`, not as the chart's
+/// ServiceAccount: the copy of the unpause stamp treats that user as the operator too, so an
+/// operator's own unpause (between runs under the pause gate) is not stamped as someone
+/// else's. The people in the tests that resume by hand are other users.
+fn test_operators_are_the_operator(yaml: &str) -> String {
+    let chart = r#"expression: request.userInfo.username != "system:serviceaccount:rollguard-system:rollguard""#;
+    assert!(yaml.contains(chart), "{yaml}");
+    yaml.replace(
+        chart,
+        r#"expression: '!(request.userInfo.username in ["system:serviceaccount:rollguard-system:rollguard", "rollguard-admin"])'"#,
     )
 }
 
@@ -137,8 +168,11 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
     }
     let mut yaml = yaml(policy);
     assert!(yaml.contains(&format!("name: {}", policy.name())), "{yaml}");
-    if policy == Policy::RunsGuard {
-        yaml = unguarded_opt_out(&yaml);
+    match policy {
+        Policy::UnpauseStamp => yaml = test_operators_are_the_operator(&yaml),
+        Policy::RunsGuard => yaml = opt_out(&yaml, "ValidatingAdmissionPolicyBinding", UNGUARDED),
+        Policy::PauseGate => yaml = opt_out(&yaml, "MutatingAdmissionPolicyBinding", UNGATED),
+        _ => {}
     }
     let mut kubectl = tokio::process::Command::new("kubectl")
         .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
@@ -161,6 +195,65 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
         "kubectl apply: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    if policy == Policy::PauseGate {
+        gate_acts(client).await;
+    }
+}
+
+/// Waits until the API server has loaded the pause gate: a dry-run of a template change on a
+/// Deployment annotated as governed comes back paused. The Deployment (no replicas, no
+/// operator) lives in a namespace of its own that stays for the next test.
+async fn gate_acts(client: &kube::Client) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+    const NS: &str = "rollguard-e2e-gate-probe";
+    let apply = PatchParams::apply("rollguard-e2e").force();
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            NS,
+            &apply,
+            &Patch::Apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})),
+        )
+        .await
+        .expect("the gate probe's namespace");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NS);
+    deployments
+        .patch(
+            "probe",
+            &apply,
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "probe", "annotations": {"rollguard.dev/policy": "probe"}},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": "probe"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "probe"}},
+                        "spec": {"containers": [{"name": "c", "image": "probe"}]}
+                    }
+                }
+            })),
+        )
+        .await
+        .expect("the gate probe's Deployment");
+    let dry = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let change =
+        serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"probe": "1"}}}}});
+    for _ in 0..300 {
+        let d = deployments
+            .patch("probe", &dry, &Patch::Merge(&change))
+            .await
+            .expect("a dry-run of a template change");
+        if d.spec.and_then(|s| s.paused) == Some(true) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the pause gate did not pause a template change within 30 s of being applied");
 }
 
 /// Removes the copies applied by hand, if any (call it holding the cluster exclusively).

@@ -86,6 +86,8 @@ pub struct Builder {
     secrets: Vec<Secret>,
     operator: Operator,
     approval_policy: bool,
+    gated: bool,
+    operator_args: Vec<String>,
 }
 
 enum Operator {
@@ -154,6 +156,19 @@ impl Builder {
         self
     }
 
+    /// The namespace left out of the pause gate (the mode of a cluster without it): governed
+    /// Deployments stay paused between runs. By default the gate is in force.
+    pub fn ungated(mut self) -> Builder {
+        self.gated = false;
+        self
+    }
+
+    /// Extra arguments for the (single) operator process.
+    pub fn operator_args(mut self, args: &[&str]) -> Builder {
+        self.operator_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// The chart's approval admission policy in force (`super::approvals`).
     pub fn approval_policy(mut self) -> Builder {
         self.approval_policy = true;
@@ -197,6 +212,15 @@ impl Builder {
         // Every world runs under the run guard (the test operators pass as cluster
         // administrators, the chart's operator as its ServiceAccount).
         super::admission::in_force(&client, super::admission::Policy::RunsGuard).await;
+        // And under the pause gate, unless the namespace opts out of it.
+        super::admission::in_force(&client, super::admission::Policy::PauseGate).await;
+        if !self.gated {
+            let label = json!({"metadata": {"labels": {super::admission::UNGATED: "true"}}});
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&label))
+                .await
+                .expect("labelling the namespace ungated");
+        }
         let slot = SLOTS.acquire().await.expect("a world slot");
         let n = ns.name.clone();
         create(
@@ -247,7 +271,11 @@ impl Builder {
         )
         .await;
         let op = match self.operator {
-            Operator::One => Some(start_operator(&n).await),
+            Operator::One if self.operator_args.is_empty() => Some(start_operator(&n).await),
+            Operator::One => {
+                let args: Vec<&str> = self.operator_args.iter().map(String::as_str).collect();
+                Some(start_operator_named(&n, "operator", &args).await)
+            }
             Operator::LeaderElected => {
                 Some(start_operator_named(&n, "op-0", &lease_args(&n)).await)
             }
@@ -259,6 +287,7 @@ impl Builder {
             ns,
             op,
             sim,
+            gated: self.gated,
             _slot: slot,
         };
         w.wait(
@@ -267,7 +296,7 @@ impl Builder {
             async || {
                 let d = w.deployment().await;
                 let paused = d.spec.as_ref()?.paused == Some(true);
-                (paused
+                (paused == w.paused_between_runs()
                     && d.annotations()
                         .contains_key("rollguard.dev/stable-revision"))
                 .then_some(())
@@ -284,10 +313,17 @@ pub struct World {
     pub ns: TestNamespace,
     op: Option<Proc>,
     pub sim: Proc,
+    /// The pause gate is in force in the namespace ([`Builder::ungated`]).
+    pub gated: bool,
     _slot: SemaphorePermit<'static>,
 }
 
 impl World {
+    /// Whether the governed Deployment is paused between runs: only without the pause gate.
+    pub fn paused_between_runs(&self) -> bool {
+        !self.gated
+    }
+
     /// A world in a new namespace `<prefix>-<random>`.
     pub fn builder(prefix: &str) -> Builder {
         let analysis = json!({
@@ -307,6 +343,8 @@ impl World {
             secrets: Vec::new(),
             operator: Operator::One,
             approval_policy: false,
+            gated: true,
+            operator_args: Vec::new(),
         }
     }
 

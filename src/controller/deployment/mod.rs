@@ -18,13 +18,15 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::apply::{self, GovernedFields};
 use super::observe::{self, Seen, Snapshot};
-use super::{Context, Error, is_canary, outcome};
+use super::{Context, Error, gate, is_canary, outcome};
 use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
 use crate::governance::verdict::Verdict;
 use crate::governance::{self, Governor, Index};
-use crate::names::{DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name};
+use crate::names::{
+    CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name,
+};
 use crate::plan::{Plan, match_tier};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
@@ -170,6 +172,29 @@ async fn unpaused_by_other(ctx: &Context, d: &Deployment, run: Option<&RolloutRu
     }
 }
 
+/// A new template arrived while the Deployment was unpaused: the pause gate did not pause
+/// it (removed, unbound, or never there while the Deployment was left unpaused), so the
+/// Deployment controller may have started its pods before any verdict. rollguard pauses it in
+/// this pass and says so; the gate is proven again before anything is left unpaused.
+async fn ungated_change(ctx: &Context, d: &Deployment, revision: &str) {
+    let ns = d.namespace().unwrap_or_default();
+    let was = ctx.gates.last(&ns).map(|g| g.why).unwrap_or_default();
+    ctx.gates.forget(&ns);
+    warn!(revision, "a new template arrived unpaused");
+    publish(
+        ctx,
+        d,
+        None,
+        true,
+        "UngatedChange",
+        format!(
+            "template revision {revision} arrived while the Deployment was unpaused, so its pods may have started before any verdict; rollguard paused it and starts its run. The pause gate (the chart's MutatingAdmissionPolicy) did not pause it: check that it is installed and bound ({})",
+            if was.is_empty() { "not proven yet" } else { was.as_str() }
+        ),
+    )
+    .await;
+}
+
 /// Writes rollguard's fields on a governed Deployment between runs, with its verdict.
 async fn write_governed(
     ctx: &Context,
@@ -263,10 +288,14 @@ async fn between_runs(
             Ok(Action::await_change())
         }
         Governance::Steady | Governance::KnownBad { .. } => {
-            // The stable template may roll (after a revert mid-rollout) until it is done:
-            // paused half-way, the Deployment would keep two revisions for good. Only a
-            // status that has seen the latest spec decides, or every pause write would flap.
+            // With the pause gate, the stable template runs unpaused: the next template is
+            // paused at admission. Without it, the stable template may roll (after a revert
+            // mid-rollout) until it is done: paused half-way, the Deployment would keep two
+            // revisions for good. Only a status that has seen the latest spec decides, or
+            // every pause write would flap.
+            let gated = matches!(decision, Governance::Steady) && gate::in_force(ctx, d).await;
             fields.paused = match (&decision, governance::mid_rollout(d)) {
+                _ if gated => false,
                 (Governance::Steady, Some(mid)) => !mid,
                 (Governance::Steady, None) => fields.paused,
                 _ => true,
@@ -276,13 +305,24 @@ async fn between_runs(
             }
             write_governed(ctx, d, fields, verdict.as_ref()).await?;
             prune_history(ctx, d, &index.finished_runs(d), p.spec.history_limit).await?;
-            Ok(Action::await_change())
+            // The gate is proven again when its proof expires: a stable Deployment left
+            // unpaused is paused if it no longer holds, and one held paused without it is
+            // unpaused once it does.
+            Ok(if matches!(decision, Governance::Steady) {
+                Action::requeue(ctx.config.gate_check_interval)
+            } else {
+                Action::await_change()
+            })
         }
         Governance::StartRun { revision } => {
+            let ungated = !GovernedFields::of(d).paused;
+            if ungated {
+                ungated_change(ctx, d, &revision).await;
+            }
             fields.paused = true;
             unpaused_by_other(ctx, d, None).await;
             write_governed(ctx, d, fields, verdict.as_ref()).await?;
-            start_run(ctx, d, p, &view, &revision, &index.runs_of(d)).await
+            start_run(ctx, d, p, &view, &revision, &index.runs_of(d), ungated).await
         }
     }
 }
@@ -294,6 +334,7 @@ async fn start_run(
     view: &DeploymentView,
     revision: &str,
     runs: &[&RolloutRun],
+    ungated: bool,
 ) -> Result<Action, Error> {
     let tiers = p
         .spec
@@ -361,13 +402,27 @@ async fn start_run(
             .with_label_values(&[&tier.name])
             .inc();
         info!(run = %run_name, tier = %tier.name, why = %why, "run started");
+        // The author, where the pause gate stamped it in the write that brought this
+        // template (an older stamp would name someone else's change).
+        let author = (!ungated
+            && ctx
+                .gates
+                .last(&d.namespace().unwrap_or_default())
+                .is_some_and(|g| g.in_force))
+        .then(|| d.annotations().get(CHANGED_BY))
+        .flatten()
+        .map(|u| format!("; changed by {u}"))
+        .unwrap_or_default();
         publish(
             ctx,
             d,
             Some(&run),
             false,
             "RunStarted",
-            format!("revision {revision} matched tier {} ({why})", tier.name),
+            format!(
+                "revision {revision} matched tier {} ({why}){author}",
+                tier.name
+            ),
         )
         .await;
     }
@@ -436,6 +491,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         routing: &routing,
         measurement,
         released: None,
+        pause_gate: gate::in_force(ctx, d).await,
     };
     let world = observe::world(d, &snapshot, seen);
     // Decide.

@@ -55,6 +55,8 @@ pub async fn release(
                     routing: &routing,
                     measurement: None,
                     released: Some(why.to_string()),
+                    // Released: rollguard gives the Deployment up, gate or not.
+                    pause_gate: false,
                 };
                 run_machine(&view, &status, &observe::world(d, &snapshot, seen))
             }

@@ -148,6 +148,8 @@ pub struct Seen<'a> {
     pub measurement: Option<Measurement>,
     /// Why the Deployment is being released, when it is.
     pub released: Option<String>,
+    /// The pause gate is in force in the Deployment's namespace.
+    pub pause_gate: bool,
 }
 
 /// The run machine's input for a governed Deployment.
@@ -167,6 +169,7 @@ pub fn world(d: &Deployment, snapshot: &Snapshot, seen: Seen) -> World {
             .map_err(|b| (b.reason.clone(), b.message.clone())),
         measurement: seen.measurement,
         released: seen.released,
+        pause_gate: seen.pause_gate,
     }
 }
 

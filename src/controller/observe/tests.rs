@@ -149,6 +149,7 @@ fn the_world_carries_the_deployment_routing_and_release() {
             routing: &routing,
             measurement: None,
             released: Some("its RolloutPolicy no longer selects it".into()),
+            pause_gate: false,
         },
     );
     assert_eq!(w.now, now);

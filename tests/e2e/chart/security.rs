@@ -307,6 +307,7 @@ fn rendered_deployment_is_hardened() {
             "--leader-elect",
             "--lease-name=rollguard-leader",
             "--lease-duration=15s",
+            "--pause-gate-check-interval=30s",
             "--prometheus-address=http://prometheus.monitoring:9090"
         ]
     );
