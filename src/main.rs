@@ -79,6 +79,10 @@ struct ControllerArgs {
     /// How long the Lease stays valid without renewal (the longest takeover takes).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: std::time::Duration,
+    /// Notifications that may wait per sink (a slow or unreachable receiver) before more
+    /// are dropped and counted in rollguard_notifications_dropped_total.
+    #[arg(long, env = "ROLLGUARD_NOTIFICATION_QUEUE_SIZE", default_value_t = rollguard::notify::deliver::DEFAULT_QUEUE)]
+    notification_queue_size: usize,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -152,6 +156,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         namespace: args.namespace,
         prometheus_address,
         instance: Some(instance.clone()),
+        notification_queue: args.notification_queue_size,
     };
     if !args.leader_elect {
         return rollguard::controller::run(client, config, metrics, health)

@@ -44,6 +44,12 @@ pub struct Metrics {
     /// Seconds from a step's pause ending to rollguard's writes for the next slice (the slice
     /// itself, or the bigger canary it needs first) being done.
     pub step_delay: HistogramVec,
+    /// Notifications a sink accepted, by sink type.
+    pub notifications_sent: IntCounterVec,
+    /// Notifications given up on after their tries, by sink type and reason category.
+    pub notifications_failed: IntCounterVec,
+    /// Notifications never tried because the sink's queue was full, by sink type and reason.
+    pub notifications_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -86,6 +92,21 @@ impl Metrics {
             "rollguard_errors_total",
             "Errors, by category.",
             &["category"],
+        );
+        let notifications_sent = counter(
+            "rollguard_notifications_sent_total",
+            "Notifications a sink accepted, by sink type.",
+            &["sink_type"],
+        );
+        let notifications_failed = counter(
+            "rollguard_notifications_failed_total",
+            "Notifications given up on after their tries, by sink type and reason (secret, url, timeout, unreachable, server_error, rejected).",
+            &["sink_type", "reason"],
+        );
+        let notifications_dropped = counter(
+            "rollguard_notifications_dropped_total",
+            "Notifications dropped without a try because the sink's queue was full, by sink type and reason.",
+            &["sink_type", "reason"],
         );
         let undecodable = counter(
             "rollguard_undecodable_objects_total",
@@ -156,6 +177,9 @@ impl Metrics {
             active_runs,
             governed,
             step_delay,
+            notifications_sent,
+            notifications_failed,
+            notifications_dropped,
         }
     }
 

@@ -139,6 +139,15 @@ pub struct RolloutPolicySpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]
     pub history_limit: i32,
+
+    /// Where to tell people about this policy's runs (started, step reached, approval
+    /// needed, rolled back, promoted). Delivery never blocks or slows a run; a sink that
+    /// cannot be used is reported in the `NotificationsReady` condition. See
+    /// docs/operations/notifications.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m.name == n.name))").message("spec.notifications: sink names must be unique"))]
+    pub notifications: Vec<super::notification::NotificationSink>,
 }
 
 fn default_history_limit() -> i32 {

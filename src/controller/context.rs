@@ -25,6 +25,8 @@ pub struct Config {
     pub prometheus_address: Option<crate::analysis::address::Address>,
     /// The reporting instance in Events (the pod name).
     pub instance: Option<String>,
+    /// Notifications that may wait per sink before more are dropped.
+    pub notification_queue: usize,
 }
 
 /// Errors of the controller layer. Each has a short stable category (metric label, Event
@@ -88,8 +90,10 @@ pub struct Context {
     pub config: Config,
     pub stores: Stores,
     pub prometheus: prometheus::Client,
-    /// Prometheus credentials from Secrets, watched on first use.
-    pub secrets: secrets::Secrets,
+    /// Prometheus credentials and sink URLs from Secrets, watched on first use.
+    pub secrets: std::sync::Arc<secrets::Secrets>,
+    /// Delivers notifications to policies' sinks, off the reconcile path.
+    pub notifier: crate::notify::Notifier,
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Asks the policy controller to refresh a policy's status.

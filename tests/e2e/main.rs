@@ -27,6 +27,7 @@ mod faults;
 mod gitops;
 mod ha;
 mod image;
+mod notify;
 mod others;
 mod prometheus;
 mod prometheus_auth;

@@ -361,15 +361,9 @@ async fn start_run(
             .with_label_values(&[&tier.name])
             .inc();
         info!(run = %run_name, tier = %tier.name, why = %why, "run started");
-        publish(
-            ctx,
-            d,
-            Some(&run),
-            false,
-            "RunStarted",
-            format!("revision {revision} matched tier {} ({why})", tier.name),
-        )
-        .await;
+        let note = format!("revision {revision} matched tier {} ({why})", tier.name);
+        publish(ctx, d, Some(&run), false, "RunStarted", note.clone()).await;
+        report::notify(ctx, Some(p), &run, &Default::default(), "RunStarted", &note);
     }
     Ok(Action::await_change())
 }
@@ -468,6 +462,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         } else {
             publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
         }
+        report::notify(ctx, None, run, &out.status, e.reason, &e.message);
     }
     // The run moved on from a step: how long after its pause ended were the writes for the
     // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`

@@ -1,5 +1,6 @@
-//! The last step: Events about the Deployment and the operator's metrics, from what was
-//! applied (an Event is only emitted for a transition whose status write succeeded).
+//! The last step: Events about the Deployment, notifications to the policy's sinks and
+//! the operator's metrics, from what was applied (an Event or a notification is only sent
+//! for a transition whose status write succeeded).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -8,6 +9,7 @@ use kube::runtime::events::{Event, EventType};
 use tracing::{info, warn};
 
 use super::super::Context;
+use crate::api::RolloutPolicy;
 use crate::api::run::{Phase, RolloutRun, RolloutRunStatus};
 use crate::run::Outcome;
 
@@ -53,6 +55,45 @@ pub(super) fn record(ctx: &Context, run: &RolloutRun, out: &Outcome, before: &Ro
         }
         info!(phase = out.status.phase.as_str(), reason = ?out.status.reason, message = ?out.status.message, "run ended");
     }
+}
+
+/// Queues a notification of the transition behind a run Event (`reason`, with its `note`)
+/// for the sinks of the run's policy, if it stands for one. Never waits: delivery is
+/// [`crate::notify::deliver`]'s.
+pub fn notify(
+    ctx: &Context,
+    policy: Option<&RolloutPolicy>,
+    run: &RolloutRun,
+    st: &RolloutRunStatus,
+    reason: &str,
+    note: &str,
+) {
+    use kube::ResourceExt;
+    let Some(event) = crate::notify::event_of_reason(reason) else {
+        return;
+    };
+    let ns = run.namespace().unwrap_or_default();
+    // The policy as it is now: sinks are where to tell people, not part of the run's plan.
+    let cached;
+    let policy = match policy {
+        Some(p) => p,
+        None => {
+            let key = kube::runtime::reflector::ObjectRef::new(&run.spec.policy).within(&ns);
+            match ctx.stores.policies.get(&key) {
+                Some(p) => {
+                    cached = p;
+                    &*cached
+                }
+                None => return,
+            }
+        }
+    };
+    if policy.spec.notifications.is_empty() {
+        return;
+    }
+    let n = crate::notify::of_run(event, run, st, note, jiff::Timestamp::now());
+    ctx.notifier
+        .send(&ns, &policy.name_any(), &policy.spec.notifications, n);
 }
 
 /// Emits an Event regarding the Deployment (where people look), related to the run.
@@ -152,6 +193,8 @@ pub async fn announce_end(
         Ok(created) => {
             if created && recovering {
                 info!(run = %key.1, reason, "announced a run's end whose Event a crash had lost");
+                // The crash most likely lost its notification too (same id if not).
+                notify(ctx, None, run, st, reason, &note);
             }
             ctx.announced
                 .lock()
