@@ -125,5 +125,5 @@ fn the_notifications_example_is_a_policy_with_two_sinks() {
     assert_eq!(kinds, [SinkType::Webhook, SinkType::Slack]);
     assert_eq!(p.spec.notifications[0].timeout, "5s", "the schema's default");
     assert_eq!(p.spec.notifications[1].events.len(), 3);
-    crate::controller::policy::validate(&p).expect("valid");
+    crate::check::check(&p.spec).expect("valid");
 }
