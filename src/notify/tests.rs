@@ -123,7 +123,10 @@ fn the_notifications_example_is_a_policy_with_two_sinks() {
     let p: RolloutPolicy = serde_json::from_value(policy).expect("a RolloutPolicy");
     let kinds: Vec<SinkType> = p.spec.notifications.iter().map(|s| s.type_).collect();
     assert_eq!(kinds, [SinkType::Webhook, SinkType::Slack]);
-    assert_eq!(p.spec.notifications[0].timeout, "5s", "the schema's default");
+    assert_eq!(
+        p.spec.notifications[0].timeout, "5s",
+        "the schema's default"
+    );
     assert_eq!(p.spec.notifications[1].events.len(), 3);
     crate::check::check(&p.spec).expect("valid");
 }
