@@ -27,6 +27,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// Notifications that may wait per sink before more are dropped.
     pub notification_queue: usize,
+    /// Sinks told about every policy's runs (the chart's `notifications.sinks`).
+    pub cluster_sinks: crate::notify::ClusterSinks,
 }
 
 /// Errors of the controller layer. Each has a short stable category (metric label, Event

@@ -29,7 +29,7 @@ const IDLE: Duration = Duration::from_secs(600);
 /// Messages waiting per sink when `--notification-queue-size` is not given.
 pub const DEFAULT_QUEUE: usize = 64;
 
-/// (namespace, policy, sink name).
+/// (namespace of the Secrets, policy or [`super::cluster::CLUSTER`], sink name).
 type SinkKey = (String, String, String);
 
 struct Job {
@@ -78,7 +78,8 @@ impl Notifier {
         })
     }
 
-    /// Queues `n` for every sink of policy `policy` that wants its event. Never waits.
+    /// Queues `n` for every sink of policy `policy` (or [`super::cluster::CLUSTER`]) that
+    /// wants its event; the sinks' Secrets are in `namespace`. Never waits.
     pub fn send(&self, namespace: &str, policy: &str, sinks: &[NotificationSink], n: Notification) {
         let n = Arc::new(n);
         for sink in sinks {

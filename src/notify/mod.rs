@@ -1,7 +1,9 @@
 //! Notifications about runs to the sinks a policy declares (`spec.notifications`): which
 //! transition tells what ([`of_run`], pure), how it is written for each kind of sink
 //! ([`message`], pure) and how it is delivered without ever holding up a run ([`deliver`]).
+//! The chart's cluster-wide sinks ([`cluster`]) are told about every policy's runs.
 
+pub mod cluster;
 pub mod deliver;
 pub mod message;
 pub mod url;
@@ -9,6 +11,7 @@ pub mod url;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+pub use cluster::ClusterSinks;
 pub use deliver::Notifier;
 pub use message::{Evidence, Notification};
 

@@ -474,3 +474,56 @@ async fn a_receiver_that_is_down_or_slow_changes_nothing_in_the_run() {
     token_nowhere(&w, &r).await;
     w.finish().await;
 }
+
+/// The chart's cluster-wide sinks (`--cluster-notifications`, their Secrets in the operator's
+/// namespace, here the test's) hear the runs of a policy that declares no sink, filtered by
+/// their own `events`.
+#[tokio::test]
+async fn a_cluster_wide_sink_hears_a_policy_that_has_none() {
+    let r = Receiver::start().await;
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "notify-cluster").await;
+    let n = ns.name.clone();
+    let sinks = json!([{
+        "name": "ops", "type": "webhook",
+        "urlSecretRef": {"name": "ops-url", "key": "url"},
+        "events": ["started", "rolledBack"],
+    }])
+    .to_string();
+    let op = start_operator_named(
+        &n,
+        "operator",
+        &[
+            "--cluster-notifications",
+            &sinks,
+            "--notification-secret-namespace",
+            &n,
+        ],
+    )
+    .await;
+    let mut w = World::builder("notify-cluster")
+        .namespace(ns)
+        .without_operator()
+        .secret(url_secret("ops-url", &r.url("ops")))
+        .build()
+        .await;
+    w.set_op(op);
+
+    w.deploy("0.3", "example.com/web:2", Some("human")).await;
+    w.wait_phase(Phase::RolledBack, Duration::from_secs(60))
+        .await;
+    exactly(&r, "ops", 2, "started and rolled back").await;
+    assert_eq!(
+        r.types("ops"),
+        ["dev.rollguard.run.started", "dev.rollguard.run.rolledback"]
+    );
+    // The policy itself declares no sink: it gets no NotificationsReady condition.
+    let p = w.policies().get("shop").await.expect("policy");
+    let conditions = p.status.map(|s| s.conditions).unwrap_or_default();
+    assert!(
+        conditions.iter().all(|c| c.type_ != "NotificationsReady"),
+        "{conditions:?}"
+    );
+    token_nowhere(&w, &r).await;
+    w.finish().await;
+}

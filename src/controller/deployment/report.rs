@@ -58,8 +58,8 @@ pub(super) fn record(ctx: &Context, run: &RolloutRun, out: &Outcome, before: &Ro
 }
 
 /// Queues a notification of the transition behind a run Event (`reason`, with its `note`)
-/// for the sinks of the run's policy, if it stands for one. Never waits: delivery is
-/// [`crate::notify::deliver`]'s.
+/// for the sinks of the run's policy and the cluster-wide sinks, if it stands for one.
+/// Never waits: delivery is [`crate::notify::deliver`]'s.
 pub fn notify(
     ctx: &Context,
     policy: Option<&RolloutPolicy>,
@@ -74,26 +74,27 @@ pub fn notify(
     };
     let ns = run.namespace().unwrap_or_default();
     // The policy as it is now: sinks are where to tell people, not part of the run's plan.
-    let cached;
-    let policy = match policy {
-        Some(p) => p,
-        None => {
-            let key = kube::runtime::reflector::ObjectRef::new(&run.spec.policy).within(&ns);
-            match ctx.stores.policies.get(&key) {
-                Some(p) => {
-                    cached = p;
-                    &*cached
-                }
-                None => return,
-            }
-        }
+    let cached = match policy {
+        Some(_) => None,
+        None => ctx
+            .stores
+            .policies
+            .get(&kube::runtime::reflector::ObjectRef::new(&run.spec.policy).within(&ns)),
     };
-    if policy.spec.notifications.is_empty() {
+    let policy = policy.or(cached.as_deref());
+    let sinks = policy.map_or(&[][..], |p| p.spec.notifications.as_slice());
+    let cluster = &ctx.config.cluster_sinks;
+    if sinks.is_empty() && cluster.sinks.is_empty() {
         return;
     }
     let n = crate::notify::of_run(event, run, st, note, jiff::Timestamp::now());
-    ctx.notifier
-        .send(&ns, &policy.name_any(), &policy.spec.notifications, n);
+    if let Some(p) = policy.filter(|_| !sinks.is_empty()) {
+        ctx.notifier.send(&ns, &p.name_any(), sinks, n.clone());
+    }
+    if !cluster.sinks.is_empty() {
+        let c = crate::notify::cluster::CLUSTER;
+        ctx.notifier.send(&cluster.namespace, c, &cluster.sinks, n);
+    }
 }
 
 /// Emits an Event regarding the Deployment (where people look), related to the run.
