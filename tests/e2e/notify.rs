@@ -527,3 +527,53 @@ async fn a_cluster_wide_sink_hears_a_policy_that_has_none() {
     token_nowhere(&w, &r).await;
     w.finish().await;
 }
+
+/// The chart hands `notifications.sinks` to the operator in a form it reads: the rendered
+/// `ROLLGUARD_CLUSTER_NOTIFICATIONS` parses into the same sinks, and none is rendered by
+/// default.
+#[test]
+fn the_charts_cluster_wide_sinks_reach_the_operator_as_it_reads_them() {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/rollguard");
+    let render = |sets: &[&str]| {
+        let mut cmd = std::process::Command::new(support::helm_bin());
+        cmd.args(["template", "rg", chart.to_str().expect("chart path")]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd.output().expect("helm template");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let env_of = |manifests: &str| -> Option<String> {
+        serde_yaml_ng::Deserializer::from_str(manifests)
+            .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+            .filter(|v: &Value| v["kind"] == "Deployment")
+            .flat_map(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|e| e["name"] == "ROLLGUARD_CLUSTER_NOTIFICATIONS")
+            .and_then(|e| e["value"].as_str().map(str::to_string))
+    };
+    assert_eq!(env_of(&render(&[])), None);
+    let value = env_of(&render(&[
+        "notifications.sinks[0].name=ops",
+        "notifications.sinks[0].type=slack",
+        "notifications.sinks[0].urlSecretRef.name=rollguard-notify",
+        "notifications.sinks[0].urlSecretRef.key=slack",
+        "notifications.sinks[0].events={rolledBack,approvalNeeded}",
+    ]))
+    .expect("the sinks in the operator's environment");
+    let sinks = rollguard::notify::ClusterSinks::parse(&value, "rollguard-system")
+        .expect("the operator reads what the chart renders");
+    assert_eq!(sinks.sinks.len(), 1);
+    assert_eq!(sinks.sinks[0].name, "ops");
+    assert_eq!(sinks.sinks[0].url_secret_ref.name, "rollguard-notify");
+    assert_eq!(sinks.sinks[0].events.len(), 2);
+}
