@@ -600,8 +600,10 @@ pub struct RolloutPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` (the policy is in force), `Conflict` (a selected Deployment is also selected
-    /// by another policy and is left alone) and `InvalidSpec` (something the API server
-    /// could not check, such as a query template or a missing HTTPRoute).
+    /// by another policy and is left alone), `InvalidSpec` (something the API server
+    /// could not check, such as a query template or a missing HTTPRoute) and, when it
+    /// declares notification sinks, `NotificationsReady` (every sink's Secret and URL can be
+    /// used; runs never depend on it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The router in force: `replicas` or `gatewayAPI`.
