@@ -84,6 +84,17 @@ struct ControllerArgs {
     /// unnoticed before governed Deployments are paused between runs again.
     #[arg(long, env = "ROLLGUARD_PAUSE_GATE_CHECK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pause_gate_check_interval: std::time::Duration,
+    /// Notifications that may wait per sink (a slow or unreachable receiver) before more
+    /// are dropped and counted in rollguard_notifications_dropped_total.
+    #[arg(long, env = "ROLLGUARD_NOTIFICATION_QUEUE_SIZE", default_value_t = rollguard::notify::deliver::DEFAULT_QUEUE)]
+    notification_queue_size: usize,
+    /// Notification sinks for every policy's runs, as a YAML or JSON list in the form of a
+    /// policy's `spec.notifications` (the chart's `notifications.sinks`).
+    #[arg(long, env = "ROLLGUARD_CLUSTER_NOTIFICATIONS")]
+    cluster_notifications: Option<String>,
+    /// The namespace of the cluster-wide sinks' Secrets (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    notification_secret_namespace: String,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -142,6 +153,10 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         .as_deref()
         .map(|a| rollguard::analysis::address::Address::parse_flag("--prometheus-address", a))
         .transpose()?;
+    let cluster_sinks = rollguard::notify::ClusterSinks::parse(
+        args.cluster_notifications.as_deref().unwrap_or_default(),
+        &args.notification_secret_namespace,
+    )?;
     let metrics = rollguard::telemetry::Metrics::new();
     let health = rollguard::telemetry::Health::default();
     let bound = rollguard::telemetry::serve(args.metrics_addr, metrics.clone(), health.clone())
@@ -158,6 +173,8 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         prometheus_address,
         instance: Some(instance.clone()),
         gate_check_interval: args.pause_gate_check_interval,
+        notification_queue: args.notification_queue_size,
+        cluster_sinks,
     };
     if !args.leader_elect {
         return rollguard::controller::run(client, config, metrics, health)

@@ -47,6 +47,12 @@ pub struct Metrics {
     /// 1 where the pause gate is in force (new templates are paused at admission), 0 where
     /// governed Deployments stay paused between runs, by namespace.
     pub pause_gate: IntGaugeVec,
+    /// Notifications a sink accepted, by sink type.
+    pub notifications_sent: IntCounterVec,
+    /// Notifications given up on after their tries, by sink type and reason category.
+    pub notifications_failed: IntCounterVec,
+    /// Notifications never tried because the sink's queue was full, by sink type and reason.
+    pub notifications_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -89,6 +95,21 @@ impl Metrics {
             "rollguard_errors_total",
             "Errors, by category.",
             &["category"],
+        );
+        let notifications_sent = counter(
+            "rollguard_notifications_sent_total",
+            "Notifications a sink accepted, by sink type.",
+            &["sink_type"],
+        );
+        let notifications_failed = counter(
+            "rollguard_notifications_failed_total",
+            "Notifications given up on after their tries, by sink type and reason (secret, url, timeout, unreachable, server_error, rejected).",
+            &["sink_type", "reason"],
+        );
+        let notifications_dropped = counter(
+            "rollguard_notifications_dropped_total",
+            "Notifications dropped without a try because the sink's queue was full, by sink type and reason.",
+            &["sink_type", "reason"],
         );
         let undecodable = counter(
             "rollguard_undecodable_objects_total",
@@ -171,6 +192,9 @@ impl Metrics {
             governed,
             step_delay,
             pause_gate,
+            notifications_sent,
+            notifications_failed,
+            notifications_dropped,
         }
     }
 

@@ -2,6 +2,7 @@
 //! `RolloutRun` (written by the operator), plus the string quantities the schema uses
 //! instead of floats. Types only; behaviour lives in `plan`, `run` and `controller`.
 
+pub mod notification;
 pub mod policy;
 pub mod quantity;
 pub mod reference;

@@ -139,6 +139,15 @@ pub struct RolloutPolicySpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]
     pub history_limit: i32,
+
+    /// Where to tell people about this policy's runs (started, step reached, approval
+    /// needed, rolled back, promoted). Delivery never blocks or slows a run; a sink that
+    /// cannot be used is reported in the `NotificationsReady` condition. See
+    /// docs/operations/notifications.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(n, self.exists_one(m, m.name == n.name))").message("spec.notifications: sink names must be unique"))]
+    pub notifications: Vec<super::notification::NotificationSink>,
 }
 
 fn default_history_limit() -> i32 {
@@ -591,8 +600,10 @@ pub struct RolloutPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` (the policy is in force), `Conflict` (a selected Deployment is also selected
-    /// by another policy and is left alone) and `InvalidSpec` (something the API server
-    /// could not check, such as a query template or a missing HTTPRoute).
+    /// by another policy and is left alone), `InvalidSpec` (something the API server
+    /// could not check, such as a query template or a missing HTTPRoute) and, when it
+    /// declares notification sinks, `NotificationsReady` (every sink's Secret and URL can be
+    /// used; runs never depend on it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The router in force: `replicas` or `gatewayAPI`.

@@ -13,7 +13,7 @@ pub mod control;
 pub mod errors;
 pub mod feed;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod get;
 pub mod render;
 pub mod tag;

@@ -28,6 +28,10 @@ pub struct Config {
     /// How long a proof of the pause gate holds before a namespace's next governed Deployment
     /// proves it again ([`super::gate`]).
     pub gate_check_interval: std::time::Duration,
+    /// Notifications that may wait per sink before more are dropped.
+    pub notification_queue: usize,
+    /// Sinks told about every policy's runs (the chart's `notifications.sinks`).
+    pub cluster_sinks: crate::notify::ClusterSinks,
 }
 
 /// Errors of the controller layer. Each has a short stable category (metric label, Event
@@ -91,8 +95,10 @@ pub struct Context {
     pub config: Config,
     pub stores: Stores,
     pub prometheus: prometheus::Client,
-    /// Prometheus credentials from Secrets, watched on first use.
-    pub secrets: secrets::Secrets,
+    /// Prometheus credentials and sink URLs from Secrets, watched on first use.
+    pub secrets: std::sync::Arc<secrets::Secrets>,
+    /// Delivers notifications to policies' sinks, off the reconcile path.
+    pub notifier: crate::notify::Notifier,
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Asks the policy controller to refresh a policy's status.

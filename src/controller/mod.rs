@@ -107,12 +107,17 @@ pub async fn run(
         controller: "rollguard".into(),
         instance: config.instance.clone(),
     };
+    let secrets = Arc::new(secrets::Secrets::new(client.clone(), prom.clone()));
+    let notifier =
+        crate::notify::Notifier::new(secrets.clone(), metrics.clone(), config.notification_queue)
+            .map_err(Error::Invalid)?;
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
         stores: stores.clone(),
         prometheus: prom.clone(),
-        secrets: secrets::Secrets::new(client.clone(), prom),
+        secrets,
+        notifier,
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         policy_refresh: refresh_tx,

@@ -208,6 +208,33 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
             &old,
         ),
     });
+    // Sinks are checked only where some are declared, so other policies' status is as it was.
+    let sinks = &p.spec.notifications;
+    if !sinks.is_empty() {
+        let problems = crate::notify::problems(&ctx.secrets, &ns, sinks).await;
+        conds.push(if problems.is_empty() {
+            condition(
+                "NotificationsReady",
+                true,
+                "SinksUsable",
+                format!("{} notification sink(s) have a usable URL", sinks.len()),
+                generation,
+                &old,
+            )
+        } else {
+            condition(
+                "NotificationsReady",
+                false,
+                "SinkUnusable",
+                format!(
+                    "runs go on; these sinks are not notified: {}",
+                    problems.join("; ")
+                ),
+                generation,
+                &old,
+            )
+        });
+    }
     conds.push(match &invalid {
         None => condition(
             "Ready",
@@ -241,6 +268,11 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
     };
     apply::policy_status(ctx, p, &status).await?;
     update_gauges(ctx);
+    if !sinks.is_empty() {
+        // A sink's Secret sends the policy no event: look again, so a Secret created or
+        // fixed later is seen (from the watch's cache, no API request).
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     Ok(Action::await_change())
 }
 

@@ -1,4 +1,4 @@
-//! Prometheus credentials from Secrets: each referenced Secret is watched (one watch per
+//! Prometheus credentials and notification sink URLs from Secrets: each referenced Secret is watched (one watch per
 //! Secret, by name, started on first use), never polled, and the HTTP client for a CA bundle
 //! is built once. Tokens stay in memory; they are never logged or written anywhere.
 
@@ -50,7 +50,7 @@ impl Secrets {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {
                 if let Err(e) = ev {
-                    tracing::warn!(namespace = %ns2, secret = %name2, error = %e, "cannot watch the Prometheus credentials Secret");
+                    tracing::warn!(namespace = %ns2, secret = %name2, error = %e, "cannot watch a Secret a RolloutPolicy names");
                 }
             }
         });
@@ -59,7 +59,7 @@ impl Secrets {
     }
 
     /// The value of a Secret key, once the Secret's watch has seen it.
-    async fn value(&self, ns: &str, r: &SecretKeyRef) -> Result<Vec<u8>, String> {
+    pub async fn value(&self, ns: &str, r: &SecretKeyRef) -> Result<Vec<u8>, String> {
         let store = self.store(ns, &r.name);
         // The first use waits for the watch's initial list (bounded).
         let _ =

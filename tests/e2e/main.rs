@@ -29,6 +29,7 @@ mod gitops;
 mod ha;
 mod helm_wait;
 mod image;
+mod notify;
 mod others;
 mod prometheus;
 mod prometheus_auth;

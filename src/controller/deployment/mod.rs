@@ -413,18 +413,12 @@ async fn start_run(
         .flatten()
         .map(|u| format!("; changed by {u}"))
         .unwrap_or_default();
-        publish(
-            ctx,
-            d,
-            Some(&run),
-            false,
-            "RunStarted",
-            format!(
-                "revision {revision} matched tier {} ({why}){author}",
-                tier.name
-            ),
-        )
-        .await;
+        let note = format!(
+            "revision {revision} matched tier {} ({why}){author}",
+            tier.name
+        );
+        publish(ctx, d, Some(&run), false, "RunStarted", note.clone()).await;
+        report::notify(ctx, Some(p), &run, &Default::default(), "RunStarted", &note);
     }
     Ok(Action::await_change())
 }
@@ -524,6 +518,7 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         } else {
             publish(ctx, d, Some(run), e.warning, e.reason, e.message.clone()).await;
         }
+        report::notify(ctx, None, run, &out.status, e.reason, &e.message);
     }
     // The run moved on from a step: how long after its pause ended were the writes for the
     // next slice done (the slice itself, or the bigger canary it waits for)? A `promote`

@@ -1,5 +1,6 @@
-//! The last step: Events about the Deployment and the operator's metrics, from what was
-//! applied (an Event is only emitted for a transition whose status write succeeded).
+//! The last step: Events about the Deployment, notifications to the policy's sinks and
+//! the operator's metrics, from what was applied (an Event or a notification is only sent
+//! for a transition whose status write succeeded).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -8,6 +9,7 @@ use kube::runtime::events::{Event, EventType};
 use tracing::{info, warn};
 
 use super::super::Context;
+use crate::api::RolloutPolicy;
 use crate::api::run::{Phase, RolloutRun, RolloutRunStatus};
 use crate::run::Outcome;
 
@@ -52,6 +54,46 @@ pub(super) fn record(ctx: &Context, run: &RolloutRun, out: &Outcome, before: &Ro
                 .inc();
         }
         info!(phase = out.status.phase.as_str(), reason = ?out.status.reason, message = ?out.status.message, "run ended");
+    }
+}
+
+/// Queues a notification of the transition behind a run Event (`reason`, with its `note`)
+/// for the sinks of the run's policy and the cluster-wide sinks, if it stands for one.
+/// Never waits: delivery is [`crate::notify::deliver`]'s.
+pub fn notify(
+    ctx: &Context,
+    policy: Option<&RolloutPolicy>,
+    run: &RolloutRun,
+    st: &RolloutRunStatus,
+    reason: &str,
+    note: &str,
+) {
+    use kube::ResourceExt;
+    let Some(event) = crate::notify::event_of_reason(reason) else {
+        return;
+    };
+    let ns = run.namespace().unwrap_or_default();
+    // The policy as it is now: sinks are where to tell people, not part of the run's plan.
+    let cached = match policy {
+        Some(_) => None,
+        None => ctx
+            .stores
+            .policies
+            .get(&kube::runtime::reflector::ObjectRef::new(&run.spec.policy).within(&ns)),
+    };
+    let policy = policy.or(cached.as_deref());
+    let sinks = policy.map_or(&[][..], |p| p.spec.notifications.as_slice());
+    let cluster = &ctx.config.cluster_sinks;
+    if sinks.is_empty() && cluster.sinks.is_empty() {
+        return;
+    }
+    let n = crate::notify::of_run(event, run, st, note, jiff::Timestamp::now());
+    if let Some(p) = policy.filter(|_| !sinks.is_empty()) {
+        ctx.notifier.send(&ns, &p.name_any(), sinks, n.clone());
+    }
+    if !cluster.sinks.is_empty() {
+        let c = crate::notify::cluster::CLUSTER;
+        ctx.notifier.send(&cluster.namespace, c, &cluster.sinks, n);
     }
 }
 
@@ -152,6 +194,8 @@ pub async fn announce_end(
         Ok(created) => {
             if created && recovering {
                 info!(run = %key.1, reason, "announced a run's end whose Event a crash had lost");
+                // The crash most likely lost its notification too (same id if not).
+                notify(ctx, None, run, st, reason, &note);
             }
             ctx.announced
                 .lock()

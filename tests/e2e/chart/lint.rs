@@ -60,6 +60,7 @@ fn values_schema_refuses_bad_values() {
         "prometheus.address=http://admin:pw@prometheus:9090",
         "prometheus.address=http://prometheus:9090/?x=1",
         "prometheus.address=http://prometheus:9090/#x",
+        "notifications.sinks[0].name=Not_A_Name",
     ] {
         let mut cmd = Command::new(helm_bin());
         cmd.args([
