@@ -13,6 +13,7 @@ pub mod controller;
 pub mod governance;
 pub mod install_check;
 pub mod names;
+pub mod ownership;
 pub mod plan;
 pub mod run;
 pub mod selection;
