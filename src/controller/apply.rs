@@ -202,9 +202,7 @@ where
 {
     let ns = d.namespace().unwrap_or_default();
     let kind = K::kind(&());
-    let live = ctx
-        .api::<K>(&ns)
-        .get_opt(name)
+    let live = by_name::<K>(ctx, &ns, name)
         .await
         .map_err(kube_err(format!("reading {kind} {ns}/{name}")))?;
     if let Some(o) = &live
@@ -404,10 +402,23 @@ pub async fn create_run(ctx: &Context, run: &RolloutRun) -> Result<Option<Rollou
 
 /// A run by name, read from the API server (the cache may not show it yet).
 pub async fn get_run(ctx: &Context, ns: &str, name: &str) -> Result<Option<RolloutRun>, Error> {
-    ctx.api::<RolloutRun>(ns)
-        .get_opt(name)
+    by_name::<RolloutRun>(ctx, ns, name)
         .await
         .map_err(kube_err(format!("reading RolloutRun {ns}/{name}")))
+}
+
+/// One object by name, read with a list selecting the name: the operator's Role grants
+/// `list`, not `get`, and a read is not worth a wider Role (the same way Secrets are read).
+async fn by_name<K>(ctx: &Context, ns: &str, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    let list = ctx.api::<K>(ns).list(&params).await?;
+    Ok(list.items.into_iter().next())
 }
 
 /// Deletes a finished run (history pruning).

@@ -28,6 +28,7 @@ mod gitops;
 mod ha;
 mod image;
 mod others;
+mod ownership;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;

@@ -493,6 +493,18 @@ async fn drive(
     let writes = outcome::spare(writes, d, &foreign);
     outcome::execute(ctx, d, Some(run), &writes).await?;
     // Report.
+    if let Some(b) = ownership::blocked(&foreign) {
+        let routing_said = |st: &crate::api::run::RolloutRunStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == crate::run::condition::ROUTING)
+                .map(|c| c.message.clone())
+        };
+        // Once per collision (the condition keeps saying it).
+        if routing_said(&status).as_ref() != Some(&b.message) {
+            publish(ctx, d, Some(run), true, &b.reason, b.message.clone()).await;
+        }
+    }
     report::record(ctx, run, &out, &status);
     let ended = out.status.phase.is_terminal() && !status.phase.is_terminal();
     for e in &out.events {
@@ -520,6 +532,11 @@ async fn drive(
     if out.status.phase.is_terminal() {
         // Once more, with the finished run in the store: prune history, start the next run.
         return Ok(Action::requeue(Duration::from_millis(50)));
+    }
+    // An object in the way need not wake this Deployment when it goes (a foreign Service
+    // selects other pods, a foreign canary is no canary of ours): look again.
+    if !foreign.is_empty() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
     }
     Ok(match out.wake_at {
         Some(t) => {
