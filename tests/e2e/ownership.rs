@@ -265,9 +265,20 @@ async fn objects_rollguard_does_not_own_are_left_alone_and_named() {
     let admin = support::client().await;
     let ns = support::test_namespace(&admin, "notowned").await;
     let n = ns.name.clone();
-    let theirs_d: Deployment = create(
-        &Api::<Deployment>::namespaced(admin.clone(), &n),
-        foreign_canary(),
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &n);
+    create(&deployments, foreign_canary()).await;
+    // As it stands once the Deployment controller has seen it (it adds its revision annotation).
+    let theirs_d = support::wait_for(
+        Duration::from_secs(30),
+        "their web-canary to settle",
+        async || {
+            let d = deployments.get("web-canary").await.ok()?;
+            let seen = d.status.as_ref()?.observed_generation == d.metadata.generation;
+            (seen
+                && d.annotations()
+                    .contains_key("deployment.kubernetes.io/revision"))
+            .then_some(d)
+        },
     )
     .await;
     let theirs_s: Service = create(
