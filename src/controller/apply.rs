@@ -220,8 +220,8 @@ fn apply_body(
     want: &impl serde::Serialize,
     api_version: &str,
     kind: &str,
-) -> Result<serde_json::Value, Error> {
-    let mut body = serde_json::to_value(want).map_err(|e| Error::Invalid(e.to_string()))?;
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut body = serde_json::to_value(want)?;
     body["apiVersion"] = json!(api_version);
     body["kind"] = json!(kind);
     Ok(body)
@@ -245,7 +245,8 @@ pub async fn canary(
     let ns = want.namespace().unwrap_or_default();
     let name = want.name_any();
     live_owned::<Deployment>(ctx, d, &name, Some(crate::names::ROLE_CANARY)).await?;
-    let body = apply_body(want, "apps/v1", "Deployment")?;
+    let body =
+        apply_body(want, "apps/v1", "Deployment").map_err(|e| Error::Invalid(e.to_string()))?;
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
@@ -298,7 +299,7 @@ pub async fn service(
     let ns = want.namespace().unwrap_or_default();
     let name = want.name_any();
     live_owned::<Service>(ctx, d, &name, None).await?;
-    let body = apply_body(want, "v1", "Service")?;
+    let body = apply_body(want, "v1", "Service").map_err(|e| Error::Invalid(e.to_string()))?;
     ctx.api::<Service>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
