@@ -19,6 +19,7 @@ use rollguard::names::{RUN_RECORD, run_name};
 use rollguard::plan::template_hash;
 use serde_json::{Value, json};
 
+use crate::support::procs::start_operator;
 use crate::support::world::{APP, ERRORS, REQUESTS, Router, World, run_phase};
 use crate::support::{self, create};
 
@@ -81,15 +82,17 @@ const NEW_TEMPLATE: &str = "example.com/web:2";
 
 /// Someone with `create rolloutruns` (and `get deployments`, to copy the owner reference) plants
 /// a run under the name rollguard will use for the next template, with a lax plan and a
-/// Prometheus address of theirs, before the template lands. rollguard does not execute it: its
-/// own run (under another name) takes samples from the real Prometheus while not one
-/// connection reaches the planted address, the planted run is never written to or deleted, and
-/// a Warning Event names it.
+/// Prometheus address of theirs, before the template lands, while the operator is down (a
+/// restart, an upgrade: it then sees the planted run and the new template together, as it
+/// would if the plant came just before the change). rollguard does not execute it: its own run
+/// (under another name) takes samples from the real Prometheus while not one connection
+/// reaches the planted address, the planted run is never written to or deleted, and a Warning
+/// Event names it.
 #[tokio::test]
 async fn a_run_planted_under_the_predicted_name_is_never_executed() {
     let admin = support::client().await;
     let ns = unguarded(&admin, "planted").await;
-    let w = World::builder("planted").namespace(ns).build().await;
+    let mut w = World::builder("planted").namespace(ns).build().await;
     let n = w.n().to_string();
     let (foreign, hits) = recording_listener().await;
     // The listener records what reaches it (a positive control for the count below).
@@ -147,6 +150,7 @@ async fn a_run_planted_under_the_predicted_name_is_never_executed() {
         }
     }))
     .expect("a run");
+    w.op_mut().kill9();
     Api::<RolloutRun>::namespaced(mallory, &n)
         .create(&PostParams::default(), &planted)
         .await
@@ -159,6 +163,7 @@ async fn a_run_planted_under_the_predicted_name_is_never_executed() {
         )
         .await
         .expect("the new template");
+    w.set_op(start_operator(&n).await);
     // rollguard's own run samples the real Prometheus: a window in which the planted plan,
     // were it executed, would have asked the planted address every second.
     let ours = w
