@@ -14,6 +14,7 @@ pub mod governance;
 pub mod install_check;
 pub mod names;
 pub mod notify;
+pub mod ownership;
 pub mod plan;
 pub mod run;
 pub mod selection;

@@ -25,6 +25,15 @@ pub const GOVERNED_BY: &str = "rollguard.dev/policy";
 pub const POLICY_LABEL: &str = "rollguard.dev/policy";
 /// Label on runs, canaries and routing Services naming the governed Deployment.
 pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
+/// Deployment annotation: the run in flight rollguard started for it, `<name>/<uid>`, written
+/// by the operator right after it creates the run. A run in flight that the Deployment does not
+/// record is not executed ([`crate::ownership::trusted`]): run names are predictable, so a run
+/// someone else created under the next name must not pass for rollguard's.
+pub const RUN_RECORD: &str = "rollguard.dev/run";
+/// The field manager of [`RUN_RECORD`] alone: the governed fields' applies (under
+/// [`FIELD_MANAGER`]) are built from the cache, and one built before the record was cached
+/// would drop it.
+pub const RUN_RECORD_MANAGER: &str = "rollguard-run-record";
 /// The annotation (or label) CI sets on a pod template to say where a change came from.
 pub const CHANGE_ORIGIN: &str = "rollguard.dev/change-origin";
 /// Deployment annotation naming the HTTPRoute to use when several reference its Services.

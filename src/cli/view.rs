@@ -78,9 +78,21 @@ pub fn of_deployment(
 }
 
 /// The view of one Deployment, from the governance index the operator asks too.
+/// Only runs the operator acts on ([`crate::ownership::trusted`]) are shown as current or
+/// history: `approve`, `abort` and `promote` go to the current run, and must never go to a run
+/// someone planted next to the operator's.
 fn of_indexed(d: &Deployment, index: &Index) -> DeploymentRollouts {
-    let current = index.active_run(d);
-    let mut history: Vec<RolloutRun> = index.finished_runs(d).into_iter().cloned().collect();
+    let current = index
+        .runs_of(d)
+        .into_iter()
+        .rev()
+        .find(|r| !phase(r).is_terminal() && crate::ownership::trusted(r, d, false).is_ok());
+    let mut history: Vec<RolloutRun> = index
+        .finished_runs(d)
+        .into_iter()
+        .filter(|r| crate::ownership::trusted(r, d, true).is_ok())
+        .cloned()
+        .collect();
     // Newest first.
     history.reverse();
     let annotation = |k: &str| d.annotations().get(k).cloned();
@@ -167,5 +179,60 @@ mod tests {
         assert!(!selector_matches(&expr("NotIn", &["web"]), &l));
         assert!(selector_matches(&expr("Exists", &[]), &l));
         assert!(!selector_matches(&expr("DoesNotExist", &[]), &l));
+    }
+
+    /// `approve`, `abort` and `promote` act on the current run: a run planted next to the
+    /// operator's (newer, so it would be "current" by age) is never it.
+    #[test]
+    fn a_run_the_operator_did_not_start_is_never_the_current_one() {
+        use crate::api::run::RolloutRunStatus;
+        use crate::cli::fixtures::run;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut d = Deployment::default();
+        d.metadata.name = Some("web".into());
+        d.metadata.namespace = Some("shop".into());
+        d.metadata.uid = Some("d-uid".into());
+        let owned = |mut r: RolloutRun, uid: &str| {
+            r.metadata.uid = Some(uid.into());
+            r.metadata.labels = Some(labels(&[(crate::names::DEPLOYMENT_LABEL, "web")]));
+            r.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "web".into(),
+                uid: "d-uid".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+            r
+        };
+        let mine = owned(
+            run(
+                "web-8d3e41f0-x1",
+                "8d3e41f0",
+                60,
+                RolloutRunStatus::default(),
+            ),
+            "mine",
+        );
+        let planted = owned(
+            run("web-8d3e41f0", "8d3e41f0", 10, RolloutRunStatus::default()),
+            "planted",
+        );
+        d.metadata.annotations = Some(labels(&[(
+            crate::names::RUN_RECORD,
+            "web-8d3e41f0-x1/mine",
+        )]));
+        let v = of_deployment(&d, &[], &[mine, planted]);
+        assert_eq!(
+            v.current.map(|r| r.name_any()).as_deref(),
+            Some("web-8d3e41f0-x1")
+        );
+        // Without a record, nothing is in flight as far as the operator is concerned.
+        d.metadata.annotations = None;
+        let planted = owned(
+            run("web-8d3e41f0", "8d3e41f0", 10, RolloutRunStatus::default()),
+            "planted",
+        );
+        assert!(of_deployment(&d, &[], &[planted]).current.is_none());
     }
 }

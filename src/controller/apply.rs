@@ -16,7 +16,7 @@ use crate::api::quantity::Ratio;
 use crate::api::run::{RolloutRun, RolloutRunStatus};
 use crate::api::{RolloutPolicy, policy::RolloutPolicyStatus};
 use crate::governance::verdict::{self, Verdict};
-use crate::names::{FIELD_MANAGER, GOVERNED_BY};
+use crate::names::{FIELD_MANAGER, GOVERNED_BY, RUN_RECORD, RUN_RECORD_MANAGER};
 use crate::traffic::{RouteTarget, weight_patch, weights_match};
 
 fn ssa() -> PatchParams {
@@ -150,6 +150,10 @@ pub async fn release_deployment(
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
         .map_err(kube_err(format!("releasing Deployment {ns}/{name}")))?;
+    // The run record has its own field manager (see `record_run`): given up here too.
+    if d.annotations().contains_key(RUN_RECORD) {
+        write_run_record(ctx, d, None).await?;
+    }
     // The admission stamps were written under the requests' own field managers, so the apply
     // above leaves them: they are about governance, which ends here.
     let stamps = [crate::names::CHANGED_BY, crate::names::UNPAUSED_BY];
@@ -172,9 +176,88 @@ pub async fn release_deployment(
     Ok(())
 }
 
-/// Creates or resizes the canary Deployment when the stored one differs.
+/// Records on the Deployment the run rollguard started for it (`<name>/<uid>`,
+/// [`crate::ownership::record`]); only a recorded run in flight is executed. Its own field
+/// manager owns the annotation, so the governed fields' applies, which a cache a write behind
+/// would build without it, never drop it.
+pub async fn record_run(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<(), Error> {
+    let record = crate::ownership::record(run)
+        .ok_or_else(|| Error::Invalid(format!("RolloutRun {} has no uid", run.name_any())))?;
+    if d.annotations().get(RUN_RECORD) == Some(&record) {
+        return Ok(());
+    }
+    write_run_record(ctx, d, Some(&record)).await
+}
+
+async fn write_run_record(
+    ctx: &Context,
+    d: &Deployment,
+    record: Option<&str>,
+) -> Result<(), Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let body = json!({"metadata": {"annotations": {RUN_RECORD: record}}});
+    let params = PatchParams {
+        field_manager: Some(RUN_RECORD_MANAGER.into()),
+        ..Default::default()
+    };
+    ctx.api::<Deployment>(&ns)
+        .patch(&name, &params, &Patch::Merge(body))
+        .await
+        .map_err(kube_err(format!(
+            "recording the run on Deployment {ns}/{name}"
+        )))?;
+    Ok(())
+}
+
+/// The live object under `name`, read just before rollguard writes or deletes it: `None` when
+/// there is none, an error naming it when it is not rollguard's (`role`: the role label it
+/// must carry too). The caches decide the hold ([`crate::ownership`]); this read makes sure a
+/// cache behind the cluster never lets a write reach someone else's object.
+async fn live_owned<K>(
+    ctx: &Context,
+    d: &Deployment,
+    name: &str,
+    role: Option<&str>,
+) -> Result<Option<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let ns = d.namespace().unwrap_or_default();
+    let kind = K::kind(&());
+    let live = by_name::<K>(ctx, &ns, name)
+        .await
+        .map_err(kube_err(format!("reading {kind} {ns}/{name}")))?;
+    if let Some(o) = &live
+        && let Err(why) = crate::ownership::owned(o.meta(), d, role)
+    {
+        return Err(Error::NotOwned(format!(
+            "{kind} {ns}/{name} is not rollguard's ({why}); nothing was written to it"
+        )));
+    }
+    Ok(live)
+}
+
+/// The server-side apply body of an object rollguard owns.
+fn apply_body(
+    want: &impl serde::Serialize,
+    api_version: &str,
+    kind: &str,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut body = serde_json::to_value(want)?;
+    body["apiVersion"] = json!(api_version);
+    body["kind"] = json!(kind);
+    Ok(body)
+}
+
+/// Creates or resizes the canary Deployment when the stored one differs; never one that is
+/// not rollguard's.
 pub async fn canary(
     ctx: &Context,
+    d: &Deployment,
     want: &Deployment,
     have: Option<&Deployment>,
 ) -> Result<bool, Error> {
@@ -187,9 +270,9 @@ pub async fn canary(
     }
     let ns = want.namespace().unwrap_or_default();
     let name = want.name_any();
-    let mut body = serde_json::to_value(want).map_err(|e| Error::Invalid(e.to_string()))?;
-    body["apiVersion"] = json!("apps/v1");
-    body["kind"] = json!("Deployment");
+    live_owned::<Deployment>(ctx, d, &name, Some(crate::names::ROLE_CANARY)).await?;
+    let body =
+        apply_body(want, "apps/v1", "Deployment").map_err(|e| Error::Invalid(e.to_string()))?;
     ctx.api::<Deployment>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
@@ -199,13 +282,22 @@ pub async fn canary(
     Ok(true)
 }
 
-/// Deletes the canary Deployment if it exists (foreground, so its pods go with it).
-pub async fn delete_canary(ctx: &Context, ns: &str, name: &str) -> Result<bool, Error> {
-    match ctx
-        .api::<Deployment>(ns)
-        .delete(name, &DeleteParams::foreground())
-        .await
-    {
+/// Deletes the canary Deployment if it exists and is rollguard's (foreground, so its pods go
+/// with it; preconditioned on the object checked, so nothing that replaced it is deleted).
+pub async fn delete_canary(ctx: &Context, d: &Deployment) -> Result<bool, Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = crate::names::canary_name(&d.name_any());
+    let Some(live) =
+        live_owned::<Deployment>(ctx, d, &name, Some(crate::names::ROLE_CANARY)).await?
+    else {
+        return Ok(false);
+    };
+    let mut params = DeleteParams::foreground();
+    params.preconditions = Some(kube::api::Preconditions {
+        uid: live.metadata.uid.clone(),
+        resource_version: None,
+    });
+    match ctx.api::<Deployment>(&ns).delete(&name, &params).await {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(kube_err(format!(
@@ -214,8 +306,14 @@ pub async fn delete_canary(ctx: &Context, ns: &str, name: &str) -> Result<bool, 
     }
 }
 
-/// Applies a routing Service when the stored one differs in selector or ports.
-pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> Result<bool, Error> {
+/// Applies a routing Service when the stored one differs in selector or ports; never one that
+/// is not rollguard's.
+pub async fn service(
+    ctx: &Context,
+    d: &Deployment,
+    want: &Service,
+    have: Option<&Service>,
+) -> Result<bool, Error> {
     let key = |s: &Service| {
         s.spec
             .as_ref()
@@ -226,9 +324,8 @@ pub async fn service(ctx: &Context, want: &Service, have: Option<&Service>) -> R
     }
     let ns = want.namespace().unwrap_or_default();
     let name = want.name_any();
-    let mut body = serde_json::to_value(want).map_err(|e| Error::Invalid(e.to_string()))?;
-    body["apiVersion"] = json!("v1");
-    body["kind"] = json!("Service");
+    live_owned::<Service>(ctx, d, &name, None).await?;
+    let body = apply_body(want, "v1", "Service").map_err(|e| Error::Invalid(e.to_string()))?;
     ctx.api::<Service>(&ns)
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
@@ -308,21 +405,47 @@ pub async fn run_status(
     Ok(true)
 }
 
-/// Creates a run; one that already exists (a retried create after a crash) is fine.
-pub async fn create_run(ctx: &Context, run: &RolloutRun) -> Result<bool, Error> {
+/// Creates a run: the run as created, or `None` when a run of that name exists already
+/// (whose it is, the caller decides: [`crate::ownership`]).
+pub async fn create_run(ctx: &Context, run: &RolloutRun) -> Result<Option<RolloutRun>, Error> {
     let ns = run.namespace().unwrap_or_default();
     match ctx
         .api::<RolloutRun>(&ns)
         .create(&PostParams::default(), run)
         .await
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Ok(created) => Ok(Some(created)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
         Err(e) => Err(kube_err(format!(
             "creating RolloutRun {ns}/{}",
-            run.name_any()
+            run.metadata
+                .name
+                .as_deref()
+                .or(run.metadata.generate_name.as_deref())
+                .unwrap_or_default()
         ))(e)),
     }
+}
+
+/// A run by name, read from the API server (the cache may not show it yet).
+pub async fn get_run(ctx: &Context, ns: &str, name: &str) -> Result<Option<RolloutRun>, Error> {
+    by_name::<RolloutRun>(ctx, ns, name)
+        .await
+        .map_err(kube_err(format!("reading RolloutRun {ns}/{name}")))
+}
+
+/// One object by name, read with a list selecting the name: the operator's Role grants
+/// `list`, not `get`, and a read is not worth a wider Role (the same way Secrets are read).
+async fn by_name<K>(ctx: &Context, ns: &str, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    let list = ctx.api::<K>(ns).list(&params).await?;
+    Ok(list.items.into_iter().next())
 }
 
 /// Deletes a finished run (history pruning).

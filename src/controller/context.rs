@@ -50,6 +50,10 @@ pub enum Error {
     CrdsMissing(String),
     #[error("{0}")]
     Invalid(String),
+    /// An object under a name rollguard writes is not rollguard's (seen on the live object
+    /// just before the write): nothing was written.
+    #[error("{0}")]
+    NotOwned(String),
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             },
             Error::CrdsMissing(_) => "crds_missing",
             Error::Invalid(_) => "invalid",
+            Error::NotOwned(_) => "not_owned",
         }
     }
 }

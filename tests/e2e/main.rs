@@ -31,6 +31,7 @@ mod helm_wait;
 mod image;
 mod notify;
 mod others;
+mod ownership;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;

@@ -10,21 +10,35 @@ use kube::ResourceExt;
 use super::super::Context;
 use super::super::observe::{Revisions, Routing};
 use crate::analysis::request::{AnalysisRequest, Counts, RevisionUnknown, SampleVars};
+use crate::api::policy::AnalysisSpec;
 use crate::api::run::RolloutRun;
 use crate::run::{Measurement, Queries, elapsed};
 
-/// Takes one sample. Never fails: a query that cannot be sent or answered is a
-/// [`Measurement::Failed`] the machine records and judges.
+/// The analysis a sample uses: the run's snapshot (queries, interval, thresholds), with the
+/// Prometheus endpoint and its credential references of the governing policy. Whatever the
+/// run's copy says, a token is only ever sent where the policy says (issue #14, point 3).
+pub(super) fn endpoint_from_policy(run: &AnalysisSpec, policy: &AnalysisSpec) -> AnalysisSpec {
+    AnalysisSpec {
+        prometheus: policy.prometheus.clone(),
+        ..run.clone()
+    }
+}
+
+/// Takes one sample with `analysis` (see [`endpoint_from_policy`]). Never fails: a query that
+/// cannot be sent or answered is a [`Measurement::Failed`] the machine records and judges.
+// One sample's inputs, each its own borrow from the reconcile that takes it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn measure(
     ctx: &Context,
     d: &Deployment,
     run: &RolloutRun,
+    analysis: &AnalysisSpec,
     request: &AnalysisRequest,
     routing: &Routing,
     revisions: &Revisions,
     now: Timestamp,
 ) -> Measurement {
-    let a = &run.spec.analysis;
+    let a = analysis;
     let ns = d.namespace().unwrap_or_default();
     let sample = SampleVars {
         namespace: ns.clone(),
@@ -109,4 +123,38 @@ pub(super) async fn measure(
     };
     ctx.metrics.queries.with_label_values(&[outcome]).inc();
     measurement
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analysis(address: &str, secret: Option<&str>) -> AnalysisSpec {
+        let mut prometheus = serde_json::json!({"address": address, "insecure": true});
+        if let Some(name) = secret {
+            prometheus["bearerTokenSecret"] = serde_json::json!({"name": name, "key": "token"});
+        }
+        serde_json::from_value(serde_json::json!({
+            "interval": "5s", "requests": "run_requests", "errors": "run_errors",
+            "prometheus": prometheus,
+        }))
+        .expect("an analysis")
+    }
+
+    #[test]
+    fn the_endpoint_and_its_credentials_come_from_the_policy() {
+        let run = analysis("http://127.0.0.1:1", Some("database-password"));
+        let policy = analysis("http://prometheus:9090", Some("prometheus-token"));
+        let used = endpoint_from_policy(&run, &policy);
+        assert_eq!(used.prometheus, policy.prometheus);
+        // The rest is the run's snapshot.
+        assert_eq!(
+            (used.requests.as_str(), used.interval.as_str()),
+            ("run_requests", "5s")
+        );
+        // A policy without an address (the operator's flag) sends nothing the run names.
+        let mut flag = policy.clone();
+        flag.prometheus = None;
+        assert_eq!(endpoint_from_policy(&run, &flag).prometheus, None);
+    }
 }

@@ -27,6 +27,7 @@ use crate::governance::{self, Governor, Index};
 use crate::names::{
     CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name,
 };
+use crate::ownership;
 use crate::plan::{Plan, match_tier};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
@@ -34,6 +35,7 @@ use crate::run::{
 };
 use crate::traffic;
 
+mod claim;
 mod measure;
 mod release;
 mod report;
@@ -76,12 +78,19 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
     let policies = ctx.stores.policies.state();
     let runs = ctx.stores.runs.state();
     let ns = d.namespace();
+    // A run of this Deployment that rollguard did not start is left out: never executed.
+    let ours = |r: &RolloutRun| {
+        r.spec.deployment != d.name_any()
+            || ownership::trusted(r, &d, ctx.run_status(r).phase.is_terminal()).is_ok()
+    };
     let index = Index::new(
         policies
             .iter()
             .map(|p| &**p)
             .filter(|p| p.namespace() == ns),
-        runs.iter().map(|r| &**r).filter(|r| r.namespace() == ns),
+        runs.iter()
+            .map(|r| &**r)
+            .filter(|r| r.namespace() == ns && ours(r)),
         |r| ctx.run_status(r).phase,
     );
     let governor = index.governor(&d);
@@ -106,7 +115,7 @@ async fn reconcile_inner(d: Arc<Deployment>, ctx: &Context) -> Result<Action, Er
             Ok(Action::await_change())
         }
         Governor::One(p) => match index.active_run(&d) {
-            Some(run) => drive(ctx, &d, run).await,
+            Some(run) => drive(ctx, &d, run, p).await,
             None => between_runs(ctx, &d, p, &index).await,
         },
         // Two policies: leave the Deployment alone; both report Conflict, and a run in
@@ -255,6 +264,8 @@ async fn between_runs(
         if snapshot.sight("").stray().is_some() {
             writes.push(outcome::Write::DeleteCanary);
         }
+        let foreign = snapshot.foreign(d, routing.as_ref().map(|r| &r.service));
+        let writes = outcome::spare(writes, d, &foreign);
         outcome::execute(ctx, d, None, &writes).await?;
     }
     // The newest run's end Event, in case a crash came between its status write and it.
@@ -396,7 +407,8 @@ async fn start_run(
         owner_references: traffic::owner_ref(d).map(|o| vec![o]),
         ..Default::default()
     };
-    if apply::create_run(ctx, &run).await? {
+    if let Some(run) = claim::start(ctx, d, &run).await? {
+        let run_name = run.name_any();
         ctx.metrics
             .runs_started
             .with_label_values(&[&tier.name])
@@ -438,7 +450,12 @@ async fn prune_history(
 }
 
 /// A run in flight: observe, measure when due, run the machine, apply, report.
-async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action, Error> {
+async fn drive(
+    ctx: &Context,
+    d: &Deployment,
+    run: &RolloutRun,
+    p: &RolloutPolicy,
+) -> Result<Action, Error> {
     let span = tracing::Span::current();
     span.record("run", run.name_any().as_str());
     let now = Timestamp::now();
@@ -460,16 +477,33 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     // Observe.
     let snapshot = Snapshot::read(&ctx.stores, d);
     let routing = snapshot.routing(d, router);
+    // An object under a name rollguard writes that is not its own holds the run, named.
+    let foreign = snapshot.foreign(
+        d,
+        routing
+            .as_ref()
+            .ok()
+            .filter(|_| router == Router::GatewayApi)
+            .map(|r| &r.service),
+    );
+    let routing = match ownership::blocked(&foreign) {
+        Some(b) => Err(b),
+        None => routing,
+    };
     let sight = snapshot.sight(&run.spec.canary_revision);
     let revisions = snapshot.revisions(d, &sight);
     let baseline_stable = plan.measure_stable;
     // Measure.
+    // Where Prometheus is and which credentials go there come from the policy, not the run.
+    let analysis = measure::endpoint_from_policy(&run.spec.analysis, &p.spec.analysis);
     let measurement = match &routing {
         Ok(r) if analysis_due(&view, &status, now) => Some(
-            match AnalysisRequest::new(&run.spec.analysis, baseline_stable)
+            match AnalysisRequest::new(&analysis, baseline_stable)
                 .map(|r| r.stable_optional(!plan.baseline_stable()))
             {
-                Ok(request) => measure::measure(ctx, d, run, &request, r, &revisions, now).await,
+                Ok(request) => {
+                    measure::measure(ctx, d, run, &analysis, &request, r, &revisions, now).await
+                }
                 // Recorded like any failed query: the run holds and says why.
                 Err(e) => Measurement::Failed {
                     why: format!("the run's analysis is invalid: {e}"),
@@ -506,8 +540,21 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
         &snapshot,
         &verdict,
     );
+    let writes = outcome::spare(writes, d, &foreign);
     outcome::execute(ctx, d, Some(run), &writes).await?;
     // Report.
+    if let Some(b) = ownership::blocked(&foreign) {
+        let routing_said = |st: &crate::api::run::RolloutRunStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == crate::run::condition::ROUTING)
+                .map(|c| c.message.clone())
+        };
+        // Once per collision (the condition keeps saying it).
+        if routing_said(&status).as_ref() != Some(&b.message) {
+            publish(ctx, d, Some(run), true, &b.reason, b.message.clone()).await;
+        }
+    }
     report::record(ctx, run, &out, &status);
     let ended = out.status.phase.is_terminal() && !status.phase.is_terminal();
     for e in &out.events {
@@ -536,6 +583,11 @@ async fn drive(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Result<Action
     if out.status.phase.is_terminal() {
         // Once more, with the finished run in the store: prune history, start the next run.
         return Ok(Action::requeue(Duration::from_millis(50)));
+    }
+    // An object in the way need not wake this Deployment when it goes (a foreign Service
+    // selects other pods, a foreign canary is no canary of ours): look again.
+    if !foreign.is_empty() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
     }
     Ok(match out.wake_at {
         Some(t) => {

@@ -72,6 +72,11 @@ pub async fn release(
         &snapshot,
         hold.clone(),
     );
+    let service = ended
+        .as_ref()
+        .and_then(|(router, _, r)| r.as_ref().filter(|_| *router == Router::GatewayApi))
+        .map(|r| &r.service);
+    let writes = outcome::spare(writes, d, &snapshot.foreign(d, service));
     outcome::execute(ctx, d, active, &writes).await?;
     let note = format!("rollguard released the Deployment: {why}");
     let (warning, reason, note) = match &hold {

@@ -19,7 +19,8 @@ pub use canary::{CanarySight, earlier_canary, newest_pod_template_hash};
 
 use super::Stores;
 use crate::governance;
-use crate::names::canary_name;
+use crate::names::{canary_name, canary_service_name, stable_service_name};
+use crate::ownership::{self, Foreign};
 use crate::run::{Measurement, Router, World};
 use crate::traffic::{self, Blocked, RouteTarget};
 
@@ -91,6 +92,25 @@ impl Snapshot {
             .iter()
             .map(|s| &**s)
             .find(|s| s.metadata.name.as_deref() == Some(name))
+    }
+
+    /// The objects under names rollguard writes for `d` that are not its own: the canary
+    /// Deployment and, given the user's Service (only the Gateway API router writes routing
+    /// Services), its `-stable` and `-canary` Services.
+    pub fn foreign(&self, d: &Deployment, service: Option<&Service>) -> Vec<Foreign> {
+        let services: Vec<(String, Option<&Service>)> = service
+            .map(|s| {
+                let name = s.name_any();
+                [stable_service_name(&name), canary_service_name(&name)]
+                    .into_iter()
+                    .map(|n| {
+                        let have = self.service(&n);
+                        (n, have)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ownership::foreign(d, self.canary.as_deref(), &services)
     }
 
     /// The canary as the run on `revision` sees it (`""`: no run, nothing is live).

@@ -35,6 +35,7 @@ use crate::governance::verdict::Verdict;
 use crate::names::{
     FAILED_REVISION, STABLE_REVISION, canary_name, canary_service_name, stable_service_name,
 };
+use crate::ownership::Foreign;
 use crate::run::{Outcome, RevisionMark, Router};
 use crate::traffic::{self, RouteTarget};
 
@@ -232,6 +233,23 @@ fn routing_writes_pinned<'a>(
     writes
 }
 
+/// Leaves out every write to an object that is not rollguard's (`foreign`, from the caches): a
+/// canary Deployment or routing Service under a colliding name is never deleted or
+/// overwritten; the run holds and names it instead ([`crate::ownership::blocked`]).
+pub fn spare<'a>(writes: Vec<Write<'a>>, d: &Deployment, foreign: &[Foreign]) -> Vec<Write<'a>> {
+    let is_foreign =
+        |kind: &str, name: &str| foreign.iter().any(|f| f.kind == kind && f.name == name);
+    let canary = canary_name(&d.name_any());
+    writes
+        .into_iter()
+        .filter(|w| match w {
+            Write::Canary { .. } | Write::DeleteCanary => !is_foreign("Deployment", &canary),
+            Write::Service { want, .. } => !is_foreign("Service", &want.name_any()),
+            _ => true,
+        })
+        .collect()
+}
+
 impl Write<'_> {
     /// A short name for logs and the test fail point ([`super::failpoint`]).
     pub fn name(&self) -> &'static str {
@@ -262,11 +280,9 @@ pub async fn execute(
     });
     for w in writes {
         let done = match w {
-            Write::Canary { want, have } => apply::canary(ctx, want, *have).await?,
-            Write::DeleteCanary => {
-                apply::delete_canary(ctx, &ns, &canary_name(&d.name_any())).await?
-            }
-            Write::Service { want, have } => apply::service(ctx, want, *have).await?,
+            Write::Canary { want, have } => apply::canary(ctx, d, want, *have).await?,
+            Write::DeleteCanary => apply::delete_canary(ctx, d).await?,
+            Write::Service { want, have } => apply::service(ctx, d, want, *have).await?,
             Write::Weights {
                 target,
                 weight,

@@ -437,3 +437,84 @@ fn between_runs_mid_rollout_the_stable_service_selects_every_pod_of_the_deployme
         "mid-rollout: every pod of the Deployment"
     );
 }
+
+/// Issue #14, point 6: a canary Deployment or routing Service under a colliding name that is
+/// not rollguard's is neither deleted nor overwritten, whatever the plan wanted.
+#[test]
+fn objects_that_are_not_rollguards_are_never_written() {
+    let d = deployment();
+    let r = routing();
+    let theirs: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web-stable", "namespace": "shop"},
+        "spec": {"selector": {"app": "legacy"}}
+    }))
+    .expect("a Service");
+    let their_canary: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web-canary", "namespace": "shop", "labels": {"app": "legacy"}}
+    }))
+    .expect("a Deployment");
+    let snapshot = Snapshot {
+        canary: Some(Arc::new(their_canary)),
+        services: vec![Arc::new(r.service.clone()), Arc::new(theirs)],
+        ..Default::default()
+    };
+    let foreign = snapshot.foreign(&d, Some(&r.service));
+    let names: Vec<&str> = foreign.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["web-canary", "web-stable"]);
+    // A release would delete the canary and unpin web-stable: both are left out.
+    let out = crate::run::release(
+        &RolloutRunStatus::default(),
+        "its RolloutPolicy no longer selects it",
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    let writes = plan_release(
+        &d,
+        Some((Router::GatewayApi, &out)),
+        Some(&r),
+        &snapshot,
+        None,
+    );
+    assert_eq!(
+        kinds(&spare(writes, &d, &foreign)),
+        [
+            "weights 0% (last None)",
+            "status Superseded",
+            "release deployment"
+        ]
+    );
+    // Between runs: web-canary (the Service, absent) is still written, web-stable is not.
+    assert_eq!(
+        kinds(&spare(
+            plan_idle_routing(&d, &r, &snapshot, true),
+            &d,
+            &foreign
+        )),
+        ["service web-canary", "weights 0% (last Some(Ratio(0)))"]
+    );
+    // A run holding with a canary wanted: no canary write reaches their Deployment.
+    let hold = outcome(Some(1), "0%", Phase::Progressing);
+    let sight = snapshot.sight("some-revision");
+    let writes = plan(
+        &d,
+        Router::Replicas,
+        &hold,
+        &RolloutRunStatus::default(),
+        &sight,
+        None,
+        &snapshot,
+        &verdict(),
+    );
+    assert!(
+        kinds(&writes).contains(&"delete canary".to_string()),
+        "{:?}",
+        kinds(&writes)
+    );
+    assert_eq!(
+        kinds(&spare(writes, &d, &foreign)),
+        ["deployment paused=true", "status Progressing"]
+    );
+    // Nothing foreign: nothing left out.
+    let empty = Snapshot::default();
+    let all = plan_idle_routing(&d, &r, &empty, true);
+    assert_eq!(spare(all.clone(), &d, &[]), all);
+}
