@@ -101,6 +101,38 @@ pub fn match_tier<'t>(tiers: &'t [Tier], meta: &RevisionMeta) -> Option<(&'t Tie
     })
 }
 
+/// [`match_tier`], with `untagged` (the policy's `spec.untaggedOrigin`) standing for the
+/// origin of a change that carries no `rollguard.dev/change-origin` anywhere.
+pub fn match_tier_or_untagged<'t>(
+    tiers: &'t [Tier],
+    meta: &RevisionMeta,
+    untagged: Option<&str>,
+) -> Option<(&'t Tier, String)> {
+    let tagged = [
+        meta.template_labels,
+        meta.template_annotations,
+        meta.deployment_labels,
+        meta.deployment_annotations,
+    ]
+    .iter()
+    .any(|m| m.is_some_and(|m| m.contains_key(CHANGE_ORIGIN)));
+    let Some(origin) = untagged.filter(|_| !tagged) else {
+        return match_tier(tiers, meta);
+    };
+    let mut annotations = meta.template_annotations.cloned().unwrap_or_default();
+    annotations.insert(CHANGE_ORIGIN.to_string(), origin.to_string());
+    let as_tagged = RevisionMeta {
+        template_annotations: Some(&annotations),
+        ..*meta
+    };
+    match_tier(tiers, &as_tagged).map(|(t, why)| {
+        (
+            t,
+            format!("{why}: the change carries no {CHANGE_ORIGIN}, and spec.untaggedOrigin judges it as {origin}"),
+        )
+    })
+}
+
 fn match_reason(m: &TierMatch, meta: &RevisionMeta) -> Option<String> {
     let places = [
         ("pod template label", &m.labels, meta.template_labels),
@@ -493,6 +525,52 @@ mod tests {
         let std_plan = Plan::resolve(&tiers[1], &analysis(), "default").expect("plan");
         let weights: Vec<String> = std_plan.steps.iter().map(|(w, _)| w.to_string()).collect();
         assert_eq!(weights, ["10%", "50%"]);
+    }
+
+    #[test]
+    fn an_untagged_change_is_judged_as_the_policys_untagged_origin_and_a_tag_always_wins() {
+        let tiers = default_tiers();
+        let human = map(&[(CHANGE_ORIGIN, "human")]);
+        let other = map(&[("team", "checkout")]);
+        // (meta, untaggedOrigin) -> the tier, and whether the reason names untaggedOrigin
+        let cases = [
+            (RevisionMeta::default(), None, "standard", false),
+            (
+                RevisionMeta::default(),
+                Some("ai-generated"),
+                "ai-assisted",
+                true,
+            ),
+            (
+                RevisionMeta {
+                    template_annotations: Some(&other),
+                    ..Default::default()
+                },
+                Some("ai-generated"),
+                "ai-assisted",
+                true,
+            ),
+            // Tagged human on the Deployment: the tag wins over the policy's default.
+            (
+                RevisionMeta {
+                    deployment_labels: Some(&human),
+                    ..Default::default()
+                },
+                Some("ai-generated"),
+                "standard",
+                false,
+            ),
+            (RevisionMeta::default(), Some("human"), "standard", true),
+        ];
+        for (meta, untagged, tier, says) in cases {
+            let (t, why) = match_tier_or_untagged(&tiers, &meta, untagged).expect("a tier");
+            assert_eq!(t.name, tier, "{untagged:?}: {why}");
+            assert_eq!(
+                why.contains("spec.untaggedOrigin judges it as"),
+                says,
+                "{why}"
+            );
+        }
     }
 
     #[test]

@@ -135,6 +135,15 @@ pub struct RolloutPolicySpec {
     #[x_kube(validation = kube::core::Rule::new("size(self) <= 1 || self.all(t, t.name == self[size(self) - 1].name || has(t.match))").message("spec.tiers: only the last tier may omit match; a tier without match catches every revision and would hide the tiers after it"))]
     pub tiers: Option<Vec<Tier>>,
 
+    /// The origin a change is judged as when neither its pod template nor its Deployment
+    /// carries `rollguard.dev/change-origin` (as a label or an annotation): for example
+    /// `ai-generated`, so that a change of unknown origin takes the strict tier. When omitted,
+    /// an untagged change matches only tiers that do not ask for the tag (usually the last).
+    /// A tag that is present always wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub untagged_origin: Option<String>,
+
     /// How many finished RolloutRuns to keep per Deployment.
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]

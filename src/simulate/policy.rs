@@ -10,7 +10,7 @@ use super::yaml::{self, FileError, Segment, locate, parse_path};
 use crate::analysis::query::Template;
 use crate::api::policy::{RolloutPolicySpec, Tier};
 use crate::check::tier_field;
-use crate::plan::{Plan, RevisionMeta, default_tiers, match_tier};
+use crate::plan::{Plan, RevisionMeta, default_tiers, match_tier_or_untagged};
 
 /// A loaded, checked policy.
 #[derive(Debug, Clone)]
@@ -172,8 +172,9 @@ impl PolicyFile {
                 (i, &tiers[i], format!("chosen by name ({n})"))
             }
             None => {
-                let (tier, why) = match_tier(&tiers, meta)
-                    .ok_or_else(|| format!("{}: no tier matches the revision", self.file))?;
+                let (tier, why) =
+                    match_tier_or_untagged(&tiers, meta, self.spec.untagged_origin.as_deref())
+                        .ok_or_else(|| format!("{}: no tier matches the revision", self.file))?;
                 let i = tiers.iter().position(|t| t.name == tier.name).unwrap_or(0);
                 (i, tier, why)
             }

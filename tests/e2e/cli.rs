@@ -10,8 +10,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rollguard::api::run::{Phase, RolloutRun};
@@ -189,28 +187,7 @@ struct OtherUser {
 /// Creates ServiceAccount `name` with a Role of `rules` in the namespace and writes a
 /// kubeconfig that authenticates as it (a TokenRequest token).
 async fn service_account(client: &Client, ns: &str, name: &str, rules: Value) -> OtherUser {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    create(
-        &sas,
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
-    )
-    .await;
-    create(
-        &Api::<Role>::namespaced(client.clone(), ns),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules}),
-    )
-    .await;
-    create(
-        &Api::<RoleBinding>::namespaced(client.clone(), ns),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-        }),
-    )
-    .await;
-    let token = support::service_account_token(client, ns, name, 3600).await;
+    let token = support::restricted_service_account(client, ns, name, rules).await;
     let admin =
         std::fs::read_to_string(support::kubeconfig_path()).expect("reading the kubeconfig");
     let mut kc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&admin).expect("a kubeconfig");

@@ -273,8 +273,9 @@ async fn a_template_that_got_past_the_gate_is_paused_on_sight_and_named() {
         note.contains("arrived while the Deployment was unpaused") && note.contains("pause gate"),
         "{note}"
     );
-    // Paused on sight, the gate proven again (gone), and the change still gets its run.
-    assert!(paused(&w.deployment().await));
+    // Paused on sight (before the Event), the gate proven again (gone), and the change still
+    // gets its run.
+    assert!(paused(&w.deployment().await), "paused before the Event");
     wait_gate(&w, false).await;
     let run = w
         .wait_phase(Phase::Succeeded, Duration::from_secs(90))

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rollguard::api::run::RolloutRun;
@@ -37,27 +36,7 @@ async fn unguarded(client: &Client, prefix: &str) -> support::TestNamespace {
 
 /// A ServiceAccount bound to a Role with exactly `rules`, and a client with its token.
 async fn restricted(client: &Client, ns: &str, name: &str, rules: Value) -> Client {
-    create(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
-    )
-    .await;
-    create(
-        &Api::<Role>::namespaced(client.clone(), ns),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules}),
-    )
-    .await;
-    create(
-        &Api::<RoleBinding>::namespaced(client.clone(), ns),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-        }),
-    )
-    .await;
-    let token = support::service_account_token(client, ns, name, 3600).await;
+    let token = support::restricted_service_account(client, ns, name, rules).await;
     support::client_with_token(&token).await
 }
 
@@ -323,14 +302,7 @@ async fn objects_rollguard_does_not_own_are_left_alone_and_named() {
             "the run to hold, naming both objects",
             Duration::from_secs(30),
             async || {
-                let r = w.run().await?;
-                let c = r
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Routing")?
-                    .clone();
+                let (r, c) = w.run_condition("Routing").await?;
                 (c.status == "False"
                     && c.reason == "NotOwned"
                     && c.message
@@ -364,12 +336,7 @@ async fn objects_rollguard_does_not_own_are_left_alone_and_named() {
         "the hold to name only the Deployment",
         Duration::from_secs(30),
         async || {
-            let r = w.run().await?;
-            let c = r
-                .status?
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Routing")?;
+            let (_, c) = w.run_condition("Routing").await?;
             (c.reason == "NotOwned"
                 && c.message.contains("Deployment web-canary")
                 && !c.message.contains("Service web-stable"))

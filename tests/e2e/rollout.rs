@@ -183,6 +183,59 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
 }
 
 #[tokio::test]
+async fn an_untagged_change_takes_the_tier_of_the_policys_untagged_origin() {
+    let w = world(
+        "untagged",
+        Router::Replicas,
+        json!([ai_tier(false), standard_tier("3s")]),
+    )
+    .build()
+    .await;
+    // "Unknown origin = AI": the policy says how an untagged change is judged.
+    w.policies()
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"untaggedOrigin": "ai-generated"}})),
+        )
+        .await
+        .expect("setting spec.untaggedOrigin");
+    w.deploy("0", "example.com/web:2", None).await;
+    let run = w
+        .wait(
+            "the untagged change's run",
+            Duration::from_secs(30),
+            async || w.run().await,
+        )
+        .await;
+    assert_eq!(run.spec.tier.name, "ai-assisted");
+    assert!(
+        run.spec
+            .tier
+            .reason
+            .contains("spec.untaggedOrigin judges it as ai-generated"),
+        "{}",
+        run.spec.tier.reason
+    );
+    // A change tagged human is still human.
+    w.deploy("0", "example.com/web:3", Some("human")).await;
+    let run = w
+        .wait(
+            "the human change's run",
+            Duration::from_secs(30),
+            async || {
+                // Both runs may carry the same creation second: pick by revision.
+                let runs = w.runs().list(&ListParams::default()).await.ok()?.items;
+                runs.into_iter()
+                    .find(|r| r.spec.canary_revision != run.spec.canary_revision)
+            },
+        )
+        .await;
+    assert_eq!(run.spec.tier.name, "standard");
+    w.finish().await;
+}
+
+#[tokio::test]
 async fn a_bad_ai_change_is_rolled_back_at_its_first_slice() {
     for router in [Router::Gateway, Router::Replicas] {
         let w = world(
@@ -831,14 +884,7 @@ async fn a_missing_http_route_holds_the_run_with_traffic_on_stable() {
             "the run to say the route is missing",
             Duration::from_secs(30),
             async || {
-                let r = w.run().await?;
-                let c = r
-                    .status
-                    .as_ref()?
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "Routing")?
-                    .clone();
+                let (r, c) = w.run_condition("Routing").await?;
                 (c.status == "False" && c.reason == "HTTPRouteNotFound").then_some(r)
             },
         )

@@ -81,6 +81,40 @@ pub async fn service_account_token(client: &Client, ns: &str, name: &str, second
         .expect("a token")
 }
 
+/// ServiceAccount `ns/name` bound to a Role `name` with exactly `rules`, and a token for it
+/// (valid an hour): the restricted identity of a test that shows a refusal.
+pub async fn restricted_service_account(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    rules: serde_json::Value,
+) -> String {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use serde_json::json;
+    create(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
+    )
+    .await;
+    create(
+        &Api::<Role>::namespaced(client.clone(), ns),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name}, "rules": rules}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), ns),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        }),
+    )
+    .await;
+    service_account_token(client, ns, name, 3600).await
+}
+
 /// A client that authenticates with a bearer `token` (e.g. from a TokenRequest) and trusts the
 /// cluster CA (`ROLLGUARD_CA_FILE`, else the kubeconfig's CA).
 pub async fn client_with_token(token: &str) -> Client {

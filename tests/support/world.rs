@@ -423,6 +423,25 @@ impl World {
             .expect("revert");
     }
 
+    /// The newest run with its condition of type `type_`, when it has one.
+    pub async fn run_condition(
+        &self,
+        type_: &str,
+    ) -> Option<(
+        RolloutRun,
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+    )> {
+        let r = self.run().await?;
+        let c = r
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)?
+            .clone();
+        Some((r, c))
+    }
+
     /// Waits until the newest run ended with `reason`.
     pub async fn wait_reason(&self, reason: &str, timeout: Duration) -> RolloutRun {
         self.wait(&format!("the run to end {reason}"), timeout, async || {

@@ -28,7 +28,7 @@ use crate::names::{
     CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name,
 };
 use crate::ownership;
-use crate::plan::{Plan, match_tier};
+use crate::plan::{Plan, match_tier_or_untagged};
 use crate::run::govern::{DeploymentView, Governance, govern};
 use crate::run::{
     Measurement, Queries, Router, RunView, analysis_due, pause_ended, reconcile as run_machine,
@@ -327,12 +327,12 @@ async fn between_runs(
         }
         Governance::StartRun { revision } => {
             let ungated = !GovernedFields::of(d).paused;
-            if ungated {
-                ungated_change(ctx, d, &revision).await;
-            }
             fields.paused = true;
             unpaused_by_other(ctx, d, None).await;
             write_governed(ctx, d, fields, verdict.as_ref()).await?;
+            if ungated {
+                ungated_change(ctx, d, &revision).await;
+            }
             start_run(ctx, d, p, &view, &revision, &index.runs_of(d), ungated).await
         }
     }
@@ -353,7 +353,9 @@ async fn start_run(
         .clone()
         .unwrap_or_else(crate::plan::default_tiers);
     let meta = governance::revision_meta(d);
-    let Some((tier, why)) = match_tier(&tiers, &meta) else {
+    let Some((tier, why)) =
+        match_tier_or_untagged(&tiers, &meta, p.spec.untagged_origin.as_deref())
+    else {
         // A validated policy always has a catch-all tier; say so if one slipped through.
         ctx.metrics.errors.with_label_values(&["no_tier"]).inc();
         let _ = ctx.policy_refresh.send(ObjectRef::from_obj(p));
