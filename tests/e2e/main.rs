@@ -26,6 +26,7 @@ mod crash;
 mod faults;
 mod gate;
 mod gitops;
+mod guard;
 mod ha;
 mod helm_wait;
 mod image;

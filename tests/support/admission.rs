@@ -25,13 +25,15 @@ pub enum Policy {
     UnpauseStamp,
     RunsGuard,
     PauseGate,
+    GovernanceGuard,
 }
 
-pub const ALL: [Policy; 4] = [
+pub const ALL: [Policy; 5] = [
     Policy::Approvals,
     Policy::UnpauseStamp,
     Policy::RunsGuard,
     Policy::PauseGate,
+    Policy::GovernanceGuard,
 ];
 
 impl Policy {
@@ -41,6 +43,7 @@ impl Policy {
             Policy::UnpauseStamp => "rollguard-unpause-stamp",
             Policy::RunsGuard => "rollguard-runs-guard",
             Policy::PauseGate => "rollguard-pause-gate",
+            Policy::GovernanceGuard => "rollguard-governance-guard",
         }
     }
 
@@ -50,13 +53,29 @@ impl Policy {
             Policy::UnpauseStamp => "templates/unpause-stamp.yaml",
             Policy::RunsGuard => "templates/runs-guard.yaml",
             Policy::PauseGate => "templates/pause-gate.yaml",
+            Policy::GovernanceGuard => "templates/governance-guard.yaml",
+        }
+    }
+
+    /// Chart values the copy is rendered with (the guard is off by default).
+    fn values(self) -> &'static [&'static str] {
+        match self {
+            Policy::GovernanceGuard => &[
+                "--set",
+                "governanceGuard.enabled=true",
+                "--set",
+                "governanceGuard.taggerUsers={ci-bot}",
+                "--set",
+                "governanceGuard.labels={app.kubernetes.io/part-of}",
+            ],
+            _ => &[],
         }
     }
 
     /// The kubectl resource names of the policy and its binding.
     fn kinds(self) -> [&'static str; 2] {
         match self {
-            Policy::Approvals | Policy::RunsGuard => [
+            Policy::Approvals | Policy::RunsGuard | Policy::GovernanceGuard => [
                 "validatingadmissionpolicybinding",
                 "validatingadmissionpolicy",
             ],
@@ -68,7 +87,7 @@ impl Policy {
 
     async fn exists(self, client: &kube::Client) -> bool {
         let found = match self {
-            Policy::Approvals | Policy::RunsGuard => {
+            Policy::Approvals | Policy::RunsGuard | Policy::GovernanceGuard => {
                 Api::<ValidatingAdmissionPolicy>::all(client.clone())
                     .get_opt(self.name())
                     .await
@@ -99,6 +118,7 @@ fn yaml(policy: Policy) -> String {
             "rollguard-system",
         ])
         .args(["--show-only", policy.template()])
+        .args(policy.values())
         .args([
             "--api-versions",
             "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy",
@@ -147,6 +167,21 @@ fn opt_out(yaml: &str, binding_kind: &str, label: &str) -> String {
     )
 }
 
+/// Only namespaces labelled `rollguard.dev/e2e-governance-guard` are under the copy of the
+/// governance guard: it refuses resumes by hand, which other tests make on purpose.
+pub const GOVERNANCE_GUARDED: &str = "rollguard.dev/e2e-governance-guard";
+
+fn opt_in(yaml: &str, binding_kind: &str, label: &str) -> String {
+    let (policy, binding) = yaml
+        .split_once(&format!("kind: {binding_kind}"))
+        .expect("the policy's binding");
+    assert!(!binding.contains("matchResources"), "{binding}");
+    format!(
+        "{policy}kind: {binding_kind}{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {label}, operator: Exists}}\n",
+        binding.trim_end()
+    )
+}
+
 /// The test operators run as the cluster administrator `rollguard-admin`, not as the chart's
 /// ServiceAccount: the copy of the unpause stamp treats that user as the operator too, so an
 /// operator's own unpause (between runs under the pause gate) is not stamped as someone
@@ -172,6 +207,9 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
         Policy::UnpauseStamp => yaml = test_operators_are_the_operator(&yaml),
         Policy::RunsGuard => yaml = opt_out(&yaml, "ValidatingAdmissionPolicyBinding", UNGUARDED),
         Policy::PauseGate => yaml = opt_out(&yaml, "MutatingAdmissionPolicyBinding", UNGATED),
+        Policy::GovernanceGuard => {
+            yaml = opt_in(&yaml, "ValidatingAdmissionPolicyBinding", GOVERNANCE_GUARDED)
+        }
         _ => {}
     }
     let mut kubectl = tokio::process::Command::new("kubectl")

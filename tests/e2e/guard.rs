@@ -1,0 +1,137 @@
+//! The chart's governance guard (issue #14 point 5), its copy rendered with
+//! `governanceGuard.enabled=true`, `taggerUsers={ci-bot}` and
+//! `labels={app.kubernetes.io/part-of}` and bound to this test's namespace only: two
+//! impersonated users holding exactly a Role to read and patch Deployments try to step out of
+//! governance while a run is in flight. Every attempt by the developer is refused with a
+//! message naming the field; the tagger may set the tag; an ordinary template change passes
+//! (and the pause gate pauses it).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::admission::{self, GOVERNANCE_GUARDED, Policy};
+use crate::support::world::World;
+use crate::support::{self, create};
+
+async fn kubectl(args: &[&str]) -> (bool, String) {
+    let o = tokio::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .await
+        .expect("running kubectl");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
+    let w = World::builder("guard")
+        .tiers(json!([{"name": "standard", "steps": [{"weight": "10%", "pause": "1h"}], "maxErrorRate": "5%"}]))
+        .build()
+        .await;
+    let client = w.client.clone();
+    create(
+        &Api::<Role>::namespaced(client.clone(), w.n()),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "deployer"},
+               "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
+                          "verbs": ["get", "list", "watch", "patch"]}]}),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), w.n()),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "deployer"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev"},
+                            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ci-bot"}]}),
+    )
+    .await;
+    admission::in_force(&client, Policy::GovernanceGuard).await;
+    let label = json!({"metadata": {"labels": {GOVERNANCE_GUARDED: "true"}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(w.n(), &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("putting the namespace under the guard");
+    // A run in flight: the Deployment is paused on the change under trial.
+    w.deploy("0.001", "example.com/web:2", Some("ai-assisted")).await;
+    w.wait("the 10% slice", Duration::from_secs(30), async || {
+        w.run().await?.status?.step_started_at.map(|_| ())
+    })
+    .await;
+    let ns = w.n();
+    let patch = |who: &'static str, body: serde_json::Value| {
+        let body = body.to_string();
+        async move {
+            kubectl(&[
+                "patch", "deployment/web", "-n", ns, "--as", who, "--type=merge", "-p", &body,
+            ])
+            .await
+        }
+    };
+    // The API server loads the policy asynchronously: the first refusal shows it acts.
+    let resume = support::poll(Duration::from_secs(30), Duration::from_millis(300), async || {
+        let (ok, said) = kubectl(&["rollout", "resume", "deployment/web", "-n", ns, "--as", "dev"]).await;
+        (!ok).then_some(said)
+    })
+    .await
+    .expect("a resume by hand refused within 30 s");
+    assert!(
+        resume.contains("spec.paused of governed Deployment") && resume.contains("dev may not unpause it"),
+        "{resume}"
+    );
+    let attempts = [
+        (
+            json!({"metadata": {"annotations": {"rollguard.dev/change-origin": "human"}}}),
+            "rollguard.dev/change-origin on governed Deployment",
+        ),
+        (
+            json!({"spec": {"template": {"metadata": {"annotations": {"rollguard.dev/change-origin": "human"}}}}}),
+            "rollguard.dev/change-origin on governed Deployment",
+        ),
+        (
+            json!({"metadata": {"labels": {"app.kubernetes.io/part-of": null}}}),
+            "the label(s) app.kubernetes.io/part-of of governed Deployment",
+        ),
+        (
+            json!({"metadata": {"annotations": {"rollguard.dev/policy": null}}}),
+            "the annotation(s) rollguard.dev/policy of governed Deployment",
+        ),
+    ];
+    for (body, says) in attempts {
+        let (ok, said) = patch("dev", body.clone()).await;
+        assert!(!ok && said.contains(says) && said.contains("dev"), "{body}: {said}");
+    }
+    // What stays open: the tagger sets the tag, anyone RBAC lets in changes the template
+    // (paused at admission, a new run judges it).
+    let (ok, said) = patch(
+        "ci-bot",
+        json!({"metadata": {"annotations": {"rollguard.dev/change-origin": "ai-generated"}}}),
+    )
+    .await;
+    assert!(ok, "the tagger: {said}");
+    let (ok, said) = patch(
+        "dev",
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:3"}]}}}}),
+    )
+    .await;
+    assert!(ok, "a template change: {said}");
+    let d = w.deployment().await;
+    assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+    assert_eq!(
+        d.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/part-of")).map(String::as_str),
+        Some("shop")
+    );
+    w.finish().await;
+}
