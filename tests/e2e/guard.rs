@@ -65,7 +65,8 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
         .await
         .expect("putting the namespace under the guard");
     // A run in flight: the Deployment is paused on the change under trial.
-    w.deploy("0.001", "example.com/web:2", Some("ai-assisted")).await;
+    w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
+        .await;
     w.wait("the 10% slice", Duration::from_secs(30), async || {
         w.run().await?.status?.step_started_at.map(|_| ())
     })
@@ -75,20 +76,42 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
         let body = body.to_string();
         async move {
             kubectl(&[
-                "patch", "deployment/web", "-n", ns, "--as", who, "--type=merge", "-p", &body,
+                "patch",
+                "deployment/web",
+                "-n",
+                ns,
+                "--as",
+                who,
+                "--type=merge",
+                "-p",
+                &body,
             ])
             .await
         }
     };
     // The API server loads the policy asynchronously: the first refusal shows it acts.
-    let resume = support::poll(Duration::from_secs(30), Duration::from_millis(300), async || {
-        let (ok, said) = kubectl(&["rollout", "resume", "deployment/web", "-n", ns, "--as", "dev"]).await;
-        (!ok).then_some(said)
-    })
+    let resume = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        async || {
+            let (ok, said) = kubectl(&[
+                "rollout",
+                "resume",
+                "deployment/web",
+                "-n",
+                ns,
+                "--as",
+                "dev",
+            ])
+            .await;
+            (!ok).then_some(said)
+        },
+    )
     .await
     .expect("a resume by hand refused within 30 s");
     assert!(
-        resume.contains("spec.paused of governed Deployment") && resume.contains("dev may not unpause it"),
+        resume.contains("spec.paused of governed Deployment")
+            && resume.contains("dev may not unpause it"),
         "{resume}"
     );
     let attempts = [
@@ -111,7 +134,10 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
     ];
     for (body, says) in attempts {
         let (ok, said) = patch("dev", body.clone()).await;
-        assert!(!ok && said.contains(says) && said.contains("dev"), "{body}: {said}");
+        assert!(
+            !ok && said.contains(says) && said.contains("dev"),
+            "{body}: {said}"
+        );
     }
     // What stays open: the tagger sets the tag, anyone RBAC lets in changes the template
     // (paused at admission, a new run judges it).
@@ -130,7 +156,11 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
     let d = w.deployment().await;
     assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
     assert_eq!(
-        d.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/part-of")).map(String::as_str),
+        d.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/part-of"))
+            .map(String::as_str),
         Some("shop")
     );
     w.finish().await;

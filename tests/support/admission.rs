@@ -208,7 +208,11 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
         Policy::RunsGuard => yaml = opt_out(&yaml, "ValidatingAdmissionPolicyBinding", UNGUARDED),
         Policy::PauseGate => yaml = opt_out(&yaml, "MutatingAdmissionPolicyBinding", UNGATED),
         Policy::GovernanceGuard => {
-            yaml = opt_in(&yaml, "ValidatingAdmissionPolicyBinding", GOVERNANCE_GUARDED)
+            yaml = opt_in(
+                &yaml,
+                "ValidatingAdmissionPolicyBinding",
+                GOVERNANCE_GUARDED,
+            )
         }
         _ => {}
     }
