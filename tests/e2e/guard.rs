@@ -9,13 +9,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use crate::support;
 use crate::support::admission::{self, GOVERNANCE_GUARDED, Policy};
 use crate::support::world::World;
-use crate::support::{self, create};
 
 async fn kubectl(args: &[&str]) -> (bool, String) {
     let o = tokio::process::Command::new("kubectl")
@@ -41,23 +40,7 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
         .build()
         .await;
     let client = w.client.clone();
-    create(
-        &Api::<Role>::namespaced(client.clone(), w.n()),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "deployer"},
-               "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
-                          "verbs": ["get", "list", "watch", "patch"]}]}),
-    )
-    .await;
-    create(
-        &Api::<RoleBinding>::namespaced(client.clone(), w.n()),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "deployer"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev"},
-                            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ci-bot"}]}),
-    )
-    .await;
+    w.deployers(&["dev", "ci-bot"]).await;
     admission::in_force(&client, Policy::GovernanceGuard).await;
     let label = json!({"metadata": {"labels": {GOVERNANCE_GUARDED: "true"}}});
     Api::<Namespace>::all(client.clone())

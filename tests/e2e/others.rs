@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use rollguard::api::run::{Phase, RolloutRun};
@@ -283,23 +282,7 @@ async fn a_resume_by_hand_is_undone_and_the_user_named() {
     // Two users with exactly what a resume needs (read and patch Deployments in the
     // namespace), and the chart's unpause stamp.
     let client = w.deployments().into_client();
-    create(
-        &Api::<Role>::namespaced(client.clone(), w.n()),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "deployer"},
-               "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
-                          "verbs": ["get", "list", "watch", "patch"]}]}),
-    )
-    .await;
-    create(
-        &Api::<RoleBinding>::namespaced(client.clone(), w.n()),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "deployer"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
-                            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "gitops-bot"}]}),
-    )
-    .await;
+    w.deployers(&["alice", "gitops-bot"]).await;
     support::admission::in_force(&client, support::admission::Policy::UnpauseStamp).await;
     w.deploy("0.001", "example.com/web:2", None).await;
     w.wait("the 10% slice", Duration::from_secs(30), async || {

@@ -423,6 +423,33 @@ impl World {
             .expect("revert");
     }
 
+    /// Binds `users` to a Role `deployer` in the namespace with exactly what editing a
+    /// Deployment needs (get, list, watch, patch Deployments): people who deploy, not admins.
+    pub async fn deployers(&self, users: &[&str]) {
+        use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+        let client = self.client.clone();
+        create(
+            &Api::<Role>::namespaced(client.clone(), self.n()),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "deployer"},
+                   "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
+                              "verbs": ["get", "list", "watch", "patch"]}]}),
+        )
+        .await;
+        let subjects: Vec<Value> = users
+            .iter()
+            .map(|u| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}))
+            .collect();
+        create(
+            &Api::<RoleBinding>::namespaced(client, self.n()),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "deployer"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+                   "subjects": subjects}),
+        )
+        .await;
+    }
+
     /// The newest run with its condition of type `type_`, when it has one.
     pub async fn run_condition(
         &self,
