@@ -115,14 +115,33 @@ pub async fn governed_fields(
 /// on the same user. The admission policy wrote it under the unpausing request's field
 /// manager, so a merge patch, not an apply, removes it.
 pub async fn forget_unpause_stamp(ctx: &Context, d: &Deployment) -> Result<(), Error> {
+    drop_annotations(ctx, d, &[crate::names::UNPAUSED_BY], "the unpause stamp").await
+}
+
+/// Removes `keys` from the Deployment's annotations with one merge patch: for annotations
+/// written under field managers other than `rollguard` (the admission stamps, the run
+/// record), which giving up rollguard's fields in an apply leaves in place.
+async fn drop_annotations(
+    ctx: &Context,
+    d: &Deployment,
+    keys: &[&str],
+    what: &str,
+) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
-    let body = json!({"metadata": {"annotations": {crate::names::UNPAUSED_BY: null}}});
+    let gone: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .map(|k| (k.to_string(), serde_json::Value::Null))
+        .collect();
     ctx.api::<Deployment>(&ns)
-        .patch(&name, &PatchParams::default(), &Patch::Merge(body))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": gone}})),
+        )
         .await
         .map_err(kube_err(format!(
-            "removing the unpause stamp from Deployment {ns}/{name}"
+            "removing {what} from Deployment {ns}/{name}"
         )))?;
     Ok(())
 }
@@ -150,28 +169,16 @@ pub async fn release_deployment(
         .patch(&name, &ssa(), &Patch::Apply(body))
         .await
         .map_err(kube_err(format!("releasing Deployment {ns}/{name}")))?;
-    // The run record has its own field manager (see `record_run`): given up here too.
-    if d.annotations().contains_key(RUN_RECORD) {
-        write_run_record(ctx, d, None).await?;
-    }
-    // The admission stamps were written under the requests' own field managers, so the apply
-    // above leaves them: they are about governance, which ends here.
-    let stamps = [crate::names::CHANGED_BY, crate::names::UNPAUSED_BY];
-    if stamps.iter().any(|k| d.annotations().contains_key(*k)) {
-        let gone: serde_json::Map<String, serde_json::Value> = stamps
-            .iter()
-            .map(|k| (k.to_string(), serde_json::Value::Null))
-            .collect();
-        ctx.api::<Deployment>(&ns)
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": gone}})),
-            )
-            .await
-            .map_err(kube_err(format!(
-                "removing the admission stamps from Deployment {ns}/{name}"
-            )))?;
+    // The run record (its own field manager, see `record_run`) and the admission stamps (the
+    // requests' field managers) are about governance, which ends here: the apply above
+    // leaves them, one merge patch removes them.
+    let others = [
+        RUN_RECORD,
+        crate::names::CHANGED_BY,
+        crate::names::UNPAUSED_BY,
+    ];
+    if others.iter().any(|k| d.annotations().contains_key(*k)) {
+        drop_annotations(ctx, d, &others, "the run record and the admission stamps").await?;
     }
     Ok(())
 }
@@ -186,14 +193,6 @@ pub async fn record_run(ctx: &Context, d: &Deployment, run: &RolloutRun) -> Resu
     if d.annotations().get(RUN_RECORD) == Some(&record) {
         return Ok(());
     }
-    write_run_record(ctx, d, Some(&record)).await
-}
-
-async fn write_run_record(
-    ctx: &Context,
-    d: &Deployment,
-    record: Option<&str>,
-) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
     let body = json!({"metadata": {"annotations": {RUN_RECORD: record}}});
