@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -206,11 +206,7 @@ async fn dry_run_paused(w: &World) -> bool {
 }
 
 async fn set_ungated(w: &World, ungated: bool) {
-    let label = json!({"metadata": {"labels": {UNGATED: if ungated { json!("true") } else { json!(null) }}}});
-    Api::<Namespace>::all(w.client.clone())
-        .patch(w.n(), &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .expect("labelling the namespace");
+    crate::support::label_namespace(&w.client, w.n(), UNGATED, ungated.then_some("true")).await;
     w.wait(
         "the API server to apply the gate's binding to the namespace as labelled",
         Duration::from_secs(30),

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::support;
@@ -42,11 +40,7 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
     let client = w.client.clone();
     w.deployers(&["dev", "ci-bot"]).await;
     admission::in_force(&client, Policy::GovernanceGuard).await;
-    let label = json!({"metadata": {"labels": {GOVERNANCE_GUARDED: "true"}}});
-    Api::<Namespace>::all(client.clone())
-        .patch(w.n(), &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .expect("putting the namespace under the guard");
+    support::label_namespace(&client, w.n(), GOVERNANCE_GUARDED, Some("true")).await;
     // A run in flight: the Deployment is paused on the change under trial.
     w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
         .await;

@@ -143,15 +143,7 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
     let n = ns.name.clone();
     // This operator runs as its own release's ServiceAccount: out of reach of the run guard
     // other tests apply for release `rollguard` (the guard itself: e2e/cli.rs).
-    let labelled = json!({"metadata": {"labels": {support::admission::UNGUARDED: "true"}}});
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
-        .patch(
-            &n,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&labelled),
-        )
-        .await
-        .expect("labelling the namespace");
+    support::label_namespace(&admin, &n, support::admission::UNGUARDED, Some("true")).await;
     let release = format!("rg-img-{}", support::unique_suffix());
     let port = free_port();
     // The chart, installed with the built image's digest, scoped to the test namespace.

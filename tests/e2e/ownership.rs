@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rollguard::api::run::RolloutRun;
@@ -26,11 +26,13 @@ use crate::support::{self, create};
 /// what a cluster without the chart's guard looks like.
 async fn unguarded(client: &Client, prefix: &str) -> support::TestNamespace {
     let ns = support::test_namespace(client, prefix).await;
-    let labelled = json!({"metadata": {"labels": {support::admission::UNGUARDED: "true"}}});
-    Api::<Namespace>::all(client.clone())
-        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&labelled))
-        .await
-        .expect("labelling the namespace");
+    support::label_namespace(
+        client,
+        &ns.name,
+        support::admission::UNGUARDED,
+        Some("true"),
+    )
+    .await;
     ns
 }
 

@@ -155,14 +155,15 @@ pub const UNGUARDED: &str = "rollguard.dev/e2e-unguarded";
 /// this hand-applied copy has the opt-out.
 pub const UNGATED: &str = "rollguard.dev/e2e-ungated";
 
-/// The copy's binding, made to skip namespaces that carry `label`.
-fn opt_out(yaml: &str, binding_kind: &str, label: &str) -> String {
+/// The copy's binding, limited to the namespaces where `label` passes `operator`
+/// (`DoesNotExist`: an opt-out; `Exists`: an opt-in).
+fn bind_where(yaml: &str, binding_kind: &str, label: &str, operator: &str) -> String {
     let (policy, binding) = yaml
         .split_once(&format!("kind: {binding_kind}"))
         .expect("the policy's binding");
     assert!(!binding.contains("matchResources"), "{binding}");
     format!(
-        "{policy}kind: {binding_kind}{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {label}, operator: DoesNotExist}}\n",
+        "{policy}kind: {binding_kind}{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {label}, operator: {operator}}}\n",
         binding.trim_end()
     )
 }
@@ -170,17 +171,6 @@ fn opt_out(yaml: &str, binding_kind: &str, label: &str) -> String {
 /// Only namespaces labelled `rollguard.dev/e2e-governance-guard` are under the copy of the
 /// governance guard: it refuses resumes by hand, which other tests make on purpose.
 pub const GOVERNANCE_GUARDED: &str = "rollguard.dev/e2e-governance-guard";
-
-fn opt_in(yaml: &str, binding_kind: &str, label: &str) -> String {
-    let (policy, binding) = yaml
-        .split_once(&format!("kind: {binding_kind}"))
-        .expect("the policy's binding");
-    assert!(!binding.contains("matchResources"), "{binding}");
-    format!(
-        "{policy}kind: {binding_kind}{}\n  matchResources:\n    namespaceSelector:\n      matchExpressions:\n        - {{key: {label}, operator: Exists}}\n",
-        binding.trim_end()
-    )
-}
 
 /// The test operators run as the cluster administrator `rollguard-admin`, not as the chart's
 /// ServiceAccount: the copy of the unpause stamp treats that user as the operator too, so an
@@ -205,13 +195,28 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
     assert!(yaml.contains(&format!("name: {}", policy.name())), "{yaml}");
     match policy {
         Policy::UnpauseStamp => yaml = test_operators_are_the_operator(&yaml),
-        Policy::RunsGuard => yaml = opt_out(&yaml, "ValidatingAdmissionPolicyBinding", UNGUARDED),
-        Policy::PauseGate => yaml = opt_out(&yaml, "MutatingAdmissionPolicyBinding", UNGATED),
+        Policy::RunsGuard => {
+            yaml = bind_where(
+                &yaml,
+                "ValidatingAdmissionPolicyBinding",
+                UNGUARDED,
+                "DoesNotExist",
+            )
+        }
+        Policy::PauseGate => {
+            yaml = bind_where(
+                &yaml,
+                "MutatingAdmissionPolicyBinding",
+                UNGATED,
+                "DoesNotExist",
+            )
+        }
         Policy::GovernanceGuard => {
-            yaml = opt_in(
+            yaml = bind_where(
                 &yaml,
                 "ValidatingAdmissionPolicyBinding",
                 GOVERNANCE_GUARDED,
+                "Exists",
             )
         }
         _ => {}

@@ -81,6 +81,20 @@ pub async fn service_account_token(client: &Client, ns: &str, name: &str, second
         .expect("a token")
 }
 
+/// Sets (`Some`) or removes (`None`) the label `key` on namespace `ns`: how a test puts its
+/// namespace in or out of the test copies of the chart's admission policies.
+pub async fn label_namespace(client: &Client, ns: &str, key: &str, value: Option<&str>) {
+    let label = serde_json::json!({"metadata": {"labels": {key: value}}});
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&label),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("labelling namespace {ns} {key}={value:?}: {e}"));
+}
+
 /// ServiceAccount `ns/name` bound to a Role `name` with exactly `rules`, and a token for it
 /// (valid an hour): the restricted identity of a test that shows a refusal.
 pub async fn restricted_service_account(

@@ -215,11 +215,8 @@ impl Builder {
         // And under the pause gate, unless the namespace opts out of it.
         super::admission::in_force(&client, super::admission::Policy::PauseGate).await;
         if !self.gated {
-            let label = json!({"metadata": {"labels": {super::admission::UNGATED: "true"}}});
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&label))
-                .await
-                .expect("labelling the namespace ungated");
+            super::label_namespace(&client, &ns.name, super::admission::UNGATED, Some("true"))
+                .await;
         }
         let slot = SLOTS.acquire().await.expect("a world slot");
         let n = ns.name.clone();
