@@ -488,8 +488,9 @@ async fn drive(
             .filter(|_| router == Router::GatewayApi)
             .map(|r| &r.service),
     );
-    let routing = match ownership::blocked(&foreign) {
-        Some(b) => Err(b),
+    let held = ownership::blocked(&foreign);
+    let routing = match &held {
+        Some(b) => Err(b.clone()),
         None => routing,
     };
     let sight = snapshot.sight(&run.spec.canary_revision);
@@ -545,7 +546,7 @@ async fn drive(
     let writes = outcome::spare(writes, d, &foreign);
     outcome::execute(ctx, d, Some(run), &writes).await?;
     // Report.
-    if let Some(b) = ownership::blocked(&foreign) {
+    if let Some(b) = &held {
         let routing_said = |st: &crate::api::run::RolloutRunStatus| {
             st.conditions
                 .iter()
