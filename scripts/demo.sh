@@ -58,7 +58,8 @@ say "CRDs installed"
 $KUBECTL create namespace rollguard-system --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 "$HELM" template rollguard charts/rollguard --namespace rollguard-system \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml \
-  --show-only templates/pause-gate.yaml \
+  --show-only templates/pause-gate.yaml --show-only templates/approval-policy.yaml \
+  --show-only templates/aggregate-roles.yaml \
   --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy \
   | $KUBECTL apply -f - >/dev/null
 TOKEN=$($KUBECTL -n rollguard-system create token rollguard --duration=24h)
@@ -72,11 +73,22 @@ users: [{name: rollguard, user: {token: "$TOKEN"}}]
 contexts: [{name: demo, context: {cluster: demo, user: rollguard, namespace: rollguard-system}}]
 current-context: demo
 EOF
-say "installed the chart's ServiceAccount, RBAC and pause gate; the operator uses its token"
+say "installed the chart's ServiceAccount, RBAC, pause gate and approval policy; the operator uses its token"
 
 step "The service: Deployment checkout (3 pods), its Service, an HTTPRoute taking 2000 requests/s"
 $KUBECTL create namespace $NS --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 sed "s|PROMETHEUS_URL|$ROLLGUARD_PROMETHEUS_URL|" scripts/demo/app.yaml | $KUBECTL -n $NS apply -f - | sed "s/^/  /"
+# Two people: dev@example.com changes the Deployment (and may approve runs too), lead@example.com
+# approves. The demo's admin acts as each of them (kubectl --as).
+DEV=dev@example.com LEAD=lead@example.com
+{
+  $KUBECTL -n $NS create role deployer --verb=get,list,watch,patch --resource=deployments.apps --dry-run=client -o yaml
+  echo ---
+  $KUBECTL -n $NS create rolebinding deployer --role=deployer --user=$DEV --dry-run=client -o yaml
+  echo ---
+  $KUBECTL -n $NS create rolebinding approvers --clusterrole=rollguard-approver --user=$DEV --user=$LEAD --dry-run=client -o yaml
+} | $KUBECTL apply -f - >/dev/null
+say "$DEV deploys (a Role to patch Deployments) and, like $LEAD, holds the chart's rollguard-approver role"
 
 : >"$DEMO/pids"
 KUBECONFIG=$DEMO/operator.kubeconfig "$RG" controller --metrics-addr 127.0.0.1:0 \
@@ -118,8 +130,8 @@ follow() {
   done
 }
 
-template() {  # error rate, image, origin
-  $KUBECTL -n $NS patch deploy checkout --type merge -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"sim.rollguard.dev/error-rate\":\"$1\",\"rollguard.dev/change-origin\":\"$3\"}},\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"$2\"}]}}}}" >/dev/null
+template() {  # error rate, image, origin; made by $DEV
+  $KUBECTL -n $NS --as $DEV patch deploy checkout --type merge -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"sim.rollguard.dev/error-rate\":\"$1\",\"rollguard.dev/change-origin\":\"$3\"}},\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"$2\"}]}}}}" >/dev/null
 }
 
 step "1. A human change (checkout:2) rolls out through 10% and 50%"
@@ -141,8 +153,11 @@ say "traffic is back on stable; the revision is marked failed and will not be re
 step "3. The fix (checkout:4), still AI-assisted: it needs an approval after its slices"
 n=$(runs); template 0.001 example.com/checkout:4 ai-assisted
 follow AwaitingApproval "$n"
-say "approving as the user the API server authenticates (not a name typed on the command line)"
-"$RG" approve -n $NS checkout | sed "s/^/  /"
+say "four eyes: $DEV wrote the change, so $DEV's approval is refused"
+set +e; "$RG" approve -n $NS checkout --as $DEV 2>&1 | sed "s/^/  /"; code=${PIPESTATUS[0]}; set -e
+[ "$code" = 6 ] || { echo "${R}the author's own approval was not refused (exit $code)${N}"; exit 1; }
+say "$LEAD approves, recorded as the user the API server authenticates (not a name typed on the command line)"
+"$RG" approve -n $NS checkout --as $LEAD | sed "s/^/  /"
 follow none "$n"
 "$RG" get -n $NS checkout | sed "s/^/  /"
 

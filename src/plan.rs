@@ -61,6 +61,8 @@ pub fn default_tiers() -> Vec<Tier> {
             }),
             min_requests: None,
             require_approval: false,
+            allow_self_approval: false,
+            allow_service_account_approval: false,
             max_share: None,
         },
         Tier {
@@ -74,6 +76,8 @@ pub fn default_tiers() -> Vec<Tier> {
             sequential: None,
             min_requests: None,
             require_approval: false,
+            allow_self_approval: false,
+            allow_service_account_approval: false,
             max_share: None,
         },
     ]

@@ -144,7 +144,8 @@ pub struct RolloutPolicySpec {
     #[schemars(length(min = 1, max = 63))]
     pub untagged_origin: Option<String>,
 
-    /// How many finished RolloutRuns to keep per Deployment.
+    /// How many finished RolloutRuns to keep per Deployment. A run with an approval is
+    /// never pruned (it is the record of who approved what) and does not count here.
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]
     pub history_limit: i32,
@@ -416,8 +417,21 @@ pub struct Tier {
 
     /// Wait after the last step, canary still serving and analysed, until someone approves
     /// with `kubectl rollguard approve` (the approver's authenticated identity is recorded).
+    /// An approval counts only when it is given while the run awaits it, on the revision and
+    /// step it waits at, and by four eyes: not by the change's author and not by a
+    /// ServiceAccount, unless the two fields below allow it.
     #[serde(default)]
     pub require_approval: bool,
+
+    /// Let the author of the change (the user the pause gate stamped in
+    /// `rollguard.dev/changed-by`, recorded as the run's `spec.author`) approve it too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_self_approval: bool,
+
+    /// Let a ServiceAccount (`system:serviceaccount:...`) approve, e.g. a pipeline that
+    /// approves on a signal of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_service_account_approval: bool,
 }
 
 fn default_max_error_rate() -> String {

@@ -46,6 +46,9 @@ use super::quantity::{COUNT_PATTERN, Ratio};
 #[x_kube(validation = kube::core::Rule::new(
     "!has(oldSelf.approvals) || (has(self.approvals) && oldSelf.approvals.all(a, a in self.approvals))"
 ).message("spec.approvals is append-only: an approval, once given, cannot be removed or changed").field_path(".approvals"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.author) == has(oldSelf.author)"
+).message("spec.author is immutable: it is who wrote the template under trial, recorded when the run started").field_path(".author"))]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRunSpec {
     /// The governed Deployment. Immutable, like every field but `approvals` (append-only)
@@ -75,6 +78,14 @@ pub struct RolloutRunSpec {
     /// The router in force: `replicas` or `gatewayAPI`.
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.router is immutable"))]
     pub router: String,
+    /// Who wrote the template under trial, as the API server authenticated them: the user
+    /// the pause gate stamped on the Deployment (`rollguard.dev/changed-by`) in the write that
+    /// brought it. Absent when the gate was not in force (then nobody is known as the author,
+    /// and four eyes cannot be checked). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("spec.author is immutable: it is who wrote the template under trial, recorded when the run started"))]
+    pub author: Option<String>,
     /// Approvals, recorded by `kubectl rollguard approve` with the authenticated user.
     /// Append-only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -94,8 +105,10 @@ pub struct MatchedTier {
     pub reason: String,
 }
 
-/// One approval.
+/// One approval, bound to the evidence it was given on: the run, the revision and the step
+/// the run was waiting at.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct Approval {
     /// The approver as the API server authenticated them.
     pub user: String,
@@ -104,6 +117,15 @@ pub struct Approval {
     pub groups: Vec<String>,
     /// When.
     pub time: Time,
+    /// The run approved (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// The canary revision approved (`spec.canaryRevision` when it was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The step the run was waiting at (`status.step` when it was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
 }
 
 /// Commands people give a run.

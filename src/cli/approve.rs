@@ -11,6 +11,7 @@ use serde_json::json;
 use super::cluster::{Identity, KubeArgs, Session};
 use super::errors::CliError;
 use crate::api::run::{Approval, Phase, RolloutRun};
+use crate::run::approval;
 
 /// `approve` arguments.
 #[derive(clap::Args, Debug, Clone)]
@@ -21,8 +22,8 @@ pub struct ApproveArgs {
     pub kube: KubeArgs,
 }
 
-/// Whether `run` takes an approval now: it waits for one, or its tier requires one that is
-/// not there yet (an approval given during the steps lets it promote without waiting).
+/// Whether `run` takes an approval now: it waits for one. An approval counts only for the
+/// evidence it is given on, so one given while the steps still run is refused.
 pub fn check(run: &RolloutRun) -> Result<(), CliError> {
     let name = run.name_any();
     let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
@@ -30,15 +31,11 @@ pub fn check(run: &RolloutRun) -> Result<(), CliError> {
         run: name.clone(),
         why,
     };
-    if let Some(a) = run.spec.approvals.first() {
-        return Err(refuse(format!(
-            "{} approved it already; nothing to do",
-            a.user
-        )));
-    }
     match phase {
         Phase::AwaitingApproval => Ok(()),
-        Phase::Progressing if run.spec.plan.require_approval => Ok(()),
+        Phase::Progressing if run.spec.plan.require_approval => Err(refuse(
+            "its steps are still running; an approval counts only once the canary has passed them and the run awaits it (`kubectl rollguard wait` returns then)".into(),
+        )),
         Phase::Progressing => Err(refuse(format!(
             "its tier {} does not require an approval; it promotes by itself when all steps pass (skip pauses with `promote`)",
             run.spec.tier.name
@@ -48,18 +45,47 @@ pub fn check(run: &RolloutRun) -> Result<(), CliError> {
     }
 }
 
-/// The JSON patch operations that record the approval.
-pub fn approval_ops(me: &Identity, now: Timestamp) -> Result<Vec<serde_json::Value>, CliError> {
+/// The approval `me` gives `run` now, bound to the evidence the run waits on; refused when it
+/// would not count (four eyes) or when a counting one is there already.
+pub fn approval(run: &RolloutRun, me: &Identity, now: Timestamp) -> Result<Approval, CliError> {
+    let step = run.status.as_ref().map(|s| s.step).unwrap_or_default();
+    let refuse = |why: String| CliError::NotAwaitingApproval {
+        run: run.name_any(),
+        why,
+    };
+    let (counted, _) = approval::tally(&run.spec, step);
+    if let Some(a) = counted.first() {
+        return Err(refuse(format!(
+            "{} approved it already; nothing to do",
+            a.user
+        )));
+    }
     let approval = Approval {
         user: me.user.clone(),
         groups: me.groups.clone(),
         time: Time(now),
+        run: Some(run.name_any()),
+        revision: Some(run.spec.canary_revision.clone()),
+        step: Some(step),
     };
-    let value = serde_json::to_value(&approval)
+    match approval::not_counted(&run.spec, step, &approval) {
+        Some(why) => Err(refuse(why)),
+        None => Ok(approval),
+    }
+}
+
+/// The JSON patch operations that append `approval` (the list is append-only).
+pub fn approval_ops(
+    run: &RolloutRun,
+    approval: &Approval,
+) -> Result<Vec<serde_json::Value>, CliError> {
+    let value = serde_json::to_value(approval)
         .map_err(|e| CliError::Other(format!("encoding the approval: {e}")))?;
-    Ok(vec![
-        json!({"op": "add", "path": "/spec/approvals", "value": [value]}),
-    ])
+    Ok(vec![if run.spec.approvals.is_empty() {
+        json!({"op": "add", "path": "/spec/approvals", "value": [value]})
+    } else {
+        json!({"op": "add", "path": "/spec/approvals/-", "value": value})
+    }])
 }
 
 /// Runs `approve`.
@@ -71,17 +97,11 @@ pub async fn run(session: &Session, args: &ApproveArgs) -> Result<(), CliError> 
     let updated = session
         .patch_run(&run.name_any(), |r| {
             check(r)?;
-            approval_ops(&me, Timestamp::now())
+            approval_ops(r, &approval(r, &me, Timestamp::now())?)
         })
         .await?;
-    let phase = updated.status.as_ref().map(|s| s.phase).unwrap_or_default();
-    let next = if phase == Phase::AwaitingApproval {
-        "the run promotes now"
-    } else {
-        "the run promotes without waiting once all steps pass"
-    };
     println!(
-        "approved run {} of Deployment {}/{} as {}: {next}",
+        "approved run {} of Deployment {}/{} as {}: the run promotes now",
         updated.name_any(),
         session.namespace,
         args.deployment,

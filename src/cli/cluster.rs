@@ -36,6 +36,12 @@ pub struct KubeArgs {
     /// Path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Act as this user (impersonation, as kubectl's `--as`; needs RBAC `impersonate`).
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Act with this group too (repeatable; as kubectl's `--as-group`).
+    #[arg(long = "as-group", value_name = "GROUP", requires = "as_user")]
+    pub as_group: Vec<String>,
 }
 
 /// Where to look: one namespace or all of them.
@@ -101,6 +107,11 @@ pub async fn connect(args: &KubeArgs) -> Result<Session, CliError> {
             .map_err(|e| CliError::Config(e.to_string()))?,
     };
     config.connect_timeout = Some(Duration::from_secs(10));
+    if let Some(user) = &args.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups =
+            (!args.as_group.is_empty()).then(|| args.as_group.clone());
+    }
     let server = config.cluster_url.to_string();
     let namespace = args
         .namespace

@@ -113,12 +113,14 @@ pub fn check_abort(run: &RolloutRun) -> Result<(), CliError> {
 }
 
 /// Whether `promote` applies: only while progressing, not while paused, and never while the
-/// tier requires an approval that is missing (promote does not replace an approval).
+/// tier requires an approval that is missing (promote does not replace an approval, and an
+/// approval is given only once the steps have passed, so a tier that requires one walks all
+/// its steps).
 pub fn check_promote(run: &RolloutRun) -> Result<(), CliError> {
     let needs_approval = run.spec.plan.require_approval && run.spec.approvals.is_empty();
     if needs_approval {
         return Err(CliError::Refused(format!(
-            "cannot promote run {}: its tier {} requires an approval and it has none; an approver runs `kubectl rollguard approve {} -n {}` first (promote cannot skip an approval)",
+            "cannot promote run {}: its tier {} requires an approval and it has none; promote cannot skip an approval, which is given on the evidence of all the steps (once the run awaits it: `kubectl rollguard approve {} -n {}`)",
             run.name_any(),
             run.spec.tier.name,
             run.spec.deployment,

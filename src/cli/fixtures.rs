@@ -48,6 +48,8 @@ fn tier(name: &str, steps: &[(&str, &str)], approval: bool) -> Tier {
         sequential: None,
         min_requests: None,
         require_approval: approval,
+        allow_self_approval: false,
+        allow_service_account_approval: false,
         max_share: None,
     }
 }
@@ -77,6 +79,7 @@ pub fn run(name: &str, revision: &str, age: i64, status: RolloutRunStatus) -> Ro
                 no_data_limit: 3,
             },
             router: "replicas".into(),
+            author: Some("dev@example.com".into()),
             approvals: vec![],
             control: None,
         },
@@ -210,6 +213,9 @@ pub fn succeeded(name: &str, revision: &str) -> RolloutRun {
         user: "alice@example.com".into(),
         groups: vec!["sre".into()],
         time: ago(2 * 3600 + 60),
+        run: r.metadata.name.clone(),
+        revision: Some(r.spec.canary_revision.clone()),
+        step: Some(1),
     }];
     r
 }

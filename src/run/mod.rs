@@ -7,6 +7,7 @@
 //! paused) rather than imperative steps, so applying it twice is harmless and a restarted
 //! operator converges from the status alone.
 
+pub mod approval;
 pub mod govern;
 mod judge;
 pub mod stable_rate;
@@ -318,6 +319,10 @@ pub mod condition {
 /// Reason of the `Baseline` condition and its Warning Event: the stable revision's measured
 /// error rate is above a sequential tier's fixed p0.
 pub const STABLE_ABOVE_P0: &str = "StableAboveP0";
+
+/// Reason of the `Waiting` condition and of the Warning Event when an approval is there but
+/// does not count (four eyes, or given on other evidence).
+pub const APPROVAL_NOT_COUNTED: &str = "ApprovalNotCounted";
 
 /// Reasons of the `Stalled` condition.
 pub mod stalled {
@@ -1054,7 +1059,7 @@ impl Machine<'_, '_> {
             );
             return desired;
         }
-        if plan.require_approval && self.run.spec.approvals.is_empty() {
+        if plan.require_approval && !self.approved() {
             self.st.phase = Phase::AwaitingApproval;
             self.waiting(
                 "AwaitingApproval",
@@ -1091,22 +1096,42 @@ impl Machine<'_, '_> {
         let last = self.run.plan.steps.len() as i32 - 1;
         let w = self.step_weight(last);
         let want = self.run.size_for(w, self.world.stable_replicas);
-        if self.run.spec.approvals.is_empty() {
+        let (counted, refused) = approval::tally(self.run.spec, self.st.step);
+        if counted.is_empty() {
+            if !refused.is_empty() {
+                let message = format!("approval not counted: {}", refused.join("; "));
+                let said = self.st.conditions.iter().any(|c| {
+                    c.type_ == condition::WAITING
+                        && c.reason == APPROVAL_NOT_COUNTED
+                        && c.message == message
+                });
+                if !said {
+                    self.event(true, APPROVAL_NOT_COUNTED, message.clone());
+                }
+                self.waiting(APPROVAL_NOT_COUNTED, &message);
+            }
             return Desired {
                 canary_replicas: Some(want),
                 weight: w,
                 paused: true,
             };
         }
-        let who: Vec<&str> = self
-            .run
-            .spec
-            .approvals
-            .iter()
-            .map(|a| a.user.as_str())
-            .collect();
-        self.event(false, "Approved", format!("approved by {}", who.join(", ")));
+        let who: Vec<&str> = counted.iter().map(|a| a.user.as_str()).collect();
+        let author = match &self.run.spec.author {
+            Some(a) => format!(" (the change is {a}'s)"),
+            None => " (the change's author is unknown: the pause gate was not in force, so four eyes could not be checked)".into(),
+        };
+        self.event(
+            false,
+            "Approved",
+            format!("approved by {}{author}", who.join(", ")),
+        );
         self.start_promotion()
+    }
+
+    /// Whether an approval that counts is there (see [`approval`]).
+    fn approved(&self) -> bool {
+        !approval::tally(self.run.spec, self.st.step).0.is_empty()
     }
 
     fn start_promotion(&mut self) -> Desired {

@@ -23,6 +23,8 @@ fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
         sequential: (decision == Decision::Sequential).then(SequentialSpec::default),
         min_requests: None,
         require_approval: approval,
+        allow_self_approval: false,
+        allow_service_account_approval: false,
         max_share: None,
     }
 }
@@ -52,6 +54,7 @@ fn spec(t: Tier, router: Router) -> RolloutRunSpec {
         plan: t,
         analysis: analysis(),
         router: router.name().into(),
+        author: Some("author".into()),
         approvals: vec![],
         control: None,
     }
@@ -499,11 +502,48 @@ fn approval_is_awaited_after_the_last_step_and_analysis_continues() {
         bad.step_with(traffic(100.0, 0.5)).status.phase,
         Phase::RolledBack
     );
-    // An approval promotes.
+    // The author's own approval does not count (four eyes): the run keeps waiting, says why
+    // in its Waiting condition, and warns once.
+    sim.spec.approvals.push(Approval {
+        user: "author".into(),
+        groups: vec![],
+        time: Time(sim.now),
+        run: None,
+        revision: Some(sim.spec.canary_revision.clone()),
+        step: Some(sim.status.step),
+    });
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::AwaitingApproval);
+    let warned = |out: &Outcome| {
+        out.events
+            .iter()
+            .filter(|e| e.warning && e.reason == APPROVAL_NOT_COUNTED)
+            .count()
+    };
+    assert_eq!(warned(&out), 1);
+    let waiting = out
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::WAITING)
+        .expect("Waiting");
+    assert_eq!(waiting.reason, APPROVAL_NOT_COUNTED);
+    assert!(
+        waiting.message.contains("author wrote the change"),
+        "{}",
+        waiting.message
+    );
+    let out = sim.tick(None).clone();
+    assert_eq!(out.status.phase, Phase::AwaitingApproval);
+    assert_eq!(warned(&out), 0, "the warning is given once");
+    // Another approver's approval promotes.
     sim.spec.approvals.push(Approval {
         user: "alice".into(),
         groups: vec![],
         time: Time(sim.now),
+        run: None,
+        revision: Some(sim.spec.canary_revision.clone()),
+        step: Some(sim.status.step),
     });
     let out = sim.tick(None).clone();
     assert_eq!(out.status.phase, Phase::Promoting);

@@ -99,6 +99,7 @@ impl Setup {
             plan: tier.tier,
             analysis: policy.spec.analysis.clone(),
             router: router.name().into(),
+            author: None,
             approvals: vec![],
             control: None,
         };
@@ -374,6 +375,9 @@ pub fn drive<S: Source>(
                     user: "rollguard-simulate".into(),
                     groups: vec![],
                     time: Time(ts),
+                    run: None,
+                    revision: Some(spec.canary_revision.clone()),
+                    step: Some(status.step),
                 });
                 changed = true;
             } else {

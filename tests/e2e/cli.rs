@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use crate::support::procs::rollguard_bin;
-use crate::support::world::{APP, Router, World, run_phase};
+use crate::support::world::{APP, Router, World, approver_rules, run_phase};
 use crate::support::{self, create};
 
 const FAILED: &str = "rollguard.dev/failed-revision";
@@ -205,15 +205,6 @@ async fn service_account(client: &Client, ns: &str, name: &str, rules: Value) ->
     }
 }
 
-/// What `kubectl rollguard` needs to read and write runs.
-fn approver_rules() -> Value {
-    json!([
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutpolicies"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutruns"], "verbs": ["get", "list", "watch", "patch"]},
-    ])
-}
-
 // ---------------------------------------------------------------------------------------
 // The tests
 
@@ -391,8 +382,16 @@ async fn get_shows_the_table_the_detail_and_json_and_watch_follows_promote_to_th
 async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
     let w = world("cli-approve", "3s").await;
     let n = w.n().to_string();
+    w.approvers(&["bob"]).await;
     deploy(&w, "0.001", "ai-assisted").await;
     until_run(&w, Phase::Progressing, None).await;
+    // An approval counts only for the evidence it is given on: not while the steps run.
+    let early = rg(&["approve", APP, "-n", &n, "--as", "bob"]).await;
+    assert_eq!(early.code, 6, "{early:?}");
+    assert!(
+        early.error_line().contains("its steps are still running"),
+        "{early:?}"
+    );
     // promote never stands in for a missing approval.
     let refused = rg(&["promote", APP, "-n", &n, "--full"]).await;
     assert_eq!(refused.code, 6, "{refused:?}");
@@ -408,26 +407,37 @@ async fn approval_tier_refuses_promote_until_approved_and_wait_exits_0() {
     assert_eq!(refused.code, 6, "{refused:?}");
     let mut waiter = rg_spawn(&["wait", APP, "-n", &n, "--timeout", "90s"]);
 
-    let approved = rg(&["approve", APP, "-n", &n]).await;
-    assert_eq!(approved.code, 0, "{approved:?}");
+    // Four eyes: the admin wrote the change (the pause gate stamped them as its author), so
+    // the admin's approval is refused.
     let admin = admin_user(&w.client).await;
+    assert_eq!(r.spec.author.as_deref(), Some(admin.as_str()));
+    let own = rg(&["approve", APP, "-n", &n]).await;
+    assert_eq!(own.code, 6, "{own:?}");
+    assert!(
+        own.error_line()
+            .contains(&format!("{admin} wrote the change")),
+        "{own:?}"
+    );
+    let approved = rg(&["approve", APP, "-n", &n, "--as", "bob"]).await;
+    assert_eq!(approved.code, 0, "{approved:?}");
     assert!(
         approved.stdout.contains(&format!(
-            "approved run {} of Deployment {n}/web as {admin}",
+            "approved run {} of Deployment {n}/web as bob",
             r.name_any()
         )),
         "{approved:?}"
     );
     let stored = w.runs().get(&r.name_any()).await.expect("the run");
     assert_eq!(stored.spec.approvals.len(), 1);
-    assert_eq!(stored.spec.approvals[0].user, admin);
-    assert!(
-        stored.spec.approvals[0]
-            .groups
-            .contains(&"system:authenticated".to_string())
-    );
+    let a = &stored.spec.approvals[0];
+    assert_eq!(a.user, "bob");
+    assert!(a.groups.contains(&"system:authenticated".to_string()));
+    // Bound to the evidence it was given on.
+    assert_eq!(a.run.as_deref(), Some(r.name_any().as_str()));
+    assert_eq!(a.revision.as_deref(), Some(r.spec.canary_revision.as_str()));
+    assert_eq!(a.step, Some(1));
 
-    let again = rg(&["approve", APP, "-n", &n]).await;
+    let again = rg(&["approve", APP, "-n", &n, "--as", "bob"]).await;
     assert!(
         matches!(again.code, 5 | 6),
         "approved already / no run in flight: {again:?}"
@@ -528,11 +538,72 @@ async fn a_forged_approval_is_refused_by_the_api_server_and_a_real_one_is_accept
     let still = w.runs().get(&r.name_any()).await.expect("the run");
     assert_eq!(still.spec, r.spec, "the snapshot is unchanged");
 
-    // The real one: `approve` records mallory as the API server knows her.
-    let approved = run_as(&mallory.kubeconfig, &["approve", APP]).await;
+    // Four eyes at admission, past the CLI's own check: a well-formed approval in the
+    // sender's own name is refused from a ServiceAccount (mallory) and from the change's
+    // author (the admin, whom the pause gate stamped).
+    let own_approval = |user: &str| {
+        let ops = json!([{"op": "add", "path": "/spec/approvals", "value": [{
+            "user": user, "time": "2026-01-01T00:00:00Z", "run": r.name_any(),
+            "revision": r.spec.canary_revision, "step": 1,
+        }]}]);
+        serde_json::from_value::<json_patch::Patch>(ops).expect("a JSON patch")
+    };
+    let by_cli = run_as(&mallory.kubeconfig, &["approve", APP]).await;
+    assert_eq!(by_cli.code, 6, "{by_cli:?}");
+    assert!(
+        by_cli.error_line().contains("is a ServiceAccount"),
+        "{by_cli:?}"
+    );
+    let e = runs
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(own_approval(&mallory.user)),
+        )
+        .await
+        .expect_err("a ServiceAccount's approval is refused");
+    assert!(
+        e.to_string()
+            .contains(&format!("four eyes: {} is a ServiceAccount", mallory.user)),
+        "{e}"
+    );
+    let admin = admin_user(&w.client).await;
+    let e = w
+        .runs()
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(own_approval(&admin)),
+        )
+        .await
+        .expect_err("the author's approval is refused");
+    assert!(
+        e.to_string()
+            .contains(&format!("four eyes: {admin} wrote the change")),
+        "{e}"
+    );
+    // Without the run, revision and step it approves, an approval is refused too.
+    let bare = json!([{"op": "add", "path": "/spec/approvals", "value": [
+        {"user": admin, "time": "2026-01-01T00:00:00Z"}]}]);
+    let e = w
+        .runs()
+        .patch(
+            &r.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(bare).expect("a JSON patch")),
+        )
+        .await
+        .expect_err("an approval without its evidence is refused");
+    assert!(e.to_string().contains("must name run"), "{e}");
+
+    // The real one: `approve` records bob as the API server knows him (impersonated by the
+    // admin, holding exactly the approver Role).
+    w.approvers(&["bob"]).await;
+    let approved = rg(&["approve", APP, "-n", &n, "--as", "bob"]).await;
     assert_eq!(approved.code, 0, "{approved:?}");
     let stored = w.runs().get(&r.name_any()).await.expect("the run");
-    assert_eq!(stored.spec.approvals[0].user, mallory.user);
+    assert_eq!(stored.spec.approvals.len(), 1);
+    assert_eq!(stored.spec.approvals[0].user, "bob");
     // Approvals are append-only: not even their author can take one back or rewrite it.
     for ops in [
         json!([{"op": "remove", "path": "/spec/approvals/0"}]),

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use kube::ResourceExt;
 use serde_json::json;
 
 use crate::support;
@@ -108,6 +109,15 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
             json!({"metadata": {"annotations": {"rollguard.dev/policy": null}}}),
             "the annotation(s) rollguard.dev/policy of governed Deployment",
         ),
+        // The author stamp four eyes rests on: only the gate writes it.
+        (
+            json!({"metadata": {"annotations": {"rollguard.dev/changed-by": "someone-else"}}}),
+            "rollguard.dev/changed-by of governed Deployment",
+        ),
+        (
+            json!({"metadata": {"annotations": {"rollguard.dev/changed-by": "dev"}}}),
+            "rollguard.dev/changed-by of governed Deployment",
+        ),
     ];
     for (body, says) in attempts {
         let (ok, said) = patch("dev", body.clone()).await;
@@ -132,6 +142,29 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
     assert!(ok, "a template change: {said}");
     let d = w.deployment().await;
     assert_eq!(d.spec.as_ref().and_then(|s| s.paused), Some(true));
+    // ... stamped by the gate with its author, which the guard lets through; a stamp sent
+    // with a template change names the sender whatever it said.
+    assert_eq!(
+        d.annotations()
+            .get("rollguard.dev/changed-by")
+            .map(String::as_str),
+        Some("dev")
+    );
+    let (ok, said) = patch(
+        "dev",
+        json!({"metadata": {"annotations": {"rollguard.dev/changed-by": "someone-else"}},
+               "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:4"}]}}}}),
+    )
+    .await;
+    assert!(ok, "a template change with a stamp: {said}");
+    assert_eq!(
+        w.deployment()
+            .await
+            .annotations()
+            .get("rollguard.dev/changed-by")
+            .map(String::as_str),
+        Some("dev")
+    );
     assert_eq!(
         d.metadata
             .labels

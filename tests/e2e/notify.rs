@@ -333,9 +333,10 @@ async fn a_promoted_run_ends_with_promoted_and_the_approval_carries_the_command(
             .is_some_and(|n| n > 0),
         "the evidence so far: {approval}"
     );
-    // The command as sent works.
+    // The command as sent works, for an approver other than the change's author (the admin).
+    w.approvers(&["bob"]).await;
     let out = std::process::Command::new(rollguard_bin())
-        .args(command.split_whitespace().skip(2))
+        .args(command.split_whitespace().skip(2).chain(["--as", "bob"]))
         .env("KUBECONFIG", kubeconfig_path())
         .output()
         .expect("rollguard approve");

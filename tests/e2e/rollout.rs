@@ -163,9 +163,11 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
             run_phase(&w.run().await.expect("run")),
             Phase::AwaitingApproval
         );
-        // Approve with the CLI, which records the user the API server authenticates.
+        // Approve with the CLI, which records the user the API server authenticates: bob,
+        // holding the approver Role (the admin wrote the change, and four eyes needs another).
+        w.approvers(&["bob"]).await;
         let out = std::process::Command::new(support::procs::rollguard_bin())
-            .args(["approve", "-n", w.n(), APP])
+            .args(["approve", "-n", w.n(), APP, "--as", "bob"])
             .env("KUBECONFIG", support::kubeconfig_path())
             .output()
             .expect("rollguard approve");
@@ -176,6 +178,7 @@ async fn an_ai_change_gets_a_one_percent_slice_and_waits_for_approval() {
         );
         let approved = w.runs().get(&waiting.name_any()).await.expect("run");
         assert_eq!(approved.spec.approvals.len(), 1);
+        assert_eq!(approved.spec.approvals[0].user, "bob");
         w.wait_phase(Phase::Succeeded, Duration::from_secs(60))
             .await;
         w.finish().await;

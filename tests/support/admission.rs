@@ -150,6 +150,11 @@ fn yaml(policy: Policy) -> String {
 /// copy has the opt-out; the chart's binding has none.
 pub const UNGUARDED: &str = "rollguard.dev/e2e-unguarded";
 
+/// Namespaces labelled `rollguard.dev/e2e-unapproved` are left out of the approval policy's
+/// binding, so a test can show what the operator counts on a cluster without the policy. Only
+/// this hand-applied copy has the opt-out.
+pub const UNCHECKED_APPROVALS: &str = "rollguard.dev/e2e-unapproved";
+
 /// Namespaces labelled `rollguard.dev/e2e-ungated` are left out of the pause gate's binding,
 /// so a test can show the mode rollguard falls back to on a cluster without the gate. Only
 /// this hand-applied copy has the opt-out.
@@ -195,6 +200,14 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
     assert!(yaml.contains(&format!("name: {}", policy.name())), "{yaml}");
     match policy {
         Policy::UnpauseStamp => yaml = test_operators_are_the_operator(&yaml),
+        Policy::Approvals => {
+            yaml = bind_where(
+                &yaml,
+                "ValidatingAdmissionPolicyBinding",
+                UNCHECKED_APPROVALS,
+                "DoesNotExist",
+            )
+        }
         Policy::RunsGuard => {
             yaml = bind_where(
                 &yaml,
@@ -219,7 +232,6 @@ pub async fn in_force(client: &kube::Client, policy: Policy) {
                 "Exists",
             )
         }
-        _ => {}
     }
     let mut kubectl = tokio::process::Command::new("kubectl")
         .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])

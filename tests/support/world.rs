@@ -423,14 +423,25 @@ impl World {
     /// Binds `users` to a Role `deployer` in the namespace with exactly what editing a
     /// Deployment needs (get, list, watch, patch Deployments): people who deploy, not admins.
     pub async fn deployers(&self, users: &[&str]) {
+        let rules = json!([{"apiGroups": ["apps"], "resources": ["deployments"],
+                            "verbs": ["get", "list", "watch", "patch"]}]);
+        self.bind_users("deployer", rules, users).await;
+    }
+
+    /// Binds `users` to a Role `approver` in the namespace with exactly the documented
+    /// approver's rules (what `kubectl rollguard` reads, and `patch` on runs).
+    pub async fn approvers(&self, users: &[&str]) {
+        self.bind_users("approver", approver_rules(), users).await;
+    }
+
+    /// A Role `name` with `rules` in the namespace, bound to `users`.
+    async fn bind_users(&self, name: &str, rules: Value, users: &[&str]) {
         use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
         let client = self.client.clone();
         create(
             &Api::<Role>::namespaced(client.clone(), self.n()),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": "deployer"},
-                   "rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
-                              "verbs": ["get", "list", "watch", "patch"]}]}),
+                   "metadata": {"name": name}, "rules": rules}),
         )
         .await;
         let subjects: Vec<Value> = users
@@ -440,8 +451,8 @@ impl World {
         create(
             &Api::<RoleBinding>::namespaced(client, self.n()),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": "deployer"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+                   "metadata": {"name": name},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
                    "subjects": subjects}),
         )
         .await;
@@ -622,4 +633,14 @@ pub async fn holds_over(
     held.unwrap_or_else(|| {
         panic!("no {more} new samples in 120 s: nothing shows the operator at work while it holds")
     })
+}
+
+/// The documented approver Role's rules (docs/operations/rbac.md): what `kubectl rollguard`
+/// reads, and `patch` on runs to add an approval or a command.
+pub fn approver_rules() -> Value {
+    json!([
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutpolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["rollguard.dev"], "resources": ["rolloutruns"], "verbs": ["get", "list", "watch", "patch"]},
+    ])
 }

@@ -201,6 +201,9 @@ fn detail_sequential_paused_plain() {
         user: "alice@example.com".into(),
         groups: vec!["sre".into(), "system:authenticated".into()],
         time: fixtures::ago(30),
+        run: None,
+        revision: None,
+        step: None,
     }];
     snap(
         &render_detail(&web(Some(run), vec![]), now(), Style::PLAIN),

@@ -381,6 +381,15 @@ async fn start_run(
         .count() as u32
         + 1;
     let run_name = run_name(&name, revision, attempt);
+    // The author, where the pause gate stamped it in the write that brought this template
+    // (an older stamp would name someone else's change).
+    let author = (!ungated
+        && ctx
+            .gates
+            .last(&d.namespace().unwrap_or_default())
+            .is_some_and(|g| g.in_force))
+    .then(|| d.annotations().get(CHANGED_BY).cloned())
+    .flatten();
     let mut run = RolloutRun::new(
         &run_name,
         RolloutRunSpec {
@@ -395,6 +404,7 @@ async fn start_run(
             plan: tier.clone(),
             analysis: p.spec.analysis.clone(),
             router: router_of(p).name().into(),
+            author: author.clone(),
             approvals: vec![],
             control: None,
         },
@@ -416,17 +426,9 @@ async fn start_run(
             .with_label_values(&[&tier.name])
             .inc();
         info!(run = %run_name, tier = %tier.name, why = %why, "run started");
-        // The author, where the pause gate stamped it in the write that brought this
-        // template (an older stamp would name someone else's change).
-        let author = (!ungated
-            && ctx
-                .gates
-                .last(&d.namespace().unwrap_or_default())
-                .is_some_and(|g| g.in_force))
-        .then(|| d.annotations().get(CHANGED_BY))
-        .flatten()
-        .map(|u| format!("; changed by {u}"))
-        .unwrap_or_default();
+        let author = author
+            .map(|u| format!("; changed by {u}"))
+            .unwrap_or_default();
         let note = format!(
             "revision {revision} matched tier {} ({why}){author}",
             tier.name
@@ -444,11 +446,23 @@ async fn prune_history(
     finished: &[&RolloutRun],
     limit: i32,
 ) -> Result<(), Error> {
-    let excess = finished.len().saturating_sub(limit.max(1) as usize);
-    for r in finished.iter().take(excess) {
+    for r in prunable(finished, limit) {
         apply::delete_run(ctx, &d.namespace().unwrap_or_default(), &r.name_any()).await?;
     }
     Ok(())
+}
+
+/// The finished runs (oldest first) history pruning deletes: the oldest beyond `limit` of
+/// those without approvals. A run with an approval is the record of who approved what, so
+/// pruning never deletes it (people delete it once it is archived).
+fn prunable<'a>(finished: &[&'a RolloutRun], limit: i32) -> Vec<&'a RolloutRun> {
+    let plain: Vec<&RolloutRun> = finished
+        .iter()
+        .copied()
+        .filter(|r| r.spec.approvals.is_empty())
+        .collect();
+    let excess = plain.len().saturating_sub(limit.max(1) as usize);
+    plain.into_iter().take(excess).collect()
 }
 
 /// A run in flight: observe, measure when due, run the machine, apply, report.
@@ -603,4 +617,44 @@ async fn drive(
         }
         None => Action::await_change(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_limit_and_never_deletes_an_approved_run() {
+        let run = |name: &str, approved: bool| {
+            // `succeeded` carries an approval.
+            let mut r = crate::cli::fixtures::succeeded(name, "r1");
+            if !approved {
+                r.spec.approvals.clear();
+            }
+            r
+        };
+        // (runs oldest first as (name, approved), limit, pruned)
+        type Case<'a> = (&'a [(&'a str, bool)], i32, &'a [&'a str]);
+        let cases: [Case; 5] = [
+            (&[("a", false), ("b", false), ("c", false)], 2, &["a"]),
+            (&[("a", false), ("b", false)], 2, &[]),
+            // The approved oldest stays, and does not count against the limit.
+            (&[("a", true), ("b", false), ("c", false)], 2, &[]),
+            (
+                &[("a", true), ("b", false), ("c", false), ("d", false)],
+                2,
+                &["b"],
+            ),
+            (&[("a", true), ("b", true), ("c", true)], 1, &[]),
+        ];
+        for (runs, limit, want) in cases {
+            let runs: Vec<RolloutRun> = runs.iter().map(|(n, a)| run(n, *a)).collect();
+            let refs: Vec<&RolloutRun> = runs.iter().collect();
+            let got: Vec<String> = prunable(&refs, limit)
+                .iter()
+                .map(|r| r.name_any())
+                .collect();
+            assert_eq!(got, *want, "{runs:?} limit {limit}");
+        }
+    }
 }

@@ -79,15 +79,28 @@ async fn approval_policy_refuses_forged_approvals_and_commands() {
         .await
         .expect("creating the RoleBinding");
     let admin_runs: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &n, &runs_resource());
+    // A run that awaits an approval, from a tier that lets a ServiceAccount (alice) approve:
+    // what this test shows is who an approval may name, not four eyes (cli.rs shows those).
+    let mut run = run_object("web-7f6b5c4d3", &n);
+    run.data["spec"]["plan"]["requireApproval"] = json!(true);
+    run.data["spec"]["plan"]["allowServiceAccountApproval"] = json!(true);
     admin_runs
-        .create(&PostParams::default(), &run_object("web-7f6b5c4d3", &n))
+        .create(&PostParams::default(), &run)
         .await
         .expect("creating the run");
+    admin_runs
+        .patch_status(
+            "web-7f6b5c4d3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "AwaitingApproval", "step": 0}})),
+        )
+        .await
+        .expect("the run awaits approval");
 
     let alice_user = format!("system:serviceaccount:{n}:alice");
     let alice = support::client_with_token(&token_for(&admin, &n, "alice").await).await;
     let runs: Api<DynamicObject> = Api::namespaced_with(alice.clone(), &n, &runs_resource());
-    let approve = |user: &str, groups: Vec<&str>, time: &str| json!([{"op": "add", "path": "/spec/approvals", "value": [{"user": user, "groups": groups, "time": time}]}]);
+    let approve = |user: &str, groups: Vec<&str>, time: &str| json!([{"op": "add", "path": "/spec/approvals", "value": [{"user": user, "groups": groups, "time": time, "run": "web-7f6b5c4d3", "revision": "7f6b5c4d3", "step": 0}]}]);
     let json_patch = |v: Value| {
         Patch::Json::<()>(serde_json::from_value::<json_patch::Patch>(v).expect("a JSON patch"))
     };
