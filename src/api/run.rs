@@ -273,7 +273,9 @@ pub struct RolloutRunStatus {
     /// `Stalled` (it cannot move without someone acting: blind analysis past its limit, two
     /// policies selecting the Deployment), `Baseline` (`False`, reason `StableAboveP0`: the
     /// stable revision fails more often than the sequential tier's fixed p0; a warning that
-    /// never changes the decision).
+    /// never changes the decision), `WeightsContested` (`True`, reason `WeightFight`: another
+    /// field manager keeps writing the HTTPRoute's weights and the run holds; see
+    /// `weightFights`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Decisions people took over the evidence (`promote`), in the order they took effect.

@@ -36,3 +36,4 @@ mod ownership;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;
+mod weights;
