@@ -20,6 +20,8 @@ use crate::names::{
 };
 use crate::plan::route_weights;
 
+pub mod fight;
+
 /// Why a Deployment's traffic cannot be routed; the run holds and says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {

@@ -295,7 +295,9 @@ pub struct RolloutRunStatus {
     /// `Stalled` (it cannot move without someone acting: blind analysis past its limit, two
     /// policies selecting the Deployment), `Baseline` (`False`, reason `StableAboveP0`: the
     /// stable revision fails more often than the sequential tier's fixed p0; a warning that
-    /// never changes the decision).
+    /// never changes the decision), `WeightsContested` (`True`, reason `WeightFight`: another
+    /// field manager keeps writing the HTTPRoute's weights and the run holds; see
+    /// `weightFights`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Decisions people took over the evidence (`promote`), in the order they took effect.
@@ -308,6 +310,33 @@ pub struct RolloutRunStatus {
     /// errors here (when stable is measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestWindow>,
+    /// Gateway API router: weight fights in this run. A fight is a write of the route's
+    /// weights by another field manager (a GitOps tool re-applying its manifest, someone
+    /// editing the route) that rollguard found and wrote back. Three in one step hold the
+    /// run (condition `WeightsContested`) until that manager has left the weights alone for
+    /// 30 s. Absent while there has been none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_fights: Option<WeightFights>,
+}
+
+/// Weight fights over a run's HTTPRoute: who wrote the weights, where and how often.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightFights {
+    /// Fights in the whole run.
+    pub total: i32,
+    /// Fights in the step `step` (0-based); the count starts again when the step changes.
+    pub in_step: i32,
+    /// The step the fights in `inStep` happened in, 0-based.
+    pub step: i32,
+    /// The field manager that last wrote the weights (from the route's
+    /// `metadata.managedFields`), e.g. `argocd-controller` or `kustomize-controller`;
+    /// `unknown` when the route does not say.
+    pub manager: String,
+    /// The HTTPRoute of the last fight.
+    pub route: String,
+    /// When rollguard last found the weights written by someone else.
+    pub last_at: Time,
 }
 
 /// A `promote` that moved the run on without what the tier asks for (a pause, a judging

@@ -360,8 +360,14 @@ pub async fn route_weights(
     }
     let patch: json_patch::Patch = serde_json::from_value(weight_patch(t, weight))
         .map_err(|e| Error::Invalid(e.to_string()))?;
+    // Named, so managedFields say rollguard wrote the rules (the weight-fight check reads
+    // that) and an Argo CD `managedFieldsManagers` recipe can name it (docs/gitops.md).
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
     ctx.api::<HttpRoute>(ns)
-        .patch(&t.route, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(&t.route, &params, &Patch::Json::<()>(patch))
         .await
         .map_err(kube_err(format!(
             "setting weights on HTTPRoute {ns}/{}",

@@ -21,6 +21,7 @@ use crate::api::policy::OnNoData;
 use crate::api::quantity::Ratio;
 use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
 use crate::plan::{Judge, Plan, replicas_for_share, replicas_for_weight, share_of};
+use crate::traffic::fight::{self, Fight};
 
 use judge::{Gate, Judged, Judgement, gate, judge};
 use stable_rate::StableVsP0;
@@ -124,6 +125,10 @@ pub struct World {
     /// The pause gate is in force: the cluster pauses a new template at admission, so a
     /// Deployment whose template is stable again is left unpaused (`docs/gitops.md`).
     pub pause_gate: bool,
+    /// Gateway API router: another field manager wrote the route's weights since rollguard
+    /// last did, seen on the live route this pass (rollguard writes them back in the same
+    /// pass). Counted in `status.weightFights`; repeated fights hold the run.
+    pub weight_fight: Option<Fight>,
 }
 
 /// The state the controller makes true.
@@ -314,7 +319,13 @@ pub mod condition {
     /// `False` when the stable revision fails more often than the tier's fixed p0
     /// (reason [`super::STABLE_ABOVE_P0`]); absent otherwise.
     pub const BASELINE: &str = "Baseline";
+    /// `True` (reason [`super::WEIGHT_FIGHT`]) while the run holds because another field
+    /// manager keeps writing the route's weights; absent otherwise.
+    pub const WEIGHTS_CONTESTED: &str = "WeightsContested";
 }
+
+/// Reason of the `WeightsContested` condition and of the Warning Event when the hold starts.
+pub const WEIGHT_FIGHT: &str = "WeightFight";
 
 /// Reason of the `Baseline` condition and its Warning Event: the stable revision's measured
 /// error rate is above a sequential tier's fixed p0.
@@ -346,6 +357,8 @@ struct Machine<'a, 'r> {
     st: RolloutRunStatus,
     events: Vec<RunEvent>,
     mark: Option<RevisionMark>,
+    /// Another field manager keeps writing the route's weights: no next step, no promotion.
+    contested: bool,
 }
 
 impl Machine<'_, '_> {
@@ -413,6 +426,7 @@ impl Machine<'_, '_> {
         self.st.message = Some(message.clone());
         self.st.weight = Some(Ratio::ZERO);
         self.not_waiting();
+        clear_condition(&mut self.st.conditions, condition::WEIGHTS_CONTESTED);
         let warning = matches!(phase, Phase::RolledBack | Phase::Aborted);
         self.event(warning, end_event_reason(phase), message);
         if matches!(phase, Phase::RolledBack | Phase::Aborted) {
@@ -546,6 +560,13 @@ impl Machine<'_, '_> {
                 }
             }
         }
+        // A held run goes on once the other manager has been quiet long enough.
+        if self.contested
+            && let Some(f) = &self.st.weight_fights
+        {
+            let end = fight::hold_ends(f);
+            t = Some(t.map_or(end, |a| a.min(end)));
+        }
         t
     }
 
@@ -624,6 +645,7 @@ impl Machine<'_, '_> {
             "the canary's share is set as planned",
             now,
         );
+        self.weight_fights();
 
         let desired = match self.st.phase {
             Phase::Progressing => self.progress(),
@@ -937,6 +959,10 @@ impl Machine<'_, '_> {
             weight: w,
             paused: true,
         };
+        if self.contested {
+            self.hold_for_weights();
+            return desired;
+        }
 
         let started = self.st.step_started_at.as_ref().map(ts).unwrap_or(now);
         let control = self.run.spec.control.as_ref();
@@ -1078,6 +1104,95 @@ impl Machine<'_, '_> {
         self.start_promotion()
     }
 
+    /// Another field manager writing the route's weights ([`World::weight_fight`]): each fight
+    /// is counted in `status.weightFights` (rollguard writes its weights back in the same
+    /// pass, so the canary never keeps a bigger share than its step's past this pass). After
+    /// [`fight::FIGHTS_TO_HOLD`] in one step the run holds, says so in `WeightsContested`
+    /// and a Warning Event naming the manager, and goes on once the manager has left the
+    /// weights alone for [`fight::QUIET`].
+    fn weight_fights(&mut self) {
+        if self.run.router != Router::GatewayApi
+            || !matches!(
+                self.st.phase,
+                Phase::Progressing | Phase::AwaitingApproval | Phase::Promoting
+            )
+        {
+            return;
+        }
+        let now = self.now();
+        let was = self
+            .st
+            .conditions
+            .iter()
+            .any(|c| c.type_ == condition::WEIGHTS_CONTESTED);
+        let t = fight::tally(
+            self.st.weight_fights.as_ref(),
+            was,
+            self.st.step,
+            self.world.weight_fight.as_ref(),
+            now,
+        );
+        self.st.weight_fights = t.fights;
+        // Promoting is past the steps: its fights are counted and written back, nothing held.
+        self.contested = t.held && self.st.phase != Phase::Promoting;
+        let Some(f) = self.st.weight_fights.clone() else {
+            return;
+        };
+        let (i, n) = (f.step + 1, self.run.plan.steps.len());
+        if self.contested {
+            let message = format!(
+                "{} wrote the weights of HTTPRoute {} {} times in step {i}/{n} ({} in this run); rollguard writes its weights back each time and holds the run (no next step, no promotion) until {} leaves them alone for {}s. Let rollguard own the weights: docs/gitops.md, \"Weights and GitOps\"",
+                f.manager,
+                f.route,
+                f.in_step,
+                f.total,
+                f.manager,
+                fight::QUIET.as_secs()
+            );
+            set_condition(
+                &mut self.st.conditions,
+                condition::WEIGHTS_CONTESTED,
+                true,
+                WEIGHT_FIGHT,
+                &message,
+                now,
+            );
+            if t.started {
+                self.event(true, WEIGHT_FIGHT, message);
+            }
+        } else if t.ended || was {
+            clear_condition(&mut self.st.conditions, condition::WEIGHTS_CONTESTED);
+            if t.ended {
+                self.event(
+                    false,
+                    "WeightFightOver",
+                    format!(
+                        "{} has left the weights of HTTPRoute {} alone for {}s: the run goes on from step {i}/{n}",
+                        f.manager,
+                        f.route,
+                        fight::QUIET.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn hold_for_weights(&mut self) {
+        let Some(f) = self.st.weight_fights.clone() else {
+            return;
+        };
+        let (i, n) = (self.st.step + 1, self.run.plan.steps.len());
+        self.waiting(
+            condition::WEIGHTS_CONTESTED,
+            &format!(
+                "holding at step {i}/{n}: {} keeps writing the weights of HTTPRoute {}; the run goes on once it has left them alone for {}s",
+                f.manager,
+                f.route,
+                fight::QUIET.as_secs()
+            ),
+        );
+    }
+
     fn enough_evidence(&self, latest: Option<&Sample>) -> bool {
         let plan = self.run.plan;
         let Some(s) = latest else { return false };
@@ -1097,8 +1212,10 @@ impl Machine<'_, '_> {
         let w = self.step_weight(last);
         let want = self.run.size_for(w, self.world.stable_replicas);
         let (counted, refused) = approval::tally(self.run.spec, self.st.step);
-        if counted.is_empty() {
-            if !refused.is_empty() {
+        if counted.is_empty() || self.contested {
+            if self.contested {
+                self.hold_for_weights();
+            } else if !refused.is_empty() {
                 let message = format!("approval not counted: {}", refused.join("; "));
                 let said = self.st.conditions.iter().any(|c| {
                     c.type_ == condition::WAITING
@@ -1304,6 +1421,7 @@ pub fn reconcile(run: &RunView, status: &RolloutRunStatus, world: &World) -> Out
         st: status.clone(),
         events: Vec::new(),
         mark: None,
+        contested: false,
     }
     .run()
 }

@@ -76,6 +76,7 @@ struct Sim {
     earlier: Option<String>,
     released: Option<String>,
     pause_gate: bool,
+    weight_fight: Option<Fight>,
     last: Option<Outcome>,
 }
 
@@ -98,6 +99,7 @@ impl Sim {
             earlier: None,
             released: None,
             pause_gate: false,
+            weight_fight: None,
             last: None,
         }
     }
@@ -120,6 +122,7 @@ impl Sim {
             measurement: m,
             released: self.released.clone(),
             pause_gate: self.pause_gate,
+            weight_fight: self.weight_fight.take(),
         };
         let out = reconcile(&run, &self.status, &world);
         self.status = out.status.clone();
@@ -1846,4 +1849,125 @@ fn a_threshold_tier_divides_by_stable_dispersion() {
     let m = s.message.as_deref().unwrap_or_default();
     assert!(m.contains("stable's dispersion 3.00"), "{m}");
     assert!(sim.status.test.is_some_and(|w| w.stable_intervals == 1));
+}
+
+/// Given a Gateway API run at its 10% slice, when Argo CD resets the route's weights at
+/// every pass, then the third fight in the step holds the run (no next step although its
+/// pause is over and its samples pass) with `WeightsContested` and one Warning Event naming
+/// the manager, the weights wanted stay the step's share, and the run goes on once Argo CD
+/// has been quiet for 30 s.
+#[test]
+fn repeated_weight_fights_hold_the_run_until_the_other_manager_is_quiet() {
+    let mut sim = Sim::new(
+        tier(
+            Decision::Threshold,
+            &[("10%", "20s"), ("50%", "20s")],
+            false,
+        ),
+        Router::GatewayApi,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    assert_eq!(
+        sim.status.weight.map(|w| w.to_string()).as_deref(),
+        Some("10%")
+    );
+    let argo = Fight {
+        route: "web".into(),
+        manager: "argocd-controller".into(),
+    };
+    let contested = |st: &RolloutRunStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == condition::WEIGHTS_CONTESTED)
+            .cloned()
+    };
+    let mut warnings = 0;
+    // Fights with every pass (a sample a second, Argo CD's 1 s loop) for 60 s: past the pause.
+    for _ in 0..60 {
+        sim.weight_fight = Some(argo.clone());
+        sim.advance(1);
+        let m = sim
+            .due()
+            .then(|| traffic(20.0, 0.0)(elapsed(&sim.status, sim.now)));
+        let out = sim.tick(m).clone();
+        warnings += out
+            .events
+            .iter()
+            .filter(|e| e.reason == WEIGHT_FIGHT && e.warning)
+            .inspect(|e| {
+                assert!(
+                    e.message.contains("argocd-controller") && e.message.contains("HTTPRoute web"),
+                    "{}",
+                    e.message
+                )
+            })
+            .count();
+        assert_eq!(out.status.step, 0, "held: no next step");
+        assert_eq!(
+            out.desired.weight.to_string(),
+            "10%",
+            "the step's share is written back"
+        );
+    }
+    let st = sim.status.clone();
+    let c = contested(&st).expect("WeightsContested");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", WEIGHT_FIGHT)
+    );
+    assert!(c.message.contains("argocd-controller"), "{}", c.message);
+    assert_eq!(warnings, 1, "one Warning Event when the hold starts");
+    let fights = st.weight_fights.clone().expect("fights counted");
+    assert_eq!((fights.total, fights.in_step), (60, 60));
+    let waiting = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::WAITING)
+        .expect("waiting");
+    assert_eq!(waiting.reason, condition::WEIGHTS_CONTESTED);
+    // Argo CD stops: the machine wakes when the hold ends, clears it and moves on.
+    let wake = sim
+        .last
+        .as_ref()
+        .and_then(|o| o.wake_at)
+        .expect("a wake-up");
+    assert!(wake <= sim.now + jiff::SignedDuration::from_secs(30));
+    let mut over = false;
+    for _ in 0..40 {
+        let out = sim.step_with(traffic(20.0, 0.0)).clone();
+        over |= out.events.iter().any(|e| e.reason == "WeightFightOver");
+        if out.status.step == 1 {
+            break;
+        }
+    }
+    assert!(over, "the end of the hold is said");
+    assert_eq!(sim.status.step, 1, "the run went on");
+    assert!(contested(&sim.status).is_none());
+}
+
+/// One fight (a hand edit) is written back and counted but never holds the run.
+#[test]
+fn one_weight_fight_is_counted_and_does_not_hold() {
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "5s"), ("50%", "5s")], false),
+        Router::GatewayApi,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    sim.weight_fight = Some(Fight {
+        route: "web".into(),
+        manager: "kubectl-edit".into(),
+    });
+    sim.advance(1);
+    sim.tick(None);
+    for _ in 0..30 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(traffic(20.0, 0.0));
+    }
+    assert_eq!(sim.status.phase, Phase::Promoting);
+    let fights = sim.status.weight_fights.clone().expect("counted");
+    assert_eq!((fights.total, fights.manager.as_str()), (1, "kubectl-edit"));
 }

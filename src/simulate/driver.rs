@@ -318,6 +318,7 @@ pub fn drive<S: Source>(
                 .map(|_| RELEASED.to_string()),
             // The simulated Deployment is held paused between runs (no admission to gate it).
             pause_gate: false,
+            weight_fight: None,
         };
         let out = reconcile(&view, &status, &world);
         if trace {

@@ -37,3 +37,4 @@ mod ownership;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;
+mod weights;

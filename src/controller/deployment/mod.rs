@@ -39,6 +39,7 @@ mod claim;
 mod measure;
 mod release;
 mod report;
+mod weights;
 
 pub use report::publish;
 
@@ -530,6 +531,13 @@ async fn drive(
         ),
         _ => None,
     };
+    // Someone else wrote the route's weights since the last pass: who (written back below).
+    let weight_fight = match &routing {
+        Ok(r) if router == Router::GatewayApi && !status.phase.is_terminal() => {
+            weights::fight(ctx, d, r, status.weight).await
+        }
+        _ => None,
+    };
     let seen = Seen {
         now,
         sight: &sight,
@@ -537,6 +545,7 @@ async fn drive(
         measurement,
         released: None,
         pause_gate: gate::in_force(ctx, d).await,
+        weight_fight,
     };
     let world = observe::world(d, &snapshot, seen);
     // Decide.

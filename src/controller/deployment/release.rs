@@ -57,6 +57,7 @@ pub async fn release(
                     released: Some(why.to_string()),
                     // Released: rollguard gives the Deployment up, gate or not.
                     pause_gate: false,
+                    weight_fight: None,
                 };
                 run_machine(&view, &status, &observe::world(d, &snapshot, seen))
             }

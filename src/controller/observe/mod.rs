@@ -170,6 +170,8 @@ pub struct Seen<'a> {
     pub released: Option<String>,
     /// The pause gate is in force in the Deployment's namespace.
     pub pause_gate: bool,
+    /// Another field manager wrote the route's weights, as the live route shows.
+    pub weight_fight: Option<crate::traffic::fight::Fight>,
 }
 
 /// The run machine's input for a governed Deployment.
@@ -190,6 +192,7 @@ pub fn world(d: &Deployment, snapshot: &Snapshot, seen: Seen) -> World {
         measurement: seen.measurement,
         released: seen.released,
         pause_gate: seen.pause_gate,
+        weight_fight: seen.weight_fight,
     }
 }
 

@@ -150,6 +150,7 @@ fn the_world_carries_the_deployment_routing_and_release() {
             measurement: None,
             released: Some("its RolloutPolicy no longer selects it".into()),
             pause_gate: false,
+            weight_fight: None,
         },
     );
     assert_eq!(w.now, now);
