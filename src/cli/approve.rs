@@ -69,7 +69,10 @@ pub fn approval(run: &RolloutRun, me: &Identity, now: Timestamp) -> Result<Appro
         step: Some(step),
     };
     match approval::not_counted(&run.spec, step, &approval) {
-        Some(why) => Err(refuse(why)),
+        Some(why) => Err(CliError::Refused(format!(
+            "cannot approve run {}: {why}",
+            run.name_any()
+        ))),
         None => Ok(approval),
     }
 }
