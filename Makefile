@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
+.PHONY: all build test test-flux unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
 
 all: build
 
@@ -13,6 +13,12 @@ build:
 # Unit tests, then end-to-end tests on a local control plane started and stopped here.
 test:
 	tests/run.sh
+
+# Real Flux (opt-in, not in `make test`: its two controllers cost ~7 min of CPU each to build
+# cold, cached by version after that): a Kustomization deploys through rollguard.
+test-flux:
+	tests/cluster/build.sh flux
+	ROLLGUARD_E2E_IGNORED=1 tests/run.sh flux::
 
 unit:
 	cargo test --locked --lib --bins --examples

@@ -5,6 +5,8 @@
 #   tests/run.sh                 everything
 #   tests/run.sh FILTER...       after the unit tests, only the e2e tests whose names contain a
 #                                FILTER: a module (rollout::, chart::install::) or a test
+#   ROLLGUARD_E2E_IGNORED=1 tests/run.sh flux::
+#                                the ignored Flux e2e (what `make test-flux` runs)
 #
 # With ROLLGUARD_KUBECONFIG set, the e2e tests run against that existing cluster instead
 # (only Prometheus is started locally).
@@ -60,8 +62,10 @@ say "end-to-end tests"
 # (tests/support/claim.rs). Without a filter, `--test '*'` also runs the other integration
 # tests (generated, readme).
 threads="--test-threads=${ROLLGUARD_E2E_THREADS:-3}"
+# ROLLGUARD_E2E_IGNORED=1 runs the ignored tests the filters name (the Flux e2e: make test-flux).
+ignored=(); [ "${ROLLGUARD_E2E_IGNORED:-}" = 1 ] && ignored=(--ignored)
 if [ $# -gt 0 ]; then
-  cargo test --locked --no-fail-fast --features e2e --test e2e -- "$threads" "$@"
+  cargo test --locked --no-fail-fast --features e2e --test e2e -- "$threads" "${ignored[@]}" "$@"
 else
   cargo test --locked --no-fail-fast --features e2e --test '*' -- "$threads"
 fi

@@ -2,6 +2,7 @@
 # Builds the local control plane's binaries from Go modules, cached by version.
 # Usage: tests/cluster/build.sh [component...]   (default: all)
 # Components: k8s etcd kwok helm gateway-api prometheus-operator-crds prometheus image-tools
+#             flux (only when named: the Flux e2e's controllers)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -127,6 +128,33 @@ build_helm() {
   mv "$tmp/helm" "$BIN/helm-$v"; record_hash "$BIN/helm-$v"
 }
 
+# Flux's source-controller and kustomize-controller, for the Flux e2e (`make test-flux`; not
+# built by `make test`: cold, each costs ~6-7 min of CPU). Built from each module's own source
+# with its own go.mod (its replace directives need that), with two changes: the nested ./api
+# module the go.mod replaces is not in the module zip, so the published api module of the
+# same version is used; and fluxcd/pkg/artifact, which the module proxy here does not serve at
+# the version source-controller asks for, is taken at FLUX_ARTIFACT_VERSION.
+build_flux() {
+  local v=$FLUX_VERSION c dir w
+  local crds=$BIN/flux-crds-$v.yaml
+  if cached "$BIN/source-controller-$v" "$BIN/kustomize-controller-$v" "$crds"; then
+    log "flux v$v controllers: cached, hashes match"; return; fi
+  : >"$crds.tmp"
+  for c in source-controller kustomize-controller; do
+    log "flux $c v$v: building from the module source"
+    dir=$(go mod download -json "github.com/fluxcd/$c@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+    w=$CACHE/work/$c-$v; rm -rf "$w"; cp -r "$dir" "$w"; chmod -R u+w "$w"; cd "$w"
+    go mod edit -dropreplace "github.com/fluxcd/$c/api"
+    if [ "$c" = source-controller ]; then
+      go mod edit -replace "github.com/fluxcd/pkg/artifact=github.com/fluxcd/pkg/artifact@v$FLUX_ARTIFACT_VERSION"
+    fi
+    go build -trimpath -ldflags '-s -w' -o "out/$c" .
+    mv "out/$c" "$BIN/$c-$v"; record_hash "$BIN/$c-$v"
+    for f in config/crd/bases/*.yaml; do echo '---'; cat "$f"; done >>"$crds.tmp"
+  done
+  mv "$crds.tmp" "$crds"; record_hash "$crds"
+}
+
 build_gateway_api() {
   local v=$GATEWAY_API_VERSION; local out=$BIN/gateway-api-standard-$v.yaml
   if cached "$out"; then log "gateway-api v$v CRDs: cached, hash matches"; return; fi
@@ -180,7 +208,7 @@ start=$(date +%s)
 for c in "${comps[@]}"; do
   case $c in
     k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
-    gateway-api) build_gateway_api ;; prometheus) build_prometheus ;;
+    gateway-api) build_gateway_api ;; prometheus) build_prometheus ;; flux) build_flux ;;
     prometheus-operator-crds) build_prometheus_operator_crds ;; image-tools) build_image_tools ;;
     *) log "unknown component $c"; exit 2 ;;
   esac

@@ -25,6 +25,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod faults;
+mod flux;
 mod gate;
 mod gitops;
 mod guard;

@@ -334,15 +334,22 @@ pub fn pinned_helm() -> Option<PathBuf> {
     {
         return Some(PathBuf::from(h));
     }
-    let cache = std::env::var("ROLLGUARD_CACHE")
+    let bin = cached(&format!("helm-{}", pinned_version("HELM_VERSION")));
+    bin.exists().then_some(bin)
+}
+
+/// `file` in the binary cache `tests/cluster/build.sh` fills:
+/// `${ROLLGUARD_CACHE:-~/.cache/rollguard}/bin/<file>`.
+pub fn cached(file: &str) -> PathBuf {
+    std::env::var("ROLLGUARD_CACHE")
         .ok()
         .filter(|c| !c.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/rollguard")
-        });
-    let bin = cache.join(format!("bin/helm-{}", pinned_version("HELM_VERSION")));
-    bin.exists().then_some(bin)
+        })
+        .join("bin")
+        .join(file)
 }
 
 /// [`pinned_helm`], which the test needs.
