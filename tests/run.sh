@@ -30,6 +30,12 @@ cargo build --release --locked --bin rollguard
 
 say "unit tests"
 cargo test --locked --lib --bins --examples
+# The Argo CD Lua harness (Argo CD's own util/lua and gitops-engine's pkg/health; built once per
+# content of tests/argocd and cached like the control plane), then its table cases
+# (deploy/argocd/resource_customizations) and the argocd-cm checks. The e2e tests (argocd::) run
+# the same binary.
+say "Argo CD customizations: the harness and its table cases"
+tests/argocd/build.sh test
 
 # A cluster that was already up (someone's own, for exploring) is used and left running.
 ours=1

@@ -18,6 +18,7 @@
 mod support;
 
 mod api;
+mod argocd;
 mod backtest;
 mod chart;
 mod cli;
