@@ -199,7 +199,7 @@ where
 /// A Deployment rollguard does not govern: Argo CD's health with the customizations is its
 /// built-in health, read off the API server while it rolls out, once it is available, and
 /// paused.
-async fn ungoverned_reads_as_builtin(w: &World) -> usize {
+async fn ungoverned_reads_as_builtin(w: &World) -> (usize, std::collections::BTreeSet<String>) {
     let mut d = support::world::deployment();
     d["metadata"]["name"] = json!("plain");
     d["metadata"]["labels"] = json!({"app.kubernetes.io/part-of": "elsewhere"});
@@ -239,7 +239,7 @@ async fn ungoverned_reads_as_builtin(w: &World) -> usize {
         seen.contains("Healthy") && seen.contains("Suspended"),
         "{seen:?}"
     );
-    compared
+    (compared, seen)
 }
 
 #[tokio::test]
@@ -260,7 +260,7 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
     assert!(m.contains("stable"), "{m}");
     let (s, m, _) = health_of::<RolloutPolicy>(&w.client, &n, "shop").await;
     assert_eq!(s, "Healthy", "{m}");
-    let compared = ungoverned_reads_as_builtin(&w).await;
+    let (compared, seen) = ungoverned_reads_as_builtin(&w).await;
 
     // A good change, mid-run: Progressing on both; Argo CD offers abort and pause, no retry.
     w.deploy("0.001", "example.com/web:2", None).await;
@@ -339,6 +339,6 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
     assert_eq!(s, "Healthy", "superseded: {m}");
     let d = live::<Deployment>(&w.client, &n, APP).await;
     assert!(enabled(&offered(&d).await, "retry"));
-    eprintln!("argocd: {compared} reads of an ungoverned Deployment, Lua == built-in");
+    eprintln!("argocd: {compared} reads of an ungoverned Deployment ({seen:?}), Lua == built-in");
     w.finish().await;
 }
