@@ -51,8 +51,9 @@ build() {
 
 case ${1:-path} in
   path) build; echo "$out" ;;
-  # -trimpath as in build(): the test then reuses every package that build compiled.
-  test) build; (cd "$HERE" && go test -trimpath -count=1 ./...) ;;
+  # The same flags and environment as build() (no -trimpath, CGO_ENABLED=0): the test reuses every
+  # package that build compiled instead of compiling them all again.
+  test) build; (cd "$HERE" && go test -count=1 ./...) ;;
   configmap) build; cd "$REPO" && "$out" configmap ;;
   *) echo "usage: $0 [path|test|configmap]" >&2; exit 2 ;;
 esac
