@@ -102,26 +102,16 @@ where
     (s, m, obj)
 }
 
-/// Waits until Argo CD would show `want` for the governed Deployment, and returns the message.
-async fn wait_deployment(w: &World, want: &str) -> String {
+/// Waits until Argo CD would show `want` for the live `K/name`, and returns the message.
+async fn wait_health<K>(w: &World, name: &str, want: &str) -> String
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     w.wait(
-        &format!("Argo CD health {want} on the Deployment"),
+        &format!("Argo CD health {want} on {} {name}", K::kind(&())),
         Duration::from_secs(90),
         async || {
-            let (s, m, _) = health_of::<Deployment>(&w.client, w.n(), APP).await;
-            (s == want).then_some(m)
-        },
-    )
-    .await
-}
-
-/// Waits until Argo CD would show `want` for run `name`.
-async fn wait_run(w: &World, name: &str, want: &str) -> String {
-    w.wait(
-        &format!("Argo CD health {want} on run {name}"),
-        Duration::from_secs(90),
-        async || {
-            let (s, m, _) = health_of::<RolloutRun>(&w.client, w.n(), name).await;
+            let (s, m, _) = health_of::<K>(&w.client, w.n(), name).await;
             (s == want).then_some(m)
         },
     )
@@ -256,7 +246,7 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
     let as_argocd = argocd_client(&w.client, &n).await;
 
     // Steady: Healthy; the policy is Ready: Healthy.
-    let m = wait_deployment(&w, "Healthy").await;
+    let m = wait_health::<Deployment>(&w, APP, "Healthy").await;
     assert!(m.contains("stable"), "{m}");
     let (s, m, _) = health_of::<RolloutPolicy>(&w.client, &n, "shop").await;
     assert_eq!(s, "Healthy", "{m}");
@@ -268,7 +258,7 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
         .wait_phase(Phase::Progressing, Duration::from_secs(60))
         .await;
     let first = run.name_any();
-    wait_deployment(&w, "Progressing").await;
+    wait_health::<Deployment>(&w, APP, "Progressing").await;
     let (s, m, obj) = health_of::<RolloutRun>(&w.client, &n, &first).await;
     assert_eq!(s, "Progressing", "{m}");
     let actions = offered(&obj).await;
@@ -281,14 +271,14 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
 
     // pause, then resume, from Argo CD.
     act::<RolloutRun>(&w, &as_argocd, "pause", &first).await;
-    let m = wait_run(&w, &first, "Suspended").await;
+    let m = wait_health::<RolloutRun>(&w, &first, "Suspended").await;
     assert!(m.contains(ARGOCD), "{m}");
     let stored = w.runs().get(&first).await.expect("the run");
     let pause = stored.spec.control.and_then(|c| c.pause).expect("paused");
     assert_eq!(pause.user, ARGOCD);
     let patch = act::<RolloutRun>(&w, &as_argocd, "resume", &first).await;
     assert_eq!(patch, json!({"spec": {"control": {"pause": null}}}));
-    wait_run(&w, &first, "Progressing").await;
+    wait_health::<RolloutRun>(&w, &first, "Progressing").await;
 
     // abort from Argo CD: the operator aborts the run; both read Degraded.
     act::<RolloutRun>(&w, &as_argocd, "abort", &first).await;
@@ -296,8 +286,8 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
     assert_eq!(aborted.name_any(), first);
     let cmd = aborted.spec.control.and_then(|c| c.abort).expect("abort");
     assert_eq!(cmd.user, ARGOCD);
-    wait_run(&w, &first, "Degraded").await;
-    let m = wait_deployment(&w, "Degraded").await;
+    wait_health::<RolloutRun>(&w, &first, "Degraded").await;
+    let m = wait_health::<Deployment>(&w, APP, "Degraded").await;
     assert!(m.contains("abort"), "{m}");
     let (s, _, run_obj) = health_of::<RolloutRun>(&w.client, &n, &first).await;
     assert_eq!(s, "Degraded");
@@ -316,7 +306,7 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
         .wait_phase(Phase::AwaitingApproval, Duration::from_secs(90))
         .await;
     assert_eq!(r.name_any(), second, "attempt 2 of the same revision");
-    let m = wait_deployment(&w, "Suspended").await;
+    let m = wait_health::<Deployment>(&w, APP, "Suspended").await;
     assert!(m.contains("approve"), "{m}");
     let (s, m, obj) = health_of::<RolloutRun>(&w.client, &n, &second).await;
     assert_eq!(s, "Suspended", "{m}");
@@ -329,7 +319,7 @@ async fn argo_cd_reads_rollguards_state_and_its_actions_abort_pause_resume_and_r
     // A bad change replaces it: the old run is Superseded (Healthy), the new one rolled back:
     // Degraded on both.
     w.deploy("0.2", "example.com/web:3", None).await;
-    let m = wait_deployment(&w, "Degraded").await;
+    let m = wait_health::<Deployment>(&w, APP, "Degraded").await;
     assert!(m.contains("rolled back"), "{m}");
     let bad = w.run().await.expect("the bad run");
     assert_eq!(run_phase(&bad), Phase::RolledBack);
