@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test test-flux unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
+.PHONY: all build test test-gitops unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
 
 all: build
 
@@ -14,11 +14,14 @@ build:
 test:
 	tests/run.sh
 
-# Real Flux (opt-in, not in `make test`: its two controllers cost ~7 min of CPU each to build
-# cold, cached by version after that): a Kustomization deploys through rollguard.
-test-flux:
+# The GitOps tools' own code (opt-in, not in `make test`: cold, the Argo CD harness takes ~20 min
+# to build and Flux's two controllers ~7 min of CPU each; cached by version after that): Argo CD's
+# Lua health checks and actions run by Argo CD's util/lua on live objects, and real Flux
+# deploying through rollguard (docs/testing.md).
+test-gitops:
+	tests/argocd/build.sh test
 	tests/cluster/build.sh flux
-	ROLLGUARD_E2E_IGNORED=1 tests/run.sh flux::
+	ROLLGUARD_E2E_IGNORED=1 tests/run.sh argocd:: flux::
 
 unit:
 	cargo test --locked --lib --bins --examples

@@ -5,8 +5,9 @@
 #   tests/run.sh                 everything
 #   tests/run.sh FILTER...       after the unit tests, only the e2e tests whose names contain a
 #                                FILTER: a module (rollout::, chart::install::) or a test
-#   ROLLGUARD_E2E_IGNORED=1 tests/run.sh flux::
-#                                the ignored Flux e2e (what `make test-flux` runs)
+#   ROLLGUARD_E2E_IGNORED=1 tests/run.sh argocd:: flux::
+#                                the ignored Argo CD and Flux e2e tests (what `make test-gitops`
+#                                runs, after building their harness and controllers)
 #
 # With ROLLGUARD_KUBECONFIG set, the e2e tests run against that existing cluster instead
 # (only Prometheus is started locally).
@@ -62,7 +63,8 @@ say "end-to-end tests"
 # (tests/support/claim.rs). Without a filter, `--test '*'` also runs the other integration
 # tests (generated, readme).
 threads="--test-threads=${ROLLGUARD_E2E_THREADS:-3}"
-# ROLLGUARD_E2E_IGNORED=1 runs the ignored tests the filters name (the Flux e2e: make test-flux).
+# ROLLGUARD_E2E_IGNORED=1 runs the ignored tests the filters name (the Argo CD and Flux e2e
+# tests: make test-gitops).
 ignored=(); [ "${ROLLGUARD_E2E_IGNORED:-}" = 1 ] && ignored=(--ignored)
 if [ $# -gt 0 ]; then
   cargo test --locked --no-fail-fast --features e2e --test e2e -- "$threads" "${ignored[@]}" "$@"

@@ -128,7 +128,7 @@ build_helm() {
   mv "$tmp/helm" "$BIN/helm-$v"; record_hash "$BIN/helm-$v"
 }
 
-# Flux's source-controller and kustomize-controller, for the Flux e2e (`make test-flux`; not
+# Flux's source-controller and kustomize-controller, for the Flux e2e (`make test-gitops`; not
 # built by `make test`: cold, each costs ~6-7 min of CPU). Built from each module's own source
 # with its own go.mod (its replace directives need that), with two changes: the nested ./api
 # module the go.mod replaces is not in the module zip, so the published api module of the

@@ -5,7 +5,7 @@
 //! failure; the fix committed to Git is promoted and the Kustomization is Ready again.
 //!
 //! Ignored by default: the two controllers cost ~7 min of CPU each to build cold, which the
-//! CI's cold budget has no room for. `make test-flux` builds them (cached by version) and runs
+//! CI's cold budget has no room for. `make test-gitops` builds them (cached by version) and runs
 //! it (docs/testing.md).
 
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ fn cached_bin(name: &str, ext: &str) -> PathBuf {
     let bin = support::cached(&format!("{name}-{}{ext}", pinned_version("FLUX_VERSION")));
     assert!(
         bin.exists(),
-        "{} is missing: run `tests/cluster/build.sh flux` (or `make test-flux`)",
+        "{} is missing: run `tests/cluster/build.sh flux` (or `make test-gitops`)",
         bin.display()
     );
     bin
@@ -174,7 +174,7 @@ fn applied_revision(k: &Value) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs Flux's controllers: run with `make test-flux`"]
+#[ignore = "needs Flux's controllers: run with `make test-gitops`"]
 async fn flux_applies_a_bad_ai_change_rollguard_rolls_it_back_and_the_fix_is_promoted() {
     let source_controller = cached_bin("source-controller", "");
     let kustomize_controller = cached_bin("kustomize-controller", "");

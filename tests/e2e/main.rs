@@ -19,6 +19,7 @@ mod support;
 
 mod api;
 mod approvals;
+mod argocd;
 mod backtest;
 mod chart;
 mod cli;
