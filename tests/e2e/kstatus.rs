@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{ApiResource, DynamicObject};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DynamicObject};
 use rollguard::api::run::Phase;
 use rollguard::api::{RolloutPolicy, RolloutRun};
 use serde_json::json;
@@ -123,12 +123,21 @@ async fn kstatus_reads_idle_current_in_flight_in_progress_and_rolled_back_failed
                 let (rs, rm) = kstatus::<RolloutRun>(&w, &bin, &name).await;
                 let (ds, dm) = kstatus::<Deployment>(&w, &bin, APP).await;
                 let still = w.run().await.map(|r| run_phase(&r)) == Some(Phase::Progressing);
-                (still && rs == "InProgress" && ds == "InProgress" && dm.starts_with("canary "))
-                    .then_some((rm, dm))
+                // Once its first slice is set the run says its step ("the canary is
+                // starting" before).
+                (still
+                    && rs == "InProgress"
+                    && rm.starts_with("step ")
+                    && ds == "InProgress"
+                    && dm.starts_with("canary "))
+                .then_some((rm, dm))
             },
         )
         .await;
-    assert!(seen.0.contains("step"), "{seen:?}");
+    eprintln!(
+        "kstatus in flight: run InProgress ({}), Deployment InProgress ({})",
+        seen.0, seen.1
+    );
     // Promoted: the run is Current, and the Deployment is again once it has rolled out (the
     // Reconciling condition is gone).
     let run = w
@@ -153,6 +162,29 @@ async fn kstatus_reads_idle_current_in_flight_in_progress_and_rolled_back_failed
     // The policy is still Current: a rolled-back revision is not the policy's fault.
     let (s, _) = kstatus::<RolloutPolicy>(&w, &bin, POLICY).await;
     assert_eq!(s, "Current");
+    // The policy deleted: rollguard lets the Deployment go and takes its conditions with it;
+    // the template under trial stays held paused, which the Deployment's own rules read as
+    // InProgress.
+    w.policies()
+        .delete(POLICY, &Default::default())
+        .await
+        .expect("deleting the policy");
+    w.wait(
+        "the released Deployment without rollguard's conditions",
+        Duration::from_secs(60),
+        async || {
+            let d = w.deployment().await;
+            let ours = d
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .any(|c| c.type_ == "Stalled" || c.type_ == "Reconciling");
+            (!ours && !d.annotations().contains_key("rollguard.dev/verdict")).then_some(())
+        },
+    )
+    .await;
+    let (s, m) = kstatus::<Deployment>(&w, &bin, APP).await;
+    assert_eq!(s, "InProgress", "{m}");
     w.finish().await;
 }
 
