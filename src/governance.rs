@@ -15,6 +15,7 @@ use crate::plan::{RevisionMeta, template_hash};
 use crate::run::govern::DeploymentView;
 use crate::selection;
 
+pub mod kstatus;
 pub mod verdict;
 
 /// Which policy governs a Deployment.

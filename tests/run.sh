@@ -24,6 +24,8 @@ start=$(date +%s)
 tests/cluster/hashes_test.sh
 say "building the local control plane's binaries (cached after the first run, checked against their recorded sha256)"
 tests/cluster/build.sh
+say "building the kstatus harness (tests/kstatus, cached by content hash)"
+tests/kstatus/build.sh >/dev/null
 say "building rollguard and its test tools"
 cargo build --locked --all-targets --features e2e
 # The operator image's binary (scripts/image.sh reuses it; the image and chart e2e tests build

@@ -626,7 +626,10 @@ pub struct RolloutPolicyStatus {
     /// by another policy and is left alone), `InvalidSpec` (something the API server
     /// could not check, such as a query template or a missing HTTPRoute) and, when it
     /// declares notification sinks, `NotificationsReady` (every sink's Secret and URL can be
-    /// used; runs never depend on it).
+    /// used; runs never depend on it), and kstatus' `Reconciling` (always `False`: a policy is
+    /// judged in one pass, and `observedGeneration` says which generation) and `Stalled`
+    /// (present, `True`, only while the policy is invalid: new runs wait for a fix), so
+    /// kstatus reads a valid policy as Current and an invalid one as Failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The router in force: `replicas` or `gatewayAPI`.

@@ -221,6 +221,9 @@ impl Phase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutRunStatus {
+    /// The run generation this status describes (approvals and commands change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     /// Where the run is.
     #[serde(default)]
     pub phase: Phase,
@@ -297,7 +300,12 @@ pub struct RolloutRunStatus {
     /// stable revision fails more often than the sequential tier's fixed p0; a warning that
     /// never changes the decision), `WeightsContested` (`True`, reason `WeightFight`: another
     /// field manager keeps writing the HTTPRoute's weights and the run holds; see
-    /// `weightFights`).
+    /// `weightFights`), and kstatus' `Ready` (`True` once the run ended needing
+    /// nobody: `Succeeded` or `Superseded`) and `Reconciling` (`True` while the run is in
+    /// flight and not stalled). `Stalled` is present only while it is `True`, and is also set
+    /// when the run rolled back or was aborted, so kstatus (Flux, Helm 4's `--wait`) reads
+    /// a run in flight as InProgress, a promoted one as Current and a rolled-back one as
+    /// Failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Decisions people took over the evidence (`promote`), in the order they took effect.

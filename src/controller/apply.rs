@@ -15,6 +15,7 @@ use super::{Context, Error, kube_err};
 use crate::api::quantity::Ratio;
 use crate::api::run::{RolloutRun, RolloutRunStatus};
 use crate::api::{RolloutPolicy, policy::RolloutPolicyStatus};
+use crate::governance::kstatus::{self, Mark};
 use crate::governance::verdict::{self, Verdict};
 use crate::names::{FIELD_MANAGER, GOVERNED_BY, RUN_RECORD, RUN_RECORD_MANAGER};
 use crate::traffic::{RouteTarget, weight_patch, weights_match};
@@ -33,6 +34,9 @@ pub struct GovernedFields {
     pub paused: bool,
     /// Our annotations (stable and failed revision, policy).
     pub annotations: BTreeMap<String, String>,
+    /// kstatus' `Reconciling` or `Stalled` in `status.conditions` (status subresource), for
+    /// the verdict: [`kstatus::deployment`].
+    pub conditions: Vec<Mark>,
 }
 
 impl GovernedFields {
@@ -57,8 +61,21 @@ impl GovernedFields {
         GovernedFields {
             paused: d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false),
             annotations,
+            conditions: kstatus::deployment_marks(deployment_conditions(d)),
         }
     }
+
+    /// The part written to the Deployment itself (the conditions go to its status).
+    fn object_part(&self) -> (bool, &BTreeMap<String, String>) {
+        (self.paused, &self.annotations)
+    }
+}
+
+fn deployment_conditions(d: &Deployment) -> &[k8s_openapi::api::apps::v1::DeploymentCondition] {
+    d.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
 }
 
 impl GovernedFields {
@@ -68,23 +85,66 @@ impl GovernedFields {
         let now = d.metadata.generation.unwrap_or(0);
         let mut as_is = self.clone();
         v.annotate(&mut as_is.annotations, now);
-        let write_needed = as_is != GovernedFields::of(d);
+        // A status write does not move the generation: only the object part counts.
+        let write_needed = as_is.object_part() != GovernedFields::of(d).object_part();
         v.annotate(
             &mut self.annotations,
             verdict::generation_after(now, write_needed),
         );
+        self.conditions = kstatus::deployment(v);
     }
 }
 
-/// Sets `spec.paused` and rollguard's annotations on a governed Deployment, when they differ.
+/// Sets `spec.paused` and rollguard's annotations on a governed Deployment, then its kstatus
+/// conditions, each when they differ.
 pub async fn governed_fields(
     ctx: &Context,
     d: &Deployment,
     want: &GovernedFields,
 ) -> Result<bool, Error> {
-    if &GovernedFields::of(d) == want {
+    let have = GovernedFields::of(d);
+    if &have == want {
         return Ok(false);
     }
+    if have.object_part() != want.object_part() {
+        governed_object(ctx, d, want).await?;
+    }
+    if have.conditions != want.conditions {
+        deployment_status(ctx, d, &want.conditions).await?;
+    }
+    Ok(true)
+}
+
+/// Applies rollguard's kstatus conditions to a Deployment's `status.conditions` (server-side
+/// apply on the status subresource: a list keyed by `type`, so rollguard owns only its own
+/// entries, and the Deployment controller copies conditions it does not know when it rewrites
+/// the status). Fewer marks than before remove the others: an apply drops what it no longer
+/// names.
+async fn deployment_status(ctx: &Context, d: &Deployment, marks: &[Mark]) -> Result<(), Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let conditions =
+        kstatus::deployment_conditions(deployment_conditions(d), marks, jiff::Timestamp::now());
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "status": if conditions.is_empty() { json!({}) } else { json!({"conditions": conditions}) },
+    });
+    ctx.api::<Deployment>(&ns)
+        .patch_status(&name, &ssa(), &Patch::Apply(body))
+        .await
+        .map_err(kube_err(format!(
+            "writing rollguard's conditions in the status of Deployment {ns}/{name}"
+        )))?;
+    Ok(())
+}
+
+async fn governed_object(
+    ctx: &Context,
+    d: &Deployment,
+    want: &GovernedFields,
+) -> Result<(), Error> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
     let mut body = json!({
@@ -107,7 +167,7 @@ pub async fn governed_fields(
             "setting spec.paused={} on Deployment {ns}/{name}",
             want.paused
         )))?;
-    Ok(true)
+    Ok(())
 }
 
 /// Removes the unpause stamp (`rollguard.dev/unpaused-by`) once it has been reported, so a
@@ -179,6 +239,11 @@ pub async fn release_deployment(
     ];
     if others.iter().any(|k| d.annotations().contains_key(*k)) {
         drop_annotations(ctx, d, &others, "the run record and the admission stamps").await?;
+    }
+    // kstatus' conditions are about governance too: a Deployment let go is judged by its own
+    // rules again.
+    if !kstatus::deployment_marks(deployment_conditions(d)).is_empty() {
+        deployment_status(ctx, d, &[]).await?;
     }
     Ok(())
 }
@@ -376,12 +441,14 @@ pub async fn route_weights(
     Ok(true)
 }
 
-/// Writes a run's status (server-side apply on the status subresource) when it changed.
+/// Writes a run's status (server-side apply on the status subresource) when it changed, with
+/// its kstatus conditions and `observedGeneration` ([`kstatus::run_status`]).
 pub async fn run_status(
     ctx: &Context,
     run: &RolloutRun,
     status: &RolloutRunStatus,
 ) -> Result<bool, Error> {
+    let status = &kstatus::run_status(status, run.metadata.generation, jiff::Timestamp::now());
     if run.status.as_ref() == Some(status) {
         return Ok(false);
     }

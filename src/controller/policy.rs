@@ -257,6 +257,12 @@ async fn reconcile_inner(p: &RolloutPolicy, ctx: &Context) -> Result<Action, Err
             &old,
         ),
     });
+    // kstatus' Reconciling and Stalled (crate::governance::kstatus).
+    for m in governance::kstatus::policy(invalid.as_deref()) {
+        conds.push(condition(
+            &m.type_, m.status, &m.reason, m.message, generation, &old,
+        ));
+    }
     // Conditions sorted by type so the status is stable between passes.
     conds.sort_by(|a, b| a.type_.cmp(&b.type_));
     let status = RolloutPolicyStatus {

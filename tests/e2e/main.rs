@@ -33,6 +33,7 @@ mod guard;
 mod ha;
 mod helm_wait;
 mod image;
+mod kstatus;
 mod notify;
 mod others;
 mod ownership;

@@ -95,14 +95,24 @@ fn verdict() -> Verdict {
 /// when they are already there; otherwise one more generation (a Deployment's generation
 /// moves with its spec and with its annotations).
 fn written(d: &Deployment, f: &GovernedFields) -> Deployment {
-    if &GovernedFields::of(d) == f {
+    let have = GovernedFields::of(d);
+    if &have == f {
         return d.clone();
     }
     let mut w = d.clone();
-    w.metadata.generation = Some(w.metadata.generation.unwrap_or(0) + 1);
-    w.spec.as_mut().expect("spec").paused = Some(f.paused);
-    let annotations = w.metadata.annotations.get_or_insert_with(Default::default);
-    annotations.extend(f.annotations.clone());
+    if (have.paused, &have.annotations) != (f.paused, &f.annotations) {
+        w.metadata.generation = Some(w.metadata.generation.unwrap_or(0) + 1);
+        w.spec.as_mut().expect("spec").paused = Some(f.paused);
+        let annotations = w.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.extend(f.annotations.clone());
+    }
+    // kstatus' conditions go to the status, which does not move the generation.
+    let status = w.status.get_or_insert_with(Default::default);
+    status.conditions = Some(crate::governance::kstatus::deployment_conditions(
+        &[],
+        &f.conditions,
+        jiff::Timestamp::UNIX_EPOCH,
+    ));
     w
 }
 

@@ -271,6 +271,38 @@ async fn governs_a_deployment(op: &Client, n: &str) {
         deploys.patch("web", &ssa(), &Patch::Apply(governed)).await,
     );
     assert_eq!(d.spec.and_then(|s| s.paused), Some(true));
+    // kstatus' conditions in its status: server-side apply on the status subresource, then
+    // removed by an apply that names none.
+    let stalled = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "status": {"conditions": [{"type": "Stalled", "status": "True", "reason": "RolledBack", "message": "test"}]},
+    });
+    let s = must(
+        "server-side apply a condition in a Deployment's status",
+        deploys
+            .patch_status("web", &ssa(), &Patch::Apply(stalled))
+            .await,
+    );
+    let types = |d: &Deployment| -> Vec<String> {
+        d.status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .map(|c| c.type_.clone())
+            .collect()
+    };
+    assert!(types(&s).contains(&"Stalled".to_string()), "{:?}", s.status);
+    let none = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {}});
+    let s = must(
+        "remove rollguard's conditions from a Deployment's status",
+        deploys
+            .patch_status("web", &ssa(), &Patch::Apply(none))
+            .await,
+    );
+    assert!(
+        !types(&s).contains(&"Stalled".to_string()),
+        "{:?}",
+        s.status
+    );
     // The canary: created by server-side apply (owned by the governed Deployment), resized, deleted.
     let uid = d.metadata.uid.expect("uid");
     let canary = |replicas: i32| {

@@ -105,6 +105,7 @@ fn rendered_rbac_is_least_privilege() {
             vec!["create", "delete", "list", "patch", "watch"],
         ),
         ("apps", "deployments/finalizers", vec!["update"]),
+        ("apps", "deployments/status", vec!["patch"]),
         ("apps", "replicasets", vec!["list", "watch"]),
         ("", "services", vec!["create", "list", "patch", "watch"]),
         (
