@@ -210,6 +210,7 @@ async fn flux_applies_a_bad_ai_change_rollguard_rolls_it_back_and_the_fix_is_pro
 
     // Flux's controllers, as processes with the admin's kubeconfig, watching this namespace.
     let storage = root.join("storage");
+    std::fs::create_dir_all(&storage).expect("the artifact storage dir");
     let storage_addr = format!("127.0.0.1:{}", free_port());
     let _source = Bg::start(
         &format!("{n}-source-controller"),
@@ -230,6 +231,8 @@ async fn flux_applies_a_bad_ai_change_rollguard_rolls_it_back_and_the_fix_is_pro
             .arg(format!("--health-addr=127.0.0.1:{}", free_port()))
             .arg("--watch-all-namespaces=false")
             .arg("--no-remote-bases=true")
+            // A missing artifact (source-controller's first fetch) is retried in 2 s, not 30 s.
+            .arg("--requeue-dependency=2s")
             .env("RUNTIME_NAMESPACE", &n)
             .env("KUBECONFIG", kubeconfig_path()),
     );
