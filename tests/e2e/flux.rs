@@ -261,17 +261,33 @@ async fn flux_applies_a_bad_ai_change_rollguard_rolls_it_back_and_the_fix_is_pro
         .patch("app", &apply, &Patch::Apply(&source))
         .await
         .expect("the GitRepository");
-    // The documented Kustomization (docs/gitops.md): wait for the applied objects' health
-    // with kstatus, so rollguard's verdict on the Deployment decides the Kustomization's.
-    let kustomization = json!({
-        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-        "metadata": {"name": "web"},
-        "spec": {
-            "interval": "3s", "retryInterval": "3s", "timeout": "60s",
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            "path": "./", "prune": false, "wait": true, "targetNamespace": n,
-        },
-    });
+    // The documented Kustomization (deploy/flux/kustomization.yaml, shown in docs/gitops.md):
+    // wait for the applied objects' health with kstatus, so rollguard's verdict on the
+    // Deployment decides the Kustomization's. Its intervals and timeout are shortened and its
+    // names set to this test's.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/flux/kustomization.yaml");
+    let text = std::fs::read_to_string(&file).expect("deploy/flux/kustomization.yaml");
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/gitops.md"))
+            .expect("docs/gitops.md");
+    assert!(
+        docs.contains(&text),
+        "docs/gitops.md shows deploy/flux/kustomization.yaml as it is"
+    );
+    let mut kustomization: Value = serde_yaml_ng::from_str(&text).expect("the Kustomization");
+    kustomization["metadata"] = json!({"name": "web"});
+    let spec = &mut kustomization["spec"];
+    spec["interval"] = json!("3s");
+    spec["retryInterval"] = json!("3s");
+    spec["timeout"] = json!("60s");
+    spec["path"] = json!("./");
+    spec["prune"] = json!(false);
+    spec["sourceRef"]["name"] = json!("app");
+    spec["targetNamespace"] = json!(n);
+    assert_eq!(spec["wait"], json!(true));
+    for check in spec["healthChecks"].as_array_mut().expect("healthChecks") {
+        check["namespace"] = json!(n);
+    }
     ks.patch("web", &apply, &Patch::Apply(&kustomization))
         .await
         .expect("the Kustomization");
