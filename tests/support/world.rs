@@ -500,7 +500,7 @@ impl World {
     }
 
     /// Polls `check` every 200 ms until it returns `Some`; after `timeout` panics with `what`,
-    /// the newest run and the operator's log.
+    /// the newest run, the Deployments' status, the operator's log and the cluster's logs.
     pub async fn wait<T>(
         &self,
         what: &str,
@@ -511,11 +511,22 @@ impl World {
             return v;
         }
         let run = self.run().await;
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), self.n());
+        let deployments: Vec<_> = deployments
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.name_any(), d.spec.and_then(|s| s.paused), d.status))
+            .collect();
         panic!(
-            "timed out after {timeout:?} waiting for {what}\nnewest run: {}\noperator log:\n{}",
+            "timed out after {timeout:?} waiting for {what}\nnewest run: {}\ndeployments (name, paused, status): {}\noperator log:\n{}\n{}",
             serde_json::to_string_pretty(&run.map(|r| (r.metadata.name, r.spec.control, r.status)))
                 .unwrap_or_default(),
-            self.op.as_ref().map(|op| op.tail(40)).unwrap_or_default()
+            serde_json::to_string_pretty(&deployments).unwrap_or_default(),
+            self.op.as_ref().map(|op| op.tail(40)).unwrap_or_default(),
+            super::cluster_logs(30)
         );
     }
 
