@@ -16,6 +16,7 @@ use crate::run::govern::DeploymentView;
 use crate::selection;
 
 pub mod kstatus;
+pub mod retag;
 pub mod verdict;
 
 /// Which policy governs a Deployment.

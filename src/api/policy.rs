@@ -124,7 +124,10 @@ pub struct RolloutPolicySpec {
     pub analysis: AnalysisSpec,
 
     /// Risk tiers, tried in order; the first whose `match` accepts the new revision wins.
-    /// The last tier must have no `match`, so every revision gets a tier. When omitted, the
+    /// The last tier must have no `match`, so every revision gets a tier. The order is also
+    /// the order of strictness, strictest first: a change that replaces a run before its
+    /// verdict (a re-tag of the change on trial, or a commit on top of it) never takes a tier
+    /// later in this list than that run's. When omitted, the
     /// built-in tiers apply: `ai-assisted` (changes whose `rollguard.dev/change-origin` label
     /// or annotation is `ai-assisted` or `ai-generated`; slices 0.5%, 5%, 10%, 25%, 50%) and
     /// `standard` (10%, 50%).

@@ -175,3 +175,86 @@ async fn editing_a_governed_deployment_cannot_step_out_of_governance() {
     );
     w.finish().await;
 }
+
+/// Without the guard the tag is believed, but only towards stricter: a developer with exactly
+/// the deployer Role re-tags the AI change on trial `human`. The re-tagged template is a new
+/// revision and replaces the run, yet its run keeps the AI tier (the 1% slice) and says why;
+/// the run before this change took the lax tier's 10%.
+#[tokio::test]
+async fn without_the_guard_re_tagging_a_change_on_trial_keeps_its_stricter_tier() {
+    let ai = json!({"name": "ai-assisted",
+        "match": {"annotations": {"rollguard.dev/change-origin": ["ai-assisted"]}},
+        "steps": [{"weight": "1%", "pause": "1h"}], "maxErrorRate": "5%"});
+    let standard = json!({"name": "standard", "steps": [{"weight": "10%", "pause": "1h"}], "maxErrorRate": "5%"});
+    let w = World::builder("retag")
+        .tiers(json!([ai, standard]))
+        .build()
+        .await;
+    w.deployers(&["dev"]).await;
+    w.deploy("0.001", "example.com/web:2", Some("ai-assisted"))
+        .await;
+    let first = w
+        .wait(
+            "the AI change's 1% slice",
+            Duration::from_secs(30),
+            async || {
+                let r = w.run().await?;
+                r.status.as_ref()?.step_started_at.as_ref()?;
+                Some(r)
+            },
+        )
+        .await;
+    assert_eq!(first.spec.tier.name, "ai-assisted");
+    let (ok, said) = kubectl(&[
+        "patch",
+        "deployment/web",
+        "-n",
+        w.n(),
+        "--as",
+        "dev",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"rollguard.dev/change-origin":"human"}}}}}"#,
+    ])
+    .await;
+    assert!(ok, "without the guard the re-tag is accepted: {said}");
+    let second = w
+        .wait(
+            "the re-tagged revision's run at its first slice",
+            Duration::from_secs(30),
+            async || {
+                let runs = w.runs().list(&Default::default()).await.ok()?.items;
+                let r = runs
+                    .into_iter()
+                    .find(|r| r.spec.canary_revision != first.spec.canary_revision)?;
+                r.status.as_ref()?.step_started_at.as_ref()?;
+                Some(r)
+            },
+        )
+        .await;
+    let why = &second.spec.tier.reason;
+    assert_eq!(second.spec.tier.name, "ai-assisted", "{why}");
+    assert!(
+        why.contains(&format!(
+            "kept tier ai-assisted of run {}",
+            first.name_any()
+        )) && why.contains("matched tier standard"),
+        "{why}"
+    );
+    let st = second.status.expect("status");
+    assert_eq!(
+        st.weight.map(|r| r.to_string()).as_deref(),
+        Some("1%"),
+        "the re-tagged change gets the AI tier's slice: {st:?}"
+    );
+    let first = w
+        .runs()
+        .get(&first.name_any())
+        .await
+        .expect("the first run");
+    assert_eq!(
+        first.status.and_then(|s| s.reason).as_deref(),
+        Some("Superseded")
+    );
+    w.finish().await;
+}

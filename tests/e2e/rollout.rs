@@ -220,7 +220,8 @@ async fn an_untagged_change_takes_the_tier_of_the_policys_untagged_origin() {
         "{}",
         run.spec.tier.reason
     );
-    // A change tagged human is still human.
+    // A change tagged human is still human; replacing the untagged change before its verdict,
+    // it keeps that change's stricter tier (a re-tag never makes a change on trial laxer).
     w.deploy("0", "example.com/web:3", Some("human")).await;
     let run = w
         .wait(
@@ -234,7 +235,13 @@ async fn an_untagged_change_takes_the_tier_of_the_policys_untagged_origin() {
             },
         )
         .await;
-    assert_eq!(run.spec.tier.name, "standard");
+    let why = &run.spec.tier.reason;
+    assert_eq!(run.spec.tier.name, "ai-assisted", "{why}");
+    assert!(
+        why.contains("the change itself matched tier standard")
+            && !why.contains("spec.untaggedOrigin"),
+        "{why}"
+    );
     w.finish().await;
 }
 

@@ -23,7 +23,7 @@ use crate::analysis::request::AnalysisRequest;
 use crate::api::RolloutPolicy;
 use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
 use crate::governance::verdict::Verdict;
-use crate::governance::{self, Governor, Index};
+use crate::governance::{self, Governor, Index, retag};
 use crate::names::{
     CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name,
 };
@@ -354,14 +354,16 @@ async fn start_run(
         .clone()
         .unwrap_or_else(crate::plan::default_tiers);
     let meta = governance::revision_meta(d);
-    let Some((tier, why)) =
-        match_tier_or_untagged(&tiers, &meta, p.spec.untagged_origin.as_deref())
+    let Some(matched) = match_tier_or_untagged(&tiers, &meta, p.spec.untagged_origin.as_deref())
     else {
         // A validated policy always has a catch-all tier; say so if one slipped through.
         ctx.metrics.errors.with_label_values(&["no_tier"]).inc();
         let _ = ctx.policy_refresh.send(ObjectRef::from_obj(p));
         return Ok(Action::await_change());
     };
+    // Re-tagging a change on trial (or replacing it before its verdict) never makes it laxer.
+    let replaced = retag::replaced(runs, revision, view.stable_revision.as_deref());
+    let (tier, why) = retag::no_laxer(&tiers, matched, replaced);
     let at = p
         .spec
         .tiers
