@@ -169,7 +169,8 @@ async fn the_image_runs_the_operator_as_the_chart_would() {
         &format!("metrics.port={port}"),
         "--set",
         "leaderElection.leaseDuration=6s",
-        // Only namespaced objects, so a failed test leaves nothing cluster-wide behind.
+        // Namespaced objects but for the operator fence, which matches this release's
+        // ServiceAccount only (a leftover fences nobody else): the operator runs under it.
         "--set",
         "approvalPolicy.enabled=false",
         "--set",

@@ -228,25 +228,24 @@ async fn approval_policy_refuses_forged_approvals_and_commands() {
     assert_eq!(code, 403, "{msg}");
     assert!(msg.contains("spec.control.abort.user"), "{msg}");
 
-    // The operator's own ServiceAccount is exempt.
+    // The operator's own ServiceAccount is not exempt, and may not patch a run at all: it
+    // writes runs by create, a status patch and delete only.
     let op = support::client_with_token(&token_for(&admin, &n, &release.fullname()).await).await;
     let op_runs: Api<DynamicObject> = Api::namespaced_with(op, &n, &runs_resource());
-    wait_for(
-        Duration::from_secs(20),
-        "the operator to write an approval on someone's behalf",
-        async || {
-            op_runs
-                .patch(
-                    "web-7f6b5c4d3",
-                    &merge,
-                    &json_patch(json!([{"op": "add", "path": "/spec/approvals/-",
-                                    "value": {"user": "bob", "time": "2026-01-01T00:00:02Z"}}])),
-                )
-                .await
-                .ok()
-        },
-    )
-    .await;
+    let on_behalf = json_patch(json!([{"op": "add", "path": "/spec/approvals/-",
+                                       "value": {"user": "bob", "time": "2026-01-01T00:00:02Z"}}]));
+    let (code, msg) = api_message(op_runs.patch("web-7f6b5c4d3", &merge, &on_behalf).await);
+    assert_eq!(code, 403, "{msg}");
+    assert!(
+        msg.contains("cannot patch resource \"rolloutruns\""),
+        "{msg}"
+    );
+    // A run it creates with an approval in someone else's name is refused by the policy.
+    let mut planted = run_object("web-0a1b2c3d4", &n);
+    planted.data["spec"]["approvals"] = json!([{"user": "bob", "time": "2026-01-01T00:00:02Z"}]);
+    let (code, msg) = api_message(op_runs.create(&PostParams::default(), &planted).await);
+    assert_eq!(code, 403, "{msg}");
+    assert!(msg.contains("spec.approvals"), "{msg}");
     assert_eq!(
         release.username(),
         format!("system:serviceaccount:{n}:{}", release.fullname())

@@ -156,8 +156,9 @@ async fn operator_service_account_has_exactly_the_permissions_it_needs() {
     let op = operator_client(&admin, &release).await;
 
     watches_what_it_governs(&op).await;
-    governs_a_deployment(&op, &n).await;
-    routes_traffic(&op, &n).await;
+    let uid = governs_a_deployment(&op, &n).await;
+    routes_traffic(&op, &n, &uid).await;
+    is_fenced(&op, &admin, &n).await;
     writes_runs(&op, &n).await;
     writes_policy_status_and_finalizer(&op, &n).await;
     publishes_events(&op, &n).await;
@@ -257,8 +258,8 @@ async fn watches_what_it_governs(op: &Client) {
 }
 
 /// A governed Deployment: spec.paused and rollguard's annotations; its canary created,
-/// resized and deleted.
-async fn governs_a_deployment(op: &Client, n: &str) {
+/// resized and deleted. Returns the governed Deployment's uid.
+async fn governs_a_deployment(op: &Client, n: &str) -> String {
     // A governed Deployment: server-side apply of spec.paused and rollguard's annotations.
     let deploys: Api<Deployment> = Api::namespaced(op.clone(), n);
     let governed = json!({
@@ -342,16 +343,24 @@ async fn governs_a_deployment(op: &Client, n: &str) {
             .delete("web-canary", &DeleteParams::foreground())
             .await,
     );
+    uid
+}
+
+/// The owner reference rollguard puts on what it makes for Deployment `web`.
+fn owned_by_web(uid: &str) -> Value {
+    json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid,
+            "controller": true, "blockOwnerDeletion": true}])
 }
 
 /// Routing Services and HTTPRoute weights.
-async fn routes_traffic(op: &Client, n: &str) {
-    // Routing Services: created and pinned by server-side apply.
+async fn routes_traffic(op: &Client, n: &str, uid: &str) {
+    // Routing Services: created and pinned by server-side apply, owned by the Deployment.
     let services: Api<Service> = Api::namespaced(op.clone(), n);
     for (svc, role) in [("web-stable", "stable"), ("web-canary", "canary")] {
         let body = json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": svc, "labels": {"rollguard.dev/deployment": "web"}},
+            "metadata": {"name": svc, "labels": {"rollguard.dev/deployment": "web"},
+                         "ownerReferences": owned_by_web(uid)},
             "spec": {"selector": {"app": "web", "rollguard.dev/track": role}, "ports": [{"port": 80, "targetPort": 8080}]},
         });
         must(
@@ -383,9 +392,176 @@ async fn routes_traffic(op: &Client, n: &str) {
     assert_eq!(r.data["spec"]["rules"][0]["backendRefs"][1]["weight"], 5);
 }
 
-/// RolloutRuns: create, server-side apply, status, delete.
+/// The operator fence (the chart's `<fullname>-operator-fence`): with the operator's own token,
+/// every write RBAC allows but rollguard never makes is refused, naming the object; a dry run
+/// (the pause gate's proof) is let through.
+async fn is_fenced(op: &Client, admin: &Client, n: &str) {
+    let fenced = |what: &str, r: Result<Value, kube::Error>, says: &str| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains(says) => {}
+        other => panic!(
+            "the fence must refuse the operator's token to {what} (403 saying {says:?}); got {other:?}"
+        ),
+    };
+    let json =
+        |r: Result<Deployment, kube::Error>| r.map(|d| serde_json::to_value(d).unwrap_or_default());
+    let deploys: Api<Deployment> = Api::namespaced(op.clone(), n);
+    // The API server loads the policy asynchronously: wait for its first refusal.
+    let pod_starter = |name: &str, ns: &str, sa: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "x"}},
+                "template": {
+                    "metadata": {"labels": {"app": "x"}},
+                    "spec": {"serviceAccountName": sa, "containers": [{"name": "x", "image": "registry.example/x:1"}]},
+                },
+            },
+        })
+    };
+    let first = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        async || {
+            let r = deploys
+                .patch(
+                    "evil",
+                    &ssa(),
+                    &Patch::Apply(pod_starter("evil", n, "default")),
+                )
+                .await;
+            match &r {
+                Ok(_) => {
+                    // Not in force yet: take it away and try again.
+                    let _ = Api::<Deployment>::namespaced(admin.clone(), n)
+                        .delete("evil", &DeleteParams::default())
+                        .await;
+                    None
+                }
+                Err(_) => Some(r),
+            }
+        },
+    )
+    .await
+    .expect("the fence in force within 30 s");
+    fenced(
+        "create a Deployment that is not a canary",
+        json(first),
+        "creates only canary Deployments",
+    );
+    // A canary-shaped Deployment in kube-system, owned by a Deployment there.
+    let system: Api<Deployment> = Api::namespaced(op.clone(), "kube-system");
+    let mut canary = pod_starter("coredns-canary", "kube-system", "generic-garbage-collector");
+    canary["metadata"]["labels"] =
+        json!({"rollguard.dev/role": "canary", "rollguard.dev/deployment": "coredns"});
+    canary["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+        "name": "coredns", "uid": "00000000-0000-0000-0000-000000000000", "controller": true}]);
+    fenced(
+        "create a Deployment in kube-system",
+        json(
+            system
+                .patch("coredns-canary", &ssa(), &Patch::Apply(canary))
+                .await,
+        ),
+        "writes nothing in namespace kube-system",
+    );
+    // The governed Deployment: its template, its replicas, its tag.
+    for (what, body) in [
+        (
+            "change a governed Deployment's image",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "registry.example/evil:1"}]}}}}),
+        ),
+        (
+            "scale a governed Deployment",
+            json!({"spec": {"replicas": 5}}),
+        ),
+        (
+            "re-tag a governed Deployment",
+            json!({"metadata": {"annotations": {"rollguard.dev/change-origin": "human"}}}),
+        ),
+    ] {
+        fenced(
+            what,
+            json(
+                deploys
+                    .patch("web", &PatchParams::default(), &Patch::Merge(body))
+                    .await,
+            ),
+            "changes only spec.paused and its rollguard.dev/ annotations on Deployment",
+        );
+    }
+    fenced(
+        "delete a Deployment that is not a canary",
+        deploys
+            .delete("web", &DeleteParams::default())
+            .await
+            .map(|_| Value::Null),
+        "deletes only canary Deployments",
+    );
+    // The pause gate's proof, a dry-run template change, passes.
+    let probe = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    must(
+        "dry-run a template change (the pause gate's proof)",
+        deploys
+            .patch("web", &probe, &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {"rollguard.dev/gate-probe": "1"}}}}})))
+            .await,
+    );
+    // The user's Service, repointed; a Service of the same name as rollguard's but not owned.
+    let services: Api<Service> = Api::namespaced(op.clone(), n);
+    fenced(
+        "repoint the user's Service",
+        services
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"selector": {"app": "evil"}}})),
+            )
+            .await
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+        "writes only its routing Services",
+    );
+    let unowned = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "other-stable", "labels": {"rollguard.dev/deployment": "web"}},
+        "spec": {"selector": {"app": "evil"}, "ports": [{"port": 80}]}});
+    fenced(
+        "create a Service without rollguard's owner reference",
+        services
+            .patch("other-stable", &ssa(), &Patch::Apply(unowned))
+            .await
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+        "writes only its routing Services",
+    );
+    // The route: a match added, a backend swapped; weights alone pass (routes_traffic).
+    let routes: Api<DynamicObject> = Api::namespaced_with(op.clone(), n, &routes_resource());
+    for (what, patch) in [
+        (
+            "edit an HTTPRoute's match",
+            json!([{"op": "add", "path": "/spec/rules/0/matches", "value": [{"path": {"type": "PathPrefix", "value": "/admin"}}]}]),
+        ),
+        (
+            "point an HTTPRoute at another backend",
+            json!([{"op": "replace", "path": "/spec/rules/0/backendRefs/1/name", "value": "web"}]),
+        ),
+    ] {
+        let patch: json_patch::Patch = serde_json::from_value(patch).expect("a JSON patch");
+        fenced(
+            what,
+            routes
+                .patch("web", &PatchParams::default(), &Patch::Json::<()>(patch))
+                .await
+                .map(|o| o.data),
+            "changes only backendRef weights on HTTPRoute",
+        );
+    }
+}
+
+/// RolloutRuns: create, status, delete; no patch.
 async fn writes_runs(op: &Client, n: &str) {
-    // Runs: create, server-side apply, status, delete.
+    // Runs: create, status, delete; a patch of the run itself is not granted.
     let runs: Api<DynamicObject> = Api::namespaced_with(op.clone(), n, &runs_resource());
     must(
         "create a RolloutRun",
@@ -394,8 +570,8 @@ async fn writes_runs(op: &Client, n: &str) {
     );
     let labels = json!({"apiVersion": "rollguard.dev/v1alpha1", "kind": "RolloutRun",
                         "metadata": {"name": "web-7f6b5c4d3", "labels": {"rollguard.dev/policy": "shop"}}});
-    must(
-        "server-side apply a RolloutRun",
+    must_not(
+        "server-side apply a RolloutRun (its spec is immutable, its status a subresource)",
         runs.patch("web-7f6b5c4d3", &ssa(), &Patch::Apply(labels))
             .await,
     );

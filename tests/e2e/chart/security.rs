@@ -122,7 +122,7 @@ fn rendered_rbac_is_least_privilege() {
         (
             "rollguard.dev",
             "rolloutruns",
-            vec!["create", "delete", "list", "patch", "watch"],
+            vec!["create", "delete", "list", "watch"],
         ),
         ("rollguard.dev", "rolloutruns/status", vec!["patch"]),
         ("events.k8s.io", "events", vec!["create", "patch"]),
