@@ -225,18 +225,7 @@ impl Unpauser {
 /// Who last set `spec.paused` on the Deployment, when it was not rollguard; `None` when
 /// rollguard owns it.
 pub fn paused_by_other(d: &Deployment) -> Option<Unpauser> {
-    let owners: Vec<&str> = d
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| {
-            m.fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|s| s.get("f:paused"))
-                .is_some()
-        })
+    let owners: Vec<&str> = crate::managed_fields::owning_spec_field(&d.metadata, "paused")
         .filter_map(|m| m.manager.as_deref())
         .collect();
     if owners.contains(&crate::names::FIELD_MANAGER) {

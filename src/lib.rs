@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod governance;
 pub mod install_check;
+pub mod managed_fields;
 pub mod names;
 pub mod notify;
 pub mod ownership;

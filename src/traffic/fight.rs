@@ -36,18 +36,7 @@ pub struct Fight {
 /// list is atomic (any write of a weight takes the whole list). With several owners (an
 /// apply of the same value shares the field) the most recent entry wins.
 pub fn rules_writer(route: &HttpRoute) -> Option<String> {
-    route
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| {
-            m.fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|s| s.get("f:rules"))
-                .is_some()
-        })
+    crate::managed_fields::owning_spec_field(&route.metadata, "rules")
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
         .and_then(|m| m.manager.clone())
 }
