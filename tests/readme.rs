@@ -35,10 +35,16 @@ fn the_files_and_targets_the_readme_names_exist() {
             || w.starts_with("scripts/"))
             && !w.contains('*')
         {
-            assert!(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(w).exists(),
-                "README names {w}, which does not exist"
-            );
+            let (file, anchor) = w.split_once('#').unwrap_or((w, ""));
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            assert!(path.exists(), "README names {w}, which does not exist");
+            if !anchor.is_empty() {
+                let text = std::fs::read_to_string(&path).expect("the linked file");
+                assert!(
+                    headings(&text).iter().any(|h| h == anchor),
+                    "README links {w}, but {file} has no heading #{anchor}"
+                );
+            }
             named += 1;
         }
     }
@@ -66,4 +72,25 @@ fn the_readme_policy_is_valid() {
         rollguard::controller::policy_validate(&p)
             .expect("the README's policy passes the operator's checks");
     }
+}
+
+/// The anchors of a Markdown file's headings, as GitHub makes them: lower case, spaces to
+/// `-`, punctuation other than `-` and `_` dropped.
+fn headings(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|h| {
+            h.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
 }
