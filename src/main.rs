@@ -49,9 +49,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ControllerArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "ROLLGUARD_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or the flag repeated (default: all
+    /// namespaces).
+    #[arg(long, env = "ROLLGUARD_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Prometheus address for policies that do not name one.
     #[arg(long, env = "ROLLGUARD_PROMETHEUS_ADDRESS")]
     prometheus_address: Option<String>,
@@ -168,8 +169,9 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| format!("rollguard-{}", std::process::id()));
     let client = rollguard::controller::instance_client(&instance, None).await?;
+    let namespaces = args.namespace;
     let config = rollguard::controller::Config {
-        namespace: args.namespace,
+        namespace: None,
         prometheus_address,
         instance: Some(instance.clone()),
         gate_check_interval: args.pause_gate_check_interval,
@@ -177,13 +179,13 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
         cluster_sinks,
     };
     if !args.leader_elect {
-        return rollguard::controller::run(client, config, metrics, health)
+        return rollguard::controller::run_in(client, config, &namespaces, metrics, health)
             .await
             .map_err(|e| e.to_string());
     }
     // A follower is Ready too (readiness does not depend on leadership): it only needs the
     // CRDs to be there to take over.
-    rollguard::controller::check_crds(&client, &config.namespace)
+    rollguard::controller::check_crds(&client, &namespaces.first().cloned())
         .await
         .map_err(|e| e.to_string())?;
     health.set_ready();
@@ -198,7 +200,7 @@ async fn controller(args: ControllerArgs) -> Result<(), String> {
     let writer = rollguard::controller::instance_client(&instance, Some(&fence)).await?;
     let lost = rollguard::controller::leader::acquire(client, &lease, fence).await?;
     tokio::select! {
-        r = rollguard::controller::run(writer, config, metrics, health) => r.map_err(|e| e.to_string()),
+        r = rollguard::controller::run_in(writer, config, &namespaces, metrics, health) => r.map_err(|e| e.to_string()),
         () = lost => Err("lost the Lease; exiting so that only the leader writes".into()),
     }
 }

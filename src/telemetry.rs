@@ -2,9 +2,10 @@
 //! `/readyz`, and JSON logs. Label values are bounded (tiers, outcomes, categories; never
 //! error text).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -53,6 +54,10 @@ pub struct Metrics {
     pub notifications_failed: IntCounterVec,
     /// Notifications never tried because the sink's queue was full, by sink type and reason.
     pub notifications_dropped: IntCounterVec,
+    /// What each watch scope (a namespace, or "" for all) last counted for `active_runs` and
+    /// `governed`, which show the sums: an operator watching several namespaces runs one set
+    /// of controllers per namespace.
+    counts: Arc<Mutex<BTreeMap<String, (i64, i64)>>>,
 }
 
 impl Metrics {
@@ -195,7 +200,17 @@ impl Metrics {
             notifications_sent,
             notifications_failed,
             notifications_dropped,
+            counts: Arc::default(),
         }
+    }
+
+    /// Records the runs in flight and the governed Deployments one watch scope counted, and
+    /// sets the gauges to the sums over the scopes.
+    pub fn set_counts(&self, scope: &str, active_runs: i64, governed: i64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.insert(scope.to_string(), (active_runs, governed));
+        self.active_runs.set(counts.values().map(|c| c.0).sum());
+        self.governed.set(counts.values().map(|c| c.1).sum());
     }
 
     /// The metrics in the Prometheus text format.
@@ -287,5 +302,21 @@ pub fn init_logging(level: &str, json: bool) {
             .init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauges_sum_what_each_scope_counted() {
+        let m = Metrics::new();
+        m.set_counts("shop", 2, 5);
+        m.set_counts("pay", 1, 3);
+        assert_eq!((m.active_runs.get(), m.governed.get()), (3, 8));
+        // A scope's new count replaces its old one.
+        m.set_counts("shop", 0, 5);
+        assert_eq!((m.active_runs.get(), m.governed.get()), (1, 8));
     }
 }

@@ -56,7 +56,45 @@ use watch::{
 
 pub use crate::selection::is_canary;
 
-/// Runs the operator until the process is asked to stop.
+/// Runs the operator over `namespaces` (all namespaces when empty) until the process is asked
+/// to stop. Several namespaces get one set of watches and controllers each, side by side in
+/// this process (a watch serves one namespace or all, and a cache is filled by one watch):
+/// each governs its namespace exactly as an operator watching only it would, `health` is
+/// ready once every one of them is, and the first error ends them all.
+pub async fn run_in(
+    client: Client,
+    config: Config,
+    namespaces: &[String],
+    metrics: Metrics,
+    health: Health,
+) -> Result<(), Error> {
+    if namespaces.len() <= 1 {
+        let config = Config {
+            namespace: namespaces.first().cloned(),
+            ..config
+        };
+        return run(client, config, metrics, health).await;
+    }
+    let each: Vec<Health> = namespaces.iter().map(|_| Health::default()).collect();
+    let all = each.clone();
+    tokio::spawn(async move {
+        while !all.iter().all(Health::is_ready) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        health.set_ready();
+    });
+    let runs = namespaces.iter().zip(each).map(|(ns, h)| {
+        let config = Config {
+            namespace: Some(ns.clone()),
+            ..config.clone()
+        };
+        run(client.clone(), config, metrics.clone(), h)
+    });
+    future::try_join_all(runs).await.map(|_| ())
+}
+
+/// Runs the operator in `config.namespace` (all namespaces when `None`) until the process is
+/// asked to stop.
 pub async fn run(
     client: Client,
     config: Config,

@@ -313,7 +313,6 @@ fn update_gauges(ctx: &Context) {
     let runs = ctx.stores.runs.state();
     let active =
         Index::new([], runs.iter().map(|r| &**r), |r| ctx.run_status(r).phase).active_runs(None);
-    ctx.metrics.active_runs.set(active as i64);
     let governed = ctx
         .stores
         .deployments
@@ -321,7 +320,9 @@ fn update_gauges(ctx: &Context) {
         .iter()
         .filter(|d| governance::governed_by(d).is_some())
         .count();
-    ctx.metrics.governed.set(governed as i64);
+    let scope = ctx.config.namespace.as_deref().unwrap_or_default();
+    ctx.metrics
+        .set_counts(scope, active as i64, governed as i64);
 }
 
 #[cfg(test)]

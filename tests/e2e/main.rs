@@ -34,6 +34,7 @@ mod ha;
 mod helm_wait;
 mod image;
 mod kstatus;
+mod namespaces;
 mod notify;
 mod others;
 mod ownership;

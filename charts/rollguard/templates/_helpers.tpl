@@ -62,3 +62,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The namespaces the operator watches, as a JSON list: watchNamespaces plus watchNamespace,
+without repeats; empty means every namespace.
+*/}}
+{{- define "rollguard.watchNamespaces" -}}
+{{- $ns := .Values.watchNamespaces | default list -}}
+{{- if .Values.watchNamespace -}}
+{{- $ns = append $ns .Values.watchNamespace -}}
+{{- end -}}
+{{- $ns | uniq | toJson -}}
+{{- end }}
+
+{{/*
+A namespaceSelector for the admission policies' bindings: the watched namespaces, when the
+operator watches a list.
+*/}}
+{{- define "rollguard.namespaceSelector" -}}
+{{- $ns := include "rollguard.watchNamespaces" . | fromJsonArray -}}
+{{- if $ns -}}
+matchResources:
+  namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values: {{ toJson $ns }}
+{{- end -}}
+{{- end }}

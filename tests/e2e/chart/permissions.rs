@@ -924,4 +924,56 @@ async fn watches_one_namespace_with_a_role(
         .await
         .expect("get");
     assert!(rb.is_some(), "the RoleBinding in the watched namespace");
+
+    // watchNamespaces: a Role in each listed namespace and nothing elsewhere.
+    let third = test_namespace(admin, "chart-rbac-third").await;
+    release.upgrade(
+        &chart_dir(),
+        &[
+            "replicaCount=1",
+            &format!("watchNamespaces={{{n},{other}}}"),
+        ],
+    );
+    let in_other: Api<Deployment> = Api::namespaced(op.clone(), other);
+    wait_for(
+        Duration::from_secs(20),
+        "a Role in the second listed namespace",
+        async || in_other.list(&ListParams::default()).await.ok(),
+    )
+    .await;
+    must(
+        "list Deployments in the first listed namespace",
+        deploys.list(&ListParams::default()).await,
+    );
+    must(
+        "watch Deployments in the second listed namespace",
+        can_watch(&in_other).await,
+    );
+    must_not(
+        "list Deployments in a namespace not listed",
+        Api::<Deployment>::namespaced(op.clone(), &third.name)
+            .list(&ListParams::default())
+            .await,
+    );
+    must_not(
+        "list Deployments cluster-wide",
+        Api::<Deployment>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    // Its Deployment names the list for the operator.
+    let chart_deploy: Deployment = Api::namespaced(admin.clone(), &release.namespace)
+        .get(&release.fullname())
+        .await
+        .expect("the chart's Deployment");
+    let args = chart_deploy
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        args.contains(&format!("--namespace={n},{other}")),
+        "{args:?}"
+    );
+    third.cleanup().await;
 }
