@@ -3,6 +3,7 @@
 # Usage: tests/cluster/build.sh [component...]   (default: all)
 # Components: k8s etcd kwok helm gateway-api prometheus-operator-crds prometheus image-tools
 #             flux (only when named: the Flux e2e's controllers)
+#             flagger (only when named: the peer benchmark's Flagger)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -155,6 +156,22 @@ build_flux() {
   mv "$crds.tmp" "$crds"; record_hash "$crds"
 }
 
+# Flagger, for the benchmark against the real peers (#20, `make bench-peers`; only when named,
+# never by `make test`). v1.36.1 is the one version the module proxy serves; its go.mod has no
+# replace directives, so it is built from its own module source like Flux. Its CRDs are the
+# module's artifacts/flagger/crd.yaml.
+build_flagger() {
+  local v=$FLAGGER_VERSION dir w
+  local crds=$BIN/flagger-crds-$v.yaml
+  if cached "$BIN/flagger-$v" "$crds"; then log "flagger v$v: cached, hashes match"; return; fi
+  log "flagger v$v: building from the module source"
+  dir=$(go mod download -json "github.com/fluxcd/flagger@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  w=$CACHE/work/flagger-$v; rm -rf "$w"; cp -r "$dir" "$w"; chmod -R u+w "$w"; cd "$w"
+  go build -trimpath -ldflags '-s -w' -o out/flagger ./cmd/flagger
+  mv out/flagger "$BIN/flagger-$v"; record_hash "$BIN/flagger-$v"
+  cp artifacts/flagger/crd.yaml "$crds.tmp"; mv "$crds.tmp" "$crds"; record_hash "$crds"
+}
+
 build_gateway_api() {
   local v=$GATEWAY_API_VERSION; local out=$BIN/gateway-api-standard-$v.yaml
   if cached "$out"; then log "gateway-api v$v CRDs: cached, hash matches"; return; fi
@@ -208,7 +225,7 @@ start=$(date +%s)
 for c in "${comps[@]}"; do
   case $c in
     k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
-    gateway-api) build_gateway_api ;; prometheus) build_prometheus ;; flux) build_flux ;;
+    gateway-api) build_gateway_api ;; prometheus) build_prometheus ;; flux) build_flux ;; flagger) build_flagger ;;
     prometheus-operator-crds) build_prometheus_operator_crds ;; image-tools) build_image_tools ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
