@@ -3,7 +3,7 @@
 # Usage: tests/cluster/build.sh [component...]   (default: all)
 # Components: k8s etcd kwok helm gateway-api prometheus-operator-crds prometheus image-tools
 #             flux (only when named: the Flux e2e's controllers)
-#             flagger (only when named: the peer benchmark's Flagger)
+#             flagger, argo-rollouts (only when named: the peer benchmark's controllers)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -172,6 +172,24 @@ build_flagger() {
   cp artifacts/flagger/crd.yaml "$crds.tmp"; mv "$crds.tmp" "$crds"; record_hash "$crds"
 }
 
+# Argo Rollouts' controller, for the same benchmark (only when named). Its go.mod has replace
+# directives (`go install` refuses them), so it is built in a writable copy of its module source,
+# with the version stamped as its Makefile does. Its CRDs (manifests/crds/) are too large for a
+# client-side apply: apply them server-side.
+build_argo_rollouts() {
+  local v=$ARGO_ROLLOUTS_VERSION dir w
+  local crds=$BIN/argo-rollouts-crds-$v.yaml
+  if cached "$BIN/rollouts-controller-$v" "$crds"; then log "argo-rollouts v$v: cached, hashes match"; return; fi
+  log "argo-rollouts v$v: building the controller from the module source"
+  dir=$(go mod download -json "github.com/argoproj/argo-rollouts@v$v" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  w=$CACHE/work/argo-rollouts-$v; rm -rf "$w"; cp -r "$dir" "$w"; chmod -R u+w "$w"; cd "$w"
+  go build -trimpath -ldflags "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=$v" \
+    -o out/rollouts-controller ./cmd/rollouts-controller
+  mv out/rollouts-controller "$BIN/rollouts-controller-$v"; record_hash "$BIN/rollouts-controller-$v"
+  for f in manifests/crds/*-crd.yaml; do echo '---'; cat "$f"; done >"$crds.tmp"
+  mv "$crds.tmp" "$crds"; record_hash "$crds"
+}
+
 build_gateway_api() {
   local v=$GATEWAY_API_VERSION; local out=$BIN/gateway-api-standard-$v.yaml
   if cached "$out"; then log "gateway-api v$v CRDs: cached, hash matches"; return; fi
@@ -226,6 +244,7 @@ for c in "${comps[@]}"; do
   case $c in
     k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
     gateway-api) build_gateway_api ;; prometheus) build_prometheus ;; flux) build_flux ;; flagger) build_flagger ;;
+    argo-rollouts) build_argo_rollouts ;;
     prometheus-operator-crds) build_prometheus_operator_crds ;; image-tools) build_image_tools ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
