@@ -1,8 +1,14 @@
 //! The synthetic traffic model: requests arrive as a Poisson process at the scenario's rate,
 //! each goes to the canary with the probability of its current share (a binomial split),
-//! and fails with its revision's error rate (binomial again). Counts are drawn per segment
+//! and fails with its revision's error rate. Arrivals and the split are drawn per segment
 //! between scrapes (and between changes of share or error rate), so the totals are as noisy
 //! as real traffic and reproducible from the seed.
+//!
+//! Failures are placed on each revision's requests by their index ([`ErrorStream`]), from a
+//! stream of their own: the n-th request the canary serves fails or not whatever share
+//! schedule brought it there. Two policies run with the same seed therefore serve their
+//! canary the same failures (common random numbers), so a benchmark compares their decisions
+//! on the same luck, not on different draws.
 //!
 //! Prometheus sees the counters only when it scrapes them, every `scrapeInterval` with a
 //! random phase per run; a query reads the counters as of the last scrape, so they are up
@@ -34,7 +40,10 @@ pub struct Counters {
 /// One run's traffic: what was served (exactly) and what Prometheus scraped.
 pub struct Traffic<'s> {
     scenario: &'s Scenario,
+    /// Arrivals, the canary/stable split and the scrape phase.
     rng: StdRng,
+    canary_failures: ErrorStream,
+    stable_failures: ErrorStream,
     /// Traffic has been drawn up to here (since the start of the run).
     drawn: Duration,
     next_scrape: Duration,
@@ -53,9 +62,20 @@ impl<'s> Traffic<'s> {
         let mut rng = StdRng::seed_from_u64(seed);
         let every = scenario.scrape_interval.as_millis().max(1) as u64;
         let phase = Duration::from_millis(rng.random_range(0..every));
+        let clump = u64::from(scenario.error_clump.max(1));
         Traffic {
             scenario,
             rng,
+            canary_failures: ErrorStream::new(
+                substream(seed, 1),
+                scenario.canary.max_rate(),
+                clump,
+            ),
+            stable_failures: ErrorStream::new(
+                substream(seed, 2),
+                scenario.stable.max_rate(),
+                clump,
+            ),
             drawn: Duration::ZERO,
             next_scrape: phase,
             served: Counters::default(),
@@ -82,18 +102,16 @@ impl<'s> Traffic<'s> {
         let total = poisson(&mut self.rng, lambda);
         let canary = binomial(&mut self.rng, total, share);
         let stable = total - canary;
-        self.served.canary_requests += canary;
         let stable_rate = self.scenario.stable.rate_at(self.drawn);
-        self.served.canary_errors += self.errors(canary, canary_rate);
+        self.served.canary_errors +=
+            self.canary_failures
+                .take(self.served.canary_requests, canary, canary_rate);
+        self.served.canary_requests += canary;
+        self.served.stable_errors +=
+            self.stable_failures
+                .take(self.served.stable_requests, stable, stable_rate);
         self.served.stable_requests += stable;
-        self.served.stable_errors += self.errors(stable, stable_rate);
         self.canary_baseline += canary as f64 * stable_rate;
-    }
-
-    /// Errors among `n` requests at `rate`, in clumps of the scenario's `errorClump`.
-    fn errors(&mut self, n: u64, rate: f64) -> u64 {
-        let clump = u64::from(self.scenario.error_clump.max(1));
-        (clump * binomial(&mut self.rng, n, rate / clump as f64)).min(n)
     }
 
     /// The errors the canary would have served at stable's error rate of the moment.
@@ -260,6 +278,82 @@ impl Source for Traffic<'_> {
     }
 }
 
+/// The seed of the `k`-th independent stream of a run seeded with `seed` (SplitMix64's
+/// finaliser, so nearby seeds give unrelated streams).
+fn substream(seed: u64, k: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One revision's failures, placed on its requests by index. Candidate failures (clumps of
+/// `clump` errors) fall on the requests of a Bernoulli process at the highest rate the
+/// revision's schedule reaches, divided by `clump`; each candidate is kept with probability
+/// `rate / max` for the rate of the moment (thinning), so the errors among any `n` requests
+/// are distributed as `clump × Binomial(n, rate / clump)`, capped at `n`. Every candidate
+/// draws its mark whether or not it is needed, so the stream's state depends only on how many
+/// requests the revision served.
+struct ErrorStream {
+    rng: StdRng,
+    /// Per-request probability of a candidate (`max / clump`).
+    p: f64,
+    max: f64,
+    clump: u64,
+    /// The 1-based index of the request the next candidate falls on; `u64::MAX` for none.
+    next: u64,
+}
+
+impl ErrorStream {
+    fn new(seed: u64, max: f64, clump: u64) -> ErrorStream {
+        let clump = clump.max(1);
+        let p = if max.is_finite() { max.max(0.0) } else { 0.0 } / clump as f64;
+        let mut s = ErrorStream {
+            rng: StdRng::seed_from_u64(seed),
+            p,
+            max,
+            clump,
+            next: 0,
+        };
+        s.next = s.gap();
+        s
+    }
+
+    /// Requests until the next candidate, at least 1 (geometric); `u64::MAX` when none come.
+    fn gap(&mut self) -> u64 {
+        if self.p <= 0.0 {
+            return u64::MAX;
+        }
+        if self.p >= 1.0 {
+            return 1;
+        }
+        let u: f64 = 1.0 - self.rng.random::<f64>(); // in (0, 1]
+        let g = (u.ln() / (1.0 - self.p).ln()).floor();
+        if g.is_finite() && g < 1e18 {
+            1 + g as u64
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Errors among requests `served + 1 ..= served + n`, at `rate` for all of them.
+    fn take(&mut self, served: u64, n: u64, rate: f64) -> u64 {
+        let end = served.saturating_add(n);
+        let keep = if self.max > 0.0 { rate / self.max } else { 0.0 };
+        let mut errors = 0u64;
+        while self.next <= end {
+            let mark: f64 = self.rng.random();
+            if mark < keep {
+                errors += self.clump;
+            }
+            self.next = self.next.saturating_add(self.gap());
+        }
+        errors.min(n)
+    }
+}
+
 /// Draws from Binomial(n, p); `p` at or outside the ends gives 0 or n.
 fn binomial<R: Rng>(rng: &mut R, n: u64, p: f64) -> u64 {
     if n == 0 || p.is_nan() || p <= 0.0 {
@@ -342,6 +436,67 @@ mod tests {
         let c = run(stream(5));
         let bad_requests = 0.3 * 1000.0 * 60.0;
         assert!(c.canary_errors as f64 > 0.8 * 0.05 * bad_requests, "{c:?}");
+    }
+
+    /// Common random numbers: the failures fall on the same requests however the requests
+    /// are split into segments, so two share schedules serving the canary the same number of
+    /// requests serve it the same failures.
+    #[test]
+    fn failures_depend_on_the_request_index_only() {
+        for (max, clump) in [(0.01, 1), (0.05, 3), (0.5, 1)] {
+            let whole = ErrorStream::new(stream(9), max, clump).take(0, 10_000, max);
+            let mut parts = ErrorStream::new(stream(9), max, clump);
+            let mut served = 0;
+            let mut pieces = 0;
+            for n in [1, 0, 999, 3_000, 17, 5_983] {
+                pieces += parts.take(served, n, max);
+                served += n;
+            }
+            assert_eq!(served, 10_000);
+            // Clumps are capped at a segment's end, so only an unclumped stream is exact.
+            if clump == 1 {
+                assert_eq!(whole, pieces, "max {max}");
+            } else {
+                assert!(whole.abs_diff(pieces) <= 6 * clump, "{whole} vs {pieces}");
+            }
+            // Another stream draws other failures.
+            let other = ErrorStream::new(stream(10), max, clump).take(0, 10_000, max);
+            assert_ne!(whole, other, "max {max}");
+        }
+    }
+
+    /// Table: the mean number of errors per request, over 200 000 requests (within 5
+    /// standard errors of the rate), including a rate below the schedule's highest (thinning)
+    /// and clumps (errors come in multiples of the clump).
+    #[test]
+    fn failures_come_at_the_rate_of_the_moment() {
+        let n = 200_000u64;
+        // (highest rate, clump, rate now)
+        let cases = [
+            (0.001, 1, 0.001),
+            (0.01, 1, 0.001),
+            (0.02, 3, 0.02),
+            (0.05, 3, 0.01),
+            (0.5, 1, 0.5),
+            (1.0, 1, 1.0),
+            (0.01, 1, 0.0),
+            (0.0, 1, 0.0),
+        ];
+        for (max, clump, rate) in cases {
+            let mut s = ErrorStream::new(stream(4), max, clump);
+            let mut errors = 0;
+            for i in 0..100 {
+                let e = s.take(i * n / 100, n / 100, rate);
+                assert_eq!(e % clump, 0, "clumps of {clump}");
+                errors += e;
+            }
+            let mean = rate * n as f64;
+            let sd = (clump as f64 * mean * (1.0 - rate / clump as f64)).sqrt();
+            assert!(
+                (errors as f64 - mean).abs() <= 5.0 * sd + 1e-9,
+                "max {max} clump {clump} rate {rate}: {errors} vs {mean}"
+            );
+        }
     }
 
     #[test]
