@@ -181,6 +181,10 @@ pub enum Judge {
         failure_limit: u32,
         /// The run's false-rollback budget: the k-th sample fails at alpha/(k(k+1)).
         alpha: f64,
+        /// Judge as Flagger and Argo Rollouts do: the measured rate against the maximum, no
+        /// confidence bound ([`crate::analysis::decision::threshold_as_measured`]). Only
+        /// `rollguard simulate` sets it, to model those tools; a policy cannot.
+        as_measured: bool,
     },
     Sequential {
         test: SequentialTest,
@@ -281,6 +285,7 @@ impl Plan {
                     max_error_rate: max_error_rate.as_f64(),
                     failure_limit: tier.failure_limit.max(0) as u32,
                     alpha: alpha.as_f64(),
+                    as_measured: false,
                 }
             }
             Decision::Sequential => {

@@ -630,6 +630,40 @@ pub fn threshold(
     ThresholdOutcome { rate, verdict }
 }
 
+/// The check as Flagger and Argo Rollouts make it: `Fail` when the measured rate
+/// `errors / requests` is above `max_error_rate` (strictly, so a rate exactly at the maximum
+/// passes) once `requests >= min_requests` and `requests > 0`, whatever the count; before
+/// that `NotEnoughRequests`. No confidence bound: a healthy canary's unlucky sample fails.
+/// Only `rollguard simulate` uses it, to model those tools (a policy file's
+/// `simulate.threshold: asMeasured`); the operator never does. Invalid inputs as in
+/// [`threshold`].
+pub fn threshold_as_measured(
+    requests: f64,
+    errors: f64,
+    max_error_rate: f64,
+    min_requests: f64,
+) -> ThresholdOutcome {
+    if !valid_count(requests) {
+        return ThresholdOutcome {
+            rate: None,
+            verdict: ThresholdVerdict::NotEnoughRequests,
+        };
+    }
+    if !(valid_count(errors) && valid_count(max_error_rate)) {
+        return ThresholdOutcome {
+            rate: None,
+            verdict: ThresholdVerdict::Invalid,
+        };
+    }
+    let rate = (requests > 0.0).then(|| errors.min(requests) / requests);
+    let verdict = match rate {
+        Some(r) if requests >= min_requests && r > max_error_rate => ThresholdVerdict::Fail,
+        Some(_) if requests >= min_requests => ThresholdVerdict::Pass,
+        _ => ThresholdVerdict::NotEnoughRequests,
+    };
+    ThresholdOutcome { rate, verdict }
+}
+
 /// Hypotheses `(p0, p1)` for the SPRT when the tier also measures the stable
 /// revision's error rate over the same window.
 ///
@@ -658,6 +692,37 @@ pub fn relative_hypotheses(measured_p0: f64, configured_p0: f64, configured_p1: 
 mod tests {
     use super::*;
     use crate::fuzz::stream;
+
+    /// Table: the peers' check, as measured.
+    #[test]
+    fn the_peers_check_compares_the_measured_rate() {
+        use ThresholdVerdict::*;
+        // (requests, errors, max, min_requests) -> verdict
+        let cases = [
+            // Exactly at the maximum passes; strictly above fails, at any count.
+            (1000.0, 10.0, 0.01, 100.0, Pass),
+            (1000.0, 10.001, 0.01, 100.0, Fail),
+            (100.0, 2.0, 0.01, 0.0, Fail),
+            // minRequests gates both ways, inclusive.
+            (99.0, 50.0, 0.01, 100.0, NotEnoughRequests),
+            (100.0, 50.0, 0.01, 100.0, Fail),
+            // Zero requests never pass; extrapolated errors above requests count as a rate of 1.
+            (0.0, 0.0, 0.01, 0.0, NotEnoughRequests),
+            (10.2, 10.5, 0.5, 1.0, Fail),
+            // Unusable numbers.
+            (f64::NAN, 0.0, 0.01, 0.0, NotEnoughRequests),
+            (100.0, -1.0, 0.01, 0.0, Invalid),
+            (100.0, 1.0, f64::NAN, 0.0, Invalid),
+            (1000.0, 0.0, 0.01, f64::NAN, NotEnoughRequests),
+        ];
+        for (n, k, max, min, want) in cases {
+            assert_eq!(
+                threshold_as_measured(n, k, max, min).verdict,
+                want,
+                "{n} {k} {max} {min}"
+            );
+        }
+    }
 
     /// SplitMix64: tiny, seedable, good enough for Monte Carlo checks.
     struct SplitMix64(u64);

@@ -10,7 +10,7 @@ use super::{Measurement, RolloutRunStatus, RunView, fmt_rate};
 use crate::analysis::bound::lower_bound;
 use crate::analysis::decision::{
     DecisionError, MixtureSprt, SequentialOutcome, SequentialVerdict, Sprt, ThresholdVerdict,
-    threshold,
+    threshold, threshold_as_measured,
 };
 use crate::analysis::relative::{RelativeSprt, dispersion, spent_alpha};
 use crate::api::policy::{Baseline, OnInconclusive, SequentialTest};
@@ -120,6 +120,26 @@ pub(super) fn judge(
     match &plan.judge {
         Judge::Threshold {
             max_error_rate,
+            as_measured: true,
+            ..
+        } => {
+            let out = threshold_as_measured(requests, errors, *max_error_rate, plan.min_requests);
+            sample.threshold = Some(fmt_rate(*max_error_rate));
+            sample.message = Some(
+                "the measured rate against maxErrorRate, with no confidence bound (the peers' check, modelled by rollguard simulate)"
+                    .into(),
+            );
+            let (v, j) = threshold_judgement(out.verdict);
+            sample.verdict = v;
+            Judged {
+                sample,
+                judgement: j,
+                window: None,
+                stable_vs_p0: None,
+            }
+        }
+        Judge::Threshold {
+            max_error_rate,
             alpha,
             ..
         } => {
@@ -159,19 +179,7 @@ pub(super) fn judge(
                 out.verdict == ThresholdVerdict::Fail,
                 (k, level, *alpha),
             ));
-            let (v, j) = match out.verdict {
-                ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
-                ThresholdVerdict::Fail => (
-                    Verdict::Fail,
-                    Judgement::Bad {
-                        reason: "ErrorRateAboveThreshold",
-                    },
-                ),
-                ThresholdVerdict::NotEnoughRequests => {
-                    (Verdict::NotEnoughRequests, Judgement::Undecided)
-                }
-                ThresholdVerdict::Invalid => (Verdict::NoData, Judgement::NoData),
-            };
+            let (v, j) = threshold_judgement(out.verdict);
             sample.verdict = v;
             Judged {
                 sample,
@@ -275,6 +283,21 @@ pub(super) fn judge(
 
 /// What a threshold sample says about its counts: against the maximum, and the rate's lower
 /// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
+/// A threshold verdict as a sample verdict and the run's judgement.
+fn threshold_judgement(verdict: ThresholdVerdict) -> (Verdict, Judgement) {
+    match verdict {
+        ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
+        ThresholdVerdict::Fail => (
+            Verdict::Fail,
+            Judgement::Bad {
+                reason: "ErrorRateAboveThreshold",
+            },
+        ),
+        ThresholdVerdict::NotEnoughRequests => (Verdict::NotEnoughRequests, Judgement::Undecided),
+        ThresholdVerdict::Invalid => (Verdict::NoData, Judgement::NoData),
+    }
+}
+
 fn threshold_message(
     (requests, errors, phi): (f64, f64, f64),
     max: f64,

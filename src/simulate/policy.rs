@@ -10,7 +10,7 @@ use super::yaml::{self, FileError, Segment, locate, parse_path};
 use crate::analysis::query::Template;
 use crate::api::policy::{RolloutPolicySpec, Tier};
 use crate::check::tier_field;
-use crate::plan::{Plan, RevisionMeta, default_tiers, match_tier_or_untagged};
+use crate::plan::{Judge, Plan, RevisionMeta, default_tiers, match_tier_or_untagged};
 
 /// A loaded, checked policy.
 #[derive(Debug, Clone)]
@@ -26,6 +26,29 @@ pub struct PolicyFile {
     /// The parsed query templates.
     pub requests: Template,
     pub errors: Template,
+    /// `simulate.threshold: asMeasured`: threshold tiers judged as Flagger and Argo Rollouts
+    /// judge (the measured rate against the maximum, no confidence bound), to model them.
+    pub threshold_as_measured: bool,
+}
+
+/// Settings only `rollguard simulate` reads, beside the policy (a whole policy file only):
+/// how to model another tool with a rollguard policy.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SimulateOptions {
+    #[serde(default)]
+    threshold: ThresholdModel,
+}
+
+/// How `rollguard simulate` judges a threshold tier.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum ThresholdModel {
+    /// The operator's check: the rate shown above the maximum by a confidence bound.
+    #[default]
+    ConfidenceBound,
+    /// The peers' check: the measured rate above the maximum.
+    AsMeasured,
 }
 
 /// The tier a revision gets, resolved.
@@ -50,6 +73,8 @@ struct PolicyDoc {
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    simulate: Option<SimulateOptions>,
 }
 
 /// Where a field of the spec is in the file: under `spec` in a whole policy, at the top in
@@ -94,7 +119,7 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
         .and_then(|v| v.as_mapping().map(|m| m.contains_key("spec")))
         .unwrap_or(true);
     let layout = Layout { text, file, whole };
-    let (name, namespace, spec) = if whole {
+    let (name, namespace, spec, model) = if whole {
         // Unknown fields in metadata and status are the API server's business, not ours.
         let doc: PolicyDoc = yaml::parse(
             text,
@@ -122,10 +147,11 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
             });
         }
         let meta = doc.metadata.unwrap_or_default();
-        (meta.name, meta.namespace, doc.spec)
+        let model = doc.simulate.unwrap_or_default().threshold;
+        (meta.name, meta.namespace, doc.spec, model)
     } else {
         let spec: RolloutPolicySpec = yaml::parse(text, file, &|_| false)?;
-        (None, None, spec)
+        (None, None, spec, ThresholdModel::ConfidenceBound)
     };
     let (requests, errors) = check(&spec, &layout)?;
     Ok(PolicyFile {
@@ -135,6 +161,7 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
         spec,
         requests,
         errors,
+        threshold_as_measured: model == ThresholdModel::AsMeasured,
     })
 }
 
@@ -180,7 +207,10 @@ impl PolicyFile {
             }
         };
         let at = tier_field(self.spec.tiers.is_none(), i, tier);
-        let plan = Plan::resolve(tier, &self.spec.analysis, &at).map_err(|e| e.to_string())?;
+        let mut plan = Plan::resolve(tier, &self.spec.analysis, &at).map_err(|e| e.to_string())?;
+        if let Judge::Threshold { as_measured, .. } = &mut plan.judge {
+            *as_measured = self.threshold_as_measured;
+        }
         Ok(ChosenTier {
             tier: tier.clone(),
             reason,

@@ -105,12 +105,17 @@ pub struct Aggregate {
     pub undecided_rate: f64,
     pub time_to_decision_seconds: Stats,
     pub time_to_rollback_seconds: Stats,
+    /// Over the runs that promoted, from the canary's first traffic.
+    pub time_to_promotion_seconds: Stats,
     pub steps_reached: Stats,
     pub canary_requests: Stats,
     pub canary_errors: Stats,
     pub errors_above_baseline: Stats,
     /// Canary errors served between a rollback and traffic back on stable.
     pub errors_after_decision: Stats,
+    /// Errors the new revision served after its promotion, with all traffic, to the end of
+    /// the scenario (0 in runs that did not promote): kept apart from the canary period's.
+    pub errors_after_promotion: Stats,
     /// Canary errors plus errors after promotion: the new revision's errors within the
     /// scenario's duration.
     pub errors_within_duration: Stats,
@@ -145,11 +150,17 @@ impl Aggregate {
                     .filter(|r| r.outcome == Outcome::RolledBack)
                     .filter_map(|r| r.time_to_decision_seconds),
             ),
+            time_to_promotion_seconds: Stats::of(
+                runs.iter()
+                    .filter(|r| r.outcome == Outcome::Promoted)
+                    .filter_map(|r| r.time_to_decision_seconds),
+            ),
             steps_reached: Stats::of(runs.iter().map(|r| f64::from(r.steps_reached))),
             canary_requests: Stats::of(runs.iter().map(|r| r.canary_requests as f64)),
             canary_errors: Stats::of(runs.iter().map(|r| r.canary_errors as f64)),
             errors_above_baseline: Stats::of(runs.iter().map(|r| r.errors_above_baseline)),
             errors_after_decision: Stats::of(runs.iter().map(|r| r.errors_after_decision as f64)),
+            errors_after_promotion: Stats::of(runs.iter().map(|r| r.errors_after_promotion as f64)),
             errors_within_duration: Stats::of(
                 runs.iter()
                     .map(|r| (r.canary_errors + r.errors_after_promotion) as f64),

@@ -366,3 +366,34 @@ fn prometheus_unkindness_still_rolls_a_bad_canary_back() {
         assert_eq!(agg.rolled_back, 50, "{extra:?}: {agg:?}");
     }
 }
+
+/// `simulate.threshold: asMeasured` models the peers' check: a healthy canary at exactly the
+/// maximum is rolled back by an unlucky sample about half the time, where the operator's
+/// check (a confidence bound) almost never does; a policy without the key is judged as the
+/// operator judges it.
+#[test]
+fn the_peers_check_is_modelled_only_when_asked() {
+    let threshold = |model: &str| {
+        format!(
+            "{POLICY}  tiers:\n  - name: t\n    steps: [{{weight: 10%, pause: 5m}}]\n    maxErrorRate: 1%\n    decision: threshold\n    failureLimit: 0\n{model}"
+        )
+    };
+    let scenario = "duration: 30m\nrps: 100\nscrapeInterval: 15s\nstable: {errorRate: \"1%\"}\ncanary: {errorRate: \"1%\"}\n";
+    let rolled_back = |policy: &str| {
+        let s = sim(policy, scenario);
+        let runs = s.run_many(200, stream(3), 2, false);
+        Aggregate::of(&runs, s.healthy()).rolled_back
+    };
+    let peers = rolled_back(&threshold("simulate: {threshold: asMeasured}\n"));
+    let ours = rolled_back(&threshold(""));
+    let explicit = rolled_back(&threshold("simulate: {threshold: confidenceBound}\n"));
+    assert!(peers >= 60, "as measured: {peers} of 200 rolled back");
+    assert!(ours <= 4, "confidence bound: {ours} of 200 rolled back");
+    assert_eq!(ours, explicit);
+    // An unknown model is refused, naming it.
+    let err = policy::load(&threshold("simulate: {threshold: raw}\n"), "p.yaml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("raw") && err.contains("asMeasured"), "{err}");
+}
