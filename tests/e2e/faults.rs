@@ -174,17 +174,31 @@ async fn an_api_server_outage_mid_run_is_ridden_out() {
         last.as_second() >= back_at.as_second(),
         "the last sample ({last}) predates the API server's return ({back_at})"
     );
-    // No step was done twice: one StepStarted per step.
+    // No step was done twice: one StepStarted per step. The Promoted Event is published after
+    // the status write that ends the run, so it may come a moment after the phase (seconds on
+    // a loaded machine): wait for it, then count.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), w.n());
-    let ours: Vec<(String, String)> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some("rollguard"))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect();
+    let list = async || -> Vec<(String, String)> {
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("rollguard"))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    };
+    let ours = support::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        async || {
+            let ours = list().await;
+            ours.iter().any(|(r, _)| r == "Promoted").then_some(ours)
+        },
+    )
+    .await
+    .unwrap_or(list().await);
     // Events are published after the status write that records the transition, so none is
     // ever sent twice; no step started near the outage, so none was lost either: each step
     // started exactly once (zero would fail too).
