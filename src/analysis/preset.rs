@@ -155,4 +155,17 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", p.name()));
         }
     }
+
+    /// docs/analysis.md shows every preset's queries as the code has them.
+    #[test]
+    fn the_docs_show_every_presets_queries() {
+        let docs = include_str!("../../docs/analysis.md");
+        for p in Preset::ALL {
+            let t = p.templates();
+            for q in [t.requests, t.errors] {
+                assert!(docs.contains(q), "docs/analysis.md lacks the {p} query {q}");
+            }
+            assert!(docs.contains(&format!("`{}`", p.name())), "{p}");
+        }
+    }
 }

@@ -224,12 +224,7 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSpec>,
 
-    /// Fills `requests` and `errors` with the metrics of a common data plane: `istio`,
-    /// `envoyGateway` (with the EnvoyProxy's `mergeBackends`), `linkerd`,
-    /// `nginxGatewayFabricPlus` (NGINX Plus only: the open-source build exports no
-    /// per-backend metrics), `traefik` or `openTelemetry` (the HTTP server semantic
-    /// conventions as exported to Prometheus). An explicit `requests` or `errors` overrides
-    /// the preset's. See docs/analysis.md for each preset's queries and sources.
+    /// A common data plane whose metrics fill `requests` and `errors` ([`Preset`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
 
@@ -344,7 +339,12 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// A data plane whose metrics fill the analysis templates ([`crate::analysis::preset`]).
+/// A data plane whose metrics fill `requests` and `errors`: `istio`, `envoyGateway` (with
+/// the EnvoyProxy's `mergeBackends`), `linkerd`, `nginxGatewayFabricPlus` (NGINX Plus only:
+/// the open-source build exports no per-backend metrics), `traefik` or `openTelemetry` (the
+/// HTTP server semantic conventions as exported to Prometheus). An explicit `requests` or
+/// `errors` overrides the preset's. The three backend-Service presets (Envoy Gateway, NGINX,
+/// Traefik) need the Gateway API router. Each preset's queries and sources: docs/analysis.md.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum Preset {
