@@ -29,6 +29,8 @@
 //!   name without a ReplicaSet owner); `track` is `canary` for pods labelled
 //!   `rollguard.dev/role: canary`, else `stable`; `pod_template_hash` is the pods' label of
 //!   that name (the revision they run, as Prometheus' pod discovery would label it);
+//!   and the same traffic as Istio, Envoy Gateway, Linkerd, NGINX Plus, Traefik and
+//!   OpenTelemetry count it, for rollguard's presets (see `trafficsim/shapes.rs`);
 //! * `/stats` (JSON totals per namespace/workload/track: requests, errors, error ratio,
 //!   ready pods, first/last request time; plus unrouted requests);
 //! * `/healthz`.
@@ -46,6 +48,8 @@
 mod fuzz;
 #[path = "trafficsim/model.rs"]
 mod model;
+#[path = "trafficsim/shapes.rs"]
+mod shapes;
 #[path = "trafficsim/telemetry.rs"]
 mod telemetry;
 

@@ -6,6 +6,7 @@
 //! from a file, or from a cluster whose CRD predates a rule.
 
 use crate::analysis::query::{Template, Variable};
+use crate::analysis::request::MISSING_TEMPLATE;
 use crate::api::policy::{Baseline, Decision, RolloutPolicySpec, Tier};
 use crate::api::quantity::format_duration;
 use crate::plan::{Plan, PlanError, default_tiers};
@@ -60,10 +61,23 @@ pub fn tier_field(builtin: bool, index: usize, tier: &Tier) -> String {
 /// Checks a spec; the first problem found names its field.
 pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     let a = &spec.analysis;
-    let requests = Template::parse(&a.requests)
-        .map_err(|e| Invalid::new("spec.analysis.requests", e.to_string()))?;
-    let errors = Template::parse(&a.errors)
-        .map_err(|e| Invalid::new("spec.analysis.errors", e.to_string()))?;
+    let parse = |field: &'static str, src: Option<&str>| {
+        let src = src.ok_or_else(|| Invalid::new(field, MISSING_TEMPLATE))?;
+        Template::parse(src).map_err(|e| Invalid::new(field, e.to_string()))
+    };
+    let requests = parse("spec.analysis.requests", a.requests_template())?;
+    let errors = parse("spec.analysis.errors", a.errors_template())?;
+    if let Some(p) = a.preset.filter(|p| p.needs_backend_services())
+        && spec.traffic.gateway_api.is_none()
+        && (a.requests.is_none() || a.errors.is_none())
+    {
+        return Err(Invalid::new(
+            "spec.analysis.preset",
+            format!(
+                "the {p} preset tells canary from stable by their backend Services (<service>-canary and <service>-stable), which only the Gateway API router has; with the replicas router one Service fronts both: use spec.traffic.gatewayAPI, or give requests and errors"
+            ),
+        ));
+    }
     let (tiers, builtin) = match &spec.tiers {
         // The API server refuses an empty list too; a file for `simulate` does not pass it.
         Some(t) if t.is_empty() => return Err(Invalid::new("spec.tiers", NO_TIERS)),
@@ -138,6 +152,82 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Table: a preset fills what the policy leaves out, an explicit template wins field by
+    /// field, and a policy with neither, or a backend-Service preset without the Gateway API
+    /// router, is refused naming the field.
+    #[test]
+    fn presets_fill_templates_the_policy_leaves_out() {
+        use crate::api::policy::Preset;
+        let spec = |traffic: serde_json::Value, analysis: serde_json::Value| -> RolloutPolicySpec {
+            serde_json::from_value(serde_json::json!({
+                "selector": {"matchLabels": {"app": "web"}},
+                "traffic": traffic,
+                "analysis": analysis,
+            }))
+            .expect("a spec")
+        };
+        let gateway = serde_json::json!({"gatewayAPI": {}});
+        let replicas = serde_json::json!({});
+        let own = "sum(increase(mine{w=\"{{workload}}\"}[{{elapsed}}]))";
+        // (traffic, analysis) -> Ok((requests, errors)) or Err(field)
+        type Want = Result<(&'static str, &'static str), &'static str>;
+        let cases: Vec<(serde_json::Value, serde_json::Value, Want)> = vec![
+            (
+                replicas.clone(),
+                serde_json::json!({"preset": "istio"}),
+                Ok((
+                    Preset::Istio.templates().requests,
+                    Preset::Istio.templates().errors,
+                )),
+            ),
+            (
+                gateway.clone(),
+                serde_json::json!({"preset": "traefik", "requests": own}),
+                Ok((own, Preset::Traefik.templates().errors)),
+            ),
+            (
+                replicas.clone(),
+                serde_json::json!({"preset": "linkerd", "errors": own}),
+                Ok((Preset::Linkerd.templates().requests, own)),
+            ),
+            (
+                replicas.clone(),
+                serde_json::json!({"requests": own}),
+                Err("spec.analysis.errors"),
+            ),
+            (
+                replicas.clone(),
+                serde_json::json!({}),
+                Err("spec.analysis.requests"),
+            ),
+            (
+                replicas.clone(),
+                serde_json::json!({"preset": "envoyGateway"}),
+                Err("spec.analysis.preset"),
+            ),
+            // Both templates given: the preset only names the data plane.
+            (
+                replicas.clone(),
+                serde_json::json!({"preset": "traefik", "requests": own, "errors": own}),
+                Ok((own, own)),
+            ),
+        ];
+        for (traffic, analysis, want) in cases {
+            let got = check(&spec(traffic.clone(), analysis.clone()));
+            match (got, want) {
+                (Ok(t), Ok((r, e))) => {
+                    assert_eq!(t.requests.source(), r, "{analysis}");
+                    assert_eq!(t.errors.source(), e, "{analysis}");
+                }
+                (Err(e), Err(field)) => {
+                    assert_eq!(e.field, field, "{analysis}");
+                    assert!(e.message.contains("preset"), "{}", e.message);
+                }
+                (got, want) => panic!("{traffic} {analysis}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn a_timeout_the_operator_cannot_resolve_is_refused() {

@@ -381,14 +381,16 @@ impl Plan {
 /// `{{revision}}`), so the stable revision can be measured apart from the canary.
 pub fn tells_revisions_apart(analysis: &AnalysisSpec) -> bool {
     use crate::analysis::query::{Template, Variable};
-    [&analysis.requests, &analysis.errors].iter().all(|src| {
-        Template::parse(src).is_ok_and(|t| {
-            let v = t.variables();
-            v.contains(&Variable::Workload)
-                || v.contains(&Variable::Track)
-                || v.contains(&Variable::Revision)
+    [analysis.requests_template(), analysis.errors_template()]
+        .iter()
+        .all(|src| {
+            src.and_then(|s| Template::parse(s).ok()).is_some_and(|t| {
+                let v = t.variables();
+                v.contains(&Variable::Workload)
+                    || v.contains(&Variable::Track)
+                    || v.contains(&Variable::Revision)
+            })
         })
-    })
 }
 
 /// Canary replicas for a slice with the replicas router: the canary's pods are added to
@@ -603,8 +605,9 @@ mod tests {
         AnalysisSpec {
             interval: "15s".into(),
             prometheus: None,
-            requests: "sum(x)".into(),
-            errors: "sum(y)".into(),
+            preset: None,
+            requests: Some("sum(x)".into()),
+            errors: Some("sum(y)".into()),
             min_requests: 100,
             on_no_data: OnNoData::Hold,
             no_data_limit: 3,
@@ -635,8 +638,8 @@ mod tests {
     #[test]
     fn the_built_in_ai_tier_measures_against_stable_when_the_queries_can() {
         let with = |requests: &str, errors: &str| AnalysisSpec {
-            requests: requests.into(),
-            errors: errors.into(),
+            requests: Some(requests.into()),
+            errors: Some(errors.into()),
             ..analysis()
         };
         let cases = [

@@ -8,6 +8,7 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, 
 use serde::Serialize;
 
 use crate::model::{EntryKind, GroupKey, Served, Track, UnroutedReason};
+use crate::shapes::Shapes;
 
 /// Requests that reached no pod in one tick, attributed to their entry point.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,6 +82,8 @@ pub struct Telemetry {
     first_request: GaugeVec,
     pods: IntGaugeVec,
     unrouted: IntCounterVec,
+    /// The same traffic as each data plane counts it (the presets' metrics).
+    shapes: Shapes,
     seed: u64,
     state: Mutex<State>,
 }
@@ -127,12 +130,14 @@ impl Telemetry {
         registry.register(Box::new(first_request.clone()))?;
         registry.register(Box::new(pods.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
+        let shapes = Shapes::new(&registry)?;
         Ok(Self {
             registry,
             requests,
             first_request,
             pods,
             unrouted,
+            shapes,
             seed,
             state: Mutex::new(State::default()),
         })
@@ -167,6 +172,7 @@ impl Telemetry {
                     self.requests
                         .with_label_values(&[labels[0], labels[1], labels[2], labels[3], code]);
                 }
+                self.shapes.record(key, 0, 0);
                 GroupStats::default()
             });
             if let Some(s) = served.get(key).filter(|s| s.requests > 0) {
@@ -177,6 +183,7 @@ impl Telemetry {
                 self.requests
                     .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "500"])
                     .inc_by(s.errors);
+                self.shapes.record(key, ok, s.errors);
                 stats.requests += s.requests;
                 stats.errors += s.errors;
                 if stats.first_request_unix.is_none() {

@@ -4,6 +4,7 @@
 pub mod address;
 pub mod bound;
 pub mod decision;
+pub mod preset;
 pub mod prometheus;
 pub mod query;
 pub mod relative;

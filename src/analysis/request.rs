@@ -13,6 +13,10 @@ use super::query::{Template, Track, Variable, Vars};
 use crate::api::policy::{AnalysisSpec, PrometheusSpec};
 use crate::api::quantity::parse_duration;
 
+/// Why a policy with neither a template nor a preset is refused (the API server refuses it
+/// first, so this names the same fix).
+pub const MISSING_TEMPLATE: &str = "required without spec.analysis.preset: give the PromQL template, or a preset that fills it (istio, envoyGateway, linkerd, nginxGatewayFabricPlus, traefik, openTelemetry)";
+
 /// A query timeout when the spec names no Prometheus (the default of
 /// `spec.analysis.prometheus.timeout`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -187,7 +191,7 @@ pub struct AnalysisRequest {
 }
 
 impl AnalysisRequest {
-    /// Resolves `spec` for a tier that measures its baseline on the stable revision
+    /// Resolves `spec` (its templates or its preset's) for a tier that measures its baseline on the stable revision
     /// (`stable_baseline`) or not. The first field that does not parse is named.
     pub fn new(spec: &AnalysisSpec, stable_baseline: bool) -> Result<Self, InvalidField> {
         let template = |field, src: &str| {
@@ -196,8 +200,20 @@ impl AnalysisRequest {
                 message: e.to_string(),
             })
         };
-        let requests = template("spec.analysis.requests", &spec.requests)?;
-        let errors = template("spec.analysis.errors", &spec.errors)?;
+        let missing = |field| InvalidField {
+            field,
+            message: MISSING_TEMPLATE.into(),
+        };
+        let requests = template(
+            "spec.analysis.requests",
+            spec.requests_template()
+                .ok_or_else(|| missing("spec.analysis.requests"))?,
+        )?;
+        let errors = template(
+            "spec.analysis.errors",
+            spec.errors_template()
+                .ok_or_else(|| missing("spec.analysis.errors"))?,
+        )?;
         let interval = parse_duration(&spec.interval).map_err(|e| InvalidField {
             field: "spec.analysis.interval",
             message: e.to_string(),

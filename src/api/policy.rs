@@ -212,6 +212,7 @@ pub struct GatewayApiRouter {}
 /// Reading and judging the canary's error rate.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.preset) || (has(self.requests) && has(self.errors))").message("spec.analysis: give requests and errors, or a preset that fills them (istio, envoyGateway, linkerd, nginxGatewayFabricPlus, traefik, openTelemetry)"))]
 pub struct AnalysisSpec {
     /// How often the queries run while a canary serves traffic, e.g. `15s`. At least 1s.
     #[serde(default = "default_interval")]
@@ -223,19 +224,26 @@ pub struct AnalysisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSpec>,
 
+    /// A common data plane whose metrics fill `requests` and `errors` ([`Preset`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+
     /// PromQL template for the number of requests the measured workload served since the
     /// canary started. Variables in `{{...}}`: namespace, deployment, canary, stable,
     /// workload, track, service, route, revision (the measured pods' `pod-template-hash`)
     /// (inside double-quoted strings; values are escaped) and interval, elapsed (range
-    /// durations such as `[{{elapsed}}]`).
+    /// durations such as `[{{elapsed}}]`). Required without a preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
-    pub requests: String,
+    pub requests: Option<String>,
 
-    /// PromQL template for the number of failed requests, with the same variables.
+    /// PromQL template for the number of failed requests, with the same variables. Required
+    /// without a preset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
-    pub errors: String,
+    pub errors: Option<String>,
 
     /// Requests the canary must have served before a threshold sample passes, and before a
     /// run may promote (a threshold sample may fail earlier, once its counts show the rate
@@ -329,6 +337,29 @@ pub struct SecretKeyRef {
     /// Key in the Secret's data.
     #[schemars(length(min = 1))]
     pub key: String,
+}
+
+/// A data plane whose metrics fill `requests` and `errors`: `istio`, `envoyGateway` (with
+/// the EnvoyProxy's `mergeBackends`), `linkerd`, `nginxGatewayFabricPlus` (NGINX Plus only:
+/// the open-source build exports no per-backend metrics), `traefik` or `openTelemetry` (the
+/// HTTP server semantic conventions as exported to Prometheus). An explicit `requests` or
+/// `errors` overrides the preset's. The three backend-Service presets (Envoy Gateway, NGINX,
+/// Traefik) need the Gateway API router. Each preset's queries and sources: docs/analysis.md.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Preset {
+    /// Istio's standard metrics from the destination sidecar.
+    Istio,
+    /// Envoy Gateway's per-backend clusters (EnvoyProxy `mergeBackends`).
+    EnvoyGateway,
+    /// Linkerd's proxy metrics, inbound.
+    Linkerd,
+    /// NGINX Gateway Fabric with NGINX Plus (per-upstream-peer responses).
+    NginxGatewayFabricPlus,
+    /// Traefik's per-service metrics (Gateway API provider).
+    Traefik,
+    /// OpenTelemetry's `http.server.request.duration`, exported to Prometheus.
+    OpenTelemetry,
 }
 
 /// What a sample without data does.

@@ -72,8 +72,9 @@ pub fn run(name: &str, revision: &str, age: i64, status: RolloutRunStatus) -> Ro
             analysis: AnalysisSpec {
                 interval: "30s".into(),
                 prometheus: None,
-                requests: "sum(increase(http_requests_total{workload=\"{{workload}}\"}[{{elapsed}}]))".into(),
-                errors: "sum(increase(http_requests_total{workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))".into(),
+                preset: None,
+                requests: Some("sum(increase(http_requests_total{workload=\"{{workload}}\"}[{{elapsed}}]))".into()),
+                errors: Some("sum(increase(http_requests_total{workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))".into()),
                 min_requests: 100,
                 on_no_data: Default::default(),
                 no_data_limit: 3,

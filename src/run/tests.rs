@@ -33,8 +33,9 @@ fn analysis() -> AnalysisSpec {
     AnalysisSpec {
         interval: "10s".into(),
         prometheus: None,
-        requests: "r".into(),
-        errors: "e".into(),
+        preset: None,
+        requests: Some("r".into()),
+        errors: Some("e".into()),
         min_requests: 100,
         on_no_data: OnNoData::Hold,
         no_data_limit: 2,

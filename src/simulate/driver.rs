@@ -111,7 +111,9 @@ impl Setup {
             window,
             request,
             sample,
-            errors_or_zero: falls_back_to_zero(&policy.spec.analysis.errors),
+            errors_or_zero: falls_back_to_zero(
+                policy.spec.analysis.errors_template().unwrap_or_default(),
+            ),
         })
     }
 

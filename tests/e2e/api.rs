@@ -339,6 +339,25 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
             ],
         ),
         (
+            "neither templates nor a preset",
+            with(good(), &["analysis"], json!({"interval": "10s"})),
+            &["spec.analysis", "give requests and errors, or a preset"],
+        ),
+        (
+            "an errors template alone",
+            with(
+                good(),
+                &["analysis"],
+                json!({"interval": "10s", "errors": analysis()["errors"]}),
+            ),
+            &["spec.analysis", "give requests and errors, or a preset"],
+        ),
+        (
+            "an unknown preset",
+            with(good(), &["analysis"], json!({"preset": "haproxy"})),
+            &["spec.analysis.preset", "Unsupported value", "traefik"],
+        ),
+        (
             "an unknown decision",
             with(
                 good(),
@@ -620,5 +639,53 @@ async fn a_run_written_before_its_status_was_typed_is_accepted_and_reads_back_ty
             .to_string();
         assert!(err.contains(field), "{field}: {err}");
     }
+    ns.cleanup().await;
+}
+
+/// A backend-Service preset (Traefik's metrics name the backend Service) with the replicas
+/// router: the API server accepts it (the router is another part of the spec), the operator
+/// reports it in InvalidSpec naming spec.analysis.preset and governs nothing with it; a
+/// workload preset with the same router is Ready.
+#[tokio::test]
+async fn a_preset_the_router_cannot_serve_is_reported_in_conditions() {
+    let client = support::client().await;
+    let ns = support::test_namespace(&client, "preset").await;
+    let api: Api<RolloutPolicy> = Api::namespaced(client.clone(), &ns.name);
+    for (name, preset) in [("traefik-replicas", "traefik"), ("istio-replicas", "istio")] {
+        let spec = with(good(), &["analysis"], json!({"preset": preset}));
+        let mut p: RolloutPolicy = serde_json::from_value(policy(spec)).expect("policy");
+        p.metadata.name = Some(name.into());
+        api.create(&PostParams::default(), &p)
+            .await
+            .expect("accepted by the API server");
+    }
+    let _op = support::procs::start_operator(&ns.name).await;
+    let condition = |name: &'static str, type_: &'static str| {
+        let api = api.clone();
+        async move || {
+            let p = api.get(name).await.ok()?;
+            p.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == type_ && c.status == "True")
+        }
+    };
+    let invalid = support::wait_for(
+        Duration::from_secs(20),
+        "InvalidSpec on the Traefik policy",
+        condition("traefik-replicas", "InvalidSpec"),
+    )
+    .await;
+    assert!(
+        invalid.message.contains("spec.analysis.preset") && invalid.message.contains("Gateway API"),
+        "{}",
+        invalid.message
+    );
+    support::wait_for(
+        Duration::from_secs(20),
+        "the Istio policy to be Ready",
+        condition("istio-replicas", "Ready"),
+    )
+    .await;
     ns.cleanup().await;
 }

@@ -38,6 +38,7 @@ mod namespaces;
 mod notify;
 mod others;
 mod ownership;
+mod presets;
 mod prometheus;
 mod prometheus_auth;
 mod rollout;

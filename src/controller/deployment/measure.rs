@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(used.prometheus, policy.prometheus);
         // The rest is the run's snapshot.
         assert_eq!(
-            (used.requests.as_str(), used.interval.as_str()),
+            (
+                used.requests.as_deref().unwrap_or_default(),
+                used.interval.as_str()
+            ),
             ("run_requests", "5s")
         );
         // A policy without an address (the operator's flag) sends nothing the run names.
