@@ -22,6 +22,18 @@
 //! Running, or its IP changed): a real server drains while the endpoint's removal reaches the
 //! gateway.
 //!
+//! **Endpoints.** The API server refuses loopback addresses in EndpointSlices (its
+//! `ValidateEndpointIP`: "may not be in the loopback range"), so the EndpointSlice controller
+//! cannot publish these pods, and a gateway that routes to endpoint addresses would find none.
+//! With `--publish-endpoints` this tool does the controller's job for the Services of the
+//! watched namespaces: one EndpointSlice `<service>-loopback` per Service with a selector
+//! (owned by the Service, `endpointslice.kubernetes.io/managed-by: podserver.rollguard.dev`),
+//! listing the selected pods' loopback IPs with the controller's conditions (ready: the pod is
+//! Ready, not terminating, and this tool answers on its address, as a readiness probe would
+//! say). Its `addressType` is `FQDN`, the one type whose validation takes
+//! a dotted quad like `127.244.0.3` as a name; Traefik's kubernetesgateway provider reads the
+//! addresses of every slice of a Service whatever their type and routes to them.
+//!
 //! On `--listen` it serves `/counts` (JSON: requests and errors per pod, with namespace,
 //! revision, track and the first request's time; kept after the pod goes away) and `/healthz`.
 //! The first line on stdout is `listening on <addr>`.
@@ -43,7 +55,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -80,6 +93,10 @@ struct Args {
     /// gateway meanwhile), e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain: Duration,
+    /// Publish the pods' loopback IPs as EndpointSlices of the Services that select them (the
+    /// EndpointSlice controller cannot: the API server refuses loopback endpoint addresses).
+    #[arg(long)]
+    publish_endpoints: bool,
 }
 
 /// Parses `<number><unit>` with unit `ms`, `s` or `m` into a duration (zero allowed).
@@ -208,6 +225,144 @@ fn target_of(pod: &Pod, default_port: u16) -> Result<Option<Target>, String> {
         error_ppm,
         latency,
     }))
+}
+
+/// The label that marks the EndpointSlices this tool publishes.
+const MANAGED_BY: &str = "podserver.rollguard.dev";
+
+/// Whether `pod` is Ready (its condition) and not terminating.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The EndpointSlice `<service>-loopback` for `svc` and the pods of its namespace, as the
+/// EndpointSlice controller would write it for these pods if loopback addresses were valid:
+/// the selected pods with a loopback IP, ready when Ready and not terminating; the Service's
+/// ports with their numeric target ports. `None` for a Service without a selector.
+fn endpoint_slice(
+    svc: &Service,
+    pods: &[Pod],
+    serving: &std::collections::BTreeSet<String>,
+) -> Option<serde_json::Value> {
+    let name = svc.metadata.name.as_deref()?;
+    let uid = svc.metadata.uid.as_deref()?;
+    let spec = svc.spec.as_ref()?;
+    let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
+    let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+    let mut endpoints: Vec<serde_json::Value> = pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .filter(|p| {
+            let labels = p.labels();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .filter_map(|p| {
+            let ip = p.status.as_ref()?.pod_ip.as_deref()?;
+            loopback(ip.parse().ok()?).then(|| {
+                let ready = pod_ready(p) && serving.contains(&p.uid().unwrap_or_default());
+                let terminating = p.metadata.deletion_timestamp.is_some();
+                serde_json::json!({
+                    "addresses": [ip],
+                    "conditions": {"ready": ready, "serving": ready || terminating, "terminating": terminating},
+                    "targetRef": {"kind": "Pod", "namespace": ns, "name": p.name_any(), "uid": p.uid()},
+                    "nodeName": p.spec.as_ref().and_then(|s| s.node_name.clone()),
+                })
+            })
+        })
+        .collect();
+    endpoints.sort_by_key(|e| e["addresses"][0].as_str().unwrap_or_default().to_string());
+    let ports: Vec<serde_json::Value> = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let target = match &p.target_port {
+                None => p.port,
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(t)) => *t,
+                Some(_) => return None, // a named port: not resolved here
+            };
+            Some(serde_json::json!({
+                "name": p.name.clone().unwrap_or_default(),
+                "port": target,
+                "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            }))
+        })
+        .collect();
+    Some(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{name}-loopback"),
+            "namespace": ns,
+            "labels": {
+                "kubernetes.io/service-name": name,
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+            },
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name, "uid": uid,
+                                 "controller": true, "blockOwnerDeletion": true}],
+        },
+        "addressType": "FQDN",
+        "endpoints": endpoints,
+        "ports": ports,
+    }))
+}
+
+/// Keeps the loopback EndpointSlices in line with the Services and pods, every 200 ms (a
+/// slice is written only when it changed).
+async fn publish_endpoints(
+    client: Client,
+    services: Vec<Store<Service>>,
+    pods: Vec<Store<Pod>>,
+    serving: Serving,
+) {
+    for s in &services {
+        let _ = s.wait_until_ready().await;
+    }
+    let mut written: BTreeMap<(String, String), serde_json::Value> = BTreeMap::new();
+    loop {
+        let all_pods: Vec<Pod> = pods
+            .iter()
+            .flat_map(Store::state)
+            .map(|p| (*p).clone())
+            .collect();
+        let served = serving.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for svc in services.iter().flat_map(Store::state) {
+            let Some(slice) = endpoint_slice(&svc, &all_pods, &served) else {
+                continue;
+            };
+            let ns = svc.namespace().unwrap_or_default();
+            let name = slice["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = (ns.clone(), name.clone());
+            if written.get(&key) == Some(&slice) {
+                continue;
+            }
+            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+            let params = kube::api::PatchParams::apply("podserver").force();
+            match api
+                .patch(&name, &params, &kube::api::Patch::Apply(&slice))
+                .await
+            {
+                Ok(_) => {
+                    info!(namespace = %ns, slice = %name,
+                          endpoints = slice["endpoints"].as_array().map_or(0, Vec::len),
+                          "published loopback endpoints");
+                    written.insert(key, slice);
+                }
+                Err(e) => {
+                    warn!(namespace = %ns, slice = %name, error = %e, "cannot publish endpoints; retrying")
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One pod's counters (kept after the pod goes away).
@@ -363,10 +518,15 @@ async fn listen(t: &Target, counter: Arc<Counter>) -> Option<Vec<oneshot::Sender
     Some(stops)
 }
 
+/// The uids of the pods served now (bound and not draining): the readiness of the published
+/// endpoints, as a readiness probe would give it.
+type Serving = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
 /// Brings the listeners in line with the pods, every 200 ms.
 async fn reconcile(
     stores: Vec<Store<Pod>>,
     counts: Arc<Counts>,
+    serving: Serving,
     default_port: u16,
     drain: Duration,
 ) {
@@ -392,6 +552,13 @@ async fn reconcile(
             }
         }
         let now = Instant::now();
+        // kwok hands a deleted pod's IP to the next pod at once: a draining listener gives its
+        // address up as soon as a new pod has it (a real node would not reuse it that fast).
+        let claimed: std::collections::BTreeSet<Ipv4Addr> = wanted
+            .iter()
+            .filter(|(uid, t)| listening.get(*uid).is_none_or(|l| &l.target != *t))
+            .map(|(_, t)| t.ip)
+            .collect();
         // Gone, or served as something else: drain, then stop.
         listening.retain(|uid, l| {
             if wanted.get(uid) == Some(&l.target) {
@@ -399,7 +566,7 @@ async fn reconcile(
                 return true;
             }
             let until = *l.drain_until.get_or_insert(now + drain);
-            if now < until {
+            if now < until && !claimed.contains(&l.target.ip) {
                 return true;
             }
             info!(pod = %l.target.pod, ip = %l.target.ip, "stopped serving");
@@ -428,23 +595,39 @@ async fn reconcile(
                 );
             }
         }
+        let now_serving = listening
+            .iter()
+            .filter(|(_, l)| l.drain_until.is_none())
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        *serving.lock().unwrap_or_else(|e| e.into_inner()) = now_serving;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn pod_store(api: Api<Pod>) -> Store<Pod> {
+fn store<K>(api: Api<K>) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let (reader, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(|p: &mut Pod| p.managed_fields_mut().clear()),
+            .modify(|o: &mut K| o.managed_fields_mut().clear()),
     );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
-                warn!(error = %e, "pod watch failed; retrying with backoff");
+                warn!(error = %e, "watch failed; retrying with backoff");
             }
         }
     });
@@ -486,18 +669,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         )
         .init();
     let client = Client::try_default().await?;
-    let stores: Vec<Store<Pod>> = if args.all_namespaces {
-        vec![pod_store(Api::all(client.clone()))]
-    } else {
-        args.namespaces
-            .iter()
-            .map(|ns| pod_store(Api::namespaced(client.clone(), ns)))
-            .collect()
+    let apis = |client: &Client| -> Vec<(Api<Pod>, Api<Service>)> {
+        if args.all_namespaces {
+            vec![(Api::all(client.clone()), Api::all(client.clone()))]
+        } else {
+            args.namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
+                    )
+                })
+                .collect()
+        }
     };
+    let (pod_apis, svc_apis): (Vec<_>, Vec<_>) = apis(&client).into_iter().unzip();
+    let stores: Vec<Store<Pod>> = pod_apis.into_iter().map(store).collect();
+    let serving = Serving::default();
+    if args.publish_endpoints {
+        let services: Vec<Store<Service>> = svc_apis.into_iter().map(store).collect();
+        tokio::spawn(publish_endpoints(
+            client.clone(),
+            services,
+            stores.clone(),
+            serving.clone(),
+        ));
+    }
     let counts = Arc::new(Counts::default());
     tokio::spawn(reconcile(
         stores,
         counts.clone(),
+        serving,
         args.default_port,
         args.drain,
     ));
@@ -573,6 +776,57 @@ mod tests {
         let mut pending = pod("127.244.0.7", json!({}), json!(null));
         pending.status.as_mut().expect("status").phase = Some("Pending".into());
         assert_eq!(target_of(&pending, 8080), Ok(None));
+    }
+
+    #[test]
+    fn the_loopback_slice_lists_the_selected_pods_as_the_controller_would() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web-canary", "namespace": "ns", "uid": "s1"},
+            "spec": {"selector": {"rollguard.dev/role": "canary"},
+                     "ports": [{"port": 80, "targetPort": 8080}]}
+        }))
+        .expect("a service");
+        let mut ready = pod("127.244.0.7", json!({}), json!(null));
+        ready.status.as_mut().expect("status").conditions = Some(vec![
+            serde_json::from_value(json!({"type": "Ready", "status": "True"})).expect("cond"),
+        ]);
+        // Ready, but not served yet (another uid): not ready either.
+        let mut unready = pod("127.244.0.8", json!({}), json!(null));
+        unready.metadata.uid = Some("u2".into());
+        unready.status.as_mut().expect("status").conditions = Some(vec![
+            serde_json::from_value(json!({"type": "Ready", "status": "True"})).expect("cond"),
+        ]);
+        let mut other = pod("127.244.0.9", json!({}), json!(null));
+        other.metadata.labels = None;
+        let outside = pod("10.244.0.9", json!({}), json!(null));
+        let served = ["u1".to_string()].into();
+        let s = endpoint_slice(&svc, &[ready, unready, other, outside], &served).expect("a slice");
+        assert_eq!(s["metadata"]["name"], "web-canary-loopback");
+        assert_eq!(
+            s["metadata"]["labels"]["kubernetes.io/service-name"],
+            "web-canary"
+        );
+        assert_eq!(s["addressType"], "FQDN");
+        assert_eq!(
+            s["ports"],
+            json!([{"name": "", "port": 8080, "protocol": "TCP"}])
+        );
+        let eps = s["endpoints"].as_array().expect("endpoints");
+        assert_eq!(eps.len(), 2, "{eps:?}");
+        assert_eq!(
+            (
+                eps[0]["addresses"][0].as_str(),
+                &eps[0]["conditions"]["ready"]
+            ),
+            (Some("127.244.0.7"), &json!(true))
+        );
+        assert_eq!(
+            (
+                eps[1]["addresses"][0].as_str(),
+                &eps[1]["conditions"]["ready"]
+            ),
+            (Some("127.244.0.8"), &json!(false))
+        );
     }
 
     #[test]

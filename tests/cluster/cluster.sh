@@ -578,6 +578,8 @@ EOF
   token=$(k -n "$GATEWAY_NS" create token traefik --duration=48h) || fail_component traefik-setup "a token for Traefik's ServiceAccount"
   printf '%s' "$token" >"$DIR/pki/traefik.token"; chmod 600 "$DIR/pki/traefik.token"
   # The token is given as a file (Traefik's FileOrContent), so it is not on the command line.
+  # The version check is off: it would call update.traefik.io, and traffic may only go to
+  # 127.0.0.0/8 here (anonymous usage stats are off by default; said explicitly).
   write_cmd traefik "$TRAEFIK" \
     --providers.kubernetesgateway=true \
     --providers.kubernetesgateway.endpoint="https://127.0.0.1:$APISERVER_PORT" \
@@ -586,7 +588,8 @@ EOF
     --entrypoints.web.address="127.0.0.1:$TRAEFIK_WEB_PORT" \
     --entrypoints.traefik.address="127.0.0.1:$TRAEFIK_API_PORT" \
     --api=true --api.insecure=true --ping=true \
-    --metrics.prometheus=true --log.level=INFO
+    --metrics.prometheus=true --log.level=INFO \
+    --global.checknewversion=false --global.sendanonymoususage=false
   launch traefik
   wait_for traefik 60 "Traefik /ping" curl -fsS -m 2 "http://127.0.0.1:$TRAEFIK_API_PORT/ping"
   wait_for traefik 60 "Gateway $GATEWAY_NS/$GATEWAY_NAME Programmed" \

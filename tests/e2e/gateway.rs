@@ -292,12 +292,23 @@ async fn a_good_change_is_promoted_and_then_the_stable_pods_serve_every_request(
             let canary_off = weights
                 .iter()
                 .all(|(s, wt)| !s.contains("-web-canary-") || *wt == 0);
+            // The pod server answers only for the 3 pods of one revision (the old and the
+            // canary's pods are gone and drained).
+            let rows = pod_counts(&w.sim).await;
+            let serving: Vec<&Value> = rows.iter().filter(|r| r["serving"] == true).collect();
+            let one_revision = serving.len() == 3
+                && serving
+                    .iter()
+                    .all(|r| r["track"] == "stable" && r["revision"] == serving[0]["revision"]);
             (canary_off
+                && one_revision
                 && servers_of(&gw, &format!("{n}-web-stable-http-80@kubernetesgateway")).await == 3)
                 .then_some(())
         },
     )
     .await;
+    // Traefik applies a change after its providers' throttle (2 s by default).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let during = loadgen_stats(&load).await;
     drop(load);
     check_loopback(&w.client, &n, &gw).await;

@@ -3,6 +3,10 @@
 //! example) answering on the pods' loopback IPs, and the load generator (the `loadgen` example)
 //! sending users' requests through Traefik.
 //!
+//! The API server refuses loopback addresses in EndpointSlices, so the EndpointSlice controller
+//! cannot publish the pods; the pod server publishes them (`--publish-endpoints`, see
+//! `examples/podserver.rs`) and Traefik routes to those addresses.
+//!
 //! Traffic may only go to 127.0.0.0/8 on these machines: [`check_loopback`] refuses to go on
 //! unless the cluster's pod range, every EndpointSlice address of the namespace and every server
 //! Traefik routes to are loopback addresses, and the load generator checks Traefik's servers
@@ -189,6 +193,7 @@ pub fn start_podserver(namespace: &str) -> Proc {
     let file = std::fs::File::create(&log).expect("creating the pod server log");
     let mut child = Command::new(example("podserver"))
         .args(["--namespace", namespace, "--listen", "127.0.0.1:0"])
+        .arg("--publish-endpoints")
         .env("KUBECONFIG", super::kubeconfig_path())
         .stdout(Stdio::piped())
         .stderr(file)
