@@ -11,7 +11,7 @@
 #
 # GATEWAY=traefik (make demo GATEWAY=traefik): the real data path instead of the simulator:
 # Traefik (built once, ~10 min) routes real HTTP from the load generator to the pod server on
-X, the policy reads Traefik's own
+# the pods' loopback IPs (ROLLGUARD_POD_CIDR=127.245.0.0/16), the policy reads Traefik's own
 # metrics, and each change prints what the pods and the users really counted.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
