@@ -199,7 +199,10 @@ async fn one(
     if let Some(h) = host {
         req = req.header(reqwest::header::HOST, h);
     }
-    let r = req.send().await.map_err(|_| ())?;
+    let r = req
+        .send()
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "request failed"))?;
     let header = |k: &str| {
         r.headers()
             .get(k)
@@ -212,6 +215,11 @@ async fn one(
         header("x-rollguard-revision"),
         header("x-rollguard-track"),
     );
+    // A failure the gateway made itself (no pod answered) is logged with its time: the log
+    // says when users saw one.
+    if out.0 >= 500 && out.1.is_empty() {
+        tracing::warn!(status = out.0, "the gateway answered, no pod did");
+    }
     // Read the body so the connection goes back to the pool.
     let _ = r.bytes().await;
     Ok(out)

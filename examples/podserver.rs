@@ -443,7 +443,12 @@ struct Served {
     counter: Arc<Counter>,
 }
 
-async fn answer(State(s): State<Arc<Served>>) -> Response {
+/// What a listener answers as now: a pod that takes over a gone pod's address takes over its
+/// listener too (no socket closes, so no connection the gateway holds is reset).
+type Slot = Arc<std::sync::RwLock<Arc<Served>>>;
+
+async fn answer(State(slot): State<Slot>) -> Response {
+    let s = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
     if !s.target.latency.is_zero() {
         tokio::time::sleep(s.target.latency).await;
     }
@@ -484,16 +489,17 @@ async fn answer(State(s): State<Arc<Served>>) -> Response {
 /// A running pod's listeners and, once it went away, when they stop.
 struct Listening {
     target: Target,
+    slot: Slot,
     stops: Vec<oneshot::Sender<()>>,
     drain_until: Option<Instant>,
 }
 
 /// Binds one listener per port of `t`; `None` (logged) when a port cannot be bound yet.
-async fn listen(t: &Target, counter: Arc<Counter>) -> Option<Vec<oneshot::Sender<()>>> {
-    let served = Arc::new(Served {
+async fn listen(t: &Target, counter: Arc<Counter>) -> Option<(Vec<oneshot::Sender<()>>, Slot)> {
+    let served: Slot = Arc::new(std::sync::RwLock::new(Arc::new(Served {
         target: t.clone(),
         counter,
-    });
+    })));
     let mut stops = Vec::new();
     for port in &t.ports {
         let addr = SocketAddr::new(IpAddr::V4(t.ip), *port);
@@ -515,7 +521,7 @@ async fn listen(t: &Target, counter: Arc<Counter>) -> Option<Vec<oneshot::Sender
         });
         stops.push(tx);
     }
-    Some(stops)
+    Some((stops, served))
 }
 
 /// The uids of the pods served now (bound and not draining): the readiness of the published
@@ -552,8 +558,39 @@ async fn reconcile(
             }
         }
         let now = Instant::now();
-        // kwok hands a deleted pod's IP to the next pod at once: a draining listener gives its
-        // address up as soon as a new pod has it (a real node would not reuse it that fast).
+        // kwok hands a deleted pod's IP to the next pod at once: the new pod takes over the
+        // listener of the gone one on the same address and ports, so the gateway's connections
+        // to that address stay open and are answered by the new pod from now on.
+        for (uid, t) in &wanted {
+            if listening.contains_key(uid) {
+                continue;
+            }
+            let gone = listening
+                .iter()
+                .find(|(k, l)| {
+                    *k != uid
+                        && l.target.ip == t.ip
+                        && l.target.ports == t.ports
+                        && wanted.get(*k) != Some(&l.target)
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(old) = gone
+                && let Some(mut l) = listening.remove(&old)
+            {
+                info!(pod = %t.pod, ip = %t.ip, from = %l.target.pod, "took over the address");
+                counts.stopped(&old);
+                let counter = counts.counter(uid, t);
+                *l.slot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Served {
+                    target: t.clone(),
+                    counter,
+                });
+                l.target = t.clone();
+                l.drain_until = None;
+                listening.insert(uid.clone(), l);
+            }
+        }
+        // Otherwise (other ports) a draining listener gives its address up as soon as a new pod
+        // has it (a real node would not reuse an address that fast).
         let claimed: std::collections::BTreeSet<Ipv4Addr> = wanted
             .iter()
             .filter(|(uid, t)| listening.get(*uid).is_none_or(|l| &l.target != *t))
@@ -582,13 +619,14 @@ async fn reconcile(
             }
             // A pod whose IP changed: the old listeners still drain under its uid.
             let counter = counts.counter(&uid, &t);
-            if let Some(stops) = listen(&t, counter).await {
+            if let Some((stops, slot)) = listen(&t, counter).await {
                 info!(pod = %t.pod, ip = %t.ip, ports = ?t.ports, revision = %t.revision,
                       track = t.track, error_ppm = t.error_ppm, "serving");
                 listening.insert(
                     uid,
                     Listening {
                         target: t,
+                        slot,
                         stops,
                         drain_until: None,
                     },

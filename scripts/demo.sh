@@ -228,6 +228,13 @@ follow none "$n"
 
 step "Summary"
 $KUBECTL -n $NS get rolloutruns | sed "s/^/  /"
+if [ "$GATEWAY" = traefik ]; then
+  QUERY="sum by (service, code) (rate(traefik_service_requests_total{service=~\"$NS-.*\"}[1m]))"
+  LOGS="$DEMO/operator.log, $DEMO/podserver.log, $DEMO/loadgen.log, $ROLLGUARD_CLUSTER_DIR/logs/traefik.log"
+else
+  QUERY="sum by (workload) (rate(http_requests_total{namespace=\"$NS\"}[1m]))"
+  LOGS="$DEMO/operator.log, $DEMO/trafficsim.log"
+fi
 cat <<EOF
 
   Everything is still running. Try:
@@ -237,8 +244,8 @@ cat <<EOF
     kubectl -n $NS patch deploy checkout --type merge -p '{"spec":{"template":{"metadata":{"annotations":{"sim.rollguard.dev/error-rate":"0.2"}}}}}'
     kubectl -n $NS describe rolloutrun  # the audit record: plan, samples, evidence, approvals
     kubectl -n $NS get events --field-selector reason=RolledBack
-    curl -s $ROLLGUARD_PROMETHEUS_URL/api/v1/query --data-urlencode 'query=sum by (workload) (rate(http_requests_total{namespace="$NS"}[1m]))'
-  Logs: $DEMO/operator.log, $DEMO/trafficsim.log
+    curl -s $ROLLGUARD_PROMETHEUS_URL/api/v1/query --data-urlencode 'query=$QUERY'
+  Logs: $LOGS
   Stop everything: make demo-down
   Demo took $(( $(date +%s) - t0 ))s.
 EOF
