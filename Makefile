@@ -29,7 +29,8 @@ test-gitops:
 # Traffic goes to 127.0.0.0/8 only: the cluster refuses to start otherwise.
 test-gateway:
 	tests/cluster/build.sh traefik
-	ROLLGUARD_GATEWAY=traefik ROLLGUARD_POD_CIDR=127.244.0.0/16 ROLLGUARD_E2E_IGNORED=1 tests/run.sh gateway::
+	ROLLGUARD_GATEWAY=traefik ROLLGUARD_POD_CIDR=127.244.0.0/16 ROLLGUARD_E2E_IGNORED=1 \
+		ROLLGUARD_E2E_THREADS=$${ROLLGUARD_E2E_THREADS:-1} tests/run.sh gateway::
 
 unit:
 	cargo test --locked --lib --bins --examples

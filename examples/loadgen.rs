@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
     /// Requests in flight at most (more are skipped, and counted).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 2048)]
     max_in_flight: usize,
     /// Traefik's API (`http://127.0.0.1:<port>`): its servers are checked to be loopback
     /// addresses before the first request and every 500 ms after.
