@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test test-gitops unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
+.PHONY: all build test test-gitops test-gateway unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
 
 all: build
 
@@ -22,6 +22,15 @@ test-gitops:
 	tests/argocd/build.sh test
 	tests/cluster/build.sh flux
 	ROLLGUARD_E2E_IGNORED=1 tests/run.sh argocd:: flux::
+
+# The real data path (opt-in, not in `make test`: Traefik's cold build takes ~10 min and 3.3 GB):
+# Traefik v3.6 routing real HTTP to the pod server on loopback pod IPs, load through it, and
+# policies judging the canary from Traefik's own metrics (docs/testing.md, "make test-gateway").
+# Traffic goes to 127.0.0.0/8 only: the cluster refuses to start otherwise.
+test-gateway:
+	tests/cluster/build.sh traefik
+	ROLLGUARD_GATEWAY=traefik ROLLGUARD_POD_CIDR=127.244.0.0/16 ROLLGUARD_E2E_IGNORED=1 \
+		ROLLGUARD_E2E_THREADS=$${ROLLGUARD_E2E_THREADS:-1} tests/run.sh gateway::
 
 unit:
 	cargo test --locked --lib --bins --examples
@@ -70,8 +79,11 @@ cluster-down:
 	tests/cluster/cluster.sh down
 
 # The demo on a local control plane (or ROLLGUARD_KUBECONFIG's cluster); stays up for exploring.
+# GATEWAY=traefik: on the real data path (real Traefik, real HTTP on loopback pod IPs, real load),
+# printing the counts the pods and the load generator really saw.
+GATEWAY ?=
 demo:
-	scripts/demo.sh up
+	GATEWAY=$(GATEWAY) scripts/demo.sh up
 
 demo-down:
 	scripts/demo.sh down

@@ -50,12 +50,22 @@ fn the_files_and_targets_the_readme_names_exist() {
     }
     assert!(named >= 8, "only {named} paths found in the README");
     let makefile = repo("Makefile");
-    for target in ["demo:", "demo-down:", "test:", "image:", "image-push:"] {
+    for target in [
+        "demo:",
+        "demo-down:",
+        "test:",
+        "test-gateway:",
+        "image:",
+        "image-push:",
+    ] {
         assert!(
             makefile.contains(&format!("\n{target}")),
             "the Makefile lacks {target}"
         );
     }
+    // `make demo GATEWAY=traefik`: the Makefile passes it on and the demo takes it.
+    assert!(makefile.contains("GATEWAY=$(GATEWAY) scripts/demo.sh up"));
+    assert!(repo("scripts/demo.sh").contains("\n  traefik)\n"));
     assert!(
         repo(".ci/run").contains("make test"),
         ".ci/run must run the README's test command"

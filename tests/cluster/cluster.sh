@@ -20,6 +20,12 @@
 #   ROLLGUARD_AUDIT_LOG    at `up`, set to 1: kube-apiserver writes a Metadata-level audit log
 #                          (JSON lines, no rotation) to <dir>/audit/audit.log, exported as
 #                          ROLLGUARD_AUDIT_LOG_FILE (benches/scale counts the operator's requests)
+#   ROLLGUARD_POD_CIDR     at `up`: the range kwok assigns pod IPs from (default 10.244.0.0/16)
+#   ROLLGUARD_GATEWAY      at `up`, set to traefik: the real data path (docs/testing.md): Traefik
+#                          (build.sh traefik) beside the control plane, GatewayClass `traefik` and
+#                          Gateway rollguard-gateway/public on 127.0.0.1, scraped by Prometheus.
+#                          Needs ROLLGUARD_POD_CIDR inside 127.0.0.0/8 (refused otherwise): the
+#                          only range traffic may go to on these machines
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,6 +47,12 @@ SCHEDULER=$BIN/kube-scheduler-$K8S_VERSION
 KWOK=$BIN/kwok-$KWOK_VERSION
 KWOK_STAGES=$BIN/kwok-stages-$KWOK_VERSION.yaml
 GATEWAY_CRDS=$BIN/gateway-api-standard-$GATEWAY_API_VERSION.yaml
+TRAEFIK=$BIN/traefik-$TRAEFIK_VERSION
+POD_CIDR=${ROLLGUARD_POD_CIDR:-10.244.0.0/16}
+GATEWAY=${ROLLGUARD_GATEWAY:-}
+# The real gateway's namespace and Gateway (one for every test; routes attach from any namespace).
+GATEWAY_NS=rollguard-gateway
+GATEWAY_NAME=public
 # shellcheck source=hashes.sh
 source "$HERE/hashes.sh"
 
@@ -170,6 +182,7 @@ ensure_binaries() {
     verified "$KWOK" "$KWOK_STAGES" || missing+=(kwok)
   fi
   verified "$GATEWAY_CRDS" || missing+=(gateway-api)
+  [ "$GATEWAY" != traefik ] || verified "$TRAEFIK" || missing+=(traefik)
   say "cached binaries checked against their recorded sha256 in $(elapsed "$t")s"
   command -v prometheus >/dev/null || missing+=(prometheus)
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -241,6 +254,13 @@ write_env() {
     printf 'export ROLLGUARD_CA_FILE=%q\n' "$ca"
     printf 'export ROLLGUARD_EXISTING_CLUSTER=%q\n' "$existing"
     [ -z "${AUDIT_LOG:-}" ] || printf 'export ROLLGUARD_AUDIT_LOG_FILE=%q\n' "$AUDIT_LOG"
+    [ "$existing" = 1 ] || printf 'export ROLLGUARD_POD_CIDR=%q\n' "$POD_CIDR"
+    if [ "$GATEWAY" = traefik ]; then
+      printf 'export ROLLGUARD_GATEWAY=traefik\n'
+      printf 'export ROLLGUARD_GATEWAY_URL=%q\n' "http://127.0.0.1:$TRAEFIK_WEB_PORT"
+      printf 'export ROLLGUARD_GATEWAY_REF=%q\n' "$GATEWAY_NS/$GATEWAY_NAME"
+      printf 'export ROLLGUARD_TRAEFIK_API=%q\n' "http://127.0.0.1:$TRAEFIK_API_PORT"
+    fi
   } >"$DIR/env"
 }
 
@@ -312,7 +332,7 @@ EOF
 }
 
 assign_ports() {
-  local names=(ETCD ETCD_PEER ETCD_METRICS APISERVER KCM SCHEDULER PROMETHEUS) free i=0 n var
+  local names=(ETCD ETCD_PEER ETCD_METRICS APISERVER KCM SCHEDULER PROMETHEUS TRAEFIK_WEB TRAEFIK_API) free i=0 n var
   read -r -a free <<<"$(free_ports ${#names[@]})"
   for n in "${names[@]}"; do
     var=ROLLGUARD_${n}_PORT
@@ -343,6 +363,13 @@ cmd_up() {
     esac
   done
   [[ $NODES =~ ^[0-9]+$ ]] || die "--nodes must be a number"
+  case $GATEWAY in
+    '') ;;
+    traefik)
+      [ -z "${ROLLGUARD_KUBECONFIG:-}" ] || die "ROLLGUARD_GATEWAY=traefik needs the local control plane (its pod IPs must be loopback addresses), not ROLLGUARD_KUBECONFIG"
+      in_loopback "$POD_CIDR" || die "ROLLGUARD_GATEWAY=traefik: ROLLGUARD_POD_CIDR=$POD_CIDR is not inside 127.0.0.0/8; refusing to start a gateway that would send traffic there (use e.g. 127.244.0.0/16)" ;;
+    *) die "ROLLGUARD_GATEWAY must be traefik or unset, not '$GATEWAY'" ;;
+  esac
   local t0; t0=$(now)
 
   # An existing cluster (kind, k3d, ...) given by the user. A kubeconfig we generated ourselves
@@ -474,7 +501,7 @@ EOF
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
   # No --server-address/--node-port: kwok then opens no listener at all.
   write_cmd kwok "$KWOK" --kubeconfig="$admin" --config="$KWOK_STAGES" --manage-all-nodes=true \
-    --cidr=10.244.0.0/16 --node-lease-duration-seconds=40
+    --cidr="$POD_CIDR" --node-lease-duration-seconds=40
 
   wait_for etcd 30 "etcd /health" etcd_healthy
   launch kube-apiserver
@@ -489,6 +516,88 @@ EOF
   wait_for kube-controller-manager 30 "kube-controller-manager /healthz" kcm_healthy
   wait_for kube-scheduler 30 "kube-scheduler /healthz" scheduler_healthy
   wait_for prometheus 30 "Prometheus /-/ready" prometheus_ready
+  [ "$GATEWAY" != traefik ] || up_traefik
+}
+
+# in_loopback CIDR: the whole range is inside 127.0.0.0/8.
+in_loopback() {
+  python3 -c 'import ipaddress,sys; n=ipaddress.ip_network(sys.argv[1], strict=False); sys.exit(0 if n.subnet_of(ipaddress.ip_network("127.0.0.0/8")) else 1)' "$1" 2>/dev/null
+}
+
+# Traefik as the Gateway API implementation of the real data path (#22). It reads the cluster
+# with a ServiceAccount token bound to what its kubernetesgateway provider needs, routes to
+# EndpointSlice addresses (its default; never to Service cluster IPs, which are not loopback
+# here), listens on 127.0.0.1 only, and Prometheus scrapes its /metrics (job traefik).
+up_traefik() {
+  local token
+  k apply -f - >"$DIR/logs/traefik-setup.log" 2>&1 <<EOF || fail_component traefik-setup "creating Traefik's namespace, RBAC and Gateway failed"
+apiVersion: v1
+kind: Namespace
+metadata: {name: $GATEWAY_NS}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: traefik, namespace: $GATEWAY_NS}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: rollguard-test-traefik}
+rules:
+- apiGroups: [""]
+  resources: [services, secrets, namespaces, configmaps]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses, gateways, httproutes, grpcroutes, referencegrants, backendtlspolicies]
+  verbs: [get, list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses/status, gateways/status, httproutes/status, grpcroutes/status, backendtlspolicies/status]
+  verbs: [update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: rollguard-test-traefik}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: rollguard-test-traefik}
+subjects: [{kind: ServiceAccount, name: traefik, namespace: $GATEWAY_NS}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: traefik}
+spec: {controllerName: traefik.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: $GATEWAY_NAME, namespace: $GATEWAY_NS}
+spec:
+  gatewayClassName: traefik
+  listeners:
+  - {name: web, protocol: HTTP, port: $TRAEFIK_WEB_PORT, allowedRoutes: {namespaces: {from: All}}}
+EOF
+  token=$(k -n "$GATEWAY_NS" create token traefik --duration=48h) || fail_component traefik-setup "a token for Traefik's ServiceAccount"
+  printf '%s' "$token" >"$DIR/pki/traefik.token"; chmod 600 "$DIR/pki/traefik.token"
+  # The token is given as a file (Traefik's FileOrContent), so it is not on the command line.
+  # The version check is off: it would call update.traefik.io, and traffic may only go to
+  # 127.0.0.0/8 here (anonymous usage stats are off by default; said explicitly).
+  write_cmd traefik "$TRAEFIK" \
+    --providers.kubernetesgateway=true \
+    --providers.kubernetesgateway.endpoint="https://127.0.0.1:$APISERVER_PORT" \
+    --providers.kubernetesgateway.token="$DIR/pki/traefik.token" \
+    --providers.kubernetesgateway.certauthfilepath="$DIR/pki/ca.crt" \
+    --entrypoints.web.address="127.0.0.1:$TRAEFIK_WEB_PORT" \
+    --entrypoints.traefik.address="127.0.0.1:$TRAEFIK_API_PORT" \
+    --api=true --api.insecure=true --ping=true \
+    --metrics.prometheus=true --log.level=INFO \
+    --global.checknewversion=false --global.sendanonymoususage=false
+  launch traefik
+  wait_for traefik 60 "Traefik /ping" curl -fsS -m 2 "http://127.0.0.1:$TRAEFIK_API_PORT/ping"
+  wait_for traefik 60 "Gateway $GATEWAY_NS/$GATEWAY_NAME Programmed" \
+    k -n "$GATEWAY_NS" wait --for=condition=Programmed --timeout=2s "gateway/$GATEWAY_NAME"
+  printf '[{"targets":["127.0.0.1:%s"],"labels":{"job":"traefik"}}]\n' "$TRAEFIK_API_PORT" \
+    >"$DIR/prometheus/targets/.traefik.json.tmp"
+  mv "$DIR/prometheus/targets/.traefik.json.tmp" "$DIR/prometheus/targets/traefik.json"
+  say "Traefik v$TRAEFIK_VERSION: entry point http://127.0.0.1:$TRAEFIK_WEB_PORT, API and /metrics on 127.0.0.1:$TRAEFIK_API_PORT, pod IPs from $POD_CIDR"
 }
 
 # --- other subcommands --------------------------------------------------------------------------
@@ -574,7 +683,7 @@ cmd_start() {
   say "started $c (pid $(pid_of "$c")), ready in $(elapsed "$t0")s"
 }
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 sub=${1:-}; [ $# -gt 0 ] && shift
 case $sub in

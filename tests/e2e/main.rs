@@ -28,6 +28,7 @@ mod crash;
 mod faults;
 mod flux;
 mod gate;
+mod gateway;
 mod gitops;
 mod guard;
 mod ha;

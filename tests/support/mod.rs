@@ -13,6 +13,7 @@ pub mod auth_proxy;
 pub mod claim;
 #[path = "../../src/fuzz.rs"]
 pub mod fuzz;
+pub mod gateway;
 pub mod image;
 pub mod procs;
 pub mod slowproxy;

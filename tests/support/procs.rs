@@ -18,6 +18,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A started child process with its log and address.
+    pub fn new(log: PathBuf, addr: String, child: Child) -> Proc {
+        Proc { log, addr, child }
+    }
+
     /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -73,7 +78,7 @@ impl Drop for Proc {
     }
 }
 
-fn log_dir() -> PathBuf {
+pub fn log_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-logs");
     let _ = std::fs::create_dir_all(&dir);
     dir

@@ -88,6 +88,7 @@ pub struct Builder {
     approval_policy: bool,
     gated: bool,
     operator_args: Vec<String>,
+    real_gateway: bool,
 }
 
 enum Operator {
@@ -101,6 +102,21 @@ impl Builder {
     pub fn router(mut self, router: Router) -> Builder {
         self.router = Some(router);
         self
+    }
+
+    /// The Gateway API router on the real data path (`make test-gateway`): the route attaches
+    /// to the cluster's Traefik Gateway with host `<namespace>.rollguard.test`, the policy reads
+    /// Traefik's own counters through the `traefik` preset (no templates), and the pod server answers on
+    /// the pods' loopback IPs instead of the traffic simulator (in [`World::sim`]). Nothing
+    /// sends requests: the test starts the load generator once it checked the network rule.
+    pub fn real_gateway(mut self) -> Builder {
+        self.router = Some(Router::Gateway);
+        self.real_gateway = true;
+        self.analysis(json!({
+            "preset": "traefik",
+            "requests": null,
+            "errors": null,
+        }))
     }
 
     /// The Service's requests per second (default 100; none with the Gateway router).
@@ -239,7 +255,25 @@ impl Builder {
             }),
         )
         .await;
-        if self.router == Some(Router::Gateway) {
+        if self.real_gateway {
+            let gw = super::gateway::Gateway::from_env();
+            create(
+                &Api::<HttpRoute>::namespaced(client.clone(), &n),
+                json!({
+                    "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                    "metadata": {"name": APP},
+                    "spec": {
+                        "parentRefs": [{"name": gw.name, "namespace": gw.namespace}],
+                        "hostnames": [super::gateway::host(&n)],
+                        "rules": [{"backendRefs": [
+                            {"name": "web-stable", "port": 80, "weight": 100},
+                            {"name": "web-canary", "port": 80, "weight": 0}
+                        ]}]
+                    }
+                }),
+            )
+            .await;
+        } else if self.router == Some(Router::Gateway) {
             create(
                 &Api::<HttpRoute>::namespaced(client.clone(), &n),
                 json!({
@@ -278,7 +312,11 @@ impl Builder {
             }
             Operator::None => None,
         };
-        let sim = start_trafficsim(&n).await;
+        let sim = if self.real_gateway {
+            super::gateway::start_podserver(&n)
+        } else {
+            start_trafficsim(&n).await
+        };
         let w = World {
             client,
             ns,
@@ -309,6 +347,7 @@ pub struct World {
     pub client: Client,
     pub ns: TestNamespace,
     op: Option<Proc>,
+    /// The traffic simulator, or the pod server on the real data path.
     pub sim: Proc,
     /// The pause gate is in force in the namespace ([`Builder::ungated`]).
     pub gated: bool,
@@ -342,6 +381,7 @@ impl World {
             approval_policy: false,
             gated: true,
             operator_args: Vec::new(),
+            real_gateway: false,
         }
     }
 
