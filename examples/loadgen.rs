@@ -21,6 +21,9 @@
 //! cargo run --example loadgen -- --target http://127.0.0.1:8000 --host web.demo.test --rps 200
 //! ```
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,31 +228,10 @@ async fn one(
     Ok(out)
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    process::init_logging();
     if let Err(e) = loopback_url(&args.target) {
         error!("refusing to send: {e}");
         std::process::exit(3);
@@ -318,7 +300,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut sent: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let shutdown = shutdown_signal();
+    let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -42,6 +42,9 @@
 //! cargo run --example podserver -- --listen 127.0.0.1:0 --namespace demo
 //! ```
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -681,31 +684,10 @@ async fn counts_handler(State(c): State<Arc<Counts>>) -> Response {
         .into_response()
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    process::init_logging();
     let client = Client::try_default().await?;
     let apis = |client: &Client| -> Vec<(Api<Pod>, Api<Service>)> {
         if args.all_namespaces {
@@ -749,7 +731,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .route("/healthz", get(|| async { "ok" }))
         .with_state(counts);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(process::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -48,13 +48,15 @@
 mod fuzz;
 #[path = "trafficsim/model.rs"]
 mod model;
+#[path = "common/process.rs"]
+mod process;
 #[path = "trafficsim/shapes.rs"]
 mod shapes;
 #[path = "trafficsim/telemetry.rs"]
 mod telemetry;
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -443,42 +445,10 @@ async fn stats(State(t): State<Arc<Telemetry>>) -> Response {
     }
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => info!("ctrl-c: shutting down"),
-        () = term => info!("SIGTERM: shutting down"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    process::init_logging();
 
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
@@ -547,7 +517,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     });
 
     let result = tokio::select! {
-        () = shutdown_signal() => {
+        () = process::shutdown_signal() => {
             let _ = stop_tx.send(true);
             // Scrapers keep connections alive; do not wait for them for long.
             match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
