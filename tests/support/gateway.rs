@@ -12,17 +12,15 @@
 //! Traefik routes to are loopback addresses, and the load generator checks Traefik's servers
 //! again before its first request and every 500 ms after.
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use super::procs::{Proc, log_dir, rollguard_bin};
+use super::procs::{Proc, example_bin, first_line_of, listening_address, log_dir};
 
 /// The Traefik the cluster script started, from the env file.
 pub struct Gateway {
@@ -153,39 +151,11 @@ pub async fn traefik_weights(gw: &Gateway, namespace: &str) -> Vec<(String, i64)
         .collect()
 }
 
-/// Reads a tool's first stdout line (`listening on <addr>`) and keeps draining the rest.
-fn first_line(child: &mut std::process::Child, what: &str) -> String {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    line.trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from {what}: {line:?}"))
-        .to_string()
-}
-
-fn example(name: &str) -> std::path::PathBuf {
-    rollguard_bin()
-        .parent()
-        .map(|d| d.join("examples").join(name))
-        .expect("the target directory")
-}
-
 /// Starts the pod server for `namespace`.
 pub fn start_podserver(namespace: &str) -> Proc {
     let log = log_dir().join(format!("{namespace}-podserver.log"));
     let file = std::fs::File::create(&log).expect("creating the pod server log");
-    let mut child = Command::new(example("podserver"))
+    let mut child = Command::new(example_bin("podserver"))
         .args(["--namespace", namespace, "--listen", "127.0.0.1:0"])
         .arg("--publish-endpoints")
         .env("KUBECONFIG", super::kubeconfig_path())
@@ -193,7 +163,7 @@ pub fn start_podserver(namespace: &str) -> Proc {
         .stderr(file)
         .spawn()
         .expect("starting the podserver example (cargo build --example podserver)");
-    let addr = first_line(&mut child, "podserver");
+    let addr = listening_address(&first_line_of(&mut child), "podserver");
     Proc::new(log, addr, child)
 }
 
@@ -225,14 +195,14 @@ pub async fn by_track(podserver: &Proc) -> (u64, u64) {
 pub fn start_loadgen(gw: &Gateway, namespace: &str, rps: u32) -> Proc {
     let log = log_dir().join(format!("{namespace}-loadgen.log"));
     let file = std::fs::File::create(&log).expect("creating the load generator log");
-    let mut child = Command::new(example("loadgen"))
+    let mut child = Command::new(example_bin("loadgen"))
         .args(["--target", &gw.url, "--host", &host(namespace)])
         .args(["--rps", &rps.to_string(), "--traefik-api", &gw.api])
         .stdout(Stdio::piped())
         .stderr(file)
         .spawn()
         .expect("starting the loadgen example (cargo build --example loadgen)");
-    let addr = first_line(&mut child, "loadgen");
+    let addr = listening_address(&first_line_of(&mut child), "loadgen");
     Proc::new(log, addr, child)
 }
 
@@ -250,7 +220,7 @@ pub async fn loadgen_stats(loadgen: &Proc) -> Value {
 pub async fn burst(gw: &Gateway, namespace: &str, n: u64, rps: u32) -> Value {
     let (url, api, host) = (gw.url.clone(), gw.api.clone(), host(namespace));
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(example("loadgen"))
+        Command::new(example_bin("loadgen"))
             .args(["--target", &url, "--host", &host, "--traefik-api", &api])
             .args(["--rps", &rps.to_string(), "--requests", &n.to_string()])
             .output()

@@ -143,12 +143,46 @@ pub async fn start_operator_with_env(
     panic!("the operator did not become ready:\n{}", p.tail(40));
 }
 
-/// The `trafficsim` example binary (cargo builds examples with the tests).
-pub fn trafficsim_bin() -> PathBuf {
-    let bin = rollguard_bin();
-    bin.parent()
-        .map(|d| d.join("examples/trafficsim"))
+/// An example binary, e.g. `trafficsim` (cargo builds examples with the tests).
+pub fn example_bin(name: &str) -> PathBuf {
+    rollguard_bin()
+        .parent()
+        .map(|d| d.join("examples").join(name))
         .expect("the target directory")
+}
+
+/// The `trafficsim` example binary.
+pub fn trafficsim_bin() -> PathBuf {
+    example_bin("trafficsim")
+}
+
+/// Takes a test tool's piped stdout: its first line comes out of the receiver, and the rest
+/// is drained so the tool never writes to a closed pipe.
+pub fn first_line_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    rx
+}
+
+/// The address of a tool's first line, `listening on <addr>` (30 s at most).
+pub fn listening_address(first: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let line = first
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_default();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from {what}: {line:?}"))
+        .to_string()
 }
 
 /// Starts the traffic simulator for `namespace` and registers it with Prometheus (job
@@ -168,30 +202,10 @@ pub async fn start_trafficsim(namespace: &str) -> Proc {
                 trafficsim_bin().display()
             )
         });
-    let stdout = child.stdout.take().expect("piped stdout");
-    // Read the first line, then keep draining stdout so the simulator never writes to a
-    // closed pipe.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    let first = tokio::task::spawn_blocking(move || {
-        rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
-    })
-    .await
-    .expect("reading the simulator's first line");
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from trafficsim: {first:?}"))
-        .to_string();
+    let first = first_line_of(&mut child);
+    let addr = tokio::task::spawn_blocking(move || listening_address(&first, "trafficsim"))
+        .await
+        .expect("reading the simulator's first line");
     register_scrape_target(&format!("sim-{namespace}"), &addr);
     Proc { log, addr, child }
 }
