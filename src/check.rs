@@ -6,7 +6,7 @@
 //! from a file, or from a cluster whose CRD predates a rule.
 
 use crate::analysis::query::{Template, Variable};
-use crate::analysis::request::MISSING_TEMPLATE;
+use crate::analysis::request::parse_templates;
 use crate::api::policy::{Baseline, Decision, RolloutPolicySpec, Tier};
 use crate::api::quantity::format_duration;
 use crate::plan::{Plan, PlanError, default_tiers};
@@ -61,12 +61,7 @@ pub fn tier_field(builtin: bool, index: usize, tier: &Tier) -> String {
 /// Checks a spec; the first problem found names its field.
 pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     let a = &spec.analysis;
-    let parse = |field: &'static str, src: Option<&str>| {
-        let src = src.ok_or_else(|| Invalid::new(field, MISSING_TEMPLATE))?;
-        Template::parse(src).map_err(|e| Invalid::new(field, e.to_string()))
-    };
-    let requests = parse("spec.analysis.requests", a.requests_template())?;
-    let errors = parse("spec.analysis.errors", a.errors_template())?;
+    let (requests, errors) = parse_templates(a).map_err(|e| Invalid::new(e.field, e.message))?;
     if let Some(p) = a.preset.filter(|p| p.needs_backend_services())
         && spec.traffic.gateway_api.is_none()
         && (a.requests.is_none() || a.errors.is_none())

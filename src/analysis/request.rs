@@ -10,12 +10,18 @@ use std::time::Duration;
 use super::address::Address;
 use super::prometheus::{self, Answer, Endpoint, QueryError, RangeSeries, Series};
 use super::query::{Template, Track, Variable, Vars};
-use crate::api::policy::{AnalysisSpec, PrometheusSpec};
+use crate::api::policy::{AnalysisSpec, Preset, PrometheusSpec};
 use crate::api::quantity::parse_duration;
 
 /// Why a policy with neither a template nor a preset is refused (the API server refuses it
 /// first, so this names the same fix).
-pub const MISSING_TEMPLATE: &str = "required without spec.analysis.preset: give the PromQL template, or a preset that fills it (istio, envoyGateway, linkerd, nginxGatewayFabricPlus, traefik, openTelemetry)";
+fn missing_template() -> String {
+    let presets: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+    format!(
+        "required without spec.analysis.preset: give the PromQL template, or a preset that fills it ({})",
+        presets.join(", ")
+    )
+}
 
 /// A query timeout when the spec names no Prometheus (the default of
 /// `spec.analysis.prometheus.timeout`).
@@ -190,30 +196,31 @@ pub struct AnalysisRequest {
     timeout: Duration,
 }
 
-impl AnalysisRequest {
-    /// Resolves `spec` (its templates or its preset's) for a tier that measures its baseline on the stable revision
-    /// (`stable_baseline`) or not. The first field that does not parse is named.
-    pub fn new(spec: &AnalysisSpec, stable_baseline: bool) -> Result<Self, InvalidField> {
-        let template = |field, src: &str| {
-            Template::parse(src).map_err(|e| InvalidField {
-                field,
-                message: e.to_string(),
-            })
-        };
-        let missing = |field| InvalidField {
+/// The requests and errors templates in force (the policy's own, else its preset's), parsed;
+/// the first one missing or not parsing is named.
+pub fn parse_templates(spec: &AnalysisSpec) -> Result<(Template, Template), InvalidField> {
+    let parse = |field, src: Option<&str>| {
+        let src = src.ok_or_else(|| InvalidField {
             field,
-            message: MISSING_TEMPLATE.into(),
-        };
-        let requests = template(
-            "spec.analysis.requests",
-            spec.requests_template()
-                .ok_or_else(|| missing("spec.analysis.requests"))?,
-        )?;
-        let errors = template(
-            "spec.analysis.errors",
-            spec.errors_template()
-                .ok_or_else(|| missing("spec.analysis.errors"))?,
-        )?;
+            message: missing_template(),
+        })?;
+        Template::parse(src).map_err(|e| InvalidField {
+            field,
+            message: e.to_string(),
+        })
+    };
+    Ok((
+        parse("spec.analysis.requests", spec.requests_template())?,
+        parse("spec.analysis.errors", spec.errors_template())?,
+    ))
+}
+
+impl AnalysisRequest {
+    /// Resolves `spec` (its templates or its preset's) for a tier that measures its baseline
+    /// on the stable revision (`stable_baseline`) or not. The first field that does not parse
+    /// is named.
+    pub fn new(spec: &AnalysisSpec, stable_baseline: bool) -> Result<Self, InvalidField> {
+        let (requests, errors) = parse_templates(spec)?;
         let interval = parse_duration(&spec.interval).map_err(|e| InvalidField {
             field: "spec.analysis.interval",
             message: e.to_string(),
