@@ -281,8 +281,6 @@ pub(super) fn judge(
     }
 }
 
-/// What a threshold sample says about its counts: against the maximum, and the rate's lower
-/// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
 /// A threshold verdict as a sample verdict and the run's judgement.
 fn threshold_judgement(verdict: ThresholdVerdict) -> (Verdict, Judgement) {
     match verdict {
@@ -298,6 +296,8 @@ fn threshold_judgement(verdict: ThresholdVerdict) -> (Verdict, Judgement) {
     }
 }
 
+/// What a threshold sample says about its counts: against the maximum, and the rate's lower
+/// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
 fn threshold_message(
     (requests, errors, phi): (f64, f64, f64),
     max: f64,
