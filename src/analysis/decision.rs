@@ -591,19 +591,10 @@ pub fn threshold(
     look: i32,
     dispersion: f64,
 ) -> ThresholdOutcome {
-    if !valid_count(requests) {
-        return ThresholdOutcome {
-            rate: None,
-            verdict: ThresholdVerdict::NotEnoughRequests,
-        };
-    }
-    if !(valid_count(errors) && valid_count(max_error_rate) && alpha > 0.0 && alpha < 1.0) {
-        return ThresholdOutcome {
-            rate: None,
-            verdict: ThresholdVerdict::Invalid,
-        };
-    }
-    let rate = (requests > 0.0).then(|| errors.min(requests) / requests);
+    let rate = match measured_rate(requests, errors, max_error_rate, alpha > 0.0 && alpha < 1.0) {
+        Ok(rate) => rate,
+        Err(unusable) => return unusable,
+    };
     let half = alpha / 2.0;
     let phi = if dispersion.is_finite() {
         dispersion.max(1.0)
@@ -630,6 +621,31 @@ pub fn threshold(
     ThresholdOutcome { rate, verdict }
 }
 
+/// The rate both threshold checks judge, `errors / requests` with extrapolated errors above
+/// the requests counted as a rate of 1 (`None` for no requests), or the outcome for counts
+/// that cannot be judged: `NotEnoughRequests` for unusable `requests`, `Invalid` for unusable
+/// `errors` or `max_error_rate` or when the caller's own parameters are not `usable`.
+fn measured_rate(
+    requests: f64,
+    errors: f64,
+    max_error_rate: f64,
+    usable: bool,
+) -> Result<Option<f64>, ThresholdOutcome> {
+    if !valid_count(requests) {
+        return Err(ThresholdOutcome {
+            rate: None,
+            verdict: ThresholdVerdict::NotEnoughRequests,
+        });
+    }
+    if !(valid_count(errors) && valid_count(max_error_rate) && usable) {
+        return Err(ThresholdOutcome {
+            rate: None,
+            verdict: ThresholdVerdict::Invalid,
+        });
+    }
+    Ok((requests > 0.0).then(|| errors.min(requests) / requests))
+}
+
 /// The check as Flagger and Argo Rollouts make it: `Fail` when the measured rate
 /// `errors / requests` is above `max_error_rate` (strictly, so a rate exactly at the maximum
 /// passes) once `requests >= min_requests` and `requests > 0`, whatever the count; before
@@ -643,19 +659,10 @@ pub fn threshold_as_measured(
     max_error_rate: f64,
     min_requests: f64,
 ) -> ThresholdOutcome {
-    if !valid_count(requests) {
-        return ThresholdOutcome {
-            rate: None,
-            verdict: ThresholdVerdict::NotEnoughRequests,
-        };
-    }
-    if !(valid_count(errors) && valid_count(max_error_rate)) {
-        return ThresholdOutcome {
-            rate: None,
-            verdict: ThresholdVerdict::Invalid,
-        };
-    }
-    let rate = (requests > 0.0).then(|| errors.min(requests) / requests);
+    let rate = match measured_rate(requests, errors, max_error_rate, true) {
+        Ok(rate) => rate,
+        Err(unusable) => return unusable,
+    };
     let verdict = match rate {
         Some(r) if requests >= min_requests && r > max_error_rate => ThresholdVerdict::Fail,
         Some(_) if requests >= min_requests => ThresholdVerdict::Pass,
