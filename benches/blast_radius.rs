@@ -197,11 +197,11 @@ fn fmt_rate(x: f64) -> String {
 }
 
 /// One policy on one cell.
-struct Result {
+struct PolicyCell {
     agg: Aggregate,
 }
 
-impl Result {
+impl PolicyCell {
     fn rate(&self, k: usize) -> f64 {
         k as f64 / self.agg.runs.max(1) as f64
     }
@@ -214,7 +214,7 @@ impl Result {
 }
 
 /// Runs every policy on `scenario` with the same seeds.
-fn cell(policies: &[Policy], scenario: &Scenario, seed: u64, runs: u32) -> Vec<Result> {
+fn cell(policies: &[Policy], scenario: &Scenario, seed: u64, runs: u32) -> Vec<PolicyCell> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     policies
         .iter()
@@ -222,7 +222,7 @@ fn cell(policies: &[Policy], scenario: &Scenario, seed: u64, runs: u32) -> Vec<R
             let sim = Simulation::new(&p.file, scenario.clone())
                 .unwrap_or_else(|e| fail(&format!("{}: {e}", p.label)));
             let results = sim.run_many(runs, seed, threads, false);
-            Result {
+            PolicyCell {
                 agg: Aggregate::of(&results, sim.healthy()),
             }
         })
@@ -231,10 +231,10 @@ fn cell(policies: &[Policy], scenario: &Scenario, seed: u64, runs: u32) -> Vec<R
 
 const HEADER: &str = "| policy | rolled back | promoted | undecided | canary errors: mean (p95) | errors after promotion | bad-revision errors until rollback or the end | x (a) | mean time to rollback | mean time to promotion |\n|---|---|---|---|---|---|---|---|---|---|";
 
-fn row(p: &Policy, r: &Result, a: &Result) -> String {
+fn row(p: &Policy, r: &PolicyCell, a: &PolicyCell) -> String {
     let agg = &r.agg;
     let healthy = agg.canary == "healthy";
-    let (bad, times) = if healthy {
+    let (bad, multiple) = if healthy {
         ("–".to_string(), String::new())
     } else {
         (
@@ -243,7 +243,7 @@ fn row(p: &Policy, r: &Result, a: &Result) -> String {
         )
     };
     format!(
-        "| {} | {} | {} | {} | {} ({}) | {} | {bad} | {times} | {} | {} |",
+        "| {} | {} | {} | {} | {} ({}) | {} | {bad} | {multiple} | {} | {} |",
         p.label,
         fmt_rate(r.rate(agg.rolled_back)),
         fmt_rate(r.rate(agg.promoted)),
@@ -334,7 +334,7 @@ fn main() {
         beta * 100.0
     );
     let mut tally =
-        |name: &str, results: &[Result], wald_e: Option<f64>, versus: &mut Vec<Versus>| {
+        |name: &str, results: &[PolicyCell], wald_e: Option<f64>, versus: &mut Vec<Versus>| {
             let a = &results[0];
             let healthy = a.agg.canary == "healthy";
             if healthy {
