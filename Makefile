@@ -1,5 +1,5 @@
 # rollguard: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: all build test test-gitops test-gateway unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale image image-push
+.PHONY: all build test test-gitops test-gateway unit lint fmt deny crds generate demo demo-down cluster-up cluster-down deps bench-scale bench-peers image image-push
 
 all: build
 
@@ -93,3 +93,11 @@ demo-down:
 DEPLOYMENTS ?= 1000
 bench-scale:
 	DEPLOYMENTS=$(DEPLOYMENTS) benches/scale/run.sh
+
+# The benchmark against the real peers (docs/analysis/peers.md): Flagger and Argo Rollouts built
+# from their module sources (cached by version) and rollguard, each a real controller on its own
+# local control plane's namespaces, the same changes and traffic. About 40 min warm
+# (BENCH_MINUTES=35 of changes). Not part of `make test`.
+BENCH_MINUTES ?= 35
+bench-peers:
+	BENCH_MINUTES=$(BENCH_MINUTES) benches/peers/run.sh

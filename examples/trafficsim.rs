@@ -29,8 +29,10 @@
 //!   name without a ReplicaSet owner); `track` is `canary` for pods labelled
 //!   `rollguard.dev/role: canary`, else `stable`; `pod_template_hash` is the pods' label of
 //!   that name (the revision they run, as Prometheus' pod discovery would label it);
-//!   and the same traffic as Istio, Envoy Gateway, Linkerd, NGINX Plus, Traefik and
-//!   OpenTelemetry count it, for rollguard's presets (see `trafficsim/shapes.rs`);
+//!   the same traffic as Istio, Envoy Gateway, Linkerd, NGINX Plus, Traefik and
+//!   OpenTelemetry count it, for rollguard's presets (see `trafficsim/shapes.rs`); and
+//!   `http_request_duration_seconds{kubernetes_namespace,kubernetes_pod_name,status}` per
+//!   pod, what Flagger's built-in checks read (see `trafficsim/peers.rs`);
 //! * `/stats` (JSON totals per namespace/workload/track: requests, errors, error ratio,
 //!   ready pods, first/last request time; plus unrouted requests);
 //! * `/healthz`.
@@ -48,6 +50,8 @@
 mod fuzz;
 #[path = "trafficsim/model.rs"]
 mod model;
+#[path = "trafficsim/peers.rs"]
+mod peers;
 #[path = "common/process.rs"]
 mod process;
 #[path = "trafficsim/shapes.rs"]
@@ -361,6 +365,7 @@ impl Simulator {
                 })
             })
             .collect();
+        self.telemetry.record_pods(&pods, &outcome.per_pod);
         self.telemetry.record(
             &model::ready_by_group(&pods),
             &model::by_group(&pods, &outcome.per_pod),

@@ -7,7 +7,8 @@ use std::sync::{Mutex, PoisonError};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
 
-use crate::model::{EntryKind, GroupKey, Served, Track, UnroutedReason};
+use crate::model::{EntryKind, GroupKey, PodView, Served, Track, UnroutedReason};
+use crate::peers::PeerSeries;
 use crate::shapes::Shapes;
 
 /// Requests that reached no pod in one tick, attributed to their entry point.
@@ -84,6 +85,8 @@ pub struct Telemetry {
     unrouted: IntCounterVec,
     /// The same traffic as each data plane counts it (the presets' metrics).
     shapes: Shapes,
+    /// The per-pod series the peers' checks read (benches/peers).
+    peers: PeerSeries,
     seed: u64,
     state: Mutex<State>,
 }
@@ -131,6 +134,7 @@ impl Telemetry {
         registry.register(Box::new(pods.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
         let shapes = Shapes::new(&registry)?;
+        let peers = PeerSeries::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -138,6 +142,7 @@ impl Telemetry {
             pods,
             unrouted,
             shapes,
+            peers,
             seed,
             state: Mutex::new(State::default()),
         })
@@ -219,6 +224,11 @@ impl Telemetry {
                 .inc_by(*n);
             *state.unrouted.entry(key.clone()).or_insert(0) += n;
         }
+    }
+
+    /// Applies one tick per pod: `per_pod[i]` is what `pods[i]` served.
+    pub fn record_pods(&self, pods: &[PodView], per_pod: &[Served]) {
+        self.peers.record(pods, per_pod);
     }
 
     /// The Prometheus text exposition of the registry.
