@@ -47,11 +47,11 @@ HEALTHY_RATE = "0.001"
 
 # name -> controller, manifest, router, longest wait for one verdict (s), most changes per namespace
 CONFIGS = {
-    "rollguard-gateway-defaults": ("rollguard", "gateway", 25 * 60, 2),
+    "rollguard-gateway-defaults": ("rollguard", "gateway", 25 * 60, 4),
     "rollguard-gateway-fastest": ("rollguard", "gateway", 5 * 60, 10),
-    "rollguard-replicas-defaults": ("rollguard", "replicas", 25 * 60, 2),
+    "rollguard-replicas-defaults": ("rollguard", "replicas", 25 * 60, 4),
     "rollguard-replicas-fastest": ("rollguard", "replicas", 5 * 60, 10),
-    "flagger-defaults": ("flagger", "gateway", 25 * 60, 2),
+    "flagger-defaults": ("flagger", "gateway", 25 * 60, 3),
     "flagger-fastest": ("flagger", "gateway", 5 * 60, 10),
     "argo-defaults": ("argo", "replicas", 30 * 60, 1),
     "argo-fastest": ("argo", "replicas", 5 * 60, 10),
@@ -193,30 +193,37 @@ def one_change(ctx, ns, controller, router, scenario, rev, timeout):
     before = set(stats.namespace(ns))
     t_change = time.time()
     change(controller, ns, rev, rate)
-    max_share, verdict, onset_done, first = 0.0, None, None, None
+    pod_shares, verdict, last_annotated, first = [], None, None, None
     while True:
         procs.check()
         now = time.time()
-        rows = stats.namespace(ns)
+        at, rows = stats.snapshot(ns)
         new = [k for k in rows if k not in before]
         firsts = [rows[k]["first_request_unix"] for k in new if rows[k]["first_request_unix"]]
         first = min(firsts) if firsts else None
         if verdict is None:
-            share = verdicts.route_share(watches, ns) if router == "gateway" else verdicts.pod_share(rows, new)
-            max_share = max(max_share, share)
+            pod_shares.append((at, verdicts.pod_share(rows, new)))
             verdict = VERDICT[controller](watches, ns, t_change, state)
-        if late_rate and first and now >= first + ONSET_S:
-            # The new revision starts failing, wherever its pods run (canary, or promoted).
+        if late_rate and first and now >= first + ONSET_S and now >= (last_annotated or 0) + 5:
+            # The new revision starts failing, wherever its pods run (canary, or promoted): every
+            # 5 s, for the pods it started since.
             kubectl("-n", ns, "annotate", "pods", "-l", f"bench.rollguard.dev/rev={rev}", "--overwrite",
                     f"sim.rollguard.dev/error-rate={late_rate}")
-            onset_done = onset_done or now
+            last_annotated = now
         done_late = not late_rate or (verdict and verdict[0] == verdicts.ROLLED_BACK) or \
-            (onset_done and now >= first + ONSET_S + LATE_WATCH_S)
+            (last_annotated and now >= first + ONSET_S + LATE_WATCH_S)
         if verdict and done_late:
             break
         if now > t_change + timeout:
             break
         time.sleep(1)
+    # The largest share before the verdict (a promotion then moves everything to the new revision).
+    t_verdict = verdict[1] if verdict else time.time()
+    if router == "gateway":
+        shares = verdicts.route_shares(watches, ns, t_change, t_verdict)
+    else:
+        shares = [s for t, s in pod_shares if t < t_verdict]
+    max_share = max(shares, default=0.0)
     # Errors until the verdict (late onset: until the end of its watch): a poll after it.
     t_end = verdict[1] if verdict and not late_rate else time.time()
     stats.fresh(t_end + 1)
@@ -226,6 +233,7 @@ def one_change(ctx, ns, controller, router, scenario, rev, timeout):
         "namespace": ns, "rev": rev, "scenario": scenario,
         "outcome": verdict[0] if verdict else verdicts.UNDECIDED,
         "verdict_after_first_request_s": (verdict[1] - first) if verdict and first else None,
+        "verdict_after_onset_s": (verdict[1] - first - ONSET_S) if verdict and first and late_rate else None,
         "first_request_after_change_s": (first - t_change) if first else None,
         "errors": sum(rows[k]["errors"] for k in new),
         "requests": sum(rows[k]["requests"] for k in new),

@@ -114,8 +114,12 @@ class Stats:
 
     def namespace(self, ns):
         """{(workload, track, hash): row} of the namespace, as of the last poll."""
+        return self.snapshot(ns)[1]
+
+    def snapshot(self, ns):
+        """(the last poll's start time, the namespace's rows in it)."""
         with self.lock:
-            return dict(self.rows.get(ns, {}))
+            return self.at, dict(self.rows.get(ns, {}))
 
     def fresh(self, after):
         """Waits until a poll that started after `after` has landed."""

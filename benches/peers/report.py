@@ -32,7 +32,8 @@ def outcomes(recs):
 def render(results, errors, configs, scenarios):
     lines = [
         "| configuration | scenario | changes | outcome | errors users saw, median (min–max) "
-        "| first request → rollback | first request → promotion | largest canary share |",
+        "| first request → rollback (late: onset → rollback) | first request → promotion "
+        "| largest canary share |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for config in configs:
@@ -41,7 +42,9 @@ def render(results, errors, configs, scenarios):
             if not recs:
                 lines.append(f"| {config} | {scenario} | 0 | (no change finished in time) | | | | |")
                 continue
-            rb = [r["verdict_after_first_request_s"] for r in recs if r["outcome"] == verdicts.ROLLED_BACK]
+            # A late onset's rollback is timed from the onset.
+            since = "verdict_after_onset_s" if scenario.startswith("late") else "verdict_after_first_request_s"
+            rb = [r[since] for r in recs if r["outcome"] == verdicts.ROLLED_BACK]
             pr = [r["verdict_after_first_request_s"] for r in recs if r["outcome"] == verdicts.PROMOTED]
             lines.append(
                 f"| {config} | {scenario} | {len(recs)} | {outcomes(recs)} "

@@ -37,7 +37,9 @@ def argo(watches, ns, t_change, state):
     for t, o in watches["rollouts.argoproj.io"].since(ns, "web", t_change):
         st = o.get("status") or {}
         current, stable = st.get("currentPodHash"), st.get("stableRS")
-        if "new_hash" not in state and current and current != state.get("old_stable", stable):
+        # The first hash other than the ones before the change (an aborted revision stays
+        # current until the new template is seen).
+        if "new_hash" not in state and current and current not in state["before"]:
             state["new_hash"] = current
         new = state.get("new_hash")
         if not new or current != new:
@@ -56,8 +58,8 @@ def argo_idle(watches, ns):
 
 
 def argo_prepare(watches, ns, state):
-    o = watches["rollouts.argoproj.io"].latest(ns, "web")
-    state["old_stable"] = ((o or {}).get("status") or {}).get("stableRS")
+    st = (watches["rollouts.argoproj.io"].latest(ns, "web") or {}).get("status") or {}
+    state["before"] = {st.get("stableRS"), st.get("currentPodHash")}
 
 
 def rollguard(watches, ns, t_change, _state):
@@ -88,11 +90,18 @@ def rollguard_idle(watches, ns):
     return True
 
 
-def route_share(watches, ns):
-    """The canary's share of HTTPRoute web's first rule (the backend named *-canary)."""
-    o = watches["httproutes.gateway.networking.k8s.io"].latest(ns, "web")
-    if not o:
-        return 0.0
+def route_shares(watches, ns, t0, t1):
+    """The canary's shares in HTTPRoute web from t0 until before t1: the route as it was at t0,
+    then every version the watch delivered."""
+    w = watches["httproutes.gateway.networking.k8s.io"]
+    with w.lock:
+        evs = list(w.events.get((ns, "web"), []))
+    at_t0 = [o for t, o in evs if t < t0][-1:]
+    return [route_share(o) for o in at_t0] + [route_share(o) for t, o in evs if t0 <= t < t1]
+
+
+def route_share(o):
+    """The canary's share of an HTTPRoute's first rule (the backend named *-canary)."""
     refs = ((o.get("spec") or {}).get("rules") or [{}])[0].get("backendRefs") or []
     total = sum(r.get("weight", 1) for r in refs)
     canary = sum(r.get("weight", 1) for r in refs if r.get("name", "").endswith("-canary"))

@@ -49,9 +49,11 @@ impl PeerSeries {
                 series.observe(FIXED_LATENCY_SECONDS);
             }
             if served.errors > 0 {
-                let series =
-                    self.duration
-                        .with_label_values(&[pod.namespace.as_str(), pod.name.as_str(), "500"]);
+                let series = self.duration.with_label_values(&[
+                    pod.namespace.as_str(),
+                    pod.name.as_str(),
+                    "500",
+                ]);
                 for _ in 0..served.errors {
                     series.observe(FIXED_LATENCY_SECONDS);
                 }
