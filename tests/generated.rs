@@ -110,6 +110,7 @@ fn every_cargo_command_in_the_scripts_is_locked() {
         "tests/cluster",
         "scripts",
         "benches/scale",
+        "benches/peers",
         "deploy",
     ] {
         for e in std::fs::read_dir(root.join(dir)).expect("a script dir") {

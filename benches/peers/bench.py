@@ -44,8 +44,13 @@ REPLICAS = 5
 ONSET_S = 60          # late onset: the new revision starts failing this long after its first request
 LATE_WATCH_S = 180    # ... and its errors are counted until this long after the onset
 HEALTHY_RATE = "0.001"
+# Between one verdict and the next change: longer than the longest query window of the fastest
+# configurations (1m), so no check of a change reads the previous revision's requests (Flagger's
+# built-in queries select the target's pods by name, whatever their revision).
+SETTLE_S = 75
 
-# name -> controller, manifest, router, longest wait for one verdict (s), most changes per namespace
+# name (its manifest is manifests/<name>.yaml) -> controller, router, longest wait for one verdict (s),
+# most changes per namespace
 CONFIGS = {
     "rollguard-gateway-defaults": ("rollguard", "gateway", 25 * 60, 4),
     "rollguard-gateway-fastest": ("rollguard", "gateway", 5 * 60, 10),
@@ -229,9 +234,12 @@ def one_change(ctx, ns, controller, router, scenario, rev, timeout):
     stats.fresh(t_end + 1)
     rows = stats.namespace(ns)
     new = [k for k in rows if k not in before]
+    outcome = verdict[0] if verdict else verdicts.UNDECIDED
+    if late_rate and outcome == verdicts.ROLLED_BACK and first and verdict[1] < first + ONSET_S:
+        outcome = verdicts.ROLLED_BACK_BEFORE_ONSET
     return {
         "namespace": ns, "rev": rev, "scenario": scenario,
-        "outcome": verdict[0] if verdict else verdicts.UNDECIDED,
+        "outcome": outcome,
         "verdict_after_first_request_s": (verdict[1] - first) if verdict and first else None,
         "verdict_after_onset_s": (verdict[1] - first - ONSET_S) if verdict and first and late_rate else None,
         "first_request_after_change_s": (first - t_change) if first else None,
@@ -263,7 +271,7 @@ def run_namespace(ctx, config, scenario, deadline, results):
                 break
             wait_until(f"{ns}: {controller} idle after change {rev}", lambda: IDLE[controller](watches, ns),
                        600, procs)
-            time.sleep(3)
+            time.sleep(SETTLE_S)
     except BenchError as e:
         ctx["errors"].append(f"{ns}: {e}")
         log(f"ERROR {ns}: {e}")
@@ -314,7 +322,8 @@ def main():
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():
+                t.join(1)
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump({"results": results, "errors": ctx["errors"], "seconds": time.time() - t0}, f, indent=1)
         text = report.render(results, ctx["errors"], configs, scenarios)
@@ -330,6 +339,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like ctrl-c, so the controllers and the simulator are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         main()
     except BenchError as e:

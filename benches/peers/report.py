@@ -1,6 +1,9 @@
-"""The peer benchmark's table, from the measured records (bench.py)."""
+"""The peer benchmark's table, from the measured records (bench.py, which prints it at the end;
+`python3 report.py results.json` prints it again from a run's raw records)."""
 
+import json
 import statistics
+import sys
 
 import verdicts
 
@@ -52,7 +55,8 @@ def render(results, errors, configs, scenarios):
                 f"| {spread(rb, fmt_s)} | {spread(pr, fmt_s)} "
                 f"| {max(r['max_share'] for r in recs) * 100:.1f}% |")
     lines += ["", "False rollbacks (healthy changes rolled back):", "",
-              "| configuration | healthy, 50 requests/s | healthy, 1 request/s |", "|---|---|---|"]
+              "| configuration | healthy, 50 requests/s | healthy, 1 request/s | late-5% before its onset |",
+              "|---|---|---|---|"]
     for config in configs:
         cells = []
         for scenario in ("healthy", "low-healthy"):
@@ -61,7 +65,18 @@ def render(results, errors, configs, scenarios):
             rb = sum(r["outcome"] == verdicts.ROLLED_BACK for r in recs)
             cells.append(f"{rb} of {len(recs)}" + (f" ({len(recs) - len(decided)} undecided)"
                                                     if len(decided) < len(recs) else ""))
-        lines.append(f"| {config} | {cells[0]} | {cells[1]} |")
+        late = [r for r in results if r["config"] == config and r["scenario"] == "late-5%"]
+        early = sum(r["outcome"] == verdicts.ROLLED_BACK_BEFORE_ONSET for r in late)
+        lines.append(f"| {config} | {cells[0]} | {cells[1]} | {early} of {len(late)} |")
     if errors:
         lines += ["", "Failures:", ""] + [f"- {e}" for e in errors]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        doc = json.load(f)
+    recs = doc["results"]
+    order = lambda key, known: sorted({r[key] for r in recs}, key=lambda k: known.index(k) if k in known else 99)
+    import bench
+    print(render(recs, doc["errors"], order("config", list(bench.CONFIGS)), order("scenario", list(bench.SCENARIOS))), end="")

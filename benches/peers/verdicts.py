@@ -9,6 +9,8 @@ the API server stored it.
 ROLLED_BACK = "rolled back"
 PROMOTED = "promoted"
 UNDECIDED = "undecided"
+# A late onset's change rolled back while it was still healthy.
+ROLLED_BACK_BEFORE_ONSET = "rolled back before the onset"
 
 
 def flagger(watches, ns, t_change, _state):
