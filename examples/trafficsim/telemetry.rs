@@ -8,7 +8,12 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, 
 use serde::Serialize;
 
 use crate::model::{EntryKind, GroupKey, Served, Track, UnroutedReason};
-use crate::shapes::Shapes;
+use crate::shapes::{BucketCounter, Shapes};
+
+/// Prometheus' default histogram buckets (seconds), for the simulator's own latency histogram.
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Requests that reached no pod in one tick, attributed to their entry point.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,6 +87,7 @@ pub struct Telemetry {
     first_request: GaugeVec,
     pods: IntGaugeVec,
     unrouted: IntCounterVec,
+    latency: BucketCounter,
     /// The same traffic as each data plane counts it (the presets' metrics).
     shapes: Shapes,
     seed: u64,
@@ -130,6 +136,14 @@ impl Telemetry {
         registry.register(Box::new(first_request.clone()))?;
         registry.register(Box::new(pods.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
+        let latency = BucketCounter::new(
+            &registry,
+            "sim_request_duration_seconds_bucket",
+            "How long the simulated pods took to answer, by workload, track and revision (seconds; Prometheus' default buckets).",
+            &["namespace", "workload", "track", "pod_template_hash"],
+            &DEFAULT_BUCKETS,
+            1.0,
+        )?;
         let shapes = Shapes::new(&registry)?;
         Ok(Self {
             registry,
@@ -137,6 +151,7 @@ impl Telemetry {
             first_request,
             pods,
             unrouted,
+            latency,
             shapes,
             seed,
             state: Mutex::new(State::default()),
@@ -172,7 +187,8 @@ impl Telemetry {
                     self.requests
                         .with_label_values(&[labels[0], labels[1], labels[2], labels[3], code]);
                 }
-                self.shapes.record(key, 0, 0);
+                self.latency.add(&labels, &crate::latency::NONE, 0);
+                self.shapes.record(key, &Served::default());
                 GroupStats::default()
             });
             if let Some(s) = served.get(key).filter(|s| s.requests > 0) {
@@ -183,7 +199,8 @@ impl Telemetry {
                 self.requests
                     .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "500"])
                     .inc_by(s.errors);
-                self.shapes.record(key, ok, s.errors);
+                self.latency.add(&labels, &s.latency(), s.requests);
+                self.shapes.record(key, s);
                 stats.requests += s.requests;
                 stats.errors += s.errors;
                 if stats.first_request_unix.is_none() {
@@ -315,6 +332,7 @@ mod tests {
             Served {
                 requests: 100,
                 errors: 5,
+                ..Served::default()
             },
         )]);
         t.record(&ready, &served, &[], 100.0);
@@ -333,6 +351,9 @@ mod tests {
             "sim_first_request_timestamp_seconds{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 100",
             "sim_pods{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 0",
             "sim_unrouted_requests_total{kind=\"httproute\",name=\"web\",namespace=\"ns\",reason=\"no_ready_pods\"} 4",
+            // No latency drawn in this fixture: every request is past the last bound.
+            "sim_request_duration_seconds_bucket{le=\"10\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 0",
+            "sim_request_duration_seconds_bucket{le=\"+Inf\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 200",
         ] {
             assert!(has_line(&text, line), "missing {line} in\n{text}");
         }
@@ -366,6 +387,7 @@ mod tests {
         let bad = Served {
             requests: 100,
             errors: 5,
+            ..Served::default()
         };
         t.record(
             &BTreeMap::from([(old.clone(), 1)]),
