@@ -795,6 +795,12 @@ pub(super) fn gate(
             run.plan.min_requests
         ),
     };
+    // Say which test holds the step when only one of the two has decided.
+    let needs = match (accepted(&status.test), slow_accepted) {
+        (true, false) => format!("of slow requests {needs}"),
+        (false, true) if run.plan.latency.is_some() => format!("of errors {needs}"),
+        _ => needs,
+    };
     if now < deadline {
         return Gate::Wait(
             "WaitingForEvidence",
