@@ -96,8 +96,8 @@ bench-scale:
 
 # The benchmark against the real peers (docs/analysis/peers.md): Flagger and Argo Rollouts built
 # from their module sources (cached by version) and rollguard, each a real controller on its own
-# local control plane's namespaces, the same changes and traffic. About 40 min warm
-# (BENCH_MINUTES=35 of changes). Not part of `make test`.
+# local control plane's namespaces, the same changes and traffic. 38 min warm (BENCH_MINUTES=35
+# of changes; plus ~4.5 min for rollguard's release build after a commit). Not part of `make test`.
 BENCH_MINUTES ?= 35
 bench-peers:
 	BENCH_MINUTES=$(BENCH_MINUTES) benches/peers/run.sh

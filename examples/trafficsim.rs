@@ -14,6 +14,8 @@
 //! Each tick draws Poisson(rps × elapsed) requests per entry point, splits them with
 //! sequential binomials, and fails Binomial(n, error rate) of each pod's requests, the
 //! error rate coming from the pod annotation `sim.rollguard.dev/error-rate` (absent = 0).
+//! Each request takes a log-normal time whose median is the pod annotation
+//! `sim.rollguard.dev/latency` (a duration; absent = 50ms), with sigma 0.5 (`trafficsim/latency.rs`).
 //! A pod counts when it has `Ready=True` and no deletionTimestamp.
 //!
 //! It serves, on `--listen`:
@@ -22,6 +24,8 @@
 //!   `http_requests_total{namespace,workload,track,pod_template_hash,code}` (code
 //!   `200`/`500`; the series exist at 0 from the first tick the workload/track/revision has
 //!   a ready pod),
+//!   `sim_request_duration_seconds_bucket{namespace,workload,track,pod_template_hash,le}`
+//!   (Prometheus' default buckets),
 //!   `sim_first_request_timestamp_seconds{namespace,workload,track,pod_template_hash}`,
 //!   `sim_pods{namespace,workload,track,pod_template_hash}` and
 //!   `sim_unrouted_requests_total{namespace,kind,name,reason}`. `workload` is the owning
@@ -30,9 +34,9 @@
 //!   `rollguard.dev/role: canary`, else `stable`; `pod_template_hash` is the pods' label of
 //!   that name (the revision they run, as Prometheus' pod discovery would label it);
 //!   the same traffic as Istio, Envoy Gateway, Linkerd, NGINX Plus, Traefik and
-//!   OpenTelemetry count it, for rollguard's presets (see `trafficsim/shapes.rs`); and
-//!   `http_request_duration_seconds{kubernetes_namespace,kubernetes_pod_name,status}` per
-//!   pod, what Flagger's built-in checks read (see `trafficsim/peers.rs`);
+//!   OpenTelemetry count and time it, for rollguard's presets (see `trafficsim/shapes.rs`); and
+//!   `http_request_duration_seconds_{bucket,count}{kubernetes_namespace,kubernetes_pod_name,status}`
+//!   per pod, what Flagger's built-in checks read (see `trafficsim/peers.rs`);
 //! * `/stats` (JSON totals per namespace/workload/track: requests, errors, error ratio,
 //!   ready pods, first/last request time; plus unrouted requests);
 //! * `/healthz`.
@@ -48,6 +52,8 @@
 #[cfg(test)]
 #[path = "../src/fuzz.rs"]
 mod fuzz;
+#[path = "trafficsim/latency.rs"]
+mod latency;
 #[path = "trafficsim/model.rs"]
 mod model;
 #[path = "trafficsim/peers.rs"]

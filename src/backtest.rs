@@ -494,7 +494,8 @@ mod tests {
             Counts::Values {
                 requests: 10.0,
                 errors: 0.0,
-                stable: None
+                stable: None,
+                latency: None
             }
         );
         assert!(

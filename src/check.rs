@@ -97,6 +97,23 @@ pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
                 ),
             ));
         }
+        if t.latency.is_some() {
+            // The histogram must exist and parse; a sequential test needs it since the start.
+            crate::analysis::request::AnalysisRequest::for_plan(a, &plan)
+                .map_err(|e| Invalid::new(e.field, format!("{field}.latency: {}", e.message)))?;
+            let since_start = a
+                .latency_template()
+                .and_then(|(src, _)| crate::analysis::query::Template::parse(src).ok())
+                .is_some_and(|t| t.variables().contains(&Variable::Elapsed));
+            if t.decision == Decision::Sequential && !since_start {
+                return Err(Invalid::new(
+                    "spec.analysis.latency.buckets",
+                    format!(
+                        "{field} uses decision: sequential, which tests the canary's counts since it started, so the query must use [{{{{elapsed}}}}] as its range"
+                    ),
+                ));
+            }
+        }
         if t.decision == Decision::Sequential {
             let baseline = t
                 .sequential
@@ -284,5 +301,50 @@ mod tests {
             let got = check(&spec(prometheus.clone())).err().map(|e| e.field);
             assert_eq!(got.as_deref(), field, "{prometheus}");
         }
+    }
+
+    /// A latency objective without a histogram to read, or with one a sequential tier
+    /// cannot test from the start, is refused naming the field.
+    #[test]
+    fn a_latency_objective_needs_a_histogram() {
+        let policy = |analysis: serde_json::Value, decision: &str| -> RolloutPolicySpec {
+            serde_json::from_value(serde_json::json!({
+                "selector": {"matchLabels": {"app": "web"}},
+                "analysis": analysis,
+                "tiers": [{"name": "t", "steps": [{"weight": "10%", "pause": "1m"}],
+                           "decision": decision, "latency": {"objective": "500ms"}}]
+            }))
+            .expect("policy")
+        };
+        let own = r#"sum(increase(r{workload="{{workload}}"}[{{elapsed}}]))"#;
+        let e = check(&policy(
+            serde_json::json!({"requests": own, "errors": own}),
+            "threshold",
+        ))
+        .expect_err("no histogram");
+        assert_eq!(e.field, "spec.analysis.latency.buckets");
+        assert!(
+            e.message.starts_with("spec.tiers[0].latency: required"),
+            "{}",
+            e.message
+        );
+        let e = check(&policy(
+            serde_json::json!({"preset": "nginxGatewayFabricPlus", "requests": own, "errors": own}),
+            "threshold",
+        ))
+        .expect_err("NGINX Plus has no histogram");
+        assert_eq!(e.field, "spec.analysis.latency.buckets");
+        assert!(
+            check(&policy(
+                serde_json::json!({"preset": "istio"}),
+                "sequential"
+            ))
+            .is_ok()
+        );
+        let last_minute = serde_json::json!({"requests": own, "errors": own,
+            "latency": {"buckets": "sum by (le) (increase(b[1m]))"}});
+        let e = check(&policy(last_minute.clone(), "sequential")).expect_err("not since start");
+        assert_eq!(e.field, "spec.analysis.latency.buckets");
+        assert!(check(&policy(last_minute, "threshold")).is_ok());
     }
 }

@@ -64,6 +64,7 @@ pub fn default_tiers() -> Vec<Tier> {
             allow_self_approval: false,
             allow_service_account_approval: false,
             max_share: None,
+            latency: None,
         },
         Tier {
             name: "standard".into(),
@@ -79,6 +80,7 @@ pub fn default_tiers() -> Vec<Tier> {
             allow_self_approval: false,
             allow_service_account_approval: false,
             max_share: None,
+            latency: None,
         },
     ]
 }
@@ -199,11 +201,32 @@ pub enum Judge {
     },
 }
 
+/// A tier's latency objective, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyPlan {
+    /// Requests slower than this are bad events.
+    pub objective: Duration,
+    /// How slow requests are judged: the tier's decision, with the objective's rates
+    /// (`max_error_rate` and `p1` are `maxSlowRate`, `p0` the objective's p0).
+    pub judge: Judge,
+}
+
+impl Judge {
+    /// The run's false-rollback budget.
+    fn alpha_mut(&mut self) -> &mut f64 {
+        match self {
+            Judge::Threshold { alpha, .. } | Judge::Sequential { alpha, .. } => alpha,
+        }
+    }
+}
+
 /// A run's plan with everything parsed: what the state machine works from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub steps: Vec<(Ratio, Duration)>,
     pub judge: Judge,
+    /// The tier's latency objective: slow requests judged beside errors.
+    pub latency: Option<LatencyPlan>,
     pub interval: Duration,
     pub min_requests: f64,
     pub on_no_data: OnNoData,
@@ -357,11 +380,23 @@ impl Plan {
                 }
             }
         };
+        let mut judge = judge;
+        let latency = match &tier.latency {
+            Some(l) => {
+                let mut plan = latency_plan(l, &judge, analysis, at)?;
+                // Two tests, one budget: each rolls a good canary back at half the tier's alpha.
+                *plan.judge.alpha_mut() /= 2.0;
+                *judge.alpha_mut() /= 2.0;
+                Some(plan)
+            }
+            None => None,
+        };
         let measure_stable = tells_revisions_apart(analysis);
         Ok(Plan {
             measure_stable,
             steps,
             judge,
+            latency,
             interval,
             min_requests: tier.min_requests.unwrap_or(analysis.min_requests).max(0) as f64,
             on_no_data: analysis.on_no_data,
@@ -377,20 +412,106 @@ impl Plan {
     }
 }
 
+/// The latency objective `l` of the tier at `at`, judged like its errors (`errors`) with
+/// the objective's rates. Fields the API server could not check are named.
+fn latency_plan(
+    l: &crate::api::policy::LatencyObjective,
+    errors: &Judge,
+    analysis: &AnalysisSpec,
+    at: &str,
+) -> Result<LatencyPlan, PlanError> {
+    let objective = duration(format!("{at}.latency.objective"), &l.objective)?;
+    if objective.is_zero() {
+        return Err(PlanError::Invalid {
+            field: format!("{at}.latency.objective"),
+            message: "must be above 0s".into(),
+        });
+    }
+    let max_slow = percent(format!("{at}.latency.maxSlowRate"), &l.max_slow_rate)?;
+    let p0 = percent(format!("{at}.latency.p0"), &l.p0)?;
+    if p0.ppm() == 0 || p0 >= max_slow {
+        return Err(PlanError::Invalid {
+            field: format!("{at}.latency.p0"),
+            message: format!("p0 ({p0}) must be above 0% and below maxSlowRate ({max_slow})"),
+        });
+    }
+    let judge = match errors {
+        Judge::Threshold {
+            failure_limit,
+            alpha,
+            as_measured,
+            ..
+        } => Judge::Threshold {
+            max_error_rate: max_slow.as_f64(),
+            failure_limit: *failure_limit,
+            alpha: *alpha,
+            as_measured: *as_measured,
+        },
+        Judge::Sequential {
+            test,
+            alpha,
+            beta,
+            decide_within,
+            on_inconclusive,
+            ..
+        } => {
+            let engine = match test {
+                SequentialTest::Sprt => {
+                    Sprt::new(p0.as_f64(), max_slow.as_f64(), *alpha, *beta).map(|_| ())
+                }
+                SequentialTest::Mixture => {
+                    MixtureSprt::with_default_prior(p0.as_f64(), *alpha).map(|_| ())
+                }
+            };
+            if let Err(e) = engine {
+                let field = match e.parameter() {
+                    "p1" => format!("{at}.latency.maxSlowRate"),
+                    "p0" => format!("{at}.latency.p0"),
+                    param => format!("{at}.sequential.{param}"),
+                };
+                return Err(PlanError::Invalid {
+                    field,
+                    message: e.to_string(),
+                });
+            }
+            let apart = analysis
+                .latency_template()
+                .is_some_and(|(src, _)| template_tells_revisions_apart(src));
+            Judge::Sequential {
+                test: *test,
+                // As for errors: a histogram that cannot tell the revisions apart would
+                // measure the canary twice, so it is tested against the fixed p0.
+                baseline: if apart { l.baseline } else { Baseline::Fixed },
+                p0: p0.as_f64(),
+                p1: max_slow.as_f64(),
+                alpha: *alpha,
+                beta: *beta,
+                decide_within: *decide_within,
+                on_inconclusive: *on_inconclusive,
+            }
+        }
+    };
+    Ok(LatencyPlan { objective, judge })
+}
+
+/// Whether a template selects the measured pods (`{{workload}}`, `{{track}}` or
+/// `{{revision}}`).
+fn template_tells_revisions_apart(src: &str) -> bool {
+    use crate::analysis::query::{Template, Variable};
+    Template::parse(src).ok().is_some_and(|t| {
+        let v = t.variables();
+        v.contains(&Variable::Workload)
+            || v.contains(&Variable::Track)
+            || v.contains(&Variable::Revision)
+    })
+}
+
 /// Whether both templates select the measured pods (`{{workload}}`, `{{track}}` or
 /// `{{revision}}`), so the stable revision can be measured apart from the canary.
 pub fn tells_revisions_apart(analysis: &AnalysisSpec) -> bool {
-    use crate::analysis::query::{Template, Variable};
     [analysis.requests_template(), analysis.errors_template()]
         .iter()
-        .all(|src| {
-            src.and_then(|s| Template::parse(s).ok()).is_some_and(|t| {
-                let v = t.variables();
-                v.contains(&Variable::Workload)
-                    || v.contains(&Variable::Track)
-                    || v.contains(&Variable::Revision)
-            })
-        })
+        .all(|src| src.is_some_and(template_tells_revisions_apart))
 }
 
 /// Canary replicas for a slice with the replicas router: the canary's pods are added to
@@ -608,6 +729,7 @@ mod tests {
             preset: None,
             requests: Some("sum(x)".into()),
             errors: Some("sum(y)".into()),
+            latency: None,
             min_requests: 100,
             on_no_data: OnNoData::Hold,
             no_data_limit: 3,
@@ -640,6 +762,7 @@ mod tests {
         let with = |requests: &str, errors: &str| AnalysisSpec {
             requests: Some(requests.into()),
             errors: Some(errors.into()),
+            latency: None,
             ..analysis()
         };
         let cases = [
@@ -830,5 +953,84 @@ mod tests {
             Some(map(&[("sim.rollguard.dev/error-rate", "0.05")]));
         assert_ne!(template_hash(&changed), base);
         assert_eq!(base.len(), 10);
+    }
+
+    /// A latency objective takes the tier's decision with its own rates; the two tests share
+    /// the tier's alpha; rates the engine refuses name the objective's field; a histogram
+    /// that cannot tell the revisions apart is tested against the fixed p0.
+    #[test]
+    fn a_latency_objective_is_judged_like_errors_at_half_the_alpha() {
+        let tier = |extra: serde_json::Value| -> Tier {
+            let mut v = serde_json::json!({
+                "name": "t", "steps": [{"weight": "10%", "pause": "1m"}],
+                "decision": "sequential", "latency": {"objective": "300ms"}
+            });
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            serde_json::from_value(v).expect("tier")
+        };
+        let mut with = analysis();
+        with.requests = Some(r#"sum(r{workload="{{workload}}"})"#.into());
+        with.errors = Some(r#"sum(e{workload="{{workload}}"})"#.into());
+        with.latency = Some(crate::api::policy::LatencySpec {
+            buckets: Some(r#"sum by (le) (b{workload="{{workload}}"})"#.into()),
+            unit: None,
+        });
+        let plan =
+            Plan::resolve(&tier(serde_json::json!({})), &with, "spec.tiers[0]").expect("plan");
+        let l = plan.latency.expect("latency plan");
+        assert_eq!(l.objective, Duration::from_millis(300));
+        let Judge::Sequential { alpha, .. } = plan.judge else {
+            panic!("sequential")
+        };
+        assert!((alpha - 0.005).abs() < 1e-12, "{alpha}");
+        let Judge::Sequential {
+            p0,
+            p1,
+            alpha,
+            baseline,
+            ..
+        } = l.judge
+        else {
+            panic!("sequential")
+        };
+        assert_eq!((p0, p1, baseline), (0.01, 0.05, Baseline::Stable));
+        assert!((alpha - 0.005).abs() < 1e-12, "{alpha}");
+        // A histogram without the revision's pods in its selector: fixed p0.
+        with.latency = Some(crate::api::policy::LatencySpec {
+            buckets: Some("sum by (le) (b)".into()),
+            unit: None,
+        });
+        let plan =
+            Plan::resolve(&tier(serde_json::json!({})), &with, "spec.tiers[0]").expect("plan");
+        assert!(matches!(
+            plan.latency.map(|l| l.judge),
+            Some(Judge::Sequential {
+                baseline: Baseline::Fixed,
+                ..
+            })
+        ));
+        let bad = tier(serde_json::json!({"latency": {"objective": "300ms", "p0": "5%"}}));
+        let e = Plan::resolve(&bad, &with, "spec.tiers[0]").expect_err("p0 at maxSlowRate");
+        assert!(
+            e.to_string().starts_with("spec.tiers[0].latency.p0: "),
+            "{e}"
+        );
+        let bad =
+            tier(serde_json::json!({"latency": {"objective": "300ms", "maxSlowRate": "100%"}}));
+        let e = Plan::resolve(&bad, &with, "spec.tiers[0]").expect_err("p1 of 100%");
+        assert!(
+            e.to_string()
+                .starts_with("spec.tiers[0].latency.maxSlowRate: "),
+            "{e}"
+        );
+        // Threshold mode: maxSlowRate is the maximum, the failure limit is the tier's.
+        let t = tier(serde_json::json!({"decision": "threshold", "failureLimit": 2}));
+        let plan = Plan::resolve(&t, &with, "spec.tiers[0]").expect("plan");
+        assert!(matches!(
+            plan.latency.map(|l| l.judge),
+            Some(Judge::Threshold { max_error_rate, failure_limit: 2, .. }) if max_error_rate == 0.05
+        ));
     }
 }

@@ -212,8 +212,13 @@ def one_change(ctx, ns, controller, router, scenario, rev, timeout):
         if late_rate and first and now >= first + ONSET_S and now >= (last_annotated or 0) + 5:
             # The new revision starts failing, wherever its pods run (canary, or promoted): every
             # 5 s, for the pods it started since.
-            kubectl("-n", ns, "annotate", "pods", "-l", f"bench.rollguard.dev/rev={rev}", "--overwrite",
-                    f"sim.rollguard.dev/error-rate={late_rate}")
+            try:
+                kubectl("-n", ns, "annotate", "pods", "-l", f"bench.rollguard.dev/rev={rev}", "--overwrite",
+                        f"sim.rollguard.dev/error-rate={late_rate}")
+            except BenchError as e:
+                # A pod deleted between the list and the write (a rollback, a rolling update):
+                # the next round annotates the ones left.
+                log(f"{ns}: {e}")
             last_annotated = now
         done_late = not late_rate or (verdict and verdict[0] == verdicts.ROLLED_BACK) or \
             (last_annotated and now >= first + ONSET_S + LATE_WATCH_S)
@@ -247,6 +252,7 @@ def one_change(ctx, ns, controller, router, scenario, rev, timeout):
         "requests": sum(rows[k]["requests"] for k in new),
         "max_share": max_share,
         "watched_s": time.time() - t_change,
+        "change_unix": t_change,
     }
 
 
@@ -263,6 +269,8 @@ def run_namespace(ctx, config, scenario, deadline, results):
                 break
             rec = one_change(ctx, ns, controller, router, scenario, rev, min(timeout, left))
             rec["config"] = config
+            # Watched for less than its own limit because the benchmark's time was up.
+            rec["cut_by_deadline"] = left < timeout and rec["watched_s"] >= left - 2
             results.append(rec)
             log(f"{ns} #{rev}: {rec['outcome']}, {rec['errors']} errors of {rec['requests']}, "
                 f"share {rec['max_share']:.3f}, verdict {fmt_s(rec['verdict_after_first_request_s'])} "

@@ -33,6 +33,8 @@ def outcomes(recs):
 
 
 def render(results, errors, configs, scenarios):
+    cut = [r for r in results if r.get("cut_by_deadline")]
+    results = [r for r in results if not r.get("cut_by_deadline")]
     lines = [
         "| configuration | scenario | changes | outcome | errors users saw, median (min–max) "
         "| first request → rollback (late: onset → rollback) | first request → promotion "
@@ -68,6 +70,9 @@ def render(results, errors, configs, scenarios):
         late = [r for r in results if r["config"] == config and r["scenario"] == "late-5%"]
         early = sum(r["outcome"] == verdicts.ROLLED_BACK_BEFORE_ONSET for r in late)
         lines.append(f"| {config} | {cells[0]} | {cells[1]} | {early} of {len(late)} |")
+    if cut:
+        lines += ["", f"Left out: {len(cut)} changes still being watched when the time was up: "
+                  + ", ".join(f"{r['config']} {r['scenario']} #{r['rev']}" for r in cut) + "."]
     if errors:
         lines += ["", "Failures:", ""] + [f"- {e}" for e in errors]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,8 @@ use rand::Rng;
 use rand_distr::{Binomial, Distribution, Poisson};
 use serde::Serialize;
 
+use crate::latency::{self, Buckets, DEFAULT_MEDIAN_SECONDS, LATENCY_ANNOTATION, parse_latency};
+
 /// Pod annotation holding the fraction of requests that pod fails (`"0.05"` = 5%).
 pub const ERROR_RATE_ANNOTATION: &str = "sim.rollguard.dev/error-rate";
 /// Service or HTTPRoute annotation that makes it an entry point with this many requests
@@ -80,6 +82,8 @@ pub struct PodView {
     pub group: GroupKey,
     /// Probability that one request to this pod fails, in `[0, 1]`.
     pub error_rate: f64,
+    /// Median latency of its requests, in seconds ([`crate::latency`]).
+    pub latency: f64,
 }
 
 /// A Service, reduced to what the simulation needs.
@@ -346,6 +350,21 @@ pub fn pod_view(pod: &Pod, issues: &mut Vec<String>) -> Option<PodView> {
             0.0
         }),
     };
+    let latency = match pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LATENCY_ANNOTATION))
+    {
+        None => DEFAULT_MEDIAN_SECONDS,
+        Some(raw) => parse_latency(raw).unwrap_or_else(|e| {
+            issues.push(format!(
+                "pod {namespace}/{name}: treating {LATENCY_ANNOTATION} as {}ms: {e}",
+                DEFAULT_MEDIAN_SECONDS * 1000.0
+            ));
+            DEFAULT_MEDIAN_SECONDS
+        }),
+    };
     let group = GroupKey {
         namespace: namespace.clone(),
         workload: workload_of(&name, &labels, owners),
@@ -361,6 +380,7 @@ pub fn pod_view(pod: &Pod, issues: &mut Vec<String>) -> Option<PodView> {
         labels,
         group,
         error_rate,
+        latency,
     })
 }
 
@@ -621,13 +641,37 @@ pub fn route_requests<R: Rng + ?Sized>(rng: &mut R, entry: &EntryPoint, n: u64) 
     routed
 }
 
-/// Requests and errors served.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Requests and errors served, and how long they took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Served {
     /// All requests (200 + 500).
     pub requests: u64,
     /// Requests answered 500.
     pub errors: u64,
+    /// The successful requests' latency histogram.
+    pub ok_latency: Buckets,
+    /// The failed requests' latency histogram.
+    pub error_latency: Buckets,
+}
+
+impl Default for Served {
+    fn default() -> Self {
+        Served {
+            requests: 0,
+            errors: 0,
+            ok_latency: latency::NONE,
+            error_latency: latency::NONE,
+        }
+    }
+}
+
+impl Served {
+    /// Both codes' latency histogram.
+    pub fn latency(&self) -> Buckets {
+        let mut all = self.ok_latency;
+        latency::add(&mut all, &self.error_latency);
+        all
+    }
 }
 
 /// Everything that happened in one tick.
@@ -665,6 +709,8 @@ pub fn simulate_tick<R: Rng + ?Sized>(
     }
     for (served, pod) in outcome.per_pod.iter_mut().zip(pods) {
         served.errors = binomial(rng, served.requests, pod.error_rate);
+        served.ok_latency = latency::draw(rng, served.requests - served.errors, pod.latency);
+        served.error_latency = latency::draw(rng, served.errors, pod.latency);
     }
     outcome
 }
@@ -677,6 +723,8 @@ pub fn by_group(pods: &[PodView], per_pod: &[Served]) -> BTreeMap<GroupKey, Serv
             let e = out.entry(pod.group.clone()).or_default();
             e.requests += s.requests;
             e.errors += s.errors;
+            latency::add(&mut e.ok_latency, &s.ok_latency);
+            latency::add(&mut e.error_latency, &s.error_latency);
         }
     }
     out

@@ -2,63 +2,69 @@
 //! (`benches/peers/`): a per-pod request-duration histogram in the shape Flagger's built-in
 //! checks for its `kubernetes` and `gatewayapi` providers query
 //! (`http_request_duration_seconds_{count,bucket}` with `kubernetes_namespace`,
-//! `kubernetes_pod_name` and `status`, as Prometheus' pod discovery relabels them), which an
-//! Argo Rollouts AnalysisTemplate can read as well.
-//!
-//! Every request takes [`FIXED_LATENCY_SECONDS`]: the benchmark judges error rates, and
-//! Flagger's request-duration check (P99 under 500 ms in its documentation) passes at any
-//! constant below that.
-// TODO(latency): observe the model's per-pod latency once it lands on main, so the
-// request-duration check sees a slow canary too.
+//! `kubernetes_pod_name` and `status`, as Prometheus' pod discovery relabels them; Flagger
+//! v1.36.1 `pkg/metrics/observers/http.go`), which an Argo Rollouts AnalysisTemplate can read
+//! as well. Seconds, Prometheus' default buckets; the latency is the pod's
+//! (`trafficsim/latency.rs`).
 
-use prometheus::{HistogramOpts, HistogramVec, Registry};
+use prometheus::{IntCounterVec, Opts, Registry};
 
+use crate::latency::Buckets;
 use crate::model::{PodView, Served};
+use crate::shapes::BucketCounter;
 
-/// What every simulated request takes, in seconds.
-pub const FIXED_LATENCY_SECONDS: f64 = 0.05;
+/// Prometheus' default histogram buckets (seconds), as an instrumented server's client library
+/// would export them.
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The per-pod histogram.
 pub struct PeerSeries {
-    duration: HistogramVec,
+    buckets: BucketCounter,
+    count: IntCounterVec,
 }
 
 impl PeerSeries {
-    /// Registers the histogram in `registry`.
+    /// Registers the histogram's buckets and count in `registry`.
     pub fn new(registry: &Registry) -> Result<PeerSeries, prometheus::Error> {
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Request duration per pod and status, as Flagger's built-in checks read it.",
-            ),
-            &["kubernetes_namespace", "kubernetes_pod_name", "status"],
+        let labels = ["kubernetes_namespace", "kubernetes_pod_name", "status"];
+        let buckets = BucketCounter::new(
+            registry,
+            "http_request_duration_seconds_bucket",
+            "Request duration per pod and status (seconds), as Flagger's built-in checks read it.",
+            &labels,
+            &DEFAULT_BUCKETS,
+            1.0,
         )?;
-        registry.register(Box::new(duration.clone()))?;
-        Ok(PeerSeries { duration })
+        let count = IntCounterVec::new(
+            Opts::new(
+                "http_request_duration_seconds_count",
+                "Requests per pod and status, as Flagger's built-in checks read them.",
+            ),
+            &labels,
+        )?;
+        registry.register(Box::new(count.clone()))?;
+        Ok(PeerSeries { buckets, count })
     }
 
     /// Records one tick: `per_pod[i]` is what `pods[i]` served. A ready pod's `200` series
-    /// exists from its first tick (at 0), its `500` series from its first error, as an
+    /// exist from its first tick (at 0), its `500` series from its first error, as an
     /// instrumented server's would.
     pub fn record(&self, pods: &[PodView], per_pod: &[Served]) {
         for (pod, served) in pods.iter().zip(per_pod) {
             let ok = served.requests.saturating_sub(served.errors);
-            let labels = [pod.namespace.as_str(), pod.name.as_str(), "200"];
-            let series = self.duration.with_label_values(&labels);
-            for _ in 0..ok {
-                series.observe(FIXED_LATENCY_SECONDS);
-            }
+            self.add(pod, "200", &served.ok_latency, ok);
             if served.errors > 0 {
-                let series = self.duration.with_label_values(&[
-                    pod.namespace.as_str(),
-                    pod.name.as_str(),
-                    "500",
-                ]);
-                for _ in 0..served.errors {
-                    series.observe(FIXED_LATENCY_SECONDS);
-                }
+                self.add(pod, "500", &served.error_latency, served.errors);
             }
         }
+    }
+
+    fn add(&self, pod: &PodView, status: &str, latency: &Buckets, n: u64) {
+        let labels = [pod.namespace.as_str(), pod.name.as_str(), status];
+        self.buckets.add(&labels, latency, n);
+        self.count.with_label_values(&labels).inc_by(n);
     }
 }
 
@@ -67,8 +73,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use prometheus::{Encoder, TextEncoder};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
 
     use super::*;
+    use crate::latency;
     use crate::model::{GroupKey, Track};
 
     fn pod(name: &str) -> PodView {
@@ -83,6 +92,7 @@ mod tests {
                 revision: "5d8f".into(),
             },
             error_rate: 0.0,
+            latency: latency::DEFAULT_MEDIAN_SECONDS,
         }
     }
 
@@ -91,16 +101,14 @@ mod tests {
         let registry = Registry::new();
         let s = PeerSeries::new(&registry).expect("registry");
         let pods = [pod("web-5d8f-abcde"), pod("web-5d8f-fghij")];
-        s.record(
-            &pods,
-            &[
-                Served {
-                    requests: 10,
-                    errors: 2,
-                },
-                Served::default(),
-            ],
-        );
+        let mut rng = StdRng::seed_from_u64(1);
+        let served = Served {
+            requests: 10,
+            errors: 2,
+            ok_latency: latency::draw(&mut rng, 8, 0.05),
+            error_latency: latency::draw(&mut rng, 2, 0.05),
+        };
+        s.record(&pods, &[served, Served::default()]);
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&registry.gather(), &mut buf)
@@ -109,6 +117,7 @@ mod tests {
         for line in [
             "http_request_duration_seconds_count{kubernetes_namespace=\"ns\",kubernetes_pod_name=\"web-5d8f-abcde\",status=\"200\"} 8",
             "http_request_duration_seconds_count{kubernetes_namespace=\"ns\",kubernetes_pod_name=\"web-5d8f-abcde\",status=\"500\"} 2",
+            "http_request_duration_seconds_bucket{kubernetes_namespace=\"ns\",kubernetes_pod_name=\"web-5d8f-abcde\",le=\"+Inf\",status=\"200\"} 8",
             "http_request_duration_seconds_count{kubernetes_namespace=\"ns\",kubernetes_pod_name=\"web-5d8f-fghij\",status=\"200\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");

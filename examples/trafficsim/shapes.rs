@@ -1,9 +1,11 @@
 //! The same traffic as each data plane would count it, for rollguard's presets
 //! (`spec.analysis.preset`): Istio's destination sidecar, Envoy Gateway's per-backend clusters,
 //! Linkerd's inbound proxy, NGINX Plus' upstream peers, Traefik's services and the
-//! OpenTelemetry HTTP server duration histogram's count. Metric and label names as each
-//! project documents them (docs/analysis.md, "Presets"); values are what the simulated pods
-//! served.
+//! OpenTelemetry HTTP server duration histogram, with each one's latency histogram (NGINX Plus
+//! has none) in its own unit and default buckets. Metric and label names as each project
+//! documents them (docs/analysis.md, "Presets"); values are what the simulated pods served.
+//! The histograms' `_bucket` series are exported as counters with an `le` label, which is
+//! all PromQL reads of them.
 //!
 //! As the data planes do, each 5xx series appears at the first such response (so the presets'
 //! `or vector(0)` is exercised), while the 2xx series exist at 0 from the first tick a group
@@ -13,7 +15,8 @@
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::model::{GroupKey, Track};
+use crate::latency::{self, Buckets};
+use crate::model::{GroupKey, Served, Track};
 
 /// The port every simulated backend listens on, as the data planes name it.
 const PORT: &str = "80";
@@ -28,6 +31,11 @@ pub struct Shapes {
     nginx_responses: IntCounterVec,
     traefik: IntCounterVec,
     otel: IntCounterVec,
+    istio_latency: BucketCounter,
+    envoy_latency: BucketCounter,
+    linkerd_latency: BucketCounter,
+    traefik_latency: BucketCounter,
+    otel_latency: BucketCounter,
 }
 
 fn counter(
@@ -40,6 +48,70 @@ fn counter(
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
+
+/// A histogram's `_bucket` series: one counter per bound (`le`), plus `+Inf`.
+pub struct BucketCounter {
+    counter: IntCounterVec,
+    /// Each bound in seconds and as its `le` label, in the histogram's own unit.
+    bounds: Vec<(f64, String)>,
+}
+
+impl BucketCounter {
+    /// Registers `<name>` (ending in `_bucket`) with `labels` and `le`; `bounds` are in the
+    /// histogram's unit, `unit_seconds` seconds each (0.001 for milliseconds). Every bound
+    /// must be one of [`latency::BOUNDS`].
+    pub fn new(
+        registry: &Registry,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        bounds: &[f64],
+        unit_seconds: f64,
+    ) -> Result<BucketCounter, prometheus::Error> {
+        let mut all = labels.to_vec();
+        all.push("le");
+        let counter = counter(registry, name, help, &all)?;
+        let bounds = bounds
+            .iter()
+            .map(|b| (b * unit_seconds, format!("{b}")))
+            .collect();
+        Ok(BucketCounter { counter, bounds })
+    }
+
+    /// Adds one tick's `buckets` of `total` requests under `labels`.
+    pub fn add(&self, labels: &[&str], buckets: &Buckets, total: u64) {
+        let mut with_le = labels.to_vec();
+        with_le.push("");
+        let last = with_le.len() - 1;
+        for (seconds, le) in &self.bounds {
+            with_le[last] = le;
+            let n = latency::at(buckets, *seconds).unwrap_or(total);
+            self.counter.with_label_values(&with_le).inc_by(n);
+        }
+        with_le[last] = "+Inf";
+        self.counter.with_label_values(&with_le).inc_by(total);
+    }
+}
+
+/// Envoy's default histogram buckets (milliseconds), which Istio's sidecars use too.
+const ENVOY_BUCKETS_MS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Linkerd's proxy latency buckets (milliseconds).
+const LINKERD_BUCKETS_MS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// Traefik's default buckets (seconds).
+const TRAEFIK_BUCKETS: [f64; 4] = [0.1, 0.3, 1.2, 5.0];
+
+/// OpenTelemetry's advised buckets for `http.server.request.duration` (seconds).
+const OTEL_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 /// One group's names in each data plane's terms.
 struct Names {
@@ -147,12 +219,63 @@ impl Shapes {
                     "http_response_status_code",
                 ],
             )?,
+            istio_latency: BucketCounter::new(
+                registry,
+                "istio_request_duration_milliseconds_bucket",
+                "As Istio's destination sidecar times them (milliseconds, Envoy's default buckets).",
+                &[
+                    "reporter",
+                    "destination_workload_namespace",
+                    "destination_workload",
+                    "response_code",
+                ],
+                &ENVOY_BUCKETS_MS,
+                0.001,
+            )?,
+            envoy_latency: BucketCounter::new(
+                registry,
+                "envoy_cluster_upstream_rq_time_bucket",
+                "As Envoy Gateway's proxy times them per backend cluster (milliseconds).",
+                &["envoy_cluster_name"],
+                &ENVOY_BUCKETS_MS,
+                0.001,
+            )?,
+            linkerd_latency: BucketCounter::new(
+                registry,
+                "response_latency_ms_bucket",
+                "As Linkerd's inbound proxy times them (milliseconds).",
+                &["namespace", "deployment", "direction", "status_code"],
+                &LINKERD_BUCKETS_MS,
+                0.001,
+            )?,
+            traefik_latency: BucketCounter::new(
+                registry,
+                "traefik_service_request_duration_seconds_bucket",
+                "As Traefik times them per service (its default buckets).",
+                &["service", "code", "method", "protocol"],
+                &TRAEFIK_BUCKETS,
+                1.0,
+            )?,
+            otel_latency: BucketCounter::new(
+                registry,
+                "http_server_request_duration_seconds_bucket",
+                "OpenTelemetry's http.server.request.duration (its advised buckets).",
+                &[
+                    "k8s_namespace_name",
+                    "k8s_deployment_name",
+                    "http_response_status_code",
+                ],
+                &OTEL_BUCKETS,
+                1.0,
+            )?,
         })
     }
 
-    /// Adds `ok` successful and `errors` failed requests of `key` (`0, 0` makes its success
-    /// series exist). Failure series are created only by a failure.
-    pub fn record(&self, key: &GroupKey, ok: u64, errors: u64) {
+    /// Adds what `key` served (nothing makes its success series exist). Failure series are
+    /// created only by a failure.
+    pub fn record(&self, key: &GroupKey, served: &Served) {
+        let errors = served.errors;
+        let ok = served.requests - errors;
         let n = Names::of(key);
         let (ns, dep) = (n.namespace.as_str(), n.deployment.as_str());
         let (cluster, upstream, service) =
@@ -163,8 +286,13 @@ impl Shapes {
         self.nginx_requests
             .with_label_values(&[&upstream])
             .inc_by(all);
-        let by_code: [(&str, u64, bool); 2] = [("200", ok, true), ("500", errors, false)];
-        for (code, count, success) in by_code {
+        self.envoy_latency
+            .add(&[&cluster], &served.latency(), served.requests);
+        let by_code: [(&str, u64, &Buckets, bool); 2] = [
+            ("200", ok, &served.ok_latency, true),
+            ("500", errors, &served.error_latency, false),
+        ];
+        for (code, count, buckets, success) in by_code {
             if !success && count == 0 {
                 continue;
             }
@@ -186,6 +314,13 @@ impl Shapes {
                 .with_label_values(&[&service, code, "GET", "http"])
                 .inc_by(count);
             self.otel.with_label_values(&[ns, dep, code]).inc_by(count);
+            self.istio_latency
+                .add(&["destination", ns, dep, code], buckets, count);
+            self.linkerd_latency
+                .add(&[ns, dep, "inbound", code], buckets, count);
+            self.traefik_latency
+                .add(&[&service, code, "GET", "http"], buckets, count);
+            self.otel_latency.add(&[ns, dep, code], buckets, count);
         }
     }
 }
@@ -213,12 +348,24 @@ mod tests {
             track: Track::Canary,
             revision: "abc".into(),
         };
-        shapes.record(&canary, 0, 0);
+        shapes.record(&canary, &Served::default());
         let text = scrape(&registry);
         // Success series exist at 0 before any request; failure series do not.
         assert!(text.contains(r#"istio_requests_total{destination_workload="web-canary",destination_workload_namespace="shop",reporter="destination",response_code="200"} 0"#), "{text}");
         assert!(!text.contains(r#"response_code="500""#), "{text}");
-        shapes.record(&canary, 97, 3);
+        let mut served = Served {
+            requests: 100,
+            errors: 3,
+            ..Served::default()
+        };
+        // 60 of the 97 successes within 50ms, all within 250ms; the failures take 1-2s.
+        served.ok_latency = latency::BOUNDS.map(|b| match b {
+            b if b < 0.05 => 0,
+            b if b < 0.25 => 60,
+            _ => 97,
+        });
+        served.error_latency = latency::BOUNDS.map(|b| if b < 1.2 { 0 } else { 3 });
+        shapes.record(&canary, &served);
         let text = scrape(&registry);
         for line in [
             r#"istio_requests_total{destination_workload="web-canary",destination_workload_namespace="shop",reporter="destination",response_code="500"} 3"#,
@@ -229,6 +376,16 @@ mod tests {
             r#"nginx_http_upstream_peer_responses_total{nginx_status_range="5xx",nginx_upstream_name="shop_web-canary_80"} 3"#,
             r#"traefik_service_requests_total{code="200",method="GET",protocol="http",service="shop-web-canary-http-80@kubernetesgateway"} 97"#,
             r#"http_server_request_duration_seconds_count{http_response_status_code="500",k8s_deployment_name="web-canary",k8s_namespace_name="shop"} 3"#,
+            // The histograms, each in its unit and buckets.
+            r#"istio_request_duration_milliseconds_bucket{destination_workload="web-canary",destination_workload_namespace="shop",le="50",reporter="destination",response_code="200"} 60"#,
+            r#"istio_request_duration_milliseconds_bucket{destination_workload="web-canary",destination_workload_namespace="shop",le="25",reporter="destination",response_code="200"} 0"#,
+            r#"istio_request_duration_milliseconds_bucket{destination_workload="web-canary",destination_workload_namespace="shop",le="+Inf",reporter="destination",response_code="500"} 3"#,
+            r#"envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="service/shop/web-canary/80/http",le="1000"} 97"#,
+            r#"envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="service/shop/web-canary/80/http",le="2500"} 100"#,
+            r#"response_latency_ms_bucket{deployment="web-canary",direction="inbound",le="300",namespace="shop",status_code="200"} 97"#,
+            r#"traefik_service_request_duration_seconds_bucket{code="500",le="1.2",method="GET",protocol="http",service="shop-web-canary-http-80@kubernetesgateway"} 3"#,
+            r#"traefik_service_request_duration_seconds_bucket{code="200",le="0.1",method="GET",protocol="http",service="shop-web-canary-http-80@kubernetesgateway"} 60"#,
+            r#"http_server_request_duration_seconds_bucket{http_response_status_code="200",k8s_deployment_name="web-canary",k8s_namespace_name="shop",le="0.05"} 60"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
@@ -238,7 +395,13 @@ mod tests {
             track: Track::Stable,
             ..canary
         };
-        shapes.record(&stable, 5, 0);
+        shapes.record(
+            &stable,
+            &Served {
+                requests: 5,
+                ..Served::default()
+            },
+        );
         assert!(
             scrape(&registry).contains(r#"service="shop-web-stable-http-80@kubernetesgateway""#)
         );

@@ -9,7 +9,12 @@ use serde::Serialize;
 
 use crate::model::{EntryKind, GroupKey, PodView, Served, Track, UnroutedReason};
 use crate::peers::PeerSeries;
-use crate::shapes::Shapes;
+use crate::shapes::{BucketCounter, Shapes};
+
+/// Prometheus' default histogram buckets (seconds), for the simulator's own latency histogram.
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Requests that reached no pod in one tick, attributed to their entry point.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,6 +88,7 @@ pub struct Telemetry {
     first_request: GaugeVec,
     pods: IntGaugeVec,
     unrouted: IntCounterVec,
+    latency: BucketCounter,
     /// The same traffic as each data plane counts it (the presets' metrics).
     shapes: Shapes,
     /// The per-pod series the peers' checks read (benches/peers).
@@ -133,6 +139,14 @@ impl Telemetry {
         registry.register(Box::new(first_request.clone()))?;
         registry.register(Box::new(pods.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
+        let latency = BucketCounter::new(
+            &registry,
+            "sim_request_duration_seconds_bucket",
+            "How long the simulated pods took to answer, by workload, track and revision (seconds; Prometheus' default buckets).",
+            &["namespace", "workload", "track", "pod_template_hash"],
+            &DEFAULT_BUCKETS,
+            1.0,
+        )?;
         let shapes = Shapes::new(&registry)?;
         let peers = PeerSeries::new(&registry)?;
         Ok(Self {
@@ -141,6 +155,7 @@ impl Telemetry {
             first_request,
             pods,
             unrouted,
+            latency,
             shapes,
             peers,
             seed,
@@ -177,7 +192,8 @@ impl Telemetry {
                     self.requests
                         .with_label_values(&[labels[0], labels[1], labels[2], labels[3], code]);
                 }
-                self.shapes.record(key, 0, 0);
+                self.latency.add(&labels, &crate::latency::NONE, 0);
+                self.shapes.record(key, &Served::default());
                 GroupStats::default()
             });
             if let Some(s) = served.get(key).filter(|s| s.requests > 0) {
@@ -188,7 +204,8 @@ impl Telemetry {
                 self.requests
                     .with_label_values(&[labels[0], labels[1], labels[2], labels[3], "500"])
                     .inc_by(s.errors);
-                self.shapes.record(key, ok, s.errors);
+                self.latency.add(&labels, &s.latency(), s.requests);
+                self.shapes.record(key, s);
                 stats.requests += s.requests;
                 stats.errors += s.errors;
                 if stats.first_request_unix.is_none() {
@@ -325,6 +342,7 @@ mod tests {
             Served {
                 requests: 100,
                 errors: 5,
+                ..Served::default()
             },
         )]);
         t.record(&ready, &served, &[], 100.0);
@@ -343,6 +361,9 @@ mod tests {
             "sim_first_request_timestamp_seconds{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 100",
             "sim_pods{namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 0",
             "sim_unrouted_requests_total{kind=\"httproute\",name=\"web\",namespace=\"ns\",reason=\"no_ready_pods\"} 4",
+            // No latency drawn in this fixture: every request is past the last bound.
+            "sim_request_duration_seconds_bucket{le=\"10\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 0",
+            "sim_request_duration_seconds_bucket{le=\"+Inf\",namespace=\"ns\",pod_template_hash=\"5d8f\",track=\"stable\",workload=\"web\"} 200",
         ] {
             assert!(has_line(&text, line), "missing {line} in\n{text}");
         }
@@ -376,6 +397,7 @@ mod tests {
         let bad = Served {
             requests: 100,
             errors: 5,
+            ..Served::default()
         };
         t.record(
             &BTreeMap::from([(old.clone(), 1)]),

@@ -10,8 +10,9 @@ use std::time::Duration;
 use super::address::Address;
 use super::prometheus::{self, Answer, Endpoint, QueryError, RangeSeries, Series};
 use super::query::{Template, Track, Variable, Vars};
-use crate::api::policy::{AnalysisSpec, Preset, PrometheusSpec};
+use crate::api::policy::{AnalysisSpec, LatencyUnit, Preset, PrometheusSpec};
 use crate::api::quantity::parse_duration;
+use crate::plan::Plan;
 
 /// Why a policy with neither a template nor a preset is refused (the API server refuses it
 /// first, so this names the same fix).
@@ -34,10 +35,13 @@ pub enum Part {
     Errors,
     StableRequests,
     StableErrors,
+    /// The latency histogram's buckets: one series per bound (`le`).
+    Latency,
+    StableLatency,
 }
 
 impl Part {
-    /// Every part, the canary's first.
+    /// Every part answered by one number, the canary's first.
     pub const ALL: [Part; 4] = [
         Part::Requests,
         Part::Errors,
@@ -52,8 +56,119 @@ impl Part {
             Part::Errors => "errors",
             Part::StableRequests => "stable_requests",
             Part::StableErrors => "stable_errors",
+            Part::Latency => "latency",
+            Part::StableLatency => "stable_latency",
         }
     }
+}
+
+/// A tier's latency objective as the request asks for it: the histogram's template and unit.
+#[derive(Debug, Clone, PartialEq)]
+struct LatencyRequest {
+    buckets: Template,
+    unit: LatencyUnit,
+    objective: Duration,
+}
+
+/// The slow requests one histogram answer shows: `requests` in its `+Inf` bucket, `slow`
+/// above the objective's bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slow {
+    pub requests: f64,
+    pub slow: f64,
+}
+
+/// What a sample's latency histogram answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LatencyCounts {
+    /// The canary's slow requests, and the stable revision's when asked for.
+    Values { canary: Slow, stable: Option<Slow> },
+    /// The canary's histogram returned nothing (or NaN).
+    NoData(String),
+    /// The histogram cannot be read against the objective (no `le`, no `+Inf`, or the
+    /// objective is not one of its bounds).
+    Invalid(String),
+}
+
+/// Formats a bound in the histogram's unit.
+fn bound_text(v: f64, unit: LatencyUnit) -> String {
+    match unit {
+        LatencyUnit::Seconds => format!("{v}s"),
+        LatencyUnit::Milliseconds => format!("{v}ms"),
+    }
+}
+
+/// Reads one histogram answer (`(le, count)` per series) against `objective`, whose bound in
+/// the histogram's unit is looked up among the `le` values (`1` and `1.0` alike). `which`
+/// names the histogram in messages.
+pub fn slow_requests(
+    series: &[(Option<&str>, f64)],
+    objective: Duration,
+    unit: LatencyUnit,
+    which: &str,
+) -> Result<Slow, LatencyCounts> {
+    if series.is_empty() {
+        return Err(LatencyCounts::NoData(format!(
+            "the {which} latency query returned an empty vector"
+        )));
+    }
+    let mut bounds: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut inf = None;
+    for (le, v) in series {
+        let Some(le) = le else {
+            return Err(LatencyCounts::Invalid(format!(
+                "the {which} latency query returned a series without an le label: it must return one series per bucket bound, e.g. sum by (le) (increase(..._bucket{{...}}[{{{{elapsed}}}}]))"
+            )));
+        };
+        if v.is_nan() {
+            return Err(LatencyCounts::NoData(format!(
+                "the {which} latency query returned NaN"
+            )));
+        }
+        let le = le.trim();
+        if le.eq_ignore_ascii_case("+inf") || le.eq_ignore_ascii_case("inf") {
+            *inf.get_or_insert(0.0) += v;
+            continue;
+        }
+        let Ok(b) = le.parse::<f64>() else {
+            return Err(LatencyCounts::Invalid(format!(
+                "the {which} latency query returned le=\"{le}\", which is not a number"
+            )));
+        };
+        // Bounds keyed by their bits: `1` and `1.0` are one bound, summed.
+        *bounds.entry(b.to_bits()).or_insert(0.0) += v;
+    }
+    let Some(requests) = inf else {
+        return Err(LatencyCounts::Invalid(format!(
+            "the {which} latency histogram has no le=\"+Inf\" bucket, which counts its requests"
+        )));
+    };
+    let target = match unit {
+        LatencyUnit::Seconds => objective.as_secs_f64(),
+        LatencyUnit::Milliseconds => objective.as_secs_f64() * 1000.0,
+    };
+    let at = bounds
+        .iter()
+        .find(|(b, _)| (f64::from_bits(**b) - target).abs() <= 1e-9 * target.max(1.0))
+        .map(|(_, v)| *v);
+    let Some(fast) = at else {
+        let mut listed: Vec<f64> = bounds.keys().map(|b| f64::from_bits(*b)).collect();
+        listed.sort_by(f64::total_cmp);
+        let listed: Vec<String> = listed.iter().map(|b| bound_text(*b, unit)).collect();
+        return Err(LatencyCounts::Invalid(format!(
+            "the latency objective {} is not a bucket bound of the {which} histogram, whose bounds are {}: choose one of them",
+            bound_text(target, unit),
+            if listed.is_empty() {
+                "none but +Inf".to_string()
+            } else {
+                listed.join(", ")
+            }
+        )));
+    };
+    Ok(Slow {
+        requests,
+        slow: (requests - fast).max(0.0),
+    })
 }
 
 /// A field of the analysis spec that does not resolve, and why.
@@ -85,6 +200,8 @@ pub enum Counts {
         requests: f64,
         errors: f64,
         stable: Option<(f64, f64)>,
+        /// The latency histogram's answer, when the tier has an objective.
+        latency: Option<LatencyCounts>,
     },
     /// A canary query returned an empty vector (or NaN).
     NoData(String),
@@ -109,6 +226,7 @@ impl Counts {
                 } else {
                     None
                 },
+                latency: None,
             },
             (Err(why), _) | (_, Err(why)) => Counts::NoData(why),
         }
@@ -153,6 +271,9 @@ pub struct Rendered {
     pub errors: String,
     /// The stable revision's requests and errors, when the baseline is measured there.
     pub stable: Option<(String, String)>,
+    /// The latency histogram's query, the canary's and stable's (when measured there), when
+    /// the tier has an objective.
+    pub latency: Option<(String, Option<String>)>,
 }
 
 impl Rendered {
@@ -165,6 +286,12 @@ impl Rendered {
         if let Some((r, e)) = &self.stable {
             parts.push((Part::StableRequests, r.as_str()));
             parts.push((Part::StableErrors, e.as_str()));
+        }
+        if let Some((canary, stable)) = &self.latency {
+            parts.push((Part::Latency, canary.as_str()));
+            if let Some(s) = stable {
+                parts.push((Part::StableLatency, s.as_str()));
+            }
         }
         parts
     }
@@ -191,6 +318,7 @@ pub struct AnalysisRequest {
     /// `{{revision}}` the sample measures the canary alone instead of failing.
     stable_optional: bool,
     address: Option<Address>,
+    latency: Option<LatencyRequest>,
     /// `spec.analysis.prometheus.insecure`: the token may go over plain `http://`.
     insecure: bool,
     timeout: Duration,
@@ -237,9 +365,42 @@ impl AnalysisRequest {
             stable_baseline,
             stable_optional: false,
             address,
+            latency: None,
             insecure: spec.prometheus.as_ref().is_some_and(|p| p.insecure),
             timeout: timeout(spec)?,
         })
+    }
+
+    /// The request a run of `plan` makes: the stable revision measured when the plan says
+    /// so (needed for a `stable` baseline, wanted otherwise), and the latency histogram when
+    /// its tier has an objective.
+    pub fn for_plan(spec: &AnalysisSpec, plan: &Plan) -> Result<Self, InvalidField> {
+        let mut request =
+            Self::new(spec, plan.measure_stable)?.stable_optional(!plan.baseline_stable());
+        if let Some(l) = &plan.latency {
+            let (src, unit) = spec.latency_template().ok_or_else(|| InvalidField {
+                field: "spec.analysis.latency.buckets",
+                message: format!(
+                    "required for a tier's latency objective: give the histogram's buckets template, or a preset that has one ({})",
+                    Preset::ALL
+                        .iter()
+                        .filter(|p| p.templates().latency.is_some())
+                        .map(|p| p.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+            let buckets = Template::parse(src).map_err(|e| InvalidField {
+                field: "spec.analysis.latency.buckets",
+                message: e.to_string(),
+            })?;
+            request.latency = Some(LatencyRequest {
+                buckets,
+                unit,
+                objective: l.objective,
+            });
+        }
+        Ok(request)
     }
 
     /// How often a sample is taken (`{{interval}}`).
@@ -260,14 +421,15 @@ impl AnalysisRequest {
         self
     }
 
-    /// Whether either template uses `variable`.
+    /// Whether any template uses `variable`.
     pub fn uses(&self, variable: Variable) -> bool {
         [&self.requests, &self.errors]
-            .iter()
+            .into_iter()
+            .chain(self.latency.as_ref().map(|l| &l.buckets))
             .any(|t| t.variables().contains(&variable))
     }
 
-    /// The parts this request asks for.
+    /// The parts answered by one number that this request asks for.
     pub fn parts(&self) -> &'static [Part] {
         if self.stable_baseline {
             &Part::ALL
@@ -304,14 +466,22 @@ impl AnalysisRequest {
         }
         let canary = self.vars(sample, Track::Canary);
         let stable_known = !self.uses(Variable::Revision) || sample.stable_revision.is_some();
-        let stable = (self.stable_baseline && stable_known).then(|| {
-            let v = self.vars(sample, Track::Stable);
-            (self.requests.render(&v), self.errors.render(&v))
+        let stable_vars =
+            (self.stable_baseline && stable_known).then(|| self.vars(sample, Track::Stable));
+        let stable = stable_vars
+            .as_ref()
+            .map(|v| (self.requests.render(v), self.errors.render(v)));
+        let latency = self.latency.as_ref().map(|l| {
+            (
+                l.buckets.render(&canary),
+                stable_vars.as_ref().map(|v| l.buckets.render(v)),
+            )
         });
         Ok(Rendered {
             requests: self.requests.render(&canary),
             errors: self.errors.render(&canary),
             stable,
+            latency,
         })
     }
 
@@ -362,7 +532,7 @@ impl AnalysisRequest {
     pub fn counts(&self, series: &[Series]) -> Result<Counts, QueryError> {
         let tags: Vec<&str> = self.parts().iter().map(|p| p.tag()).collect();
         let answers = prometheus::split(series, &tags)?;
-        Ok(Counts::from_answers(
+        let mut counts = Counts::from_answers(
             |p| {
                 answers
                     .get(p.tag())
@@ -370,7 +540,39 @@ impl AnalysisRequest {
                     .unwrap_or_else(|| Answer::of(p.tag(), None))
             },
             self.stable_baseline,
-        ))
+        );
+        if let (
+            Some(l),
+            Counts::Values {
+                latency, stable, ..
+            },
+        ) = (&self.latency, &mut counts)
+        {
+            *latency = Some(self.latency_counts(l, series, stable.is_some()));
+        }
+        Ok(counts)
+    }
+
+    /// The latency parts of an answer: the canary's histogram decides, the stable
+    /// revision's counts when it was measured and can be read.
+    fn latency_counts(&self, l: &LatencyRequest, series: &[Series], stable: bool) -> LatencyCounts {
+        let of = |part: Part| -> Vec<(Option<&str>, f64)> {
+            series
+                .iter()
+                .filter(|(labels, _)| {
+                    labels.get(prometheus::PART_LABEL).map(String::as_str) == Some(part.tag())
+                })
+                .map(|(labels, v)| (labels.get("le").map(String::as_str), *v))
+                .collect()
+        };
+        let canary = match slow_requests(&of(Part::Latency), l.objective, l.unit, "canary's") {
+            Ok(c) => c,
+            Err(why) => return why,
+        };
+        let stable = stable
+            .then(|| slow_requests(&of(Part::StableLatency), l.objective, l.unit, "stable's").ok())
+            .flatten();
+        LatencyCounts::Values { canary, stable }
     }
 }
 

@@ -245,6 +245,12 @@ pub struct AnalysisSpec {
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
     pub errors: Option<String>,
 
+    /// Where a tier's latency objective is read: a Prometheus histogram. A preset fills it
+    /// (every preset but nginxGatewayFabricPlus, whose NGINX Plus exports no histogram);
+    /// fields given here override the preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySpec>,
+
     /// Requests the canary must have served before a threshold sample passes, and before a
     /// run may promote (a threshold sample may fail earlier, once its counts show the rate
     /// above maxErrorRate).
@@ -263,6 +269,38 @@ pub struct AnalysisSpec {
     #[serde(default = "default_no_data_limit")]
     #[schemars(range(min = 1, max = 1000))]
     pub no_data_limit: i32,
+}
+
+/// A latency histogram in Prometheus.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySpec {
+    /// PromQL template for the histogram's cumulative bucket counts over the same window as
+    /// `requests`, one series per bound (`le`), e.g. `sum by (le) (increase(
+    /// http_request_duration_seconds_bucket{namespace="{{namespace}}",
+    /// workload="{{workload}}"}[{{elapsed}}]))`. The same variables and rules as `requests`.
+    /// The `+Inf` bucket counts the requests; those above the objective's bucket are slow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
+    pub buckets: Option<String>,
+    /// The unit of the histogram's bounds: `seconds` (Prometheus' convention) or
+    /// `milliseconds` (Istio, Envoy, Linkerd). Defaults to the preset's unit, else seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<LatencyUnit>,
+}
+
+/// The unit of a latency histogram's `le` bounds.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum LatencyUnit {
+    /// `le="0.5"` is half a second.
+    #[default]
+    Seconds,
+    /// `le="500"` is half a second.
+    Milliseconds,
 }
 
 /// CEL: every `{{...}}` in a template names a known variable (one linear regex, so the
@@ -444,6 +482,13 @@ pub struct Tier {
     #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
     pub max_share: Option<String>,
 
+    /// A latency objective: requests slower than `objective` are bad events, judged like
+    /// errors by this tier's decision (a threshold sample or the sequential test), with their
+    /// own rates. Read from `spec.analysis.latency` or the preset's histogram. The tier's
+    /// alpha is then shared by the two tests, half each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyObjective>,
+
     /// Overrides `analysis.minRequests` for this tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
@@ -470,6 +515,48 @@ pub struct Tier {
 
 fn default_max_error_rate() -> String {
     "1%".into()
+}
+
+/// A tier's latency objective.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "double(self.p0.replace('%', '')) < double(self.maxSlowRate.replace('%', ''))"
+).message("latency.p0 (default 1%) must be lower than latency.maxSlowRate (default 5%)"))]
+pub struct LatencyObjective {
+    /// Requests slower than this are bad events, e.g. `500ms`. It must be one of the
+    /// histogram's bucket bounds: a sample whose histogram has no such bound is an error
+    /// that lists the bounds (the run holds; it never promotes on it).
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) > duration('0s')").message("latency.objective must be above 0s"))]
+    pub objective: String,
+    /// The share of slow requests above which the canary is bad: threshold mode's maximum
+    /// and the sequential test's p1, as `maxErrorRate` is for errors. Within (0%, 100%).
+    #[serde(default = "default_max_slow_rate")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0 && double(self.replace('%', '')) < 100.0").message("latency.maxSlowRate must be within (0%, 100%)"))]
+    pub max_slow_rate: String,
+    /// Sequential mode: the share of slow requests of a good revision (the test's p0, or its
+    /// floor with `baseline: stable`).
+    #[serde(default = "default_slow_p0")]
+    #[schemars(length(max = 12), regex(pattern = PERCENT_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("double(self.replace('%', '')) > 0.0").message("latency.p0 must be above 0%"))]
+    pub p0: String,
+    /// Sequential mode: `stable` (the default: the stable revision's share of slow requests
+    /// in the same window, floored at p0, so load that slows both revisions rolls back
+    /// neither) or `fixed` (p0).
+    #[serde(default = "default_slow_baseline")]
+    pub baseline: Baseline,
+}
+
+fn default_max_slow_rate() -> String {
+    "5%".into()
+}
+fn default_slow_p0() -> String {
+    "1%".into()
+}
+fn default_slow_baseline() -> Baseline {
+    Baseline::Stable
 }
 
 /// Which labels or annotations a tier takes. Values are alternatives; an empty list accepts

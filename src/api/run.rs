@@ -318,6 +318,10 @@ pub struct RolloutRunStatus {
     /// errors here (when stable is measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestWindow>,
+    /// The same for the slow requests of a tier with a latency objective (their counts are
+    /// in the window's `errors` fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_test: Option<TestWindow>,
     /// Gateway API router: weight fights in this run. A fight is a write of the route's
     /// weights by another field manager (a GitOps tool re-applying its manifest, someone
     /// editing the route) that rollguard found and wrote back. Three in one step hold the
@@ -490,6 +494,80 @@ pub struct Sample {
     /// The error or why there was no data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Slow requests, judged beside errors, when the tier has a latency objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySample>,
+}
+
+/// A sample's evidence about slow requests: the histogram's counts and how they were judged,
+/// like the sample's errors.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySample {
+    /// The tier's objective, e.g. `500ms`: slower requests are slow.
+    pub objective: String,
+    /// The canary's histogram query as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Canary requests the histogram counted (its `+Inf` bucket).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::requests"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub requests: Option<u64>,
+    /// Canary requests slower than the objective.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::slow"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub slow: Option<u64>,
+    /// Stable's requests in its histogram, when stable is measured.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::stable_requests"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub stable_requests: Option<u64>,
+    /// Stable's requests slower than the objective.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "wire::count",
+        deserialize_with = "wire::stable_slow"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = COUNT_PATTERN))]
+    pub stable_slow: Option<u64>,
+    /// slow / requests, e.g. `3.1%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Threshold mode: the maximum share of slow requests (maxSlowRate); sequential mode: p1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    /// Sequential mode: the test statistic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistic: Option<String>,
+    /// Sequential mode: the rollback boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_bound: Option<String>,
+    /// Sequential mode: the accept boundary (SPRT only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_bound: Option<String>,
+    /// Sequential mode: the p0 used (measured on stable, or fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// How the slow requests judged the canary.
+    pub verdict: Verdict,
+    /// What the numbers say, or why there was nothing to judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// How one analysis sample judged the canary.
@@ -580,6 +658,14 @@ mod wire {
 
     pub fn stable_errors<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         named("stableErrors", d, parse_count)
+    }
+
+    pub fn slow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("slow", d, parse_count)
+    }
+
+    pub fn stable_slow<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        named("stableSlow", d, parse_count)
     }
 
     /// A count as its decimal string, e.g. `"1520"`.

@@ -51,6 +51,7 @@ fn tier(name: &str, steps: &[(&str, &str)], approval: bool) -> Tier {
         allow_self_approval: false,
         allow_service_account_approval: false,
         max_share: None,
+        latency: None,
     }
 }
 
@@ -75,6 +76,7 @@ pub fn run(name: &str, revision: &str, age: i64, status: RolloutRunStatus) -> Ro
                 preset: None,
                 requests: Some("sum(increase(http_requests_total{workload=\"{{workload}}\"}[{{elapsed}}]))".into()),
                 errors: Some("sum(increase(http_requests_total{workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))".into()),
+                latency: None,
                 min_requests: 100,
                 on_no_data: Default::default(),
                 no_data_limit: 3,
@@ -125,6 +127,7 @@ pub fn sample(
         baseline: None,
         verdict,
         message: None,
+        latency: None,
     }
 }
 

@@ -403,6 +403,35 @@ pub fn sample_line(s: &Sample) -> String {
     }
 }
 
+/// A sample's slow requests in words, as [`sample_line`] says its errors.
+pub fn latency_line(l: &crate::api::run::LatencySample) -> String {
+    let q = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    let Some(requests) = l.requests else {
+        return format!(
+            "slower than {}: {}: {}",
+            l.objective,
+            l.verdict,
+            l.message.as_deref().unwrap_or("no message")
+        );
+    };
+    let judged = match &l.statistic {
+        Some(stat) => format!(
+            "; statistic {stat} vs rollback boundary {} (p0 {}, p1 {})",
+            q(&l.upper_bound),
+            q(&l.baseline),
+            q(&l.threshold)
+        ),
+        None => format!(" vs maxSlowRate {}", q(&l.threshold)),
+    };
+    format!(
+        "slower than {}: {} of {requests} requests, rate {}{judged}: {}",
+        l.objective,
+        l.slow.map_or_else(|| "?".into(), |n| n.to_string()),
+        q(&l.rate),
+        l.verdict
+    )
+}
+
 fn verdict_color(v: Verdict) -> &'static str {
     match v {
         Verdict::Fail => ansi::RED,
@@ -544,7 +573,16 @@ fn judge_text(run: &RolloutRun) -> String {
     } else {
         ""
     };
-    format!("{decision}; every {}{approval}", run.spec.analysis.interval)
+    let latency = plan.latency.as_ref().map_or(String::new(), |l| {
+        format!(
+            "; and requests slower than {}: good at {}, bad at {}",
+            l.objective, l.p0, l.max_slow_rate
+        )
+    });
+    format!(
+        "{decision}{latency}; every {}{approval}",
+        run.spec.analysis.interval
+    )
 }
 
 fn run_header(l: &mut Lines, label: &str, run: &RolloutRun, now: Timestamp) {
@@ -615,12 +653,18 @@ fn evidence(l: &mut Lines, run: &RolloutRun, now: Timestamp, with_queries: bool)
             let n = st.sample_count;
             let plural = if n == 1 { "" } else { "s" };
             l.field(label, &format!("{line} ({n} sample{plural})"));
+            if let Some(lat) = &s.latency {
+                l.cont(&latency_line(lat));
+            }
             if with_queries {
                 if let Some(q) = &s.requests_query {
                     l.cont(&format!("requests: {q}"));
                 }
                 if let Some(q) = &s.errors_query {
                     l.cont(&format!("errors:   {q}"));
+                }
+                if let Some(q) = s.latency.as_ref().and_then(|l| l.query.as_ref()) {
+                    l.cont(&format!("latency:  {q}"));
                 }
                 if let Some(m) = s.message.as_ref().filter(|_| s.requests.is_some()) {
                     l.cont(m);

@@ -13,9 +13,10 @@ use crate::analysis::decision::{
     threshold, threshold_as_measured,
 };
 use crate::analysis::relative::{RelativeSprt, dispersion, spent_alpha};
+use crate::analysis::request::LatencyCounts;
 use crate::api::policy::{Baseline, OnInconclusive, SequentialTest};
 use crate::api::quantity::format_duration;
-use crate::api::run::{Sample, TestWindow, Verdict, WindowCounts};
+use crate::api::run::{LatencySample, Sample, TestWindow, Verdict, WindowCounts};
 use crate::plan::Judge;
 
 /// A count Prometheus reported (finite and not negative), rounded to a whole number.
@@ -32,13 +33,100 @@ pub(super) enum Judgement {
     Error,
 }
 
+impl Judgement {
+    /// How much this judgement weighs when two signals are combined: a rollback first, then
+    /// what keeps the run from moving on (a failed query, no data, too few requests).
+    fn severity(&self) -> u8 {
+        match self {
+            Judgement::Bad { .. } => 4,
+            Judgement::Error => 3,
+            Judgement::NoData => 2,
+            Judgement::Undecided => 1,
+            Judgement::Healthy => 0,
+        }
+    }
+}
+
 pub(super) struct Judged {
     pub sample: Sample,
     pub judgement: Judgement,
     /// Sequential mode: the test's window after this sample (`None`: unchanged).
     pub window: Option<TestWindow>,
+    /// The same for slow requests (`None`: unchanged).
+    pub latency_window: Option<TestWindow>,
     /// A fixed p0 checked against stable's measured rate (`None`: not checked).
     pub stable_vs_p0: Option<StableVsP0>,
+}
+
+/// What is judged: the canary's errors, or its requests slower than the latency objective.
+/// Both go through the same tests; only the words differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Errors,
+    Slow,
+}
+
+impl Signal {
+    /// The field that holds the maximum rate.
+    fn max_field(self) -> &'static str {
+        match self {
+            Signal::Errors => "maxErrorRate",
+            Signal::Slow => "latency.maxSlowRate",
+        }
+    }
+
+    /// The run's reason when a threshold sample fails.
+    fn above_threshold(self) -> &'static str {
+        match self {
+            Signal::Errors => "ErrorRateAboveThreshold",
+            Signal::Slow => "SlowRequestsAboveThreshold",
+        }
+    }
+
+    /// The run's reason when the sequential test rejects the canary.
+    fn rejected(self) -> &'static str {
+        match self {
+            Signal::Errors => "SequentialTestRejected",
+            Signal::Slow => "SlowRequestsTestRejected",
+        }
+    }
+}
+
+/// One signal's evidence, as a sample records it.
+#[derive(Default)]
+struct Evidence {
+    requests: Option<u64>,
+    bad: Option<u64>,
+    stable_requests: Option<u64>,
+    stable_bad: Option<u64>,
+    rate: Option<String>,
+    threshold: Option<String>,
+    statistic: Option<String>,
+    upper_bound: Option<String>,
+    lower_bound: Option<String>,
+    baseline: Option<String>,
+    message: Option<String>,
+}
+
+/// One signal judged.
+struct SignalJudged {
+    evidence: Evidence,
+    verdict: Verdict,
+    judgement: Judgement,
+    window: Option<TestWindow>,
+    stable_vs_p0: Option<StableVsP0>,
+}
+
+impl SignalJudged {
+    fn unusable(evidence: Evidence, verdict: Verdict, judgement: Judgement) -> SignalJudged {
+        SignalJudged {
+            evidence,
+            verdict,
+            judgement,
+            window: None,
+            stable_vs_p0: None,
+        }
+    }
 }
 
 pub(super) fn judge(
@@ -71,69 +159,190 @@ pub(super) fn judge(
         // Set on every path below.
         verdict: Verdict::Error,
         message: None,
+        latency: None,
     };
-    let (requests, errors, stable) = match m {
+    let unjudged = |mut sample: Sample, verdict, why: &str, judgement| {
+        sample.verdict = verdict;
+        sample.message = Some(why.to_string());
+        Judged {
+            sample,
+            judgement,
+            window: None,
+            latency_window: None,
+            stable_vs_p0: None,
+        }
+    };
+    let (requests, errors, stable, latency) = match m {
         Measurement::NoData { why, .. } => {
-            sample.verdict = Verdict::NoData;
-            sample.message = Some(why.clone());
-            return Judged {
-                sample,
-                judgement: Judgement::NoData,
-                window: None,
-                stable_vs_p0: None,
-            };
+            return unjudged(sample, Verdict::NoData, why, Judgement::NoData);
         }
         Measurement::Failed { why, .. } => {
-            sample.verdict = Verdict::Error;
-            sample.message = Some(why.clone());
-            return Judged {
-                sample,
-                judgement: Judgement::Error,
-                window: None,
-                stable_vs_p0: None,
-            };
+            return unjudged(sample, Verdict::Error, why, Judgement::Error);
         }
         Measurement::Counts {
             requests,
             errors,
             stable,
+            latency,
             ..
-        } => (*requests, *errors, *stable),
+        } => (*requests, *errors, *stable, latency),
     };
+    let errors_judged = judge_signal(
+        Signal::Errors,
+        &plan.judge,
+        plan.min_requests,
+        status,
+        status.test.as_ref(),
+        Cumulative {
+            requests,
+            errors,
+            stable,
+        },
+    );
+    let e = errors_judged.evidence;
+    sample.requests = e.requests;
+    sample.errors = e.bad;
+    sample.stable_requests = e.stable_requests;
+    sample.stable_errors = e.stable_bad;
+    sample.rate = e.rate;
+    sample.threshold = e.threshold;
+    sample.statistic = e.statistic;
+    sample.upper_bound = e.upper_bound;
+    sample.lower_bound = e.lower_bound;
+    sample.baseline = e.baseline;
+    sample.message = e.message;
+    sample.verdict = errors_judged.verdict;
+    let mut judged = Judged {
+        sample,
+        judgement: errors_judged.judgement,
+        window: errors_judged.window,
+        latency_window: None,
+        stable_vs_p0: errors_judged.stable_vs_p0,
+    };
+    let Some(objective) = &plan.latency else {
+        return judged;
+    };
+    let slow = match latency {
+        Some(LatencyCounts::Values { canary, stable }) => judge_signal(
+            Signal::Slow,
+            &objective.judge,
+            plan.min_requests,
+            status,
+            status.latency_test.as_ref(),
+            Cumulative {
+                requests: canary.requests,
+                errors: canary.slow,
+                stable: stable.map(|s| (s.requests, s.slow)),
+            },
+        ),
+        Some(LatencyCounts::NoData(why)) => SignalJudged::unusable(
+            Evidence {
+                message: Some(why.clone()),
+                ..Evidence::default()
+            },
+            Verdict::NoData,
+            Judgement::NoData,
+        ),
+        Some(LatencyCounts::Invalid(why)) => SignalJudged::unusable(
+            Evidence {
+                message: Some(why.clone()),
+                ..Evidence::default()
+            },
+            Verdict::Error,
+            Judgement::Error,
+        ),
+        None => SignalJudged::unusable(
+            Evidence {
+                message: Some("the latency histogram was not asked for".into()),
+                ..Evidence::default()
+            },
+            Verdict::Error,
+            Judgement::Error,
+        ),
+    };
+    let e = slow.evidence;
+    judged.sample.latency = Some(LatencySample {
+        objective: format_duration(objective.objective),
+        query: queries.latency.clone(),
+        requests: e.requests,
+        slow: e.bad,
+        stable_requests: e.stable_requests,
+        stable_slow: e.stable_bad,
+        rate: e.rate,
+        threshold: e.threshold,
+        statistic: e.statistic,
+        upper_bound: e.upper_bound,
+        lower_bound: e.lower_bound,
+        baseline: e.baseline,
+        verdict: slow.verdict,
+        message: e.message,
+    });
+    judged.latency_window = slow.window;
+    // The sample's verdict and judgement are the worse of the two: slow requests roll the
+    // canary back as errors do, and an unreadable histogram holds it as a failed query does.
+    if slow.judgement.severity() > judged.judgement.severity() {
+        judged.judgement = slow.judgement;
+        judged.sample.verdict = slow.verdict;
+        if let Some(l) = &judged.sample.latency {
+            judged.sample.message = Some(format!(
+                "slow requests (over {}): {}",
+                l.objective,
+                l.message.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    judged
+}
+
+/// Judges one signal's cumulative counts with `judge`, whose window between samples is
+/// `window` (`status.test` for errors, `status.latencyTest` for slow requests).
+fn judge_signal(
+    signal: Signal,
+    judge: &Judge,
+    min_requests: f64,
+    status: &RolloutRunStatus,
+    window: Option<&TestWindow>,
+    now: Cumulative,
+) -> SignalJudged {
+    let Cumulative {
+        requests,
+        errors,
+        stable,
+    } = now;
+    let mut ev = Evidence::default();
     if !requests.is_finite() || !errors.is_finite() || requests < 0.0 || errors < 0.0 {
-        sample.verdict = Verdict::NoData;
-        sample.message = Some(format!(
-            "Prometheus returned unusable counts (requests {requests}, errors {errors})"
+        ev.message = Some(format!(
+            "Prometheus returned unusable counts (requests {requests}, {} {errors})",
+            if signal == Signal::Errors {
+                "errors"
+            } else {
+                "slow"
+            }
         ));
-        return Judged {
-            sample,
-            judgement: Judgement::NoData,
-            window: None,
-            stable_vs_p0: None,
-        };
+        return SignalJudged::unusable(ev, Verdict::NoData, Judgement::NoData);
     }
-    sample.requests = Some(count(requests));
-    sample.errors = Some(count(errors));
-    if requests > 0.0 && requests.is_finite() && errors.is_finite() {
-        sample.rate = Some(fmt_rate(errors / requests));
+    ev.requests = Some(count(requests));
+    ev.bad = Some(count(errors));
+    if requests > 0.0 {
+        ev.rate = Some(fmt_rate(errors / requests));
     }
-    match &plan.judge {
+    match judge {
         Judge::Threshold {
             max_error_rate,
             as_measured: true,
             ..
         } => {
-            let out = threshold_as_measured(requests, errors, *max_error_rate, plan.min_requests);
-            sample.threshold = Some(fmt_rate(*max_error_rate));
-            sample.message = Some(
-                "the measured rate against maxErrorRate, with no confidence bound (the peers' check, modelled by rollguard simulate)"
-                    .into(),
-            );
-            let (v, j) = threshold_judgement(out.verdict);
-            sample.verdict = v;
-            Judged {
-                sample,
-                judgement: j,
+            let out = threshold_as_measured(requests, errors, *max_error_rate, min_requests);
+            ev.threshold = Some(fmt_rate(*max_error_rate));
+            ev.message = Some(format!(
+                "the measured rate against {}, with no confidence bound (the peers' check, modelled by rollguard simulate)",
+                signal.max_field()
+            ));
+            let (verdict, judgement) = threshold_judgement(signal, out.verdict);
+            SignalJudged {
+                evidence: ev,
+                verdict,
+                judgement,
                 window: None,
                 stable_vs_p0: None,
             }
@@ -151,11 +360,11 @@ pub(super) fn judge(
             // dispersion that clumped errors need.
             let stable = stable.filter(|s| *s != (requests, errors));
             if let Some((sr, se)) = stable {
-                sample.stable_requests = Some(count(sr));
-                sample.stable_errors = Some(count(se));
+                ev.stable_requests = Some(count(sr));
+                ev.stable_bad = Some(count(se));
             }
             let (window, phi) = threshold_dispersion(
-                status,
+                window,
                 Cumulative {
                     requests,
                     errors,
@@ -166,24 +375,25 @@ pub(super) fn judge(
                 requests,
                 errors,
                 *max_error_rate,
-                plan.min_requests,
+                min_requests,
                 *alpha,
                 k,
                 phi,
             );
-            sample.threshold = Some(fmt_rate(*max_error_rate));
-            sample.message = Some(threshold_message(
+            ev.threshold = Some(fmt_rate(*max_error_rate));
+            ev.message = Some(threshold_message(
+                signal,
                 (requests, errors, phi),
                 *max_error_rate,
-                plan.min_requests,
+                min_requests,
                 out.verdict == ThresholdVerdict::Fail,
                 (k, level, *alpha),
             ));
-            let (v, j) = threshold_judgement(out.verdict);
-            sample.verdict = v;
-            Judged {
-                sample,
-                judgement: j,
+            let (verdict, judgement) = threshold_judgement(signal, out.verdict);
+            SignalJudged {
+                evidence: ev,
+                verdict,
+                judgement,
                 window,
                 stable_vs_p0: None,
             }
@@ -201,8 +411,8 @@ pub(super) fn judge(
                 // The same counts for both revisions: the templates do not tell them apart
                 // (no {{workload}}, {{track}} or {{revision}}), so there is no baseline.
                 Some((sr, se)) if (sr, se) != (requests, errors) => {
-                    sample.stable_requests = Some(count(sr));
-                    sample.stable_errors = Some(count(se));
+                    ev.stable_requests = Some(count(sr));
+                    ev.stable_bad = Some(count(se));
                     Some((sr, se))
                 }
                 _ => None,
@@ -214,11 +424,12 @@ pub(super) fn judge(
                 p1: *p1,
                 alpha: *alpha,
                 beta: *beta,
-                min_requests: plan.min_requests,
+                min_requests,
             };
             let (window, outcome) = match sequential(
                 &seq,
-                status,
+                status.step,
+                window,
                 Cumulative {
                     requests,
                     errors,
@@ -227,19 +438,13 @@ pub(super) fn judge(
             ) {
                 Ok(o) => o,
                 Err(e) => {
-                    sample.verdict = Verdict::Error;
-                    sample.message = Some(e.to_string());
-                    return Judged {
-                        sample,
-                        judgement: Judgement::Error,
-                        window: None,
-                        stable_vs_p0: None,
-                    };
+                    ev.message = Some(e.to_string());
+                    return SignalJudged::unusable(ev, Verdict::Error, Judgement::Error);
                 }
             };
-            // A fixed p0 is checked against stable's rate since the canary started.
-            let checked = match (baseline, stable) {
-                (Baseline::Fixed, Some((sr, se))) => Some(stable_vs_p0(
+            // A fixed p0 is checked against stable's error rate since the canary started.
+            let checked = match (signal, baseline, stable) {
+                (Signal::Errors, Baseline::Fixed, Some((sr, se))) => Some(stable_vs_p0(
                     sr,
                     se,
                     *p0,
@@ -253,27 +458,27 @@ pub(super) fn judge(
                 )),
                 _ => None,
             };
-            sample.baseline = Some(fmt_rate(outcome.p0));
-            sample.threshold = Some(fmt_rate(outcome.p1));
-            sample.statistic = Some(format!("{:.3}", outcome.test.statistic));
-            sample.upper_bound = Some(format!("{:.3}", outcome.test.upper));
-            sample.lower_bound = outcome.test.lower.map(|l| format!("{l:.3}"));
-            sample.message = Some(outcome.describe());
-            let (v, j) = match outcome.test.verdict {
+            ev.baseline = Some(fmt_rate(outcome.p0));
+            ev.threshold = Some(fmt_rate(outcome.p1));
+            ev.statistic = Some(format!("{:.3}", outcome.test.statistic));
+            ev.upper_bound = Some(format!("{:.3}", outcome.test.upper));
+            ev.lower_bound = outcome.test.lower.map(|l| format!("{l:.3}"));
+            ev.message = Some(outcome.describe());
+            let (verdict, judgement) = match outcome.test.verdict {
                 SequentialVerdict::Rollback => (
                     Verdict::Fail,
                     Judgement::Bad {
-                        reason: "SequentialTestRejected",
+                        reason: signal.rejected(),
                     },
                 ),
                 SequentialVerdict::AcceptGood => (Verdict::AcceptGood, Judgement::Healthy),
                 SequentialVerdict::Continue => (Verdict::Continue, Judgement::Healthy),
                 SequentialVerdict::Invalid => (Verdict::NoData, Judgement::NoData),
             };
-            sample.verdict = v;
-            Judged {
-                sample,
-                judgement: j,
+            SignalJudged {
+                evidence: ev,
+                verdict,
+                judgement,
                 window: Some(window),
                 stable_vs_p0: checked,
             }
@@ -282,13 +487,13 @@ pub(super) fn judge(
 }
 
 /// A threshold verdict as a sample verdict and the run's judgement.
-fn threshold_judgement(verdict: ThresholdVerdict) -> (Verdict, Judgement) {
+fn threshold_judgement(signal: Signal, verdict: ThresholdVerdict) -> (Verdict, Judgement) {
     match verdict {
         ThresholdVerdict::Pass => (Verdict::Pass, Judgement::Healthy),
         ThresholdVerdict::Fail => (
             Verdict::Fail,
             Judgement::Bad {
-                reason: "ErrorRateAboveThreshold",
+                reason: signal.above_threshold(),
             },
         ),
         ThresholdVerdict::NotEnoughRequests => (Verdict::NotEnoughRequests, Judgement::Undecided),
@@ -299,6 +504,7 @@ fn threshold_judgement(verdict: ThresholdVerdict) -> (Verdict, Judgement) {
 /// What a threshold sample says about its counts: against the maximum, and the rate's lower
 /// confidence bound at the sample's level (on the counts divided by the dispersion `phi`).
 fn threshold_message(
+    signal: Signal,
     (requests, errors, phi): (f64, f64, f64),
     max: f64,
     min_requests: f64,
@@ -310,14 +516,15 @@ fn threshold_message(
     } else {
         0.0
     };
+    let field = signal.max_field();
     let verdict = if failed {
-        "shown above maxErrorRate"
+        format!("shown above {field}")
     } else if rate > max {
-        "above maxErrorRate but not shown to be yet"
+        format!("above {field} but not shown to be yet")
     } else if requests < min_requests {
-        "at or below maxErrorRate, fewer than minRequests"
+        format!("at or below {field}, fewer than minRequests")
     } else {
-        "at or below maxErrorRate"
+        format!("at or below {field}")
     };
     let bound =
         lower_bound(requests / phi, errors / phi, level).map_or_else(|| "n/a".into(), fmt_rate);
@@ -413,15 +620,16 @@ impl WindowOutcome {
 /// the machine needs no per-interval queries: it differences the cumulative samples.
 fn sequential(
     p: &SequentialParams,
-    status: &RolloutRunStatus,
+    step: i32,
+    window: Option<&TestWindow>,
     now: Cumulative,
 ) -> Result<(TestWindow, WindowOutcome), DecisionError> {
     let here = now.rounded();
-    let mut w = match &status.test {
-        Some(w) if w.step == status.step => w.clone(),
+    let mut w = match window {
+        Some(w) if w.step == step => w.clone(),
         // A new slice: the window starts where the previous one's last sample left off.
         Some(w) => TestWindow {
-            step: status.step,
+            step,
             tests: w.tests.max(0) + 1,
             origin: w.latest,
             ..w.clone()
@@ -429,13 +637,13 @@ fn sequential(
         // The run's first sample counts from the canary's start; a run written before windows
         // existed opens its first window here.
         None => {
-            let origin = if status.step == 0 {
+            let origin = if step == 0 {
                 WindowCounts::default()
             } else {
                 here
             };
             TestWindow {
-                step: status.step,
+                step,
                 tests: 1,
                 origin,
                 latest: origin,
@@ -498,14 +706,14 @@ fn sequential(
             out.test = MixtureSprt::with_default_prior(p0, alpha)?.decide(n, k);
             // No accept boundary: the declared evidence is minRequests at this slice.
             if out.test.verdict == SequentialVerdict::Continue && n >= p.min_requests {
-                w.accepted_step = Some(status.step);
+                w.accepted_step = Some(step);
                 w.origin = here;
                 w.tests = k_run + 1;
             }
         }
     }
     if out.test.verdict == SequentialVerdict::AcceptGood {
-        w.accepted_step = Some(status.step);
+        w.accepted_step = Some(step);
         w.origin = here;
         w.tests = k_run + 1;
     }
@@ -527,12 +735,13 @@ fn add_stable_interval(w: &mut TestWindow, sr: f64, se: f64) {
 
 /// Threshold mode: the dispersion of stable's errors when stable is measured (clumped errors
 /// carry less evidence; assumed 3 until five intervals were seen, as for the relative test),
-/// and the sums it comes from, kept in `status.test` between samples; 1 without stable.
-fn threshold_dispersion(status: &RolloutRunStatus, now: Cumulative) -> (Option<TestWindow>, f64) {
+/// and the sums it comes from, kept in `window` (`status.test` or `status.latencyTest`)
+/// between samples; 1 without stable.
+fn threshold_dispersion(window: Option<&TestWindow>, now: Cumulative) -> (Option<TestWindow>, f64) {
     let Some((sr, se)) = now.stable else {
         return (None, 1.0);
     };
-    let mut w = status.test.clone().unwrap_or_default();
+    let mut w = window.cloned().unwrap_or_default();
     add_stable_interval(&mut w, sr, se);
     w.latest = now.rounded();
     let phi = dispersion(w.stable_intervals, w.stable_squares as f64 / 1e6, sr, se);
@@ -568,11 +777,13 @@ pub(super) fn gate(
     else {
         return Gate::Open;
     };
-    if status
-        .test
-        .as_ref()
-        .is_some_and(|w| w.accepted_step == Some(status.step))
-    {
+    let accepted = |w: &Option<TestWindow>| {
+        w.as_ref()
+            .is_some_and(|w| w.accepted_step == Some(status.step))
+    };
+    // With a latency objective the slow requests' test must have accepted too.
+    let slow_accepted = run.plan.latency.is_none() || accepted(&status.latency_test);
+    if accepted(&status.test) && slow_accepted {
         return Gate::Open;
     }
     let deadline = super::after(pause_end, *decide_within);
@@ -583,6 +794,12 @@ pub(super) fn gate(
             "has not seen {} requests at this slice without a rollback",
             run.plan.min_requests
         ),
+    };
+    // Say which test holds the step when only one of the two has decided.
+    let needs = match (accepted(&status.test), slow_accepted) {
+        (true, false) => format!("of slow requests {needs}"),
+        (false, true) if run.plan.latency.is_some() => format!("of errors {needs}"),
+        _ => needs,
     };
     if now < deadline {
         return Gate::Wait(

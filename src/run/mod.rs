@@ -17,6 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::analysis::request::LatencyCounts;
 use crate::api::policy::OnNoData;
 use crate::api::quantity::Ratio;
 use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
@@ -67,6 +68,8 @@ pub enum Measurement {
         /// The stable revision's (requests, errors) over the same window, when the tier
         /// measures its baseline there.
         stable: Option<(f64, f64)>,
+        /// The latency histogram's answer, when the tier has a latency objective.
+        latency: Option<LatencyCounts>,
         queries: Queries,
     },
     /// The queries answered with nothing (empty vector) or NaN.
@@ -80,6 +83,8 @@ pub enum Measurement {
 pub struct Queries {
     pub requests: String,
     pub errors: String,
+    /// The canary's latency histogram query, when the tier has a latency objective.
+    pub latency: Option<String>,
 }
 
 /// The canary Deployment as observed.
@@ -694,10 +699,14 @@ impl Machine<'_, '_> {
             sample,
             judgement,
             window,
+            latency_window,
             stable_vs_p0,
         } = judged;
         if window.is_some() {
             self.st.test = window;
+        }
+        if latency_window.is_some() {
+            self.st.latency_test = latency_window;
         }
         if let Some(check) = stable_vs_p0 {
             self.stable_rate(check);
@@ -742,10 +751,16 @@ impl Machine<'_, '_> {
                     true,
                     "Measured",
                     &format!(
-                        "{} requests, {} errors ({}): {}",
+                        "{} requests, {} errors ({}){}: {}",
                         count_text(sample.requests),
                         count_text(sample.errors),
                         sample.rate.as_deref().unwrap_or("n/a"),
+                        sample.latency.as_ref().map_or(String::new(), |l| format!(
+                            ", {} slower than {} ({})",
+                            count_text(l.slow),
+                            l.objective,
+                            l.rate.as_deref().unwrap_or("n/a")
+                        )),
                         sample.verdict
                     ),
                     now,
@@ -1349,6 +1364,33 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
             s.baseline.as_deref().unwrap_or("?"),
             s.threshold.as_deref().unwrap_or("?")
         ),
+        "SlowRequestsAboveThreshold" | "SlowRequestsTestRejected" => {
+            let Some(l) = &s.latency else {
+                return format!("rolled back: too many slow requests ({counts})");
+            };
+            let slow = format!(
+                "{} of {} canary requests slower than {} ({})",
+                count_text(l.slow),
+                count_text(l.requests),
+                l.objective,
+                l.rate.as_deref().unwrap_or("n/a")
+            );
+            if reason == "SlowRequestsAboveThreshold" {
+                format!(
+                    "rolled back: {slow} is above latency.maxSlowRate {} ({failed} failed sample(s)); {}",
+                    l.threshold.as_deref().unwrap_or("?"),
+                    l.message.as_deref().unwrap_or("")
+                )
+            } else {
+                format!(
+                    "rolled back: {slow}; the slow requests' sequential test statistic {} crossed the rollback boundary {} (p0 {}, p1 {}); errors: {counts}",
+                    l.statistic.as_deref().unwrap_or("?"),
+                    l.upper_bound.as_deref().unwrap_or("?"),
+                    l.baseline.as_deref().unwrap_or("?"),
+                    l.threshold.as_deref().unwrap_or("?")
+                )
+            }
+        }
         _ => format!(
             "rolled back: no data for too many samples in a row ({})",
             s.message.as_deref().unwrap_or("no data")

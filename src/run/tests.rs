@@ -26,6 +26,7 @@ fn tier(decision: Decision, steps: &[(&str, &str)], approval: bool) -> Tier {
         allow_self_approval: false,
         allow_service_account_approval: false,
         max_share: None,
+        latency: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn analysis() -> AnalysisSpec {
         preset: None,
         requests: Some("r".into()),
         errors: Some("e".into()),
+        latency: None,
         min_requests: 100,
         on_no_data: OnNoData::Hold,
         no_data_limit: 2,
@@ -83,7 +85,14 @@ struct Sim {
 
 impl Sim {
     fn new(t: Tier, router: Router) -> Sim {
-        let spec = spec(t, router);
+        Sim::with_analysis(t, router, analysis())
+    }
+
+    fn with_analysis(t: Tier, router: Router, analysis: AnalysisSpec) -> Sim {
+        let spec = RolloutRunSpec {
+            analysis,
+            ..spec(t, router)
+        };
         let plan = Plan::resolve(&spec.plan, &spec.analysis, "t").expect("plan");
         Sim {
             spec,
@@ -168,6 +177,7 @@ fn counts(requests: f64, errors: f64) -> Measurement {
         requests,
         errors,
         stable: None,
+        latency: None,
         queries: Queries::default(),
     }
 }
@@ -1220,6 +1230,7 @@ fn an_incident_on_both_revisions_does_not_roll_back_a_stable_baseline_canary() {
                     requests: 10.0 * s,
                     errors: (10.0 * s * canary_rate).floor(),
                     stable: Some((90.0 * s, (90.0 * s * 0.02).floor())),
+                    latency: None,
                     queries: Queries::default(),
                 }
             });
@@ -1661,6 +1672,7 @@ fn stable_failing_above_a_fixed_p0_is_warned_about() {
                     requests: 100.0 * s,
                     errors: (100.0 * s * 0.001).floor(),
                     stable: Some((900.0 * s, (900.0 * s * stable_rate).floor())),
+                    latency: None,
                     queries: Queries::default(),
                 }
             });
@@ -1731,6 +1743,7 @@ fn the_stable_rate_warning_clears_and_returns() {
                 requests: 100.0 * s,
                 errors: 0.0,
                 stable: Some((900.0 * s, errors(s).floor())),
+                latency: None,
                 queries: Queries::default(),
             }
         }
@@ -1840,6 +1853,7 @@ fn a_threshold_tier_divides_by_stable_dispersion() {
             requests: 20.0 * s,
             errors: 0.0,
             stable: Some((180.0 * s, (180.0 * s * 0.001).floor())),
+            latency: None,
             queries: Queries::default(),
         }
     });
@@ -1971,4 +1985,164 @@ fn one_weight_fight_is_counted_and_does_not_hold() {
     assert_eq!(sim.status.phase, Phase::Promoting);
     let fights = sim.status.weight_fights.clone().expect("counted");
     assert_eq!((fights.total, fights.manager.as_str()), (1, "kubectl-edit"));
+}
+
+/// Cumulative counts at `rps` without errors, a fraction `slow` of them slower than the
+/// objective, stable's the same at nine times the traffic with `stable_slow` of them slow.
+fn timed(rps: f64, slow: f64, stable_slow: f64) -> impl Fn(Duration) -> Measurement {
+    use crate::analysis::request::Slow;
+    move |e: Duration| {
+        let n = rps * e.as_secs_f64();
+        Measurement::Counts {
+            requests: n,
+            errors: 0.0,
+            stable: Some((9.0 * n, 0.0)),
+            latency: Some(LatencyCounts::Values {
+                canary: Slow {
+                    requests: n,
+                    slow: (n * slow).floor(),
+                },
+                stable: Some(Slow {
+                    requests: 9.0 * n,
+                    slow: (9.0 * n * stable_slow).floor(),
+                }),
+            }),
+            queries: Queries::default(),
+        }
+    }
+}
+
+fn with_latency(mut t: Tier) -> Tier {
+    t.latency = Some(crate::api::policy::LatencyObjective {
+        objective: "500ms".into(),
+        max_slow_rate: "5%".into(),
+        p0: "1%".into(),
+        baseline: crate::api::policy::Baseline::Stable,
+    });
+    t
+}
+
+fn latency_analysis() -> AnalysisSpec {
+    AnalysisSpec {
+        requests: Some("r{workload=\"{{workload}}\"}".into()),
+        errors: Some("e{workload=\"{{workload}}\"}".into()),
+        latency: Some(crate::api::policy::LatencySpec {
+            buckets: Some("sum by (le) (b{workload=\"{{workload}}\"})".into()),
+            unit: None,
+        }),
+        ..analysis()
+    }
+}
+
+/// Given a tier with a latency objective, a canary whose errors are clean but whose requests
+/// are slow is rolled back at its first slice by the slow requests' test, with their evidence.
+#[test]
+fn slow_requests_roll_a_canary_back_like_errors() {
+    let t = with_latency(sequential_tier(
+        &[("5%", "60s"), ("50%", "60s")],
+        SequentialSpec::default(),
+    ));
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, latency_analysis());
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..10 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(timed(20.0, 0.15, 0.005));
+    }
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(
+        sim.status.reason.as_deref(),
+        Some("SlowRequestsTestRejected"),
+        "{:?}",
+        sim.status.message
+    );
+    let evidence = sim.status.evidence.clone().expect("evidence");
+    assert_eq!(evidence.step, 0);
+    assert_eq!(evidence.errors, Some(0));
+    let slow = evidence.latency.expect("latency evidence");
+    assert_eq!(slow.objective, "500ms");
+    assert_eq!(slow.verdict, Verdict::Fail);
+    assert!(slow.slow.is_some_and(|s| s > 0) && slow.stable_slow.is_some());
+    // Its p0 was stable's slow share, floored at the objective's p0 (1%).
+    assert_eq!(slow.baseline.as_deref(), Some("1%"));
+    let message = sim.status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("canary requests slower than 500ms (15")
+            && message.contains("slow requests' sequential test"),
+        "{message}"
+    );
+}
+
+/// Given the same tier, a canary as fast as stable is promoted, and a slice widens only once
+/// both tests accepted it there.
+#[test]
+fn a_canary_as_fast_as_stable_is_promoted_once_both_tests_accept() {
+    let t = with_latency(sequential_tier(
+        &[("5%", "30s"), ("50%", "30s")],
+        SequentialSpec::default(),
+    ));
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, latency_analysis());
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..40 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(timed(50.0, 0.003, 0.003));
+        if sim.status.step == 1 {
+            let errors = sim.status.test.as_ref().and_then(|w| w.accepted_step);
+            let slow = sim
+                .status
+                .latency_test
+                .as_ref()
+                .and_then(|w| w.accepted_step);
+            assert!(errors.is_some() && slow.is_some(), "{errors:?} {slow:?}");
+        }
+    }
+    assert_eq!(
+        sim.status.phase,
+        Phase::Promoting,
+        "{:?}",
+        sim.status.samples
+    );
+    let s = sim.status.samples.last().expect("sample");
+    assert!(s.latency.as_ref().is_some_and(|l| l.rate.is_some()));
+}
+
+/// Given a histogram whose bounds do not hold the objective, the run holds and says which
+/// bounds it has; it never promotes on it.
+#[test]
+fn an_objective_that_is_not_a_bound_holds_the_run() {
+    let t = with_latency(tier(Decision::Threshold, &[("10%", "20s")], false));
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, latency_analysis());
+    sim.tick(None);
+    sim.tick(None);
+    let why = "the latency objective 0.5s is not a bucket bound of the canary's histogram, whose bounds are 0.1s, 0.3s: choose one of them";
+    for _ in 0..8 {
+        sim.step_with(|e: Duration| Measurement::Counts {
+            requests: 20.0 * e.as_secs_f64(),
+            errors: 0.0,
+            stable: None,
+            latency: Some(LatencyCounts::Invalid(why.into())),
+            queries: Queries::default(),
+        });
+    }
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    let s = sim.status.samples.last().expect("sample");
+    assert_eq!(s.verdict, Verdict::Error);
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("0.1s, 0.3s")),
+        "{s:?}"
+    );
+    let analysis = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::ANALYSIS)
+        .expect("analysis condition");
+    assert_eq!(analysis.reason, "QueryFailed");
 }

@@ -73,9 +73,7 @@ impl Setup {
         } else {
             Router::Replicas
         };
-        let baseline_stable = tier.plan.measure_stable;
-        let request = AnalysisRequest::new(&policy.spec.analysis, baseline_stable)?
-            .stable_optional(!tier.plan.baseline_stable());
+        let request = AnalysisRequest::for_plan(&policy.spec.analysis, &tier.plan)?;
         let sample = SampleVars {
             namespace: policy.namespace.clone(),
             deployment: deployment.to_string(),
@@ -128,6 +126,7 @@ impl Setup {
             Ok(r) => Queries {
                 requests: r.requests,
                 errors: r.errors,
+                latency: r.latency.map(|(canary, _)| canary),
             },
             Err(_) => Queries::default(),
         }
@@ -295,7 +294,9 @@ pub fn drive<S: Source>(
                     requests,
                     errors,
                     stable,
+                    latency,
                 } => Measurement::Counts {
+                    latency,
                     requests,
                     errors,
                     stable,

@@ -274,6 +274,7 @@ impl Source for Traffic<'_> {
             requests,
             errors,
             stable: if stable { stable_counts() } else { None },
+            latency: None,
         }
     }
 }
@@ -401,6 +402,7 @@ mod tests {
             requests,
             errors,
             stable,
+            ..
         } = t.counts(Duration::from_secs(60), Duration::from_secs(3600), true)
         else {
             panic!("values expected");
@@ -683,6 +685,7 @@ mod tests {
                         requests,
                         errors,
                         stable,
+                        ..
                     },
                     Some((r, e, st)),
                 ) => {

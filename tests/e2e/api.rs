@@ -253,6 +253,54 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
             &["spec.tiers[0]", "p0 must be lower than sequential.p1"],
         ),
         (
+            "a latency objective of 0s",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"latency": {"objective": "0s"}})
+                )]),
+            ),
+            &["spec.tiers[0].latency.objective", "must be above 0s"],
+        ),
+        (
+            "a latency p0 not below maxSlowRate",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"latency": {"objective": "500ms", "p0": "5%"}})
+                )]),
+            ),
+            &[
+                "spec.tiers[0].latency",
+                "latency.p0 (default 1%) must be lower than latency.maxSlowRate",
+            ],
+        ),
+        (
+            "a latency maxSlowRate of 100%",
+            with(
+                good(),
+                &["tiers"],
+                json!([tier(
+                    json!([{"weight": "1%", "pause": "1m"}]),
+                    json!({"latency": {"objective": "500ms", "maxSlowRate": "100%"}})
+                )]),
+            ),
+            &["spec.tiers[0].latency.maxSlowRate", "within (0%, 100%)"],
+        ),
+        (
+            "an unknown variable in the latency buckets",
+            with(
+                good(),
+                &["analysis", "latency"],
+                json!({"buckets": "sum by (le) (x{pod=\"{{pod}}\"})"}),
+            ),
+            &["spec.analysis.latency.buckets", "unknown template variable"],
+        ),
+        (
             "an empty selector",
             with(good(), &["selector"], json!({})),
             &["spec.selector", "must not be empty"],

@@ -35,6 +35,7 @@ mod ha;
 mod helm_wait;
 mod image;
 mod kstatus;
+mod latency;
 mod namespaces;
 mod notify;
 mod others;

@@ -428,6 +428,12 @@ impl World {
         } else {
             annotations["rollguard.dev/change-origin"] = Value::Null;
         }
+        self.deploy_annotated(annotations, image).await;
+    }
+
+    /// Applies a new pod template with `image` and the pod `annotations` (merged; a null
+    /// removes one), e.g. the simulator's `sim.rollguard.dev/latency`.
+    pub async fn deploy_annotated(&self, annotations: Value, image: &str) {
         let patch = json!({"spec": {"template": {
             "metadata": {"annotations": annotations},
             "spec": {"containers": [{"name": "app", "image": image}]}

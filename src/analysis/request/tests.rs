@@ -125,7 +125,8 @@ fn an_unknown_revision_is_refused_only_where_the_queries_need_it() {
         Some(Counts::Values {
             requests: 100.0,
             errors: 1.0,
-            stable: None
+            stable: None,
+            latency: None
         })
     );
     // Templates without {{revision}} need none.
@@ -170,7 +171,8 @@ fn the_answer_is_split_into_counts() {
         Counts::Values {
             requests: 1520.0,
             errors: 3.0,
-            stable: Some((9000.0, 9.0))
+            stable: Some((9000.0, 9.0)),
+            latency: None
         }
     );
     // A threshold tier reads the canary's parts only.
@@ -179,7 +181,8 @@ fn the_answer_is_split_into_counts() {
         Counts::Values {
             requests: 1520.0,
             errors: 3.0,
-            stable: None
+            stable: None,
+            latency: None
         }
     );
     // A missing canary part is no data, and says which.
@@ -207,7 +210,8 @@ fn the_answer_is_split_into_counts() {
         Counts::Values {
             requests: 10.0,
             errors: 0.0,
-            stable: None
+            stable: None,
+            latency: None
         }
     );
     let two = series(&[("errors", 1.0), ("errors", 2.0), ("requests", 5.0)]);
@@ -344,4 +348,154 @@ fn the_window_follows_the_requests_range() {
         QueryWindow::Last(Duration::from_secs(300))
     );
     assert_eq!(window("sum(a)"), QueryWindow::SinceStart);
+}
+
+/// The slow requests of one histogram answer, table-tested: the objective's bound is found
+/// whatever the `le` spelling, and every answer that cannot be read says why.
+#[test]
+fn slow_requests_are_read_from_the_histograms_buckets() {
+    let ms = Duration::from_millis;
+    let buckets = |v: &[(&'static str, f64)]| -> Vec<(Option<&'static str>, f64)> {
+        v.iter().map(|(le, n)| (Some(*le), *n)).collect()
+    };
+    let seconds = buckets(&[("0.1", 50.0), ("0.5", 90.0), ("1", 97.0), ("+Inf", 100.0)]);
+    let read =
+        |s: &[(Option<&str>, f64)], objective, unit| slow_requests(s, objective, unit, "canary's");
+    assert_eq!(
+        read(&seconds, ms(500), LatencyUnit::Seconds),
+        Ok(Slow {
+            requests: 100.0,
+            slow: 10.0
+        })
+    );
+    assert_eq!(
+        read(&seconds, ms(1000), LatencyUnit::Seconds).map(|s| s.slow),
+        Ok(3.0)
+    );
+    // Prometheus 3 writes `1.0` where an exporter wrote `1`: the same bound.
+    let normalised = buckets(&[("0.5", 90.0), ("1.0", 97.0), ("+Inf", 100.0)]);
+    assert_eq!(
+        read(&normalised, ms(1000), LatencyUnit::Seconds).map(|s| s.slow),
+        Ok(3.0)
+    );
+    // Milliseconds: `le="250"` is the 250ms bound.
+    let millis = buckets(&[("100", 40.0), ("250", 80.0), ("+Inf", 100.0)]);
+    assert_eq!(
+        read(&millis, ms(250), LatencyUnit::Milliseconds).map(|s| s.slow),
+        Ok(20.0)
+    );
+    let invalid = |r: Result<Slow, LatencyCounts>| match r {
+        Err(LatencyCounts::Invalid(why)) => why,
+        other => panic!("expected an invalid histogram, got {other:?}"),
+    };
+    let why = invalid(read(&seconds, ms(300), LatencyUnit::Seconds));
+    assert_eq!(
+        why,
+        "the latency objective 0.3s is not a bucket bound of the canary's histogram, whose bounds are 0.1s, 0.5s, 1s: choose one of them"
+    );
+    // The right number in the wrong unit is not a bound either, and says so in its unit.
+    let why = invalid(read(&millis, ms(250), LatencyUnit::Seconds));
+    assert!(
+        why.contains("0.25s is not a bucket bound") && why.contains("100s, 250s"),
+        "{why}"
+    );
+    let why = invalid(read(
+        &buckets(&[("0.5", 90.0)]),
+        ms(500),
+        LatencyUnit::Seconds,
+    ));
+    assert!(why.contains("no le=\"+Inf\" bucket"), "{why}");
+    let why = invalid(read(&[(None, 3.0)], ms(500), LatencyUnit::Seconds));
+    assert!(why.contains("sum by (le)"), "{why}");
+    let why = invalid(read(
+        &buckets(&[("fast", 1.0), ("+Inf", 2.0)]),
+        ms(500),
+        LatencyUnit::Seconds,
+    ));
+    assert!(why.contains("le=\"fast\""), "{why}");
+    assert!(matches!(
+        read(&[], ms(500), LatencyUnit::Seconds),
+        Err(LatencyCounts::NoData(_))
+    ));
+    assert!(matches!(
+        read(
+            &buckets(&[("0.5", f64::NAN), ("+Inf", 1.0)]),
+            ms(500),
+            LatencyUnit::Seconds
+        ),
+        Err(LatencyCounts::NoData(_))
+    ));
+}
+
+/// A plan with a latency objective adds the histogram to the one combined query, for the
+/// canary and for stable, and reads the answer's buckets back by part.
+#[test]
+fn a_latency_objective_joins_the_combined_query() {
+    use crate::api::policy::Tier;
+    use crate::plan::Plan;
+    let tier: Tier = serde_json::from_value(json!({
+        "name": "t", "steps": [{"weight": "10%", "pause": "1m"}],
+        "latency": {"objective": "250ms"}
+    }))
+    .expect("tier");
+    let with = spec(json!({"latency": {
+        "buckets": "sum by (le) (increase(lat_bucket{workload=\"{{workload}}\"}[{{elapsed}}]))",
+        "unit": "milliseconds"
+    }}));
+    let plan = Plan::resolve(&tier, &with, "spec.tiers[0]").expect("plan");
+    let r = AnalysisRequest::for_plan(&with, &plan).expect("request");
+    let rendered = r.render(&sample()).expect("renders");
+    let q = rendered.combined();
+    assert!(
+        q.contains(
+            r#"label_replace((sum by (le) (increase(lat_bucket{workload="web-canary"}[95s]))"#
+        ) && q.contains(r#""rollguard_part", "latency", "", "")"#)
+            && q.contains(r#"lat_bucket{workload="web"}"#)
+            && q.contains(r#""rollguard_part", "stable_latency", "", "")"#),
+        "{q}"
+    );
+    let mut answer = series(&[
+        ("requests", 1000.0),
+        ("errors", 1.0),
+        ("stable_requests", 9000.0),
+        ("stable_errors", 9.0),
+    ]);
+    for (part, le, v) in [
+        ("latency", "250", 900.0),
+        ("latency", "+Inf", 1000.0),
+        ("stable_latency", "250", 8910.0),
+        ("stable_latency", "+Inf", 9000.0),
+    ] {
+        answer.push((
+            BTreeMap::from([
+                (prometheus::PART_LABEL.to_string(), part.to_string()),
+                ("le".to_string(), le.to_string()),
+            ]),
+            v,
+        ));
+    }
+    let Counts::Values { latency, .. } = r.counts(&answer).expect("counts") else {
+        panic!("values expected");
+    };
+    assert_eq!(
+        latency,
+        Some(LatencyCounts::Values {
+            canary: Slow {
+                requests: 1000.0,
+                slow: 100.0
+            },
+            stable: Some(Slow {
+                requests: 9000.0,
+                slow: 90.0
+            }),
+        })
+    );
+    // Without a histogram to read, the objective is refused naming the field.
+    let e = AnalysisRequest::for_plan(&spec(json!({})), &plan).expect_err("no histogram");
+    assert_eq!(e.field, "spec.analysis.latency.buckets");
+    assert!(
+        e.message
+            .contains("istio, envoyGateway, linkerd, traefik, openTelemetry"),
+        "{e}"
+    );
 }

@@ -160,6 +160,42 @@ fn sample_lines() {
 }
 
 #[test]
+fn latency_lines() {
+    let judged = crate::api::run::LatencySample {
+        objective: "250ms".into(),
+        query: None,
+        requests: Some(424),
+        slow: Some(54),
+        stable_requests: Some(3696),
+        stable_slow: Some(4),
+        rate: Some("12.7962%".into()),
+        threshold: Some("5%".into()),
+        statistic: Some("18.629".into()),
+        upper_bound: Some("5.940".into()),
+        lower_bound: None,
+        baseline: Some("1%".into()),
+        verdict: Verdict::Fail,
+        message: None,
+    };
+    snap(
+        &latency_line(&judged),
+        "slower than 250ms: 54 of 424 requests, rate 12.7962%; statistic 18.629 vs rollback boundary 5.940 (p0 1%, p1 5%): Fail",
+    );
+    let refused = crate::api::run::LatencySample {
+        requests: None,
+        slow: None,
+        statistic: None,
+        verdict: Verdict::Error,
+        message: Some("the latency objective 0.3s is not a bucket bound".into()),
+        ..judged
+    };
+    snap(
+        &latency_line(&refused),
+        "slower than 250ms: Error: the latency objective 0.3s is not a bucket bound",
+    );
+}
+
+#[test]
 fn detail_aborted_terminal() {
     let mut v = web(None, vec![fixtures::aborted()]);
     v.failed_revision = Some("8d3e41f0".into());

@@ -71,6 +71,7 @@ pub(super) async fn measure(
     let queries = Queries {
         requests: rendered.requests.clone(),
         errors: rendered.errors.clone(),
+        latency: rendered.latency.as_ref().map(|(canary, _)| canary.clone()),
     };
     let mut ep = match request.endpoint(ctx.config.prometheus_address.as_ref()) {
         Ok(ep) => ep,
@@ -103,12 +104,14 @@ pub(super) async fn measure(
             requests,
             errors,
             stable,
+            latency,
         }) => (
             "ok",
             Measurement::Counts {
                 requests,
                 errors,
                 stable,
+                latency,
                 queries,
             },
         ),

@@ -512,15 +512,12 @@ async fn drive(
     };
     let sight = snapshot.sight(&run.spec.canary_revision);
     let revisions = snapshot.revisions(d, &sight);
-    let baseline_stable = plan.measure_stable;
     // Measure.
     // Where Prometheus is and which credentials go there come from the policy, not the run.
     let analysis = measure::endpoint_from_policy(&run.spec.analysis, &p.spec.analysis);
     let measurement = match &routing {
-        Ok(r) if analysis_due(&view, &status, now) => Some(
-            match AnalysisRequest::new(&analysis, baseline_stable)
-                .map(|r| r.stable_optional(!plan.baseline_stable()))
-            {
+        Ok(r) if analysis_due(&view, &status, now) => {
+            Some(match AnalysisRequest::for_plan(&analysis, &plan) {
                 Ok(request) => {
                     measure::measure(ctx, d, run, &analysis, &request, r, &revisions, now).await
                 }
@@ -529,8 +526,8 @@ async fn drive(
                     why: format!("the run's analysis is invalid: {e}"),
                     queries: Queries::default(),
                 },
-            },
-        ),
+            })
+        }
         _ => None,
     };
     // Someone else wrote the route's weights since the last pass: who (written back below).
