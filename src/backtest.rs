@@ -495,7 +495,8 @@ mod tests {
                 requests: 10.0,
                 errors: 0.0,
                 stable: None,
-                latency: None
+                latency: None,
+                checks: vec![]
             }
         );
         assert!(

@@ -275,6 +275,7 @@ impl Source for Traffic<'_> {
             errors,
             stable: if stable { stable_counts() } else { None },
             latency: None,
+            checks: Vec::new(),
         }
     }
 }
