@@ -19,6 +19,7 @@
 //! created error series) are listed in `docs/analysis/simulate.md`.
 
 pub mod driver;
+pub mod latency;
 pub mod policy;
 pub mod report;
 pub mod scenario;

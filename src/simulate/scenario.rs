@@ -122,27 +122,13 @@ pub enum CheckValueSpec {
     Quantile { quantile: f64 },
 }
 
-/// The `q` quantile of the standard normal distribution, by bisection on [`normal_cdf`].
-fn normal_quantile(q: f64) -> f64 {
-    let (mut lo, mut hi) = (-10.0, 10.0);
-    for _ in 0..100 {
-        let mid = (lo + hi) / 2.0;
-        if normal_cdf(mid) < q {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    (lo + hi) / 2.0
-}
-
 impl CheckValueSpec {
     /// The check's value for a canary with median latency `median` and log spread `spread`.
     pub fn value(self, median: Duration, spread: f64) -> f64 {
         match self {
             CheckValueSpec::Value(v) => v,
             CheckValueSpec::Quantile { quantile } => {
-                median.as_secs_f64() * (normal_quantile(quantile) * spread).exp()
+                super::latency::quantile(quantile, median.as_secs_f64(), spread)
             }
         }
     }
@@ -166,31 +152,10 @@ fn spread<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 /// The median latency of a revision that names none.
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
 
-/// The standard normal distribution function (Numerical Recipes' erfc fit, relative error
-/// below 1.2e-7).
-fn normal_cdf(z: f64) -> f64 {
-    let x = -z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
-}
-
 /// The share of a log-normal revision's requests (median `median`, log spread `spread`)
 /// slower than `objective`.
 pub fn slow_share(median: Duration, spread: f64, objective: Duration) -> f64 {
-    let (m, o) = (median.as_secs_f64(), objective.as_secs_f64());
-    if m <= 0.0 {
-        return 0.0;
-    }
-    1.0 - normal_cdf((o / m).ln() / spread)
+    1.0 - super::latency::within(objective.as_secs_f64(), median.as_secs_f64(), spread)
 }
 
 fn default_clump() -> u32 {
