@@ -27,11 +27,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::analysis::prometheus::{
-    self, Address, Answer, Endpoint, QueryError, RangeSeries, parse_matrix,
+    self, Address, Answer, Endpoint, QueryError, RangeSeries, Series, parse_matrix,
 };
 use crate::analysis::query::Track;
 use crate::analysis::request::{
-    AnalysisRequest, Counts, Part, PointsByPart, RevisionUnknown, SampleVars, points_by_part,
+    AnalysisRequest, Counts, Part, RevisionUnknown, SampleVars, points_by_part,
 };
 use crate::api::run::Phase;
 use crate::plan::{Judge, RevisionMeta};
@@ -255,18 +255,34 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     }
 }
 
-/// The recorded points, one per analysis instant.
+/// The recorded answers, one per analysis instant: each instant's series as an instant query
+/// would have returned them, read by the same [`AnalysisRequest::counts`] as the operator's
+/// (errors, the latency histogram's buckets, the checks).
 struct Recorded {
     start: Timestamp,
-    /// Unix milliseconds to values per part (`requests`, `errors`, `stable_requests`, ...).
-    points: PointsByPart,
+    /// Unix milliseconds to the series at that instant.
+    points: BTreeMap<i64, Vec<Series>>,
     step: Duration,
+    request: AnalysisRequest,
+}
+
+/// The range query's answer as one instant vector per evaluation time.
+fn instants(series: &[RangeSeries]) -> BTreeMap<i64, Vec<Series>> {
+    let mut out: BTreeMap<i64, Vec<Series>> = BTreeMap::new();
+    for (labels, points) in series {
+        for (t, v) in points {
+            out.entry((t * 1000.0).round() as i64)
+                .or_default()
+                .push((labels.clone(), *v));
+        }
+    }
+    out
 }
 
 impl Source for Recorded {
     fn advance(&mut self, _to: Duration, _share: f64) {}
 
-    fn counts(&mut self, now: Duration, _window: Duration, stable: bool) -> Counts {
+    fn counts(&mut self, now: Duration, _window: Duration, _stable: bool) -> Counts {
         let t = self.start.as_millisecond() + now.as_millis() as i64;
         let step = (self.step.as_millis() as i64).max(1);
         // The point at `t`, or the latest before it within one step.
@@ -274,11 +290,11 @@ impl Source for Recorded {
             .points
             .range(t - step + 1..=t)
             .next_back()
-            .map(|(_, v)| v);
-        Counts::from_answers(
-            |part| Answer::of(part.tag(), got.and_then(|v| v.get(part.tag())).copied()),
-            stable,
-        )
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default();
+        self.request
+            .counts(got)
+            .unwrap_or_else(|e| Counts::NoData(e.to_string()))
     }
 }
 
@@ -383,10 +399,13 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
         start: opts.from,
         points: BTreeMap::new(),
         step: interval,
+        request: setup.request.clone(),
     };
     if first <= opts.to {
         let series = query_range(&http, &ep, &query, first, opts.to, interval).await?;
-        recorded.points = points_by_part(&series)?;
+        // A part with several series (a template without `sum`) is refused up front.
+        points_by_part(&series)?;
+        recorded.points = instants(&series);
     }
     let mut warnings = Vec::new();
     // The range reaches back before --from: the canary's series must be silent there, or
@@ -474,6 +493,42 @@ fn combined_query(request: &AnalysisRequest, sample: &SampleVars) -> Result<Stri
 mod tests {
     use super::*;
 
+    /// The request of a policy with `requests: r`, `errors: e` and `extra` analysis fields.
+    fn request(extra: serde_json::Value) -> AnalysisRequest {
+        let mut v =
+            serde_json::json!({"interval": "15s", "requests": "sum(r)", "errors": "sum(e)"});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        let spec: crate::api::policy::AnalysisSpec = serde_json::from_value(v).expect("spec");
+        AnalysisRequest::new(&spec, false).expect("request")
+    }
+
+    /// A recorded instant is read as the operator reads an instant query: a check's value
+    /// comes back by its name, from the same range query.
+    #[test]
+    fn checks_are_replayed_from_the_range_query() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"rollguard_part":"requests"},"values":[[100,"10"]]},
+            {"metric":{"rollguard_part":"errors"},"values":[[100,"0"]]},
+            {"metric":{"rollguard_part":"check:cpu"},"values":[[100,"0.93"]]}]}}"#;
+        let m = parse_matrix(body).expect("matrix");
+        let mut rec = Recorded {
+            start: Timestamp::from_second(85).expect("ts"),
+            points: instants(&m),
+            step: Duration::from_secs(15),
+            request: request(
+                serde_json::json!({"checks": [{"name": "cpu", "query": "max(cpu)", "max": 0.9}]}),
+            ),
+        };
+        let Counts::Values { checks, .. } =
+            rec.counts(Duration::from_secs(15), Duration::ZERO, false)
+        else {
+            panic!("values expected");
+        };
+        assert_eq!(checks[0].value, Ok(0.93));
+    }
+
     #[test]
     fn matrices_are_read() {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
@@ -486,8 +541,9 @@ mod tests {
         assert!(p[&115_000]["errors"].is_nan());
         let mut rec = Recorded {
             start: Timestamp::from_second(85).expect("ts"),
-            points: p,
+            points: instants(&m),
             step: Duration::from_secs(15),
+            request: request(serde_json::json!({})),
         };
         assert_eq!(
             rec.counts(Duration::from_secs(15), Duration::ZERO, false),
@@ -495,7 +551,8 @@ mod tests {
                 requests: 10.0,
                 errors: 0.0,
                 stable: None,
-                latency: None
+                latency: None,
+                checks: vec![]
             }
         );
         assert!(

@@ -62,6 +62,7 @@ pub fn tier_field(builtin: bool, index: usize, tier: &Tier) -> String {
 pub fn check(spec: &RolloutPolicySpec) -> Result<Templates, Invalid> {
     let a = &spec.analysis;
     let (requests, errors) = parse_templates(a).map_err(|e| Invalid::new(e.field, e.message))?;
+    crate::analysis::request::parse_checks(a).map_err(|e| Invalid::new(e.field, e.message))?;
     if let Some(p) = a.preset.filter(|p| p.needs_backend_services())
         && spec.traffic.gateway_api.is_none()
         && (a.requests.is_none() || a.errors.is_none())

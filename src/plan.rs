@@ -201,6 +201,16 @@ pub enum Judge {
     },
 }
 
+/// A check's bounds, as the judge applies them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckPlan {
+    pub name: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Failed samples tolerated over the run; the next one rolls back.
+    pub failure_limit: u32,
+}
+
 /// A tier's latency objective, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyPlan {
@@ -227,6 +237,8 @@ pub struct Plan {
     pub judge: Judge,
     /// The tier's latency objective: slow requests judged beside errors.
     pub latency: Option<LatencyPlan>,
+    /// `spec.analysis.checks`: each check's bounds and failure limit.
+    pub checks: Vec<CheckPlan>,
     pub interval: Duration,
     pub min_requests: f64,
     pub on_no_data: OnNoData,
@@ -392,11 +404,45 @@ impl Plan {
             None => None,
         };
         let measure_stable = tells_revisions_apart(analysis);
+        let checks = analysis
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let field = format!("spec.analysis.checks[{i}]");
+                match (c.min, c.max) {
+                    (None, None) => Err(PlanError::Invalid {
+                        field,
+                        message: "needs min, max or both".into(),
+                    }),
+                    (Some(lo), Some(hi)) if lo > hi => Err(PlanError::Invalid {
+                        field,
+                        message: format!("min {lo} is above max {hi}"),
+                    }),
+                    (lo, hi)
+                        if lo.is_some_and(|v| !v.is_finite())
+                            || hi.is_some_and(|v| !v.is_finite()) =>
+                    {
+                        Err(PlanError::Invalid {
+                            field,
+                            message: "bounds must be finite numbers".into(),
+                        })
+                    }
+                    (min, max) => Ok(CheckPlan {
+                        name: c.name.clone(),
+                        min,
+                        max,
+                        failure_limit: c.failure_limit.max(0) as u32,
+                    }),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             measure_stable,
             steps,
             judge,
             latency,
+            checks,
             interval,
             min_requests: tier.min_requests.unwrap_or(analysis.min_requests).max(0) as f64,
             on_no_data: analysis.on_no_data,
@@ -730,6 +776,7 @@ mod tests {
             requests: Some("sum(x)".into()),
             errors: Some("sum(y)".into()),
             latency: None,
+            checks: Vec::new(),
             min_requests: 100,
             on_no_data: OnNoData::Hold,
             no_data_limit: 3,

@@ -2,7 +2,8 @@
 //! the median from its `sim.rollguard.dev/latency` annotation (50ms without one) and a fixed
 //! spread (sigma 0.5 of the log: the 99th percentile is 3.2 times the median). A tick's
 //! requests are not timed one by one: they are counted into the histogram buckets every
-//! exported shape uses, by sequential binomial draws over the distribution.
+//! exported shape uses, by sequential binomial draws over the distribution
+//! (`rollguard::simulate::latency`, the model `rollguard simulate` uses too).
 
 use rand::Rng;
 
@@ -43,30 +44,9 @@ pub fn parse_latency(value: &str) -> Result<f64, String> {
     }
 }
 
-/// The standard normal distribution function, from the complementary error function
-/// (Numerical Recipes' Chebyshev fit, relative error below 1.2e-7).
-fn normal_cdf(z: f64) -> f64 {
-    let x = -z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    let erfc = if x >= 0.0 { erfc } else { 2.0 - erfc };
-    0.5 * erfc
-}
-
 /// The chance that one request of a pod with this median is done within `seconds`.
 pub fn within(seconds: f64, median: f64) -> f64 {
-    if median <= 0.0 {
-        return 1.0;
-    }
-    normal_cdf((seconds / median).ln() / SIGMA)
+    rollguard::simulate::latency::within(seconds, median, SIGMA)
 }
 
 /// Counts `n` requests with median latency `median` (seconds) into the buckets.
@@ -109,19 +89,6 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-
-    #[test]
-    fn the_normal_distribution_function_matches_its_table() {
-        for (z, p) in [
-            (0.0, 0.5),
-            (1.0, 0.841_344_7),
-            (-1.0, 0.158_655_3),
-            (2.326_347_9, 0.99),
-            (-3.0, 0.001_349_9),
-        ] {
-            assert!((normal_cdf(z) - p).abs() < 1e-6, "z {z}: {}", normal_cdf(z));
-        }
-    }
 
     #[test]
     fn bounds_ascend_and_every_shape_finds_its_own() {

@@ -90,6 +90,19 @@ pub enum LatencyCounts {
     Invalid(String),
 }
 
+/// What one check answered: its number, or why there is none (an empty vector, NaN, or
+/// more than one series).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckValue {
+    pub name: String,
+    pub value: Result<f64, String>,
+}
+
+/// The tag of a check's part in the combined query.
+fn check_tag(name: &str) -> String {
+    format!("check:{name}")
+}
+
 /// Formats a bound in the histogram's unit.
 fn bound_text(v: f64, unit: LatencyUnit) -> String {
     match unit {
@@ -176,7 +189,7 @@ pub fn slow_requests(
 #[error("{field}: {message}")]
 pub struct InvalidField {
     /// The field as the API names it, e.g. `spec.analysis.interval`.
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
 }
 
@@ -202,6 +215,8 @@ pub enum Counts {
         stable: Option<(f64, f64)>,
         /// The latency histogram's answer, when the tier has an objective.
         latency: Option<LatencyCounts>,
+        /// Each check's value, in the policy's order, or why it has none.
+        checks: Vec<CheckValue>,
     },
     /// A canary query returned an empty vector (or NaN).
     NoData(String),
@@ -227,6 +242,7 @@ impl Counts {
                     None
                 },
                 latency: None,
+                checks: Vec::new(),
             },
             (Err(why), _) | (_, Err(why)) => Counts::NoData(why),
         }
@@ -274,6 +290,8 @@ pub struct Rendered {
     /// The latency histogram's query, the canary's and stable's (when measured there), when
     /// the tier has an objective.
     pub latency: Option<(String, Option<String>)>,
+    /// Each check's name and query, in the policy's order.
+    pub checks: Vec<(String, String)>,
 }
 
 impl Rendered {
@@ -296,12 +314,18 @@ impl Rendered {
         parts
     }
 
-    /// The one query that asks for every part (see [`prometheus::combine`]).
+    /// The one query that asks for every part and every check (see [`prometheus::combine`]).
     pub fn combined(&self) -> String {
+        let checks: Vec<(String, &str)> = self
+            .checks
+            .iter()
+            .map(|(name, q)| (check_tag(name), q.as_str()))
+            .collect();
         let tagged: Vec<(&str, &str)> = self
             .parts()
             .into_iter()
             .map(|(p, q)| (p.tag(), q))
+            .chain(checks.iter().map(|(t, q)| (t.as_str(), *q)))
             .collect();
         prometheus::combine(&tagged)
     }
@@ -319,6 +343,8 @@ pub struct AnalysisRequest {
     stable_optional: bool,
     address: Option<Address>,
     latency: Option<LatencyRequest>,
+    /// `spec.analysis.checks`: each name and its parsed query.
+    checks: Vec<(String, Template)>,
     /// `spec.analysis.prometheus.insecure`: the token may go over plain `http://`.
     insecure: bool,
     timeout: Duration,
@@ -329,11 +355,11 @@ pub struct AnalysisRequest {
 pub fn parse_templates(spec: &AnalysisSpec) -> Result<(Template, Template), InvalidField> {
     let parse = |field, src: Option<&str>| {
         let src = src.ok_or_else(|| InvalidField {
-            field,
+            field: String::from(field),
             message: missing_template(),
         })?;
         Template::parse(src).map_err(|e| InvalidField {
-            field,
+            field: String::from(field),
             message: e.to_string(),
         })
     };
@@ -343,6 +369,22 @@ pub fn parse_templates(spec: &AnalysisSpec) -> Result<(Template, Template), Inva
     ))
 }
 
+/// `spec.analysis.checks`' queries, parsed; the first that does not parse is named.
+pub fn parse_checks(spec: &AnalysisSpec) -> Result<Vec<(String, Template)>, InvalidField> {
+    spec.checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Template::parse(&c.query)
+                .map(|t| (c.name.clone(), t))
+                .map_err(|e| InvalidField {
+                    field: format!("spec.analysis.checks[{i}].query"),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 impl AnalysisRequest {
     /// Resolves `spec` (its templates or its preset's) for a tier that measures its baseline
     /// on the stable revision (`stable_baseline`) or not. The first field that does not parse
@@ -350,7 +392,7 @@ impl AnalysisRequest {
     pub fn new(spec: &AnalysisSpec, stable_baseline: bool) -> Result<Self, InvalidField> {
         let (requests, errors) = parse_templates(spec)?;
         let interval = parse_duration(&spec.interval).map_err(|e| InvalidField {
-            field: "spec.analysis.interval",
+            field: "spec.analysis.interval".into(),
             message: e.to_string(),
         })?;
         let address = spec
@@ -366,6 +408,7 @@ impl AnalysisRequest {
             stable_optional: false,
             address,
             latency: None,
+            checks: parse_checks(spec)?,
             insecure: spec.prometheus.as_ref().is_some_and(|p| p.insecure),
             timeout: timeout(spec)?,
         })
@@ -379,7 +422,7 @@ impl AnalysisRequest {
             Self::new(spec, plan.measure_stable)?.stable_optional(!plan.baseline_stable());
         if let Some(l) = &plan.latency {
             let (src, unit) = spec.latency_template().ok_or_else(|| InvalidField {
-                field: "spec.analysis.latency.buckets",
+                field: "spec.analysis.latency.buckets".into(),
                 message: format!(
                     "required for a tier's latency objective: give the histogram's buckets template, or a preset that has one ({})",
                     Preset::ALL
@@ -391,7 +434,7 @@ impl AnalysisRequest {
                 ),
             })?;
             let buckets = Template::parse(src).map_err(|e| InvalidField {
-                field: "spec.analysis.latency.buckets",
+                field: "spec.analysis.latency.buckets".into(),
                 message: e.to_string(),
             })?;
             request.latency = Some(LatencyRequest {
@@ -426,6 +469,7 @@ impl AnalysisRequest {
         [&self.requests, &self.errors]
             .into_iter()
             .chain(self.latency.as_ref().map(|l| &l.buckets))
+            .chain(self.checks.iter().map(|(_, t)| t))
             .any(|t| t.variables().contains(&variable))
     }
 
@@ -477,11 +521,17 @@ impl AnalysisRequest {
                 stable_vars.as_ref().map(|v| l.buckets.render(v)),
             )
         });
+        let checks = self
+            .checks
+            .iter()
+            .map(|(name, t)| (name.clone(), t.render(&canary)))
+            .collect();
         Ok(Rendered {
             requests: self.requests.render(&canary),
             errors: self.errors.render(&canary),
             stable,
             latency,
+            checks,
         })
     }
 
@@ -541,14 +591,24 @@ impl AnalysisRequest {
             },
             self.stable_baseline,
         );
-        if let (
-            Some(l),
-            Counts::Values {
-                latency, stable, ..
-            },
-        ) = (&self.latency, &mut counts)
+        if let Counts::Values {
+            latency,
+            stable,
+            checks,
+            ..
+        } = &mut counts
         {
-            *latency = Some(self.latency_counts(l, series, stable.is_some()));
+            if let Some(l) = &self.latency {
+                *latency = Some(self.latency_counts(l, series, stable.is_some()));
+            }
+            *checks = self
+                .checks
+                .iter()
+                .map(|(name, _)| CheckValue {
+                    name: name.clone(),
+                    value: check_value(series, name),
+                })
+                .collect();
         }
         Ok(counts)
     }
@@ -576,6 +636,25 @@ impl AnalysisRequest {
     }
 }
 
+/// A check's number in the answer to a combined query, or why it has none.
+fn check_value(series: &[Series], name: &str) -> Result<f64, String> {
+    let tag = check_tag(name);
+    let mine: Vec<f64> = series
+        .iter()
+        .filter(|(l, _)| l.get(prometheus::PART_LABEL) == Some(&tag))
+        .map(|(_, v)| *v)
+        .collect();
+    match mine.as_slice() {
+        [] => Err(format!("the check {name}'s query returned an empty vector")),
+        [v] if v.is_nan() => Err(format!("the check {name}'s query returned NaN")),
+        [v] => Ok(*v),
+        many => Err(format!(
+            "the check {name}'s query returned {} series; wrap it in an aggregation (sum, max, ...) so it returns one number",
+            many.len()
+        )),
+    }
+}
+
 /// Why a token with an `http://` address is refused (the CRD's rule says the same).
 pub const TOKEN_OVER_HTTP: &str = "the bearer token would be sent over plain http://, where anyone on the path can read it: use an https:// address, or set spec.analysis.prometheus.insecure: true to allow it";
 
@@ -583,12 +662,12 @@ pub const TOKEN_OVER_HTTP: &str = "the bearer token would be sent over plain htt
 /// only over `https://` unless `insecure` says otherwise. The field at fault is named.
 pub fn prometheus_address(p: &PrometheusSpec) -> Result<Address, InvalidField> {
     let address = Address::parse(&p.address).map_err(|e| InvalidField {
-        field: "spec.analysis.prometheus.address",
+        field: "spec.analysis.prometheus.address".into(),
         message: format!("the URL {e}"),
     })?;
     if p.bearer_token_secret.is_some() && address.is_plain_http() && !p.insecure {
         return Err(InvalidField {
-            field: "spec.analysis.prometheus.bearerTokenSecret",
+            field: "spec.analysis.prometheus.bearerTokenSecret".into(),
             message: TOKEN_OVER_HTTP.into(),
         });
     }
@@ -600,7 +679,7 @@ pub fn timeout(spec: &AnalysisSpec) -> Result<Duration, InvalidField> {
     match &spec.prometheus {
         None => Ok(DEFAULT_TIMEOUT),
         Some(p) => parse_duration(&p.timeout).map_err(|e| InvalidField {
-            field: "spec.analysis.prometheus.timeout",
+            field: "spec.analysis.prometheus.timeout".into(),
             message: e.to_string(),
         }),
     }

@@ -245,6 +245,14 @@ pub struct AnalysisSpec {
     #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
     pub errors: Option<String>,
 
+    /// More gates, judged every interval beside errors: each a PromQL template returning one
+    /// number for the canary, with bounds (saturation, a business KPI, a custom SLI). A check
+    /// outside its bounds more than its `failureLimit` times rolls the canary back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("spec.analysis.checks: check names must be unique"))]
+    pub checks: Vec<Check>,
+
     /// Where a tier's latency objective is read: a Prometheus histogram. A preset fills it
     /// (every preset but nginxGatewayFabricPlus, whose NGINX Plus exports no histogram);
     /// fields given here override the preset's.
@@ -269,6 +277,37 @@ pub struct AnalysisSpec {
     #[serde(default = "default_no_data_limit")]
     #[schemars(range(min = 1, max = 1000))]
     pub no_data_limit: i32,
+}
+
+/// A check: a number read from Prometheus for the canary and the bounds it must stay in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.min) || has(self.max)").message("a check needs min, max or both"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("a check's min must not be above its max"))]
+pub struct Check {
+    /// The check's name, shown in the evidence and the rollback reason (lowercase letters,
+    /// digits and dashes).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// PromQL template returning one number about the canary, with the same variables and
+    /// rules as `requests` (e.g. `max(rate(container_cpu_usage_seconds_total{
+    /// namespace="{{namespace}}",pod=~"{{workload}}-.*"}[{{interval}}]))`).
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(validation = kube::core::Rule::new(TEMPLATE_RULE).message(TEMPLATE_MESSAGE))]
+    pub query: String,
+    /// The lowest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The highest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Samples outside the bounds tolerated over the run; the next one rolls back.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub failure_limit: i32,
 }
 
 /// A latency histogram in Prometheus.

@@ -322,6 +322,10 @@ pub struct RolloutRunStatus {
     /// in the window's `errors` fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_test: Option<TestWindow>,
+    /// How often each check (`spec.analysis.checks`) was outside its bounds in this run:
+    /// past its `failureLimit`, the canary is rolled back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_failures: Vec<CheckFailures>,
     /// Gateway API router: weight fights in this run. A fight is a write of the route's
     /// weights by another field manager (a GitOps tool re-applying its manifest, someone
     /// editing the route) that rollguard found and wrote back. Three in one step hold the
@@ -497,6 +501,38 @@ pub struct Sample {
     /// Slow requests, judged beside errors, when the tier has a latency objective.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencySample>,
+    /// Each check of `spec.analysis.checks`: its value against its bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckSample>,
+}
+
+/// One check's value in a sample, against its bounds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckSample {
+    /// The check's name.
+    pub name: String,
+    /// The query as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The number it returned, e.g. `0.93`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `Pass` (within its bounds), `Fail` (outside them), or `NoData`.
+    pub verdict: Verdict,
+    /// The bounds it was judged against, and its failures so far; or why it has no value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How often a check has failed in a run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckFailures {
+    /// The check's name.
+    pub name: String,
+    /// Samples in which it was outside its bounds.
+    pub failures: i32,
 }
 
 /// A sample's evidence about slow requests: the histogram's counts and how they were judged,

@@ -77,6 +77,7 @@ pub fn run(name: &str, revision: &str, age: i64, status: RolloutRunStatus) -> Ro
                 requests: Some("sum(increase(http_requests_total{workload=\"{{workload}}\"}[{{elapsed}}]))".into()),
                 errors: Some("sum(increase(http_requests_total{workload=\"{{workload}}\",code=~\"5..\"}[{{elapsed}}]))".into()),
                 latency: None,
+                checks: Vec::new(),
                 min_requests: 100,
                 on_no_data: Default::default(),
                 no_data_limit: 3,
@@ -128,6 +129,7 @@ pub fn sample(
         verdict,
         message: None,
         latency: None,
+        checks: Vec::new(),
     }
 }
 

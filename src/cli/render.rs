@@ -656,6 +656,15 @@ fn evidence(l: &mut Lines, run: &RolloutRun, now: Timestamp, with_queries: bool)
             if let Some(lat) = &s.latency {
                 l.cont(&latency_line(lat));
             }
+            for c in &s.checks {
+                l.cont(&format!(
+                    "check {}: {} ({}): {}",
+                    c.name,
+                    c.value.as_deref().unwrap_or("no value"),
+                    c.message.as_deref().unwrap_or(""),
+                    c.verdict
+                ));
+            }
             if with_queries {
                 if let Some(q) = &s.requests_query {
                     l.cont(&format!("requests: {q}"));

@@ -13,11 +13,13 @@ use crate::analysis::decision::{
     threshold, threshold_as_measured,
 };
 use crate::analysis::relative::{RelativeSprt, dispersion, spent_alpha};
-use crate::analysis::request::LatencyCounts;
+use crate::analysis::request::{CheckValue, LatencyCounts};
 use crate::api::policy::{Baseline, OnInconclusive, SequentialTest};
 use crate::api::quantity::format_duration;
-use crate::api::run::{LatencySample, Sample, TestWindow, Verdict, WindowCounts};
-use crate::plan::Judge;
+use crate::api::run::{
+    CheckFailures, CheckSample, LatencySample, Sample, TestWindow, Verdict, WindowCounts,
+};
+use crate::plan::{CheckPlan, Judge};
 
 /// A count Prometheus reported (finite and not negative), rounded to a whole number.
 fn count(x: f64) -> u64 {
@@ -54,6 +56,8 @@ pub(super) struct Judged {
     pub window: Option<TestWindow>,
     /// The same for slow requests (`None`: unchanged).
     pub latency_window: Option<TestWindow>,
+    /// Each check's failures after this sample (`None`: unchanged).
+    pub check_failures: Option<Vec<CheckFailures>>,
     /// A fixed p0 checked against stable's measured rate (`None`: not checked).
     pub stable_vs_p0: Option<StableVsP0>,
 }
@@ -160,6 +164,7 @@ pub(super) fn judge(
         verdict: Verdict::Error,
         message: None,
         latency: None,
+        checks: Vec::new(),
     };
     let unjudged = |mut sample: Sample, verdict, why: &str, judgement| {
         sample.verdict = verdict;
@@ -169,10 +174,11 @@ pub(super) fn judge(
             judgement,
             window: None,
             latency_window: None,
+            check_failures: None,
             stable_vs_p0: None,
         }
     };
-    let (requests, errors, stable, latency) = match m {
+    let (requests, errors, stable, latency, checks) = match m {
         Measurement::NoData { why, .. } => {
             return unjudged(sample, Verdict::NoData, why, Judgement::NoData);
         }
@@ -184,8 +190,9 @@ pub(super) fn judge(
             errors,
             stable,
             latency,
+            checks,
             ..
-        } => (*requests, *errors, *stable, latency),
+        } => (*requests, *errors, *stable, latency, checks),
     };
     let errors_judged = judge_signal(
         Signal::Errors,
@@ -217,8 +224,12 @@ pub(super) fn judge(
         judgement: errors_judged.judgement,
         window: errors_judged.window,
         latency_window: None,
+        check_failures: None,
         stable_vs_p0: errors_judged.stable_vs_p0,
     };
+    if !plan.checks.is_empty() {
+        judge_checks(&mut judged, &plan.checks, checks, queries, status);
+    }
     let Some(objective) = &plan.latency else {
         return judged;
     };
@@ -292,6 +303,106 @@ pub(super) fn judge(
         }
     }
     judged
+}
+
+/// The run's reason when a check fails past its limit.
+pub(super) const CHECK_FAILED: &str = "CheckFailed";
+
+/// Judges every check's value against its bounds, records them in the sample and counts the
+/// failures; a check past its `failureLimit` makes the sample roll the canary back, a check
+/// without a value holds it (as a query without data does).
+fn judge_checks(
+    judged: &mut Judged,
+    plans: &[CheckPlan],
+    values: &[CheckValue],
+    queries: &super::Queries,
+    status: &RolloutRunStatus,
+) {
+    let mut failures = status.check_failures.clone();
+    let mut worst: Option<(Judgement, Verdict, String)> = None;
+    for plan in plans {
+        let query = queries
+            .checks
+            .iter()
+            .find(|(n, _)| *n == plan.name)
+            .map(|(_, q)| q.clone());
+        let value = values.iter().find(|v| v.name == plan.name).map_or_else(
+            || Err(format!("the check {} was not asked for", plan.name)),
+            |v| v.value.clone(),
+        );
+        let bounds = match (plan.min, plan.max) {
+            (Some(lo), Some(hi)) => format!("within [{lo}, {hi}]"),
+            (Some(lo), None) => format!("at least {lo}"),
+            (None, Some(hi)) => format!("at most {hi}"),
+            (None, None) => "unbounded".into(),
+        };
+        let (verdict, value_text, message, judgement) = match value {
+            Err(why) => (
+                Verdict::NoData,
+                None,
+                why.clone(),
+                Some((Judgement::NoData, Verdict::NoData, why)),
+            ),
+            Ok(v) => {
+                let outside =
+                    plan.min.is_some_and(|lo| v < lo) || plan.max.is_some_and(|hi| v > hi);
+                if outside {
+                    let n = match failures.iter_mut().find(|f| f.name == plan.name) {
+                        Some(f) => {
+                            f.failures += 1;
+                            f.failures
+                        }
+                        None => {
+                            failures.push(CheckFailures {
+                                name: plan.name.clone(),
+                                failures: 1,
+                            });
+                            1
+                        }
+                    };
+                    let past = n > plan.failure_limit as i32;
+                    let message = format!(
+                        "the check {} returned {v}, not {bounds} ({n} failed sample(s), failureLimit {})",
+                        plan.name, plan.failure_limit
+                    );
+                    let bad = past.then(|| {
+                        (
+                            Judgement::Bad {
+                                reason: CHECK_FAILED,
+                            },
+                            Verdict::Fail,
+                            message.clone(),
+                        )
+                    });
+                    (Verdict::Fail, Some(v), message, bad)
+                } else {
+                    (Verdict::Pass, Some(v), bounds, None)
+                }
+            }
+        };
+        judged.sample.checks.push(CheckSample {
+            name: plan.name.clone(),
+            query,
+            value: value_text.map(|v| format!("{v}")),
+            verdict,
+            message: Some(message),
+        });
+        if let Some(j) = judgement
+            && worst
+                .as_ref()
+                .is_none_or(|(w, _, _)| j.0.severity() > w.severity())
+        {
+            worst = Some(j);
+        }
+    }
+    judged.check_failures = Some(failures);
+    if let Some((judgement, verdict, message)) = worst
+        && judgement.severity() > judged.judgement.severity()
+    {
+        judged.judgement = judgement;
+        judged.sample.verdict = verdict;
+        judged.sample.message = Some(message);
+    }
 }
 
 /// Judges one signal's cumulative counts with `judge`, whose window between samples is

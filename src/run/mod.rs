@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::analysis::request::LatencyCounts;
+use crate::analysis::request::{CheckValue, LatencyCounts};
 use crate::api::policy::OnNoData;
 use crate::api::quantity::Ratio;
 use crate::api::run::{Override, Phase, RolloutRunSpec, RolloutRunStatus, Sample, Verdict};
@@ -70,6 +70,8 @@ pub enum Measurement {
         stable: Option<(f64, f64)>,
         /// The latency histogram's answer, when the tier has a latency objective.
         latency: Option<LatencyCounts>,
+        /// Each check's value (`spec.analysis.checks`), in the policy's order.
+        checks: Vec<CheckValue>,
         queries: Queries,
     },
     /// The queries answered with nothing (empty vector) or NaN.
@@ -85,6 +87,8 @@ pub struct Queries {
     pub errors: String,
     /// The canary's latency histogram query, when the tier has a latency objective.
     pub latency: Option<String>,
+    /// Each check's name and query.
+    pub checks: Vec<(String, String)>,
 }
 
 /// The canary Deployment as observed.
@@ -700,8 +704,12 @@ impl Machine<'_, '_> {
             judgement,
             window,
             latency_window,
+            check_failures,
             stable_vs_p0,
         } = judged;
+        if let Some(f) = check_failures {
+            self.st.check_failures = f;
+        }
         if window.is_some() {
             self.st.test = window;
         }
@@ -775,6 +783,10 @@ impl Machine<'_, '_> {
             && plan.on_no_data == OnNoData::Rollback
             && self.st.no_data_samples >= plan.no_data_limit as i32;
         let bad_reason = match judgement {
+            // A check counts its own failures against its own limit.
+            Judgement::Bad {
+                reason: judge::CHECK_FAILED,
+            } => Some(judge::CHECK_FAILED),
             Judgement::Bad { reason } => {
                 self.st.failed_samples += 1;
                 let limit = match plan.judge {
@@ -1391,6 +1403,10 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
                 )
             }
         }
+        judge::CHECK_FAILED => format!(
+            "rolled back: {}; errors: {counts}",
+            s.message.as_deref().unwrap_or("a check failed")
+        ),
         _ => format!(
             "rolled back: no data for too many samples in a row ({})",
             s.message.as_deref().unwrap_or("no data")

@@ -38,6 +38,7 @@ fn analysis() -> AnalysisSpec {
         requests: Some("r".into()),
         errors: Some("e".into()),
         latency: None,
+        checks: Vec::new(),
         min_requests: 100,
         on_no_data: OnNoData::Hold,
         no_data_limit: 2,
@@ -178,6 +179,7 @@ fn counts(requests: f64, errors: f64) -> Measurement {
         errors,
         stable: None,
         latency: None,
+        checks: vec![],
         queries: Queries::default(),
     }
 }
@@ -1231,6 +1233,7 @@ fn an_incident_on_both_revisions_does_not_roll_back_a_stable_baseline_canary() {
                     errors: (10.0 * s * canary_rate).floor(),
                     stable: Some((90.0 * s, (90.0 * s * 0.02).floor())),
                     latency: None,
+                    checks: vec![],
                     queries: Queries::default(),
                 }
             });
@@ -1673,6 +1676,7 @@ fn stable_failing_above_a_fixed_p0_is_warned_about() {
                     errors: (100.0 * s * 0.001).floor(),
                     stable: Some((900.0 * s, (900.0 * s * stable_rate).floor())),
                     latency: None,
+                    checks: vec![],
                     queries: Queries::default(),
                 }
             });
@@ -1744,6 +1748,7 @@ fn the_stable_rate_warning_clears_and_returns() {
                 errors: 0.0,
                 stable: Some((900.0 * s, errors(s).floor())),
                 latency: None,
+                checks: vec![],
                 queries: Queries::default(),
             }
         }
@@ -1854,6 +1859,7 @@ fn a_threshold_tier_divides_by_stable_dispersion() {
             errors: 0.0,
             stable: Some((180.0 * s, (180.0 * s * 0.001).floor())),
             latency: None,
+            checks: vec![],
             queries: Queries::default(),
         }
     });
@@ -2007,6 +2013,7 @@ fn timed(rps: f64, slow: f64, stable_slow: f64) -> impl Fn(Duration) -> Measurem
                     slow: (9.0 * n * stable_slow).floor(),
                 }),
             }),
+            checks: vec![],
             queries: Queries::default(),
         }
     }
@@ -2126,6 +2133,7 @@ fn an_objective_that_is_not_a_bound_holds_the_run() {
             errors: 0.0,
             stable: None,
             latency: Some(LatencyCounts::Invalid(why.into())),
+            checks: vec![],
             queries: Queries::default(),
         });
     }
@@ -2145,4 +2153,112 @@ fn an_objective_that_is_not_a_bound_holds_the_run() {
         .find(|c| c.type_ == condition::ANALYSIS)
         .expect("analysis condition");
     assert_eq!(analysis.reason, "QueryFailed");
+}
+
+/// Clean counts with one check, `cpu`, whose value `value(elapsed)` gives (`None`: no data).
+fn checked(value: impl Fn(f64) -> Option<f64>) -> impl Fn(Duration) -> Measurement {
+    use crate::analysis::request::CheckValue;
+    move |e: Duration| {
+        let s = e.as_secs_f64();
+        Measurement::Counts {
+            requests: 50.0 * s,
+            errors: 0.0,
+            stable: None,
+            latency: None,
+            checks: vec![CheckValue {
+                name: "cpu".into(),
+                value: value(s)
+                    .ok_or_else(|| "the check cpu's query returned an empty vector".into()),
+            }],
+            queries: Queries {
+                checks: vec![("cpu".into(), "max(cpu)".into())],
+                ..Queries::default()
+            },
+        }
+    }
+}
+
+fn with_check(failure_limit: i32) -> AnalysisSpec {
+    AnalysisSpec {
+        checks: vec![crate::api::policy::Check {
+            name: "cpu".into(),
+            query: "max(cpu)".into(),
+            min: None,
+            max: Some(0.8),
+            failure_limit,
+        }],
+        ..analysis()
+    }
+}
+
+/// Given a check with a failure limit of 1, one sample above its max is recorded and
+/// tolerated; the second rolls the canary back, naming the check, its value and its bounds.
+#[test]
+fn a_check_past_its_failure_limit_rolls_back() {
+    let t = tier(
+        Decision::Threshold,
+        &[("10%", "60s"), ("50%", "60s")],
+        false,
+    );
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, with_check(1));
+    sim.tick(None);
+    sim.tick(None);
+    // Within bounds for the first 3 s, then 0.95.
+    for _ in 0..10 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(checked(|s| Some(if s < 3.5 { 0.5 } else { 0.95 })));
+    }
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(sim.status.reason.as_deref(), Some("CheckFailed"));
+    let failures = &sim.status.check_failures;
+    assert_eq!(
+        (failures[0].name.as_str(), failures[0].failures),
+        ("cpu", 2)
+    );
+    let fails: Vec<_> = sim
+        .status
+        .samples
+        .iter()
+        .flat_map(|s| &s.checks)
+        .filter(|c| c.verdict == Verdict::Fail)
+        .collect();
+    assert_eq!(fails.len(), 2, "{:?}", sim.status.samples);
+    let ev = sim.status.evidence.clone().expect("evidence");
+    assert_eq!(ev.checks[0].value.as_deref(), Some("0.95"));
+    assert_eq!(ev.checks[0].query.as_deref(), Some("max(cpu)"));
+    let message = sim.status.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("rolled back: the check cpu returned 0.95, not at most 0.8 (2 failed sample(s), failureLimit 1)"),
+        "{message}"
+    );
+}
+
+/// Given a check within its bounds the run is promoted; given one that returns nothing, the
+/// run holds (never promoted) as for a query without data.
+#[test]
+fn a_check_within_bounds_promotes_and_one_without_data_holds() {
+    let t = tier(Decision::Threshold, &[("10%", "5s"), ("50%", "5s")], false);
+    let mut sim = Sim::with_analysis(t.clone(), Router::GatewayApi, with_check(0));
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..30 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(checked(|_| Some(0.3)));
+    }
+    assert_eq!(sim.status.phase, Phase::Promoting);
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, with_check(0));
+    sim.tick(None);
+    sim.tick(None);
+    for _ in 0..30 {
+        sim.step_with(checked(|_| None));
+    }
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert_eq!(sim.status.step, 0);
+    let s = sim.status.samples.last().expect("sample");
+    assert_eq!(s.verdict, Verdict::NoData);
+    assert_eq!(s.checks[0].verdict, Verdict::NoData);
 }

@@ -127,6 +127,7 @@ impl Setup {
                 requests: r.requests,
                 errors: r.errors,
                 latency: r.latency.map(|(canary, _)| canary),
+                checks: r.checks,
             },
             Err(_) => Queries::default(),
         }
@@ -295,8 +296,10 @@ pub fn drive<S: Source>(
                     errors,
                     stable,
                     latency,
+                    checks,
                 } => Measurement::Counts {
                     latency,
+                    checks,
                     requests,
                     errors,
                     stable,

@@ -19,6 +19,7 @@
 //! created error series) are listed in `docs/analysis/simulate.md`.
 
 pub mod driver;
+pub mod latency;
 pub mod policy;
 pub mod report;
 pub mod scenario;
@@ -88,6 +89,15 @@ impl Simulation {
         let tier = policy.choose_tier(None, &meta).map_err(Error::Invalid)?;
         let setup = Setup::new(policy, tier, DEPLOYMENT, scenario.replicas)
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        if let (Some(l), Some(above)) = (&setup.plan.latency, scenario.slow_above)
+            && l.objective != above
+        {
+            return Err(Error::Invalid(format!(
+                "the scenario's slowAbove ({}) differs from the tier's latency objective ({}): slow requests are counted against one",
+                crate::api::quantity::format_duration(above),
+                crate::api::quantity::format_duration(l.objective)
+            )));
+        }
         Ok(Simulation { setup, scenario })
     }
 
@@ -100,8 +110,17 @@ impl Simulation {
 
     /// One run with its own seed; `trace` records its timeline.
     pub fn run(&self, run: u32, seed: u64, trace: bool) -> RunResult {
-        let mut traffic =
-            Traffic::new(&self.scenario, seed).errors_or_zero(self.setup.errors_or_zero);
+        let mut traffic = Traffic::new(&self.scenario, seed)
+            .errors_or_zero(self.setup.errors_or_zero)
+            .latency_objective(self.setup.plan.latency.as_ref().map(|l| l.objective), seed)
+            .checks(
+                self.setup
+                    .plan
+                    .checks
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+            );
         let d = drive(
             &self.setup,
             virtual_start(),
@@ -157,6 +176,9 @@ impl Simulation {
             errors_above_baseline: served.canary_errors as f64 - baseline,
             errors_after_promotion,
             errors_after_decision,
+            canary_slow: served.canary_slow,
+            slow_above_baseline: served.canary_slow as f64
+                - served.canary_requests as f64 * traffic.stable_slow_share(),
             samples: d.status.sample_count,
             timeline: d.timeline,
         }

@@ -48,6 +48,11 @@ pub struct RunResult {
     /// Of `canaryErrors`, those served after the run ended (rolled back) and before traffic
     /// had moved back to stable: the scenario's `rollbackDelay`.
     pub errors_after_decision: u64,
+    /// Requests the canary served slower than the latency objective (the tier's, else the
+    /// scenario's `slowAbove`; 0 with neither), until traffic left it.
+    pub canary_slow: u64,
+    /// Canary slow requests beyond what stable's latency would have caused.
+    pub slow_above_baseline: f64,
     /// Analysis samples taken.
     pub samples: i32,
     /// Samples and Events (with `--runs 1`).
@@ -119,6 +124,8 @@ pub struct Aggregate {
     /// Canary errors plus errors after promotion: the new revision's errors within the
     /// scenario's duration.
     pub errors_within_duration: Stats,
+    pub canary_slow: Stats,
+    pub slow_above_baseline: Stats,
 }
 
 impl Aggregate {
@@ -165,6 +172,8 @@ impl Aggregate {
                 runs.iter()
                     .map(|r| (r.canary_errors + r.errors_after_promotion) as f64),
             ),
+            canary_slow: Stats::of(runs.iter().map(|r| r.canary_slow as f64)),
+            slow_above_baseline: Stats::of(runs.iter().map(|r| r.slow_above_baseline)),
         }
     }
 }

@@ -18,6 +18,14 @@
 //! lazyErrorSeries: true  # the canary's error series appears at its first error
 //! routingDelay: 5s       # a new share takes effect this long after the run asks for it
 //! rollbackDelay: 20s     # after a rollback the canary keeps its share this long
+//! # latency (for a tier's latency objective): each revision's median, log-normal with sigma
+//! # latencySpread; the objective's slow share follows from it
+//! # stable: {errorRate: "0.1%", latency: 50ms}; canary: {errorRate: "0.1%", latency: 150ms}
+//! latencySpread: 0.5
+//! checks: {cpu-saturation: 0.95, p99: {quantile: 0.99}}   # each check's value for the canary:
+//! #   a number, or a quantile of the canary's latency in seconds (no data without requests)
+//! slowAbove: 250ms       # count slow requests (blast radius) above this when the policy's
+//! #   tier has no latency objective (one it has is used instead and must agree)
 //! ```
 //!
 //! Times (`at`, `from`, `to`) count from the start of the simulated run, which is when the
@@ -89,6 +97,65 @@ pub struct Scenario {
     /// `routingDelay`.
     #[serde(default, deserialize_with = "some_duration")]
     pub rollback_delay: Option<Duration>,
+    /// The standard deviation of the log of a request's latency (each revision's `latency`
+    /// is the median).
+    #[serde(default = "default_spread", deserialize_with = "spread")]
+    pub latency_spread: f64,
+    /// What each of the policy's checks returns for the canary, by name; a check not listed
+    /// returns nothing (no data).
+    #[serde(default)]
+    pub checks: BTreeMap<String, CheckValueSpec>,
+    /// Slow requests are counted above this, for the report, when the policy's tier has no
+    /// latency objective of its own.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub slow_above: Option<Duration>,
+}
+
+/// What a check returns for the canary in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CheckValueSpec {
+    /// This number, every sample.
+    Value(f64),
+    /// A quantile of the canary's latency, in seconds (as `histogram_quantile` over its
+    /// histogram would estimate it, without the estimate's noise), e.g. `{quantile: 0.99}`.
+    Quantile { quantile: f64 },
+}
+
+impl CheckValueSpec {
+    /// The check's value for a canary with median latency `median` and log spread `spread`.
+    pub fn value(self, median: Duration, spread: f64) -> f64 {
+        match self {
+            CheckValueSpec::Value(v) => v,
+            CheckValueSpec::Quantile { quantile } => {
+                super::latency::quantile(quantile, median.as_secs_f64(), spread)
+            }
+        }
+    }
+}
+
+fn default_spread() -> f64 {
+    0.5
+}
+
+fn spread<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v > 0.0 && v <= 5.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "latencySpread must be within (0, 5], got {v}"
+        )))
+    }
+}
+
+/// The median latency of a revision that names none.
+pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
+
+/// The share of a log-normal revision's requests (median `median`, log spread `spread`)
+/// slower than `objective`.
+pub fn slow_share(median: Duration, spread: f64, objective: Duration) -> f64 {
+    1.0 - super::latency::within(objective.as_secs_f64(), median.as_secs_f64(), spread)
 }
 
 fn default_clump() -> u32 {
@@ -112,18 +179,21 @@ pub type Stable = Rates;
 /// The canary's error rate.
 pub type Canary = Rates;
 
-/// A revision's error rate: `errorRate` or `schedule`, exactly one.
+/// A revision's error rate: `errorRate` or `schedule`, exactly one; and its median latency.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RateFields")]
 pub struct Rates {
     /// `(from, rate)` pairs, `from` strictly increasing and the first at 0s.
     pub schedule: Vec<(Duration, Ratio)>,
+    /// The median latency of its requests ([`DEFAULT_LATENCY`] when not given).
+    pub latency: Duration,
 }
 
 impl Default for Rates {
     fn default() -> Rates {
         Rates {
             schedule: vec![(Duration::ZERO, Ratio::default())],
+            latency: DEFAULT_LATENCY,
         }
     }
 }
@@ -135,6 +205,8 @@ struct RateFields {
     error_rate: Option<Ratio>,
     #[serde(default)]
     schedule: Option<Vec<Change>>,
+    #[serde(default, deserialize_with = "some_duration")]
+    latency: Option<Duration>,
 }
 
 /// One change of a revision's error rate.
@@ -152,9 +224,14 @@ pub struct Change {
 impl TryFrom<RateFields> for Rates {
     type Error = String;
     fn try_from(c: RateFields) -> Result<Rates, String> {
+        let latency = c.latency.unwrap_or(DEFAULT_LATENCY);
+        if latency.is_zero() {
+            return Err("latency must be above 0s".into());
+        }
         match (c.error_rate, c.schedule) {
             (Some(r), None) => Ok(Rates {
                 schedule: vec![(Duration::ZERO, r)],
+                latency,
             }),
             (None, Some(s)) => {
                 if s.is_empty() {
@@ -179,7 +256,10 @@ impl TryFrom<RateFields> for Rates {
                     }
                     out.push((ch.at, ch.error_rate));
                 }
-                Ok(Rates { schedule: out })
+                Ok(Rates {
+                    schedule: out,
+                    latency,
+                })
             }
             (Some(_), Some(_)) => Err("give errorRate or schedule, not both".into()),
             (None, None) => Err("missing field `errorRate` (or `schedule`)".into()),
@@ -275,14 +355,16 @@ impl Scenario {
         self.no_data.iter().any(|w| w.from <= t && t < w.to)
     }
 
-    /// A canary that never fails more often than stable is healthy; rolling it back is a
-    /// false rollback. Any other canary is bad; promoting it is a miss.
+    /// A canary that never fails more often than stable and is no slower is healthy;
+    /// rolling it back is a false rollback. Any other canary is bad; promoting it is a miss.
     pub fn canary_is_healthy(&self) -> bool {
-        self.canary
-            .schedule
-            .iter()
-            .chain(self.stable.schedule.iter())
-            .all(|(t, _)| self.canary.rate_at(*t) <= self.stable.rate_at(*t))
+        self.canary.latency <= self.stable.latency
+            && self
+                .canary
+                .schedule
+                .iter()
+                .chain(self.stable.schedule.iter())
+                .all(|(t, _)| self.canary.rate_at(*t) <= self.stable.rate_at(*t))
     }
 }
 
@@ -445,7 +527,7 @@ noData: [{from: 2m, to: 4m}]
             ),
             (
                 "rps: 1\ncanary: {errorRate: 1%}\nstable:\n  errorRat: 1%\n",
-                "s.yaml:4:13: stable.errorRat: unknown field `errorRat`, expected `errorRate`",
+                "s.yaml:4:13: stable.errorRat: unknown field `errorRat`, expected one of `errorRate`",
             ),
             ("rps: 1\n", "s.yaml:1:1: missing field `canary`"),
             (

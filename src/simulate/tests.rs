@@ -397,3 +397,108 @@ fn the_peers_check_is_modelled_only_when_asked() {
         .unwrap_or_default();
     assert!(err.contains("raw") && err.contains("asMeasured"), "{err}");
 }
+
+/// A policy whose AI tier judges latency beside errors (objective 250ms), through the Istio
+/// preset, and gates on the canary's p99 as a check.
+const LATENCY_POLICY: &str = r#"apiVersion: rollguard.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: shop, namespace: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  traffic: {gatewayAPI: {}}
+  analysis:
+    interval: 15s
+    preset: istio
+  tiers:
+  - name: ai-assisted
+    steps: [{weight: 5%, pause: 2m}, {weight: 50%, pause: 2m}]
+    maxErrorRate: 1%
+    decision: sequential
+    sequential: {baseline: stable}
+    latency: {objective: 250ms, maxSlowRate: 5%, p0: 1%}
+"#;
+
+fn timed(canary_latency: &str, extra: &str) -> String {
+    format!(
+        "duration: 1h\nrps: 100\nstable: {{errorRate: \"0.1%\", latency: 50ms}}\ncanary: {{errorRate: \"0.1%\", latency: {canary_latency}}}\n{extra}"
+    )
+}
+
+/// Given a latency objective and a preset, `simulate` rolls a canary three times slower
+/// back on its slow requests, counting them, and promotes one as fast as stable; the scenario
+/// gives each revision its latency.
+#[test]
+fn simulate_judges_latency_objectives_through_a_preset() {
+    let slow = sim(LATENCY_POLICY, &timed("150ms", ""));
+    assert!(!slow.healthy(), "a slower canary is a bad one");
+    let runs = slow.run_many(40, stream(3), 2, false);
+    let a = Aggregate::of(&runs, false);
+    assert_eq!(a.rolled_back, 40, "{a:?}");
+    assert!(
+        runs.iter()
+            .all(|r| r.reason.as_deref() == Some("SlowRequestsTestRejected")),
+        "{:?}",
+        runs.iter().map(|r| r.reason.clone()).collect::<Vec<_>>()
+    );
+    // About 15% of its requests are slow, against 0.06% of stable's.
+    assert!(
+        runs.iter()
+            .all(|r| r.canary_slow > 0 && r.slow_above_baseline > 0.0)
+    );
+    let fast = sim(LATENCY_POLICY, &timed("50ms", ""));
+    assert!(fast.healthy());
+    let runs = fast.run_many(40, stream(4), 2, false);
+    let a = Aggregate::of(&runs, true);
+    assert!(a.promoted >= 38, "{a:?}");
+    // The rendered queries came from the preset.
+    let r = fast.run(0, stream(5), true);
+    let sample = r
+        .timeline
+        .iter()
+        .find_map(|e| match &e.what {
+            driver::What::Sample(s) => s.latency.clone(),
+            driver::What::Event { .. } => None,
+        })
+        .expect("a sample with latency evidence");
+    assert!(
+        sample
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("istio_request_duration_milliseconds_bucket")),
+        "{sample:?}"
+    );
+}
+
+/// Given a check on the canary's p99, the scenario's quantile of the canary's latency is
+/// what it returns: a slow canary fails it past its limit, a fast one passes. Slow requests
+/// are counted for the report against the scenario's `slowAbove`.
+#[test]
+fn simulate_judges_checks_with_the_scenarios_values() {
+    let policy = POLICY.to_string()
+        + "    checks: [{name: p99, query: 'histogram_quantile(0.99, sum by (le) (rate(b{workload=\"{{workload}}\"}[1m])))', max: 0.5, failureLimit: 1}]\n";
+    let scenario = |latency: &str| {
+        timed(
+            latency,
+            "checks: {p99: {quantile: 0.99}}\nslowAbove: 250ms\nrevision: {annotations: {rollguard.dev/change-origin: human}}\n",
+        )
+    };
+    let slow = sim(&policy, &scenario("300ms"));
+    let r = slow.run(0, stream(6), false);
+    assert_eq!(r.reason.as_deref(), Some("CheckFailed"), "{r:?}");
+    assert!(r.canary_slow > 0);
+    let fast = sim(&policy, &scenario("50ms"));
+    let r = fast.run(0, stream(6), false);
+    assert_eq!(r.outcome, Outcome::Promoted, "{r:?}");
+    // As fast as stable: its few slow requests (0.06%) are stable's share too.
+    assert!(r.slow_above_baseline.abs() < 12.0, "{r:?}");
+    // The p99 of a 300ms median with spread 0.5 is 300ms x e^(2.326 x 0.5) = 960ms.
+    let q = crate::simulate::scenario::CheckValueSpec::Quantile { quantile: 0.99 };
+    assert!((q.value(std::time::Duration::from_millis(300), 0.5) - 0.9597).abs() < 1e-3);
+    // A slowAbove that disagrees with the tier's objective is refused.
+    let p = policy::load(LATENCY_POLICY, "policy.yaml").expect("policy");
+    let s = Scenario::parse(&timed("50ms", "slowAbove: 300ms\n"), "s.yaml").expect("scenario");
+    let Err(e) = Simulation::new(&p, s) else {
+        panic!("a slowAbove that disagrees must be refused")
+    };
+    assert!(e.to_string().contains("slowAbove (300ms) differs"), "{e}");
+}

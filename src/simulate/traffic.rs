@@ -27,6 +27,7 @@ use rand_distr::{Binomial, Distribution, Poisson};
 
 use super::driver::{Counts, Source};
 use super::scenario::Scenario;
+use crate::analysis::request::{CheckValue, LatencyCounts, Slow};
 
 /// Cumulative counters of both revisions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub struct Counters {
     pub canary_errors: u64,
     pub stable_requests: u64,
     pub stable_errors: u64,
+    /// Requests slower than the tier's latency objective (0 without one).
+    pub canary_slow: u64,
+    pub stable_slow: u64,
 }
 
 /// One run's traffic: what was served (exactly) and what Prometheus scraped.
@@ -44,6 +48,13 @@ pub struct Traffic<'s> {
     rng: StdRng,
     canary_failures: ErrorStream,
     stable_failures: ErrorStream,
+    /// The tier's latency objective, with each revision's slow requests placed by index as
+    /// its failures are, from streams of their own (`None`: no objective).
+    slow: Option<SlowStreams>,
+    /// The policy's checks, by name.
+    checks: Vec<String>,
+    /// The tier has a latency objective: the queries answer its histogram.
+    answer_latency: bool,
     /// Traffic has been drawn up to here (since the start of the run).
     drawn: Duration,
     next_scrape: Duration,
@@ -82,7 +93,43 @@ impl<'s> Traffic<'s> {
             scrapes: Vec::with_capacity(256),
             canary_baseline: 0.0,
             errors_or_zero: false,
+            slow: None,
+            checks: Vec::new(),
+            answer_latency: false,
         }
+    }
+
+    /// Counts the requests slower than `objective` (a tier's latency objective, else the
+    /// scenario's `slowAbove`): each revision's share of them follows from its median latency
+    /// and the scenario's spread. Only a tier's objective is answered to the queries.
+    pub fn latency_objective(mut self, objective: Option<Duration>, seed: u64) -> Traffic<'s> {
+        self.answer_latency = objective.is_some();
+        self.slow = objective.or(self.scenario.slow_above).map(|o| {
+            let share =
+                |median| super::scenario::slow_share(median, self.scenario.latency_spread, o);
+            let (canary, stable) = (
+                share(self.scenario.canary.latency),
+                share(self.scenario.stable.latency),
+            );
+            SlowStreams {
+                canary: ErrorStream::new(substream(seed, 3), canary, 1),
+                stable: ErrorStream::new(substream(seed, 4), stable, 1),
+                canary_share: canary,
+                stable_share: stable,
+            }
+        });
+        self
+    }
+
+    /// Stable's share of slow requests (0 without an objective).
+    pub fn stable_slow_share(&self) -> f64 {
+        self.slow.as_ref().map_or(0.0, |s| s.stable_share)
+    }
+
+    /// The policy's checks, whose values the scenario's `checks` give.
+    pub fn checks(mut self, names: Vec<String>) -> Traffic<'s> {
+        self.checks = names;
+        self
     }
 
     /// Whether the errors query falls back to 0 when it has no series (`... or vector(0)`):
@@ -103,6 +150,14 @@ impl<'s> Traffic<'s> {
         let canary = binomial(&mut self.rng, total, share);
         let stable = total - canary;
         let stable_rate = self.scenario.stable.rate_at(self.drawn);
+        if let Some(slow) = &mut self.slow {
+            self.served.canary_slow +=
+                slow.canary
+                    .take(self.served.canary_requests, canary, slow.canary_share);
+            self.served.stable_slow +=
+                slow.stable
+                    .take(self.served.stable_requests, stable, slow.stable_share);
+        }
         self.served.canary_errors +=
             self.canary_failures
                 .take(self.served.canary_requests, canary, canary_rate);
@@ -270,13 +325,62 @@ impl Source for Traffic<'_> {
             let e = self.increase(now, window, |c| Some(c.stable_errors), false)?;
             Some((r, e))
         };
+        let latency = self.slow.as_ref().filter(|_| self.answer_latency).map(|_| {
+            let canary_slow = self.increase(now, window, |c| Some(c.canary_slow), true);
+            let stable_slow = || {
+                let r = self.increase(now, window, |c| Some(c.stable_requests), false)?;
+                let s = self.increase(now, window, |c| Some(c.stable_slow), false)?;
+                Some(Slow {
+                    requests: r,
+                    slow: s,
+                })
+            };
+            match canary_slow {
+                Some(slow) => LatencyCounts::Values {
+                    canary: Slow { requests, slow },
+                    stable: if stable { stable_slow() } else { None },
+                },
+                None => LatencyCounts::NoData(
+                    "the canary's latency histogram has fewer than two samples in the range".into(),
+                ),
+            }
+        });
+        let checks = self
+            .checks
+            .iter()
+            .map(|name| CheckValue {
+                name: name.clone(),
+                value: match self.scenario.checks.get(name) {
+                    None => Err(format!(
+                        "the scenario gives the check {name} no value (scenario checks)"
+                    )),
+                    // Like a query over the canary's own series: nothing before it served.
+                    Some(_) if requests <= 0.0 => Err(format!(
+                        "the check {name}'s query returned an empty vector (the canary served no request in the window)"
+                    )),
+                    Some(v) => Ok(v.value(
+                        self.scenario.canary.latency,
+                        self.scenario.latency_spread,
+                    )),
+                },
+            })
+            .collect();
         Counts::Values {
             requests,
             errors,
             stable: if stable { stable_counts() } else { None },
-            latency: None,
+            latency,
+            checks,
         }
     }
+}
+
+/// The slow requests' streams and each revision's share of slow requests.
+struct SlowStreams {
+    canary: ErrorStream,
+    stable: ErrorStream,
+    canary_share: f64,
+    stable_share: f64,
 }
 
 /// The seed of the `k`-th independent stream of a run seeded with `seed` (SplitMix64's
@@ -529,6 +633,7 @@ mod tests {
                     canary_errors: *ce,
                     stable_requests: *sr,
                     stable_errors: *se,
+                    ..Counters::default()
                 };
                 (Duration::from_secs(*at), c)
             })

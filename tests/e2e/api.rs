@@ -301,6 +301,42 @@ async fn bad_policies_are_refused_with_a_message_naming_the_field() {
             &["spec.analysis.latency.buckets", "unknown template variable"],
         ),
         (
+            "a check without bounds",
+            with(
+                good(),
+                &["analysis", "checks"],
+                json!([{"name": "cpu", "query": "max(cpu)"}]),
+            ),
+            &["spec.analysis.checks[0]", "a check needs min, max or both"],
+        ),
+        (
+            "a check whose min is above its max",
+            with(
+                good(),
+                &["analysis", "checks"],
+                json!([{"name": "cpu", "query": "max(cpu)", "min": 2, "max": 1}]),
+            ),
+            &["spec.analysis.checks[0]", "min must not be above its max"],
+        ),
+        (
+            "two checks with one name",
+            with(
+                good(),
+                &["analysis", "checks"],
+                json!([{"name": "cpu", "query": "max(a)", "max": 1}, {"name": "cpu", "query": "max(b)", "max": 1}]),
+            ),
+            &["spec.analysis.checks", "check names must be unique"],
+        ),
+        (
+            "an unknown variable in a check",
+            with(
+                good(),
+                &["analysis", "checks"],
+                json!([{"name": "cpu", "query": "max(cpu{pod=\"{{pod}}\"})", "max": 1}]),
+            ),
+            &["spec.analysis.checks[0].query", "unknown template variable"],
+        ),
+        (
             "an empty selector",
             with(good(), &["selector"], json!({})),
             &["spec.selector", "must not be empty"],

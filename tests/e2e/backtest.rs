@@ -42,8 +42,26 @@ spec:
 // pause (about 60 clean requests): a sequential slice widens only once its test accepted the
 // canary there.
 
-/// (workload, error ratio) of the exported series.
-const WORKLOADS: [(&str, f64); 2] = [("bad-canary", 0.2), ("good-canary", 0.0)];
+/// The same policy judging latency too: requests slower than 250ms, read from the
+/// exporter's histogram.
+fn latency_policy() -> String {
+    POLICY
+        .replace(
+            "    minRequests: 50\n",
+            "    minRequests: 50\n    latency:\n      buckets: sum by (le) (increase(http_request_duration_seconds_bucket{namespace=\"{{namespace}}\",workload=\"{{workload}}\"}[{{elapsed}}]))\n",
+        )
+        .replace(
+            "    decision: sequential\n",
+            "    decision: sequential\n    latency: {objective: 250ms, maxSlowRate: 5%, p0: 1%}\n",
+        )
+}
+
+/// (workload, error ratio, share of requests slower than 250ms) of the exported series.
+const WORKLOADS: [(&str, f64, f64); 3] = [
+    ("bad-canary", 0.2, 0.0),
+    ("good-canary", 0.0, 0.0),
+    ("slow-canary", 0.0, 0.3),
+];
 
 struct Exporter {
     namespace: String,
@@ -56,7 +74,8 @@ async fn metrics(State(x): State<Arc<Exporter>>) -> String {
     let first = *x.first.lock().expect("lock").get_or_insert(now);
     let secs = now.duration_since(first).as_secs_f64();
     let mut out = String::from("# TYPE http_requests_total counter\n");
-    for (workload, ratio) in WORKLOADS {
+    let mut histogram = String::from("# TYPE http_request_duration_seconds histogram\n");
+    for (workload, ratio, slow) in WORKLOADS {
         let requests = (RPS * secs).floor();
         let errors = (ratio * requests).floor();
         for (code, v) in [("200", requests - errors), ("500", errors)] {
@@ -65,8 +84,20 @@ async fn metrics(State(x): State<Arc<Exporter>>) -> String {
                 x.namespace
             ));
         }
+        let fast = requests - (slow * requests).floor();
+        for (le, v) in [
+            ("0.1", (fast / 2.0).floor()),
+            ("0.25", fast),
+            ("1", requests),
+            ("+Inf", requests),
+        ] {
+            histogram.push_str(&format!(
+                "http_request_duration_seconds_bucket{{namespace=\"{}\",workload=\"{workload}\",le=\"{le}\"}} {v}\n",
+                x.namespace
+            ));
+        }
     }
-    out
+    out + &histogram
 }
 
 fn options(policy: PathBuf, deployment: &str, ns: &str, from: Timestamp, to: Timestamp) -> Options {
@@ -241,6 +272,34 @@ async fn backtest_replays_recorded_counters() {
             .iter()
             .all(|v| *v == "Continue" || *v == "AcceptGood"),
         "{verdicts:?}"
+    );
+
+    // Latency: the slow canary (30% of its requests past 250ms, no errors) is rolled back by
+    // the slow requests' test, read from the recorded histogram; the good one is promoted.
+    let latency = dir.join("latency.yaml");
+    std::fs::write(&latency, latency_policy()).expect("policy file");
+    let slow = backtest(&options(latency.clone(), "slow", &ns, from, to))
+        .await
+        .expect("backtest of the slow canary");
+    let report = serde_json::to_string_pretty(&slow).expect("json");
+    assert_eq!(slow.outcome, "RolledBack", "{report}");
+    assert_eq!(
+        slow.reason.as_deref(),
+        Some("SlowRequestsTestRejected"),
+        "{report}"
+    );
+    assert!(
+        slow.query.contains("http_request_duration_seconds_bucket"),
+        "{report}"
+    );
+    let fast = backtest(&options(latency, "good", &ns, from, to))
+        .await
+        .expect("backtest of the fast canary");
+    assert_eq!(
+        fast.outcome,
+        "Promoted",
+        "{}",
+        serde_json::to_string_pretty(&fast).expect("json")
     );
 
     let _ = std::fs::remove_file(target);

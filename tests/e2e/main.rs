@@ -22,6 +22,7 @@ mod approvals;
 mod argocd;
 mod backtest;
 mod chart;
+mod checks;
 mod cli;
 mod cluster;
 mod crash;

@@ -126,7 +126,8 @@ fn an_unknown_revision_is_refused_only_where_the_queries_need_it() {
             requests: 100.0,
             errors: 1.0,
             stable: None,
-            latency: None
+            latency: None,
+            checks: vec![]
         })
     );
     // Templates without {{revision}} need none.
@@ -172,7 +173,8 @@ fn the_answer_is_split_into_counts() {
             requests: 1520.0,
             errors: 3.0,
             stable: Some((9000.0, 9.0)),
-            latency: None
+            latency: None,
+            checks: vec![]
         }
     );
     // A threshold tier reads the canary's parts only.
@@ -182,7 +184,8 @@ fn the_answer_is_split_into_counts() {
             requests: 1520.0,
             errors: 3.0,
             stable: None,
-            latency: None
+            latency: None,
+            checks: vec![]
         }
     );
     // A missing canary part is no data, and says which.
@@ -211,7 +214,8 @@ fn the_answer_is_split_into_counts() {
             requests: 10.0,
             errors: 0.0,
             stable: None,
-            latency: None
+            latency: None,
+            checks: vec![]
         }
     );
     let two = series(&[("errors", 1.0), ("errors", 2.0), ("requests", 5.0)]);
@@ -498,4 +502,65 @@ fn a_latency_objective_joins_the_combined_query() {
             .contains("istio, envoyGateway, linkerd, traefik, openTelemetry"),
         "{e}"
     );
+}
+
+/// Checks join the one combined query, each tagged with its name, and each answer is read
+/// back as one number or as why it is not.
+#[test]
+fn checks_join_the_combined_query() {
+    let with = spec(json!({"checks": [
+        {"name": "cpu", "query": "max(rate(cpu{pod=~\"{{workload}}-.*\"}[{{interval}}]))", "max": 0.8},
+        {"name": "orders", "query": "sum(rate(orders{workload=\"{{workload}}\"}[5m]))", "min": 1}
+    ]}));
+    let r = AnalysisRequest::new(&with, false).expect("request");
+    let rendered = r.render(&sample()).expect("renders");
+    assert_eq!(
+        rendered.checks,
+        [
+            (
+                "cpu".to_string(),
+                r#"max(rate(cpu{pod=~"web-canary-.*"}[30s]))"#.to_string()
+            ),
+            (
+                "orders".to_string(),
+                r#"sum(rate(orders{workload="web-canary"}[5m]))"#.to_string()
+            )
+        ]
+    );
+    let q = rendered.combined();
+    assert!(
+        q.ends_with(concat!(
+            r#" or label_replace((max(rate(cpu{pod=~"web-canary-.*"}[30s]))"#,
+            "\n",
+            r#"), "rollguard_part", "check:cpu", "", "") or label_replace((sum(rate(orders{workload="web-canary"}[5m]))"#,
+            "\n",
+            r#"), "rollguard_part", "check:orders", "", "")"#
+        )),
+        "{q}"
+    );
+    let mut answer = series(&[("requests", 100.0), ("errors", 0.0), ("check:cpu", 0.5)]);
+    for pod in ["a", "b"] {
+        answer.push((
+            BTreeMap::from([
+                (
+                    prometheus::PART_LABEL.to_string(),
+                    "check:orders".to_string(),
+                ),
+                ("pod".to_string(), pod.to_string()),
+            ]),
+            2.0,
+        ));
+    }
+    let Counts::Values { checks, .. } = r.counts(&answer).expect("counts") else {
+        panic!("values expected");
+    };
+    assert_eq!(checks[0].value, Ok(0.5));
+    let orders = checks[1].value.clone().expect_err("two series");
+    assert!(orders.contains("returned 2 series"), "{orders}");
+    let e = AnalysisRequest::new(
+        &spec(json!({"checks": [{"name": "x", "query": "sum(x{a=\"{{nope}}\"})", "max": 1}]})),
+        false,
+    )
+    .expect_err("unknown variable");
+    assert_eq!(e.field, "spec.analysis.checks[0].query");
 }

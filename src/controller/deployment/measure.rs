@@ -72,6 +72,7 @@ pub(super) async fn measure(
         requests: rendered.requests.clone(),
         errors: rendered.errors.clone(),
         latency: rendered.latency.as_ref().map(|(canary, _)| canary.clone()),
+        checks: rendered.checks.clone(),
     };
     let mut ep = match request.endpoint(ctx.config.prometheus_address.as_ref()) {
         Ok(ep) => ep,
@@ -105,6 +106,7 @@ pub(super) async fn measure(
             errors,
             stable,
             latency,
+            checks,
         }) => (
             "ok",
             Measurement::Counts {
@@ -112,6 +114,7 @@ pub(super) async fn measure(
                 errors,
                 stable,
                 latency,
+                checks,
                 queries,
             },
         ),
