@@ -12,12 +12,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use crate::latency::Buckets;
 use crate::model::{PodView, Served};
 use crate::shapes::BucketCounter;
-
-/// Prometheus' default histogram buckets (seconds), as an instrumented server's client library
-/// would export them.
-const DEFAULT_BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+use crate::telemetry::DEFAULT_BUCKETS;
 
 /// The per-pod histogram.
 pub struct PeerSeries {

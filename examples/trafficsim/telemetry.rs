@@ -11,8 +11,9 @@ use crate::model::{EntryKind, GroupKey, PodView, Served, Track, UnroutedReason};
 use crate::peers::PeerSeries;
 use crate::shapes::{BucketCounter, Shapes};
 
-/// Prometheus' default histogram buckets (seconds), for the simulator's own latency histogram.
-const DEFAULT_BUCKETS: [f64; 11] = [
+/// Prometheus' default histogram buckets (seconds), for the simulator's own latency histogram
+/// and the per-pod one the peers read.
+pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
