@@ -276,16 +276,26 @@ pub fn combine(parts: &[(&str, &str)]) -> String {
         .join(" or ")
 }
 
+/// Whether a series of a combined query's answer belongs to the part tagged `tag`.
+pub fn is_part(labels: &BTreeMap<String, String>, tag: &str) -> bool {
+    labels.get(PART_LABEL).map(String::as_str) == Some(tag)
+}
+
+/// The values of the part tagged `tag` in a combined query's answer.
+pub fn values_of(series: &[Series], tag: &str) -> Vec<f64> {
+    series
+        .iter()
+        .filter(|(l, _)| is_part(l, tag))
+        .map(|(_, v)| *v)
+        .collect()
+}
+
 /// Splits the answer of a combined query into one [`Answer`] per part. A part with no
 /// series is `NoData`; a part with several is an error (the template lacks a `sum`).
 pub fn split(series: &[Series], tags: &[&str]) -> Result<BTreeMap<String, Answer>, QueryError> {
     let mut out = BTreeMap::new();
     for tag in tags {
-        let mine: Vec<f64> = series
-            .iter()
-            .filter(|(l, _)| l.get(PART_LABEL).map(String::as_str) == Some(*tag))
-            .map(|(_, v)| *v)
-            .collect();
+        let mine = values_of(series, tag);
         let answer = match mine.as_slice() {
             [] => Answer::of(tag, None),
             [v] => Answer::of(tag, Some(*v)),

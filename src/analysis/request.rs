@@ -619,9 +619,7 @@ impl AnalysisRequest {
         let of = |part: Part| -> Vec<(Option<&str>, f64)> {
             series
                 .iter()
-                .filter(|(labels, _)| {
-                    labels.get(prometheus::PART_LABEL).map(String::as_str) == Some(part.tag())
-                })
+                .filter(|(labels, _)| prometheus::is_part(labels, part.tag()))
                 .map(|(labels, v)| (labels.get("le").map(String::as_str), *v))
                 .collect()
         };
@@ -638,13 +636,7 @@ impl AnalysisRequest {
 
 /// A check's number in the answer to a combined query, or why it has none.
 fn check_value(series: &[Series], name: &str) -> Result<f64, String> {
-    let tag = check_tag(name);
-    let mine: Vec<f64> = series
-        .iter()
-        .filter(|(l, _)| l.get(prometheus::PART_LABEL) == Some(&tag))
-        .map(|(_, v)| *v)
-        .collect();
-    match mine.as_slice() {
+    match prometheus::values_of(series, &check_tag(name)).as_slice() {
         [] => Err(format!("the check {name}'s query returned an empty vector")),
         [v] if v.is_nan() => Err(format!("the check {name}'s query returned NaN")),
         [v] => Ok(*v),
@@ -696,7 +688,7 @@ pub fn points_by_part(series: &[RangeSeries]) -> Result<PointsByPart, QueryError
         let tag = part.tag();
         let mine: Vec<&RangeSeries> = series
             .iter()
-            .filter(|(l, _)| l.get(prometheus::PART_LABEL).map(String::as_str) == Some(tag))
+            .filter(|(l, _)| prometheus::is_part(l, tag))
             .collect();
         if mine.len() > 1 {
             return Err(QueryError::TooManySeries { series: mine.len() });

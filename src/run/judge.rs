@@ -62,6 +62,23 @@ pub(super) struct Judged {
     pub stable_vs_p0: Option<StableVsP0>,
 }
 
+impl Judged {
+    /// Another signal's judgement replaces the sample's when it weighs more: a rollback by
+    /// slow requests or a check, or an unreadable histogram or check that holds the run.
+    fn take_if_worse(
+        &mut self,
+        judgement: Judgement,
+        verdict: Verdict,
+        message: impl FnOnce(&Sample) -> String,
+    ) {
+        if judgement.severity() > self.judgement.severity() {
+            self.judgement = judgement;
+            self.sample.verdict = verdict;
+            self.sample.message = Some(message(&self.sample));
+        }
+    }
+}
+
 /// What is judged: the canary's errors, or its requests slower than the latency objective.
 /// Both go through the same tests; only the words differ.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -246,30 +263,29 @@ pub(super) fn judge(
                 stable: stable.map(|s| (s.requests, s.slow)),
             },
         ),
-        Some(LatencyCounts::NoData(why)) => SignalJudged::unusable(
-            Evidence {
-                message: Some(why.clone()),
-                ..Evidence::default()
-            },
-            Verdict::NoData,
-            Judgement::NoData,
-        ),
-        Some(LatencyCounts::Invalid(why)) => SignalJudged::unusable(
-            Evidence {
-                message: Some(why.clone()),
-                ..Evidence::default()
-            },
-            Verdict::Error,
-            Judgement::Error,
-        ),
-        None => SignalJudged::unusable(
-            Evidence {
-                message: Some("the latency histogram was not asked for".into()),
-                ..Evidence::default()
-            },
-            Verdict::Error,
-            Judgement::Error,
-        ),
+        unusable => {
+            let (why, verdict, judgement) = match unusable {
+                Some(LatencyCounts::NoData(why)) => {
+                    (why.clone(), Verdict::NoData, Judgement::NoData)
+                }
+                Some(LatencyCounts::Invalid(why)) => {
+                    (why.clone(), Verdict::Error, Judgement::Error)
+                }
+                _ => (
+                    "the latency histogram was not asked for".into(),
+                    Verdict::Error,
+                    Judgement::Error,
+                ),
+            };
+            SignalJudged::unusable(
+                Evidence {
+                    message: Some(why),
+                    ..Evidence::default()
+                },
+                verdict,
+                judgement,
+            )
+        }
     };
     let e = slow.evidence;
     judged.sample.latency = Some(LatencySample {
@@ -291,17 +307,14 @@ pub(super) fn judge(
     judged.latency_window = slow.window;
     // The sample's verdict and judgement are the worse of the two: slow requests roll the
     // canary back as errors do, and an unreadable histogram holds it as a failed query does.
-    if slow.judgement.severity() > judged.judgement.severity() {
-        judged.judgement = slow.judgement;
-        judged.sample.verdict = slow.verdict;
-        if let Some(l) = &judged.sample.latency {
-            judged.sample.message = Some(format!(
-                "slow requests (over {}): {}",
-                l.objective,
-                l.message.as_deref().unwrap_or("")
-            ));
-        }
-    }
+    judged.take_if_worse(slow.judgement, slow.verdict, |s| {
+        let l = s.latency.as_ref();
+        format!(
+            "slow requests (over {}): {}",
+            l.map_or("", |l| l.objective.as_str()),
+            l.and_then(|l| l.message.as_deref()).unwrap_or("")
+        )
+    });
     judged
 }
 
@@ -396,12 +409,8 @@ fn judge_checks(
         }
     }
     judged.check_failures = Some(failures);
-    if let Some((judgement, verdict, message)) = worst
-        && judgement.severity() > judged.judgement.severity()
-    {
-        judged.judgement = judgement;
-        judged.sample.verdict = verdict;
-        judged.sample.message = Some(message);
+    if let Some((judgement, verdict, message)) = worst {
+        judged.take_if_worse(judgement, verdict, |_| message);
     }
 }
 

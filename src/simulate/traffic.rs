@@ -320,15 +320,19 @@ impl Source for Traffic<'_> {
                 );
             }
         };
+        // Stable's requests, once for its errors and its slow requests alike.
+        let stable_requests = stable
+            .then(|| self.increase(now, window, |c| Some(c.stable_requests), false))
+            .flatten();
         let stable_counts = || {
-            let r = self.increase(now, window, |c| Some(c.stable_requests), false)?;
+            let r = stable_requests?;
             let e = self.increase(now, window, |c| Some(c.stable_errors), false)?;
             Some((r, e))
         };
         let latency = self.slow.as_ref().filter(|_| self.answer_latency).map(|_| {
             let canary_slow = self.increase(now, window, |c| Some(c.canary_slow), true);
             let stable_slow = || {
-                let r = self.increase(now, window, |c| Some(c.stable_requests), false)?;
+                let r = stable_requests?;
                 let s = self.increase(now, window, |c| Some(c.stable_slow), false)?;
                 Some(Slow {
                     requests: r,
