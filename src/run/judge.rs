@@ -378,16 +378,21 @@ fn judge_checks(
                         "the check {} returned {v}, not {bounds} ({n} failed sample(s), failureLimit {})",
                         plan.name, plan.failure_limit
                     );
-                    let bad = past.then(|| {
-                        (
-                            Judgement::Bad {
-                                reason: CHECK_FAILED,
-                            },
-                            Verdict::Fail,
-                            message.clone(),
-                        )
-                    });
-                    (Verdict::Fail, Some(v), message, bad)
+                    // Within the limit the run goes on, but its slice widens only after a
+                    // sample that passes every check (as a failed threshold sample holds it).
+                    let judgement = if past {
+                        Judgement::Bad {
+                            reason: CHECK_FAILED,
+                        }
+                    } else {
+                        Judgement::Undecided
+                    };
+                    (
+                        Verdict::Fail,
+                        Some(v),
+                        message.clone(),
+                        Some((judgement, Verdict::Fail, message)),
+                    )
                 } else {
                     (Verdict::Pass, Some(v), bounds, None)
                 }

@@ -2262,3 +2262,45 @@ fn a_check_within_bounds_promotes_and_one_without_data_holds() {
     assert_eq!(s.verdict, Verdict::NoData);
     assert_eq!(s.checks[0].verdict, Verdict::NoData);
 }
+
+/// Given a check failing within its limit, the run goes on but its slice holds: the step
+/// whose pause has ended widens only after a sample that passes every check, as after a
+/// failed threshold sample.
+#[test]
+fn a_check_failing_within_its_limit_holds_the_slice() {
+    let t = tier(Decision::Threshold, &[("10%", "5s"), ("50%", "5s")], false);
+    let mut sim = Sim::with_analysis(t, Router::GatewayApi, with_check(5));
+    sim.tick(None);
+    sim.tick(None);
+    // Above the max for the first 12 s of the canary, then within.
+    let mut held = None;
+    for _ in 0..40 {
+        if sim.status.phase != Phase::Progressing {
+            break;
+        }
+        sim.step_with(checked(|s| Some(if s < 12.5 { 0.95 } else { 0.3 })));
+        if let Some(s) = sim.status.samples.last()
+            && s.checks[0].verdict == Verdict::Fail
+        {
+            assert_eq!(s.verdict, Verdict::Fail, "{s:?}");
+            assert_eq!(sim.status.step, 0, "widened on a failed check: {s:?}");
+            held = sim
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::WAITING && c.status == "True")
+                .map(|c| c.reason.clone());
+        }
+    }
+    assert_eq!(held.as_deref(), Some("WaitingForEvidence"));
+    assert_eq!(sim.status.phase, Phase::Promoting);
+    assert_eq!(sim.status.reason, None);
+    // Every sample in the second slice came after the check passed.
+    let first_pass = sim
+        .status
+        .samples
+        .iter()
+        .position(|s| s.checks[0].verdict == Verdict::Pass)
+        .expect("a passing sample");
+    assert!(sim.status.samples[..first_pass].iter().all(|s| s.step == 0));
+}
