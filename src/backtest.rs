@@ -351,6 +351,11 @@ pub async fn backtest(opts: &Options) -> Result<Report, Error> {
     let mut policy = policy::load(&crate::simulate::read(&opts.policy)?, &file)
         .map_err(crate::simulate::Error::from)?;
     policy.namespace = opts.namespace.clone();
+    if policy.model.service_wide {
+        return Err(Error::Invalid(format!(
+            "{file}: simulate.measure: service models a peer's query in rollguard simulate; backtest sends the policy's own queries to Prometheus, so write them over the whole service instead"
+        )));
+    }
     let meta = RevisionMeta {
         template_labels: Some(&opts.labels),
         template_annotations: Some(&opts.annotations),
@@ -527,6 +532,44 @@ mod tests {
             panic!("values expected");
         };
         assert_eq!(checks[0].value, Ok(0.93));
+    }
+
+    /// `simulate.measure: service` has nothing to model in a backtest (its queries are the
+    /// policy's own): refused by name before Prometheus is asked anything.
+    #[tokio::test]
+    async fn a_service_wide_model_is_refused() {
+        let dir = std::env::temp_dir().join(format!("rollguard-bt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let policy = dir.join("argo.yaml");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/blast-radius/d-argo.yaml"
+        ))
+        .expect("d-argo.yaml");
+        std::fs::write(&policy, text).expect("write");
+        let opts = Options {
+            policy,
+            deployment: "web".into(),
+            namespace: "default".into(),
+            // Nothing listens there: the refusal must come first.
+            prometheus: "http://127.0.0.1:9".into(),
+            from: Timestamp::from_second(1_800_000_000).expect("ts"),
+            to: Timestamp::from_second(1_800_003_600).expect("ts"),
+            tier: None,
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            service: None,
+            route: None,
+            revision: None,
+            stable_revision: None,
+            token_file: None,
+            insecure: false,
+            timeout: Duration::from_secs(1),
+        };
+        let err = backtest(&opts).await.err().map(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = err.unwrap_or_default();
+        assert!(err.contains("simulate.measure: service"), "{err}");
     }
 
     #[test]

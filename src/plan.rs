@@ -184,9 +184,10 @@ pub enum Judge {
         /// The run's false-rollback budget: the k-th sample fails at alpha/(k(k+1)).
         alpha: f64,
         /// Judge as Flagger and Argo Rollouts do: the measured rate against the maximum, no
-        /// confidence bound ([`crate::analysis::decision::threshold_as_measured`]). Only
-        /// `rollguard simulate` sets it, to model those tools; a policy cannot.
-        as_measured: bool,
+        /// confidence bound ([`crate::analysis::decision::threshold_as_measured`]), with the
+        /// rest of their check's behaviour. Only `rollguard simulate` sets it, to model those
+        /// tools; a policy cannot.
+        peer: Option<PeerCheck>,
     },
     Sequential {
         test: SequentialTest,
@@ -199,6 +200,20 @@ pub enum Judge {
         decide_within: Duration,
         on_inconclusive: OnInconclusive,
     },
+}
+
+/// How another tool's check behaves beyond judging the measured rate, as `rollguard simulate`
+/// models it (a policy file's `simulate` key, docs/analysis/simulate.md). The operator never
+/// sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerCheck {
+    /// A sample without data (no requests, no series, a failed query) is a failed check,
+    /// counted toward the failure limit: Flagger's "no values found" and Argo Rollouts' NaN.
+    pub no_data_fails: bool,
+    /// Each step moves on when its pause ends, whatever the samples say, and the last one
+    /// promotes: Argo Rollouts' background analysis, which can only abort. Without it a step
+    /// waits for a passing sample, as Flagger's failed check halts the weight.
+    pub steps_on_pause: bool,
 }
 
 /// A check's bounds, as the judge applies them.
@@ -263,6 +278,26 @@ fn duration(field: String, s: &str) -> Result<Duration, PlanError> {
 }
 
 impl Plan {
+    /// The peer model of a threshold tier in `rollguard simulate` (`None` in the operator).
+    pub fn peer(&self) -> Option<PeerCheck> {
+        match self.judge {
+            Judge::Threshold { peer, .. } => peer,
+            Judge::Sequential { .. } => None,
+        }
+    }
+
+    /// Sets the peer model on the tier's tests (errors and slow requests alike); a
+    /// sequential tier has none.
+    pub fn set_peer(&mut self, model: PeerCheck) {
+        let judges =
+            std::iter::once(&mut self.judge).chain(self.latency.as_mut().map(|l| &mut l.judge));
+        for judge in judges {
+            if let Judge::Threshold { peer, .. } = judge {
+                *peer = Some(model);
+            }
+        }
+    }
+
     /// The tier measures its baseline on the stable pods (`baseline: stable`), so every
     /// analysis asks for stable's counts too.
     pub fn baseline_stable(&self) -> bool {
@@ -320,7 +355,7 @@ impl Plan {
                     max_error_rate: max_error_rate.as_f64(),
                     failure_limit: tier.failure_limit.max(0) as u32,
                     alpha: alpha.as_f64(),
-                    as_measured: false,
+                    peer: None,
                 }
             }
             Decision::Sequential => {
@@ -485,13 +520,13 @@ fn latency_plan(
         Judge::Threshold {
             failure_limit,
             alpha,
-            as_measured,
+            peer,
             ..
         } => Judge::Threshold {
             max_error_rate: max_slow.as_f64(),
             failure_limit: *failure_limit,
             alpha: *alpha,
-            as_measured: *as_measured,
+            peer: *peer,
         },
         Judge::Sequential {
             test,

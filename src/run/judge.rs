@@ -195,7 +195,17 @@ pub(super) fn judge(
             stable_vs_p0: None,
         }
     };
+    let no_data_fails = plan.peer().is_some_and(|p| p.no_data_fails);
     let (requests, errors, stable, latency, checks) = match m {
+        Measurement::NoData { why, .. } | Measurement::Failed { why, .. } if no_data_fails => {
+            let (verdict, judgement) = no_data_failed();
+            return unjudged(
+                sample,
+                verdict,
+                &format!("{why}; {NO_DATA_FAILS_WHY}"),
+                judgement,
+            );
+        }
         Measurement::NoData { why, .. } => {
             return unjudged(sample, Verdict::NoData, why, Judgement::NoData);
         }
@@ -320,6 +330,23 @@ pub(super) fn judge(
 
 /// The run's reason when a check fails past its limit.
 pub(super) const CHECK_FAILED: &str = "CheckFailed";
+
+/// The reason of a rollback by samples without data, when a peer's check is modelled that
+/// counts them as failed ([`crate::plan::PeerCheck::no_data_fails`]).
+pub(super) const NO_DATA_FAILED: &str = "NoDataFailedCheck";
+
+const NO_DATA_FAILS_WHY: &str =
+    "no data is a failed check (the peers' check, modelled by rollguard simulate)";
+
+/// A sample without data, where the modelled peer counts it as a failed check.
+fn no_data_failed() -> (Verdict, Judgement) {
+    (
+        Verdict::Fail,
+        Judgement::Bad {
+            reason: NO_DATA_FAILED,
+        },
+    )
+}
 
 /// Judges every check's value against its bounds, records them in the sample and counts the
 /// failures; a check past its `failureLimit` makes the sample roll the canary back, a check
@@ -454,7 +481,7 @@ fn judge_signal(
     match judge {
         Judge::Threshold {
             max_error_rate,
-            as_measured: true,
+            peer: Some(peer),
             ..
         } => {
             let out = threshold_as_measured(requests, errors, *max_error_rate, min_requests);
@@ -463,7 +490,12 @@ fn judge_signal(
                 "the measured rate against {}, with no confidence bound (the peers' check, modelled by rollguard simulate)",
                 signal.max_field()
             ));
-            let (verdict, judgement) = threshold_judgement(signal, out.verdict);
+            let (verdict, judgement) = if peer.no_data_fails && requests == 0.0 {
+                ev.message = Some(NO_DATA_FAILS_WHY.into());
+                no_data_failed()
+            } else {
+                threshold_judgement(signal, out.verdict)
+            };
             SignalJudged {
                 evidence: ev,
                 verdict,

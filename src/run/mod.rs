@@ -1011,13 +1011,16 @@ impl Machine<'_, '_> {
         }
         let latest = self.latest_in_step().cloned();
         // A wider slice needs evidence from this one: a sample that judged the canary
-        // (not one with too few requests, no data or an error).
-        let healthy = latest.as_ref().is_some_and(|s| {
-            matches!(
-                s.verdict,
-                Verdict::Pass | Verdict::Continue | Verdict::AcceptGood
-            )
-        });
+        // (not one with too few requests, no data or an error). A modelled peer whose steps
+        // move on their pauses needs none (`rollguard simulate` only).
+        let on_pause = plan.peer().is_some_and(|p| p.steps_on_pause);
+        let healthy = on_pause
+            || latest.as_ref().is_some_and(|s| {
+                matches!(
+                    s.verdict,
+                    Verdict::Pass | Verdict::Continue | Verdict::AcceptGood
+                )
+            });
         if !healthy && !skip_this {
             let why = match &latest {
                 None => "no analysis sample in this step yet".to_string(),
@@ -1075,7 +1078,7 @@ impl Machine<'_, '_> {
             return self.progress();
         }
         // Last step done: promotion needs enough evidence that the canary is good.
-        let evidence = self.enough_evidence(latest.as_ref());
+        let evidence = on_pause || self.enough_evidence(latest.as_ref());
         if skip_all && (!last || !pause_over || !healthy || !evidence) {
             let mut what = vec![];
             if !last {
@@ -1406,6 +1409,10 @@ fn rollback_message(reason: &str, s: &Sample, failed: i32) -> String {
         judge::CHECK_FAILED => format!(
             "rolled back: {}; errors: {counts}",
             s.message.as_deref().unwrap_or("a check failed")
+        ),
+        judge::NO_DATA_FAILED => format!(
+            "rolled back: {failed} failed sample(s), the last without data: {}",
+            s.message.as_deref().unwrap_or("no data")
         ),
         _ => format!(
             "rolled back: no data for too many samples in a row ({})",

@@ -52,6 +52,10 @@ pub struct Setup {
     pub sample: SampleVars,
     /// The errors query answers 0 when it has no series (it ends in `or vector(0)`).
     pub errors_or_zero: bool,
+    /// A modelled peer counts the whole service, stable and canary together.
+    pub service_wide: bool,
+    /// A modelled peer's first sample waits for this step (its index) to start.
+    pub analysis_from: i32,
 }
 
 /// Whether a query falls back to 0 when its series do not exist (`... or vector(0)`).
@@ -112,6 +116,8 @@ impl Setup {
             errors_or_zero: falls_back_to_zero(
                 policy.spec.analysis.errors_template().unwrap_or_default(),
             ),
+            service_wide: policy.model.service_wide,
+            analysis_from: policy.model.analysis_from_step.saturating_sub(1) as i32,
         })
     }
 
@@ -278,7 +284,10 @@ pub fn drive<S: Source>(
             plan: &setup.plan,
             router: setup.router,
         };
-        let measurement = analysis_due(&view, &status, ts).then(|| {
+        // A modelled peer whose analysis starts with a later step takes no sample before it,
+        // and its first one as that step starts (Argo Rollouts' `startingStep`).
+        let analysing = status.step >= setup.analysis_from;
+        let measurement = (analysing && analysis_due(&view, &status, ts)).then(|| {
             // As the controller's `measure`.
             let elapsed = elapsed(&status, ts);
             let window = match setup.window {
@@ -290,21 +299,30 @@ pub fn drive<S: Source>(
             } else {
                 Queries::default()
             };
-            match source.counts(now, window, setup.request.stable_baseline()) {
+            let stable_too = setup.request.stable_baseline() || setup.service_wide;
+            match source.counts(now, window, stable_too) {
                 Counts::Values {
                     requests,
                     errors,
                     stable,
                     latency,
                     checks,
-                } => Measurement::Counts {
-                    latency,
-                    checks,
-                    requests,
-                    errors,
-                    stable,
-                    queries,
-                },
+                } => {
+                    let (requests, errors, stable) = if setup.service_wide {
+                        let (r, e) = stable.unwrap_or((0.0, 0.0));
+                        (requests + r, errors + e, None)
+                    } else {
+                        (requests, errors, stable)
+                    };
+                    Measurement::Counts {
+                        latency,
+                        checks,
+                        requests,
+                        errors,
+                        stable,
+                        queries,
+                    }
+                }
                 Counts::NoData(why) => Measurement::NoData { why, queries },
             }
         });
@@ -396,9 +414,17 @@ pub fn drive<S: Source>(
             continue;
         }
         passes = 0;
-        let wake = out
-            .wake_at
-            .map(|t| Duration::try_from(t.duration_since(start)).unwrap_or(Duration::ZERO));
+        let since_start = |t: Timestamp| Duration::try_from(t.duration_since(start)).ok();
+        let mut wake = out.wake_at.and_then(since_start);
+        if status.step < setup.analysis_from {
+            // The machine asks for the sample the peer does not take yet: wake at the pause's
+            // end instead.
+            let step_end = status.step_started_at.as_ref().and_then(|t| {
+                let (_, pause) = setup.plan.steps.get(status.step.max(0) as usize)?;
+                since_start(t.0).map(|d| d + *pause)
+            });
+            wake = step_end.or(wake);
+        }
         let release_due = people.release_at.filter(|t| *t > now);
         let next = [wake, approval_due, release_due, routed.due()]
             .into_iter()

@@ -10,7 +10,7 @@ use super::yaml::{self, FileError, Segment, locate, parse_path};
 use crate::analysis::query::Template;
 use crate::api::policy::{RolloutPolicySpec, Tier};
 use crate::check::tier_field;
-use crate::plan::{Judge, Plan, RevisionMeta, default_tiers, match_tier_or_untagged};
+use crate::plan::{PeerCheck, Plan, RevisionMeta, default_tiers, match_tier_or_untagged};
 
 /// A loaded, checked policy.
 #[derive(Debug, Clone)]
@@ -26,9 +26,22 @@ pub struct PolicyFile {
     /// The parsed query templates.
     pub requests: Template,
     pub errors: Template,
-    /// `simulate.threshold: asMeasured`: threshold tiers judged as Flagger and Argo Rollouts
-    /// judge (the measured rate against the maximum, no confidence bound), to model them.
-    pub threshold_as_measured: bool,
+    /// How `simulate` models another tool with this file (its `simulate` key).
+    pub model: Model,
+}
+
+/// How `rollguard simulate` models another tool with a policy file: its `simulate` key,
+/// which the operator never reads (docs/analysis/simulate.md, "Modelling another tool").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Model {
+    /// Threshold tiers judged as the peer's check (`threshold: asMeasured`), with its
+    /// `onNoData` and `steps`.
+    pub peer: Option<PeerCheck>,
+    /// The queries count the whole service, stable and canary together (`measure: service`).
+    pub service_wide: bool,
+    /// The step whose start the first sample waits for, counted from 1
+    /// (`analysisFromStep`; 1 by default).
+    pub analysis_from_step: u32,
 }
 
 /// Settings only `rollguard simulate` reads, beside the policy (a whole policy file only):
@@ -38,6 +51,14 @@ pub struct PolicyFile {
 struct SimulateOptions {
     #[serde(default)]
     threshold: ThresholdModel,
+    #[serde(default)]
+    on_no_data: NoDataModel,
+    #[serde(default)]
+    steps: StepsModel,
+    #[serde(default)]
+    measure: MeasureModel,
+    #[serde(default)]
+    analysis_from_step: Option<u32>,
 }
 
 /// How `rollguard simulate` judges a threshold tier.
@@ -49,6 +70,78 @@ enum ThresholdModel {
     ConfidenceBound,
     /// The peers' check: the measured rate above the maximum.
     AsMeasured,
+}
+
+/// What a sample without data does to a modelled peer's check.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum NoDataModel {
+    /// The operator's way: the run holds.
+    #[default]
+    Hold,
+    /// Flagger's and Argo Rollouts' way: a failed check.
+    Fail,
+}
+
+/// When a modelled peer's step moves on.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum StepsModel {
+    /// The operator's and Flagger's way: after its pause, on a passing sample.
+    #[default]
+    OnEvidence,
+    /// Argo Rollouts' background analysis: when its pause ends, whatever the samples say.
+    OnPause,
+}
+
+/// What the queries count.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum MeasureModel {
+    /// The canary's requests, as the templates say.
+    #[default]
+    Canary,
+    /// The whole service's, stable and canary together (Argo Rollouts' documented query).
+    Service,
+}
+
+impl SimulateOptions {
+    /// The model, or the first setting that cannot be modelled, named.
+    fn model(&self) -> Result<Model, (&'static str, String)> {
+        let as_measured = self.threshold == ThresholdModel::AsMeasured;
+        let needs_peer = |field: &'static str| {
+            (
+                field,
+                "models a peer's check: set simulate.threshold: asMeasured too".to_string(),
+            )
+        };
+        if !as_measured && self.on_no_data != NoDataModel::Hold {
+            return Err(needs_peer("onNoData"));
+        }
+        if !as_measured && self.steps != StepsModel::OnEvidence {
+            return Err(needs_peer("steps"));
+        }
+        let from = self.analysis_from_step.unwrap_or(1);
+        if from == 0 {
+            return Err(("analysisFromStep", "steps are counted from 1".to_string()));
+        }
+        if from > 1 && self.steps != StepsModel::OnPause {
+            return Err((
+                "analysisFromStep",
+                format!(
+                    "without samples the steps before step {from} would never move on: set simulate.steps: onPause too"
+                ),
+            ));
+        }
+        Ok(Model {
+            peer: as_measured.then_some(PeerCheck {
+                no_data_fails: self.on_no_data == NoDataModel::Fail,
+                steps_on_pause: self.steps == StepsModel::OnPause,
+            }),
+            service_wide: self.measure == MeasureModel::Service,
+            analysis_from_step: from,
+        })
+    }
 }
 
 /// The tier a revision gets, resolved.
@@ -147,11 +240,23 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
             });
         }
         let meta = doc.metadata.unwrap_or_default();
-        let model = doc.simulate.unwrap_or_default().threshold;
+        let model = doc
+            .simulate
+            .unwrap_or_default()
+            .model()
+            .map_err(|(field, message)| FileError {
+                file: file.into(),
+                position: locate(
+                    text,
+                    &[Segment::Key("simulate".into()), Segment::Key(field.into())],
+                ),
+                field: format!("simulate.{field}"),
+                message,
+            })?;
         (meta.name, meta.namespace, doc.spec, model)
     } else {
         let spec: RolloutPolicySpec = yaml::parse(text, file, &|_| false)?;
-        (None, None, spec, ThresholdModel::ConfidenceBound)
+        (None, None, spec, Model::default())
     };
     let (requests, errors) = check(&spec, &layout)?;
     Ok(PolicyFile {
@@ -161,7 +266,7 @@ pub fn load(text: &str, file: &str) -> Result<PolicyFile, FileError> {
         spec,
         requests,
         errors,
-        threshold_as_measured: model == ThresholdModel::AsMeasured,
+        model,
     })
 }
 
@@ -208,8 +313,17 @@ impl PolicyFile {
         };
         let at = tier_field(self.spec.tiers.is_none(), i, tier);
         let mut plan = Plan::resolve(tier, &self.spec.analysis, &at).map_err(|e| e.to_string())?;
-        if let Judge::Threshold { as_measured, .. } = &mut plan.judge {
-            *as_measured = self.threshold_as_measured;
+        if let Some(peer) = self.model.peer {
+            plan.set_peer(peer);
+        }
+        if self.model.analysis_from_step as usize > plan.steps.len() {
+            return Err(format!(
+                "{}: simulate.analysisFromStep: {} is past the last step of tier {} ({} steps)",
+                self.file,
+                self.model.analysis_from_step,
+                tier.name,
+                plan.steps.len()
+            ));
         }
         Ok(ChosenTier {
             tier: tier.clone(),

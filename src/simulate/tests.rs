@@ -502,3 +502,203 @@ fn simulate_judges_checks_with_the_scenarios_values() {
     };
     assert!(e.to_string().contains("slowAbove (300ms) differs"), "{e}");
 }
+
+/// A peer's documented canary as a policy file: `steps` and the tier's check over the last
+/// interval's counts, with the file's `simulate` key.
+fn peer(steps: &str, max: &str, limit: u32, interval: &str, simulate: &str) -> String {
+    format!(
+        r#"simulate: {{{simulate}}}
+apiVersion: rollguard.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {{name: peer, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: shop}}}}
+  traffic: {{gatewayAPI: {{}}}}
+  analysis:
+    interval: {interval}
+    requests: sum(increase(http_requests_total{{workload="{{{{workload}}}}"}}[{{{{interval}}}}]))
+    errors: sum(increase(http_requests_total{{workload="{{{{workload}}}}",code=~"5.."}}[{{{{interval}}}}]))
+    minRequests: 0
+  tiers:
+  - name: peer
+    steps: {steps}
+    maxErrorRate: {max}
+    decision: threshold
+    failureLimit: {limit}
+"#
+    )
+}
+
+fn flat(rps: &str, stable: &str, canary: &str, duration: &str) -> String {
+    format!(
+        "duration: {duration}\nrps: {rps}\nscrapeInterval: 15s\nstable: {{errorRate: \"{stable}\"}}\ncanary: {{errorRate: \"{canary}\"}}\n"
+    )
+}
+
+/// `simulate.onNoData: fail` counts a sample without requests as a failed check, as Flagger
+/// and Argo Rollouts do: at 0.2 requests/s a 5% slice is empty in about half its 1-minute
+/// intervals, so a healthy canary is often rolled back by its empty samples, where the
+/// default holds it.
+#[test]
+fn a_peer_that_fails_on_no_data_rolls_back_a_quiet_healthy_canary() {
+    let steps = "[{weight: 5%, pause: 1m}, {weight: 10%, pause: 1m}]";
+    let scenario = flat("0.2", "0.1%", "0.1%", "1h");
+    let run = |simulate: &str| {
+        let s = sim(&peer(steps, "1%", 1, "1m", simulate), &scenario);
+        s.run_many(100, stream(21), 2, false)
+    };
+    let fails = run("threshold: asMeasured, onNoData: fail");
+    let holds = run("threshold: asMeasured");
+    let by_no_data = fails
+        .iter()
+        .filter(|r| r.reason.as_deref() == Some("NoDataFailedCheck"))
+        .count();
+    // Two failed checks roll back: about 40% of runs meet two empty minutes at the 5% slice
+    // before a passing one.
+    assert!(
+        by_no_data >= 25,
+        "{by_no_data} of 100 rolled back by no data"
+    );
+    let rolled_back = holds.iter().filter(|r| r.phase == "RolledBack").count();
+    assert!(
+        rolled_back <= 5,
+        "holding: {rolled_back} of 100 rolled back"
+    );
+    // The rollback says why, with the sample that had no data.
+    let s = sim(
+        &peer(
+            steps,
+            "1%",
+            0,
+            "1m",
+            "threshold: asMeasured, onNoData: fail",
+        ),
+        &flat("0.01", "0.1%", "0.1%", "1h"),
+    );
+    let r = s.run(0, stream(22), true);
+    assert_eq!(r.reason.as_deref(), Some("NoDataFailedCheck"), "{r:?}");
+    let sample = r.timeline.iter().find_map(|e| match &e.what {
+        driver::What::Sample(s) => Some(s.clone()),
+        _ => None,
+    });
+    let sample = sample.expect("a sample");
+    assert_eq!(sample.verdict, Verdict::Fail);
+    assert!(
+        sample
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("no data is a failed check")),
+        "{sample:?}"
+    );
+}
+
+/// A failed check holds the slice by default (the operator, and Flagger's halt); with
+/// `simulate.steps: onPause` the steps move on their pauses whatever the samples say and the
+/// last one promotes (Argo Rollouts' background analysis, which can only abort).
+#[test]
+fn a_peer_whose_steps_move_on_their_pauses_does_not_wait_for_evidence() {
+    let steps = "[{weight: 20%, pause: 10m}, {weight: 40%, pause: 10m}, {weight: 60%, pause: 10m}]";
+    // 1.2% against a 1% maximum: most 5-minute samples fail, some pass.
+    let scenario = flat("100", "0.1%", "1.2%", "2h");
+    let run = |simulate: &str| {
+        let s = sim(&peer(steps, "1%", 100, "5m", simulate), &scenario);
+        s.run(0, stream(23), false)
+    };
+    let halts = run("threshold: asMeasured");
+    let moves = run("threshold: asMeasured, steps: onPause");
+    // On its pauses: three steps of 10 minutes, then promoted, failed samples and all.
+    assert_eq!(moves.phase, "Succeeded", "{moves:?}");
+    let t = moves.time_to_decision_seconds.expect("decided");
+    assert!((1800.0..1830.0).contains(&t), "{t}");
+    // On evidence: each slice waits for a passing sample, so the same run takes longer.
+    let slower = halts.time_to_decision_seconds.is_none_or(|h| h > t + 300.0);
+    assert!(slower, "{halts:?}");
+}
+
+/// `simulate.measure: service` counts stable and canary together, and `analysisFromStep`
+/// takes the first sample as that step starts (Argo Rollouts' documented background
+/// analysis, from the 40% step): a 5% canary against a 5% maximum never shows above it over
+/// the whole service, and is promoted, where the canary's own counts roll it back.
+#[test]
+fn a_peer_that_measures_the_service_from_a_later_step_misses_a_bad_canary() {
+    let steps = "[{weight: 20%, pause: 10m}, {weight: 40%, pause: 10m}, {weight: 60%, pause: 10m}, {weight: 80%, pause: 10m}]";
+    let scenario = flat("100", "0.1%", "6%", "2h");
+    let argo = "threshold: asMeasured, onNoData: fail, steps: onPause";
+    let canary = sim(&peer(steps, "5%", 3, "5m", argo), &scenario);
+    let service = sim(
+        &peer(
+            steps,
+            "5%",
+            3,
+            "5m",
+            &format!("{argo}, measure: service, analysisFromStep: 2"),
+        ),
+        &scenario,
+    );
+    let r = canary.run(0, stream(24), false);
+    assert_eq!(r.phase, "RolledBack", "{r:?}");
+    let r = service.run(0, stream(24), true);
+    assert_eq!(r.phase, "Succeeded", "{r:?}");
+    let samples: Vec<_> = r
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            driver::What::Sample(s) => Some((e.at_seconds, s.clone())),
+            _ => None,
+        })
+        .collect();
+    // The first sample comes as the second step starts, then one every 5 minutes.
+    assert_eq!(samples.first().map(|(t, _)| *t), Some(600.0), "{samples:?}");
+    assert_eq!(samples.get(1).map(|(t, _)| *t), Some(900.0));
+    // It counts the whole service: many more requests than the canary's 40% share.
+    let (_, first) = &samples[0];
+    let requests = first.requests.unwrap_or_default();
+    assert!(requests > 25_000, "{first:?}");
+    assert!(samples.iter().all(|(_, s)| s.verdict == Verdict::Pass));
+}
+
+#[test]
+fn a_peer_model_that_cannot_be_modelled_is_refused_with_its_field() {
+    let steps = "[{weight: 20%, pause: 10m}, {weight: 40%, pause: 10m}]";
+    let cases = [
+        ("onNoData: fail", "simulate.onNoData: models a peer's check"),
+        ("steps: onPause", "simulate.steps: models a peer's check"),
+        (
+            "threshold: asMeasured, analysisFromStep: 2",
+            "simulate.analysisFromStep: without samples the steps before step 2",
+        ),
+        (
+            "threshold: asMeasured, steps: onPause, analysisFromStep: 0",
+            "simulate.analysisFromStep: steps are counted from 1",
+        ),
+        ("onNoData: drop", "unknown variant `drop`"),
+    ];
+    for (simulate, want) in cases {
+        let err = policy::load(&peer(steps, "5%", 3, "5m", simulate), "p.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(want), "{simulate}: {err}");
+        assert!(err.starts_with("p.yaml:1:"), "{simulate}: {err}");
+    }
+    // Past the tier's last step: refused when the tier is chosen.
+    let p = policy::load(
+        &peer(
+            steps,
+            "5%",
+            3,
+            "5m",
+            "threshold: asMeasured, steps: onPause, analysisFromStep: 3",
+        ),
+        "p.yaml",
+    )
+    .expect("loads");
+    let err = p
+        .choose_tier(None, &crate::plan::RevisionMeta::default())
+        .err()
+        .unwrap_or_default();
+    assert!(
+        err.contains("simulate.analysisFromStep: 3 is past the last step of tier peer (2 steps)"),
+        "{err}"
+    );
+}
