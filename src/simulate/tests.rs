@@ -702,3 +702,31 @@ fn a_peer_model_that_cannot_be_modelled_is_refused_with_its_field() {
         "{err}"
     );
 }
+
+/// The modelled documented peers (benches/blast-radius/) against what their real controllers
+/// did on the cluster in the same cell (docs/analysis/peers.md, a 5% canary at 50
+/// requests/s): Flagger rolled it back after 11 minutes and 84 errors (ten failed checks, its
+/// weight halted at 5%); Argo Rollouts' service-wide analysis never did in 30 minutes.
+#[test]
+fn the_peers_model_agrees_with_their_controllers() {
+    let scenario = include_str!("../../benches/peers/model-bad-5pct.yaml");
+    let model = |file: &str| {
+        let p = policy::load(file, "peer.yaml").expect("policy");
+        let s = Scenario::parse(scenario, "model-bad-5pct.yaml").expect("scenario");
+        let s = Simulation::new(&p, s).expect("simulation");
+        let runs = s.run_many(100, stream(25), 2, false);
+        (Aggregate::of(&runs, false), runs)
+    };
+    let (flagger, runs) = model(include_str!("../../benches/blast-radius/c-flagger.yaml"));
+    assert_eq!(flagger.rolled_back, 100, "{flagger:?}");
+    let t = flagger.time_to_decision_seconds.p50.expect("decided");
+    assert!((540.0..=720.0).contains(&t), "Flagger rolled back at {t} s");
+    let errors = flagger.canary_errors.mean.expect("errors");
+    assert!((50.0..=120.0).contains(&errors), "{errors} errors");
+    // Halted at 5%: a passing check (at most 1 error in about 150 requests) is rare.
+    let halted = runs.iter().filter(|r| r.steps_reached == 1).count();
+    assert!(halted >= 90, "{halted} of 100 stayed at 5%");
+    let (argo, _) = model(include_str!("../../benches/blast-radius/d-argo.yaml"));
+    assert_eq!(argo.rolled_back, 0, "{argo:?}");
+    assert_eq!(argo.promoted, 100, "{argo:?}");
+}
