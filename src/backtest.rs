@@ -76,6 +76,38 @@ pub struct Options {
     pub timeout: Duration,
 }
 
+impl Options {
+    /// A backtest of `policy` on `deployment` between `from` and `to`, with everything else
+    /// as the command line's defaults: the tier matched from no labels or annotations, the
+    /// Deployment's name for `{{service}}` and `{{route}}`, no token, 30 s per query.
+    pub fn new(
+        policy: PathBuf,
+        deployment: &str,
+        namespace: &str,
+        prometheus: String,
+        (from, to): (Timestamp, Timestamp),
+    ) -> Options {
+        Options {
+            policy,
+            deployment: deployment.into(),
+            namespace: namespace.into(),
+            prometheus,
+            from,
+            to,
+            tier: None,
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            service: None,
+            route: None,
+            revision: None,
+            stable_revision: None,
+            token_file: None,
+            insecure: false,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The command line of `rollguard backtest`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -547,24 +579,14 @@ mod tests {
         ))
         .expect("d-argo.yaml");
         std::fs::write(&policy, text).expect("write");
+        let span = (
+            Timestamp::from_second(1_800_000_000).expect("ts"),
+            Timestamp::from_second(1_800_003_600).expect("ts"),
+        );
+        // Nothing listens there: the refusal must come first.
         let opts = Options {
-            policy,
-            deployment: "web".into(),
-            namespace: "default".into(),
-            // Nothing listens there: the refusal must come first.
-            prometheus: "http://127.0.0.1:9".into(),
-            from: Timestamp::from_second(1_800_000_000).expect("ts"),
-            to: Timestamp::from_second(1_800_003_600).expect("ts"),
-            tier: None,
-            annotations: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            service: None,
-            route: None,
-            revision: None,
-            stable_revision: None,
-            token_file: None,
-            insecure: false,
             timeout: Duration::from_secs(1),
+            ..Options::new(policy, "web", "default", "http://127.0.0.1:9".into(), span)
         };
         let err = backtest(&opts).await.err().map(|e| e.to_string());
         let _ = std::fs::remove_dir_all(&dir);

@@ -102,22 +102,14 @@ async fn metrics(State(x): State<Arc<Exporter>>) -> String {
 
 fn options(policy: PathBuf, deployment: &str, ns: &str, from: Timestamp, to: Timestamp) -> Options {
     Options {
-        policy,
-        deployment: deployment.into(),
-        namespace: ns.into(),
-        prometheus: support::prometheus_url(),
-        from,
-        to,
-        tier: None,
-        annotations: Default::default(),
-        labels: Default::default(),
-        service: None,
-        route: None,
-        revision: None,
-        stable_revision: None,
-        token_file: None,
-        insecure: false,
         timeout: Duration::from_secs(10),
+        ..Options::new(
+            policy,
+            deployment,
+            ns,
+            support::prometheus_url(),
+            (from, to),
+        )
     }
 }
 
