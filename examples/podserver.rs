@@ -27,7 +27,8 @@
 //! cannot publish these pods, and a gateway that routes to endpoint addresses would find none.
 //! With `--publish-endpoints` this tool does the controller's job for the Services of the
 //! watched namespaces: one EndpointSlice `<service>-loopback` per Service with a selector
-//! (owned by the Service, `endpointslice.kubernetes.io/managed-by: podserver.rollguard.dev`),
+//! (owned by the Service, with its labels as the controller copies them, and
+//! `endpointslice.kubernetes.io/managed-by: podserver.rollguard.dev`),
 //! listing the selected pods' loopback IPs with the controller's conditions (ready: the pod is
 //! Ready, not terminating, and this tool answers on its address, as a readiness probe would
 //! say). Its `addressType` is `FQDN`, the one type whose validation takes
@@ -296,16 +297,29 @@ fn endpoint_slice(
             }))
         })
         .collect();
+    // The Service's labels, then the two the controller reserves (as its
+    // `setEndpointSliceLabels` does): rollguard finds its routing Services' slices by them.
+    let mut labels: BTreeMap<String, String> = svc
+        .labels()
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("endpointslice.kubernetes.io/")
+                && !k.starts_with("kubernetes.io/service-name")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert("kubernetes.io/service-name".into(), name.into());
+    labels.insert(
+        "endpointslice.kubernetes.io/managed-by".into(),
+        MANAGED_BY.into(),
+    );
     Some(serde_json::json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
             "name": format!("{name}-loopback"),
             "namespace": ns,
-            "labels": {
-                "kubernetes.io/service-name": name,
-                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
-            },
+            "labels": labels,
             "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name, "uid": uid,
                                  "controller": true, "blockOwnerDeletion": true}],
         },
@@ -801,7 +815,9 @@ mod tests {
     #[test]
     fn the_loopback_slice_lists_the_selected_pods_as_the_controller_would() {
         let svc: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web-canary", "namespace": "ns", "uid": "s1"},
+            "metadata": {"name": "web-canary", "namespace": "ns", "uid": "s1",
+                         "labels": {"rollguard.dev/deployment": "web",
+                                    "kubernetes.io/service-name": "not-this"}},
             "spec": {"selector": {"rollguard.dev/role": "canary"},
                      "ports": [{"port": 80, "targetPort": 8080}]}
         }))
@@ -822,9 +838,12 @@ mod tests {
         let served = ["u1".to_string()].into();
         let s = endpoint_slice(&svc, &[ready, unready, other, outside], &served).expect("a slice");
         assert_eq!(s["metadata"]["name"], "web-canary-loopback");
+        // The Service's labels are copied, the reserved one set, as the controller does.
         assert_eq!(
-            s["metadata"]["labels"]["kubernetes.io/service-name"],
-            "web-canary"
+            s["metadata"]["labels"],
+            json!({"kubernetes.io/service-name": "web-canary",
+                   "endpointslice.kubernetes.io/managed-by": "podserver.rollguard.dev",
+                   "rollguard.dev/deployment": "web"})
         );
         assert_eq!(s["addressType"], "FQDN");
         assert_eq!(

@@ -23,8 +23,11 @@ pub const FAILED_REVISION: &str = "rollguard.dev/failed-revision";
 pub const GOVERNED_BY: &str = "rollguard.dev/policy";
 /// Label on runs naming their policy (the same key as [`GOVERNED_BY`], on another kind).
 pub const POLICY_LABEL: &str = "rollguard.dev/policy";
-/// Label on runs, canaries and routing Services naming the governed Deployment.
+/// Label on runs, canaries and routing Services naming the governed Deployment (the
+/// EndpointSlice controller copies it onto the routing Services' EndpointSlices).
 pub const DEPLOYMENT_LABEL: &str = "rollguard.dev/deployment";
+/// The label by which an EndpointSlice names its Service (set by Kubernetes).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Deployment annotation: the run in flight rollguard started for it, `<name>/<uid>`, written
 /// by the operator right after it creates the run. A run in flight that the Deployment does not
 /// record is not executed ([`crate::ownership::trusted`]): run names are predictable, so a run

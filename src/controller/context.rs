@@ -5,6 +5,7 @@
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -92,6 +93,8 @@ pub struct Stores {
     pub services: Store<Service>,
     pub routes: Option<Store<HttpRoute>>,
     pub replicasets: Store<PartialObjectMeta<ReplicaSet>>,
+    /// The EndpointSlices of rollguard's routing Services (labelled with the Deployment).
+    pub endpoint_slices: Store<EndpointSlice>,
 }
 
 /// What every reconcile shares.

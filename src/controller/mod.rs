@@ -23,6 +23,7 @@ use futures::{StreamExt, TryStreamExt, future};
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -116,7 +117,7 @@ pub async fn run(
     // a second task would steal the controller's wake-up: the store signals one waiter.)
     let all_synced = Health::default();
     let synced = Synced::new(
-        if have_routes { 6 } else { 5 },
+        if have_routes { 7 } else { 6 },
         vec![health.clone(), all_synced.clone()],
     );
     let (deployments, deploy_writer) = reflector::store::<Deployment>();
@@ -124,6 +125,7 @@ pub async fn run(
     let (policies, policy_writer) = reflector::store::<RolloutPolicy>();
     let (services, svc_writer) = reflector::store::<Service>();
     let (replicasets, rs_writer) = reflector::store::<PartialObjectMeta<ReplicaSet>>();
+    let (endpoint_slices, eps_writer) = reflector::store::<EndpointSlice>();
     let (routes, route_writer) = if have_routes {
         let (r, w) = reflector::store::<HttpRoute>();
         (Some(r), Some(w))
@@ -137,6 +139,7 @@ pub async fn run(
         services: services.clone(),
         routes: routes.clone(),
         replicasets: replicasets.clone(),
+        endpoint_slices: endpoint_slices.clone(),
     };
 
     let (refresh_tx, refresh_rx) = mpsc::unbounded_channel::<ObjectRef<RolloutPolicy>>();
@@ -219,6 +222,19 @@ pub async fn run(
     .touched_objects()
     .filter_map(|r| future::ready(skip_undecodable("ReplicaSet", r)));
 
+    // The routing Services' EndpointSlices, which carry the Deployment's label: a slice starts
+    // only once the gateway can route to the canary's pods (docs/routers.md).
+    let eps_stream = watcher(
+        scoped::<EndpointSlice>(&client, &ns),
+        wc.clone().labels(DEPLOYMENT_LABEL),
+    )
+    .default_backoff()
+    .modify(slim::<EndpointSlice>)
+    .reflect(eps_writer)
+    .inspect_ok(synced.watch("endpointslices"))
+    .touched_objects()
+    .filter_map(|r| future::ready(skip_undecodable("EndpointSlice", r)));
+
     let d1 = deployments.clone();
     let d2 = deployments.clone();
     let d3 = deployments.clone();
@@ -236,6 +252,10 @@ pub async fn run(
                 .iter()
                 .find(|o| o.kind == "Deployment")
                 .map(|o| ObjectRef::new(&o.name).within(&rs.namespace().unwrap_or_default()))
+        })
+        .watches_stream(eps_stream, |s: EndpointSlice| {
+            let d = s.labels().get(DEPLOYMENT_LABEL)?;
+            Some(ObjectRef::new(d).within(&s.namespace().unwrap_or_default()))
         });
     if let Some(w) = route_writer {
         let route_stream = watcher(routes_api, wc.clone())

@@ -101,6 +101,10 @@ pub struct CanaryObserved {
     /// Ready pods of any spec: whether the canary's Service has anywhere to send traffic
     /// (0 while a canary deleted by hand is being made again).
     pub serving: i32,
+    /// With the Gateway API router: the ready endpoints of the canary's routing Service
+    /// (`<service>-canary`), what a gateway routes to. A slice starts only once there are as
+    /// many as it needs pods. `None` with the replicas router (its share is its endpoints).
+    pub endpoints: Option<i32>,
 }
 
 /// What the controller saw this time round.
@@ -358,6 +362,8 @@ pub mod stalled {
 pub mod waiting {
     /// Pods of an earlier canary can still serve; the new one waits for them to be gone.
     pub const EARLIER_CANARY: &str = "EarlierCanaryServing";
+    /// The canary's pods are Ready but not yet endpoints of its routing Service.
+    pub const CANARY_NOT_ROUTABLE: &str = "CanaryNotRoutable";
 }
 
 struct Machine<'a, 'r> {
@@ -957,6 +963,24 @@ impl Machine<'_, '_> {
                     &format!("waiting for the canary: {have}/{want} pods ready for the {w} slice"),
                 );
                 // Keep the share the canary had until the bigger canary is ready.
+                return Desired {
+                    canary_replicas: Some(want),
+                    weight: self.current_weight(),
+                    paused: true,
+                };
+            }
+            // Ready pods are not yet routable: a gateway routes to the routing Service's
+            // endpoints, which the EndpointSlice controller publishes after the pods are
+            // Ready. A weight before them is a share the gateway answers itself (503).
+            if let Some(have) = self.world.canary.and_then(|c| c.endpoints)
+                && have < want
+            {
+                self.waiting(
+                    waiting::CANARY_NOT_ROUTABLE,
+                    &format!(
+                        "waiting for the canary's endpoints: {have}/{want} ready pods are endpoints of its routing Service, which the gateway routes to; the {w} slice starts once they all are"
+                    ),
+                );
                 return Desired {
                     canary_replicas: Some(want),
                     weight: self.current_weight(),

@@ -81,6 +81,9 @@ struct Sim {
     released: Option<String>,
     pause_gate: bool,
     weight_fight: Option<Fight>,
+    /// With the Gateway API router: how many of the canary's ready pods its routing
+    /// Service lists as endpoints (`None`: not reported).
+    published: Option<i32>,
     last: Option<Outcome>,
 }
 
@@ -111,6 +114,7 @@ impl Sim {
             released: None,
             pause_gate: false,
             weight_fight: None,
+            published: None,
             last: None,
         }
     }
@@ -138,10 +142,12 @@ impl Sim {
         let out = reconcile(&run, &self.status, &world);
         self.status = out.status.clone();
         // The controller makes the desired canary real at once and it becomes ready.
+        let published = self.published;
         self.canary = out.desired.canary_replicas.map(|r| CanaryObserved {
             replicas: r,
             ready: r,
             serving: r,
+            endpoints: published.map(|p| p.min(r)),
         });
         self.last = Some(out);
         self.last.as_ref().expect("just set")
@@ -891,6 +897,7 @@ fn a_lost_canary_gets_no_traffic_and_its_step_starts_over() {
         replicas: 1,
         ready: 0,
         serving: 0,
+        endpoints: None,
     });
     let out = sim.tick(None).clone();
     assert_eq!(out.desired.weight.to_string(), "0%");
@@ -1031,6 +1038,7 @@ fn old_run() -> Sim {
         replicas: 1,
         ready: 1,
         serving: 1,
+        endpoints: None,
     });
     sim
 }
@@ -2303,4 +2311,77 @@ fn a_check_failing_within_its_limit_holds_the_slice() {
         .position(|s| s.checks[0].verdict == Verdict::Pass)
         .expect("a passing sample");
     assert!(sim.status.samples[..first_pass].iter().all(|s| s.step == 0));
+}
+
+/// Given the Gateway API router, a slice starts only once the canary's ready pods are
+/// endpoints of its routing Service: before that the route keeps the canary's old weight
+/// (none at the first slice) and the run says what it waits for; once they are, the weight
+/// is written in the same pass.
+#[test]
+fn a_slice_waits_for_the_canarys_endpoints_with_the_gateway_api_router() {
+    let mut sim = Sim::new(
+        tier(
+            Decision::Threshold,
+            &[("10%", "60s"), ("50%", "60s")],
+            false,
+        ),
+        Router::GatewayApi,
+    );
+    sim.published = Some(0);
+    sim.tick(None);
+    // Ready, not yet published: no weight, and the run says why.
+    for _ in 0..3 {
+        let out = sim.tick(None).clone();
+        assert_eq!(out.desired.weight.to_string(), "0%");
+        assert_eq!(out.desired.canary_replicas, Some(1));
+    }
+    assert!(sim.status.step_started_at.is_none());
+    assert!(sim.status.canary_started_at.is_none());
+    let waiting = sim
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::WAITING && c.status == "True")
+        .expect("waiting");
+    assert_eq!(waiting.reason, waiting::CANARY_NOT_ROUTABLE);
+    assert!(
+        waiting
+            .message
+            .starts_with("waiting for the canary's endpoints: 0/1 ready pods"),
+        "{}",
+        waiting.message
+    );
+    // Published: the slice starts in this pass.
+    sim.published = Some(1);
+    sim.canary = sim.canary.map(|c| CanaryObserved {
+        endpoints: Some(1),
+        ..c
+    });
+    let out = sim.tick(None).clone();
+    assert_eq!(out.desired.weight.to_string(), "10%");
+    assert!(sim.status.step_started_at.is_some());
+    // The next, bigger slice waits for its own pods' endpoints in the same way, and the
+    // canary keeps its 10% meanwhile.
+    sim.published = Some(1);
+    sim.advance(61);
+    sim.tick(Some(counts(1000.0, 0.0)));
+    let out = sim.tick(None).clone();
+    assert_eq!(out.desired.weight.to_string(), "10%");
+    let want = out.desired.canary_replicas.unwrap_or(0);
+    assert!(want > 1, "{out:?}");
+    sim.published = Some(want);
+    sim.canary = sim.canary.map(|c| CanaryObserved {
+        endpoints: Some(want),
+        ..c
+    });
+    let out = sim.tick(None).clone();
+    assert_eq!(out.desired.weight.to_string(), "50%");
+    // The replicas router reports no endpoints and is not held.
+    let mut sim = Sim::new(
+        tier(Decision::Threshold, &[("10%", "60s")], false),
+        Router::Replicas,
+    );
+    sim.tick(None);
+    sim.tick(None);
+    assert!(sim.status.step_started_at.is_some());
 }

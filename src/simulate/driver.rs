@@ -374,6 +374,8 @@ pub fn drive<S: Source>(
             replicas: r,
             ready: r,
             serving: r,
+            // The simulated gateway routes to the canary's pods as soon as they are ready.
+            endpoints: None,
         });
         let mut changed = next_canary != canary || unpaused == out.desired.paused;
         canary = next_canary;

@@ -25,7 +25,8 @@ use crate::api::run::{MatchedTier, RolloutRun, RolloutRunSpec};
 use crate::governance::verdict::Verdict;
 use crate::governance::{self, Governor, Index, retag};
 use crate::names::{
-    CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION, run_name,
+    CHANGED_BY, DEPLOYMENT_LABEL, GOVERNED_BY, HELD, POLICY_LABEL, STABLE_REVISION,
+    canary_service_name, run_name,
 };
 use crate::ownership;
 use crate::plan::{Plan, match_tier_or_untagged};
@@ -537,6 +538,12 @@ async fn drive(
         }
         _ => None,
     };
+    let canary_endpoints = match &routing {
+        Ok(r) if router == Router::GatewayApi => {
+            Some(snapshot.ready_endpoints(&canary_service_name(&r.service.name_any())))
+        }
+        _ => None,
+    };
     let seen = Seen {
         now,
         sight: &sight,
@@ -545,6 +552,7 @@ async fn drive(
         released: None,
         pause_gate: gate::in_force(ctx, d).await,
         weight_fight,
+        canary_endpoints,
     };
     let world = observe::world(d, &snapshot, seen);
     // Decide.

@@ -58,6 +58,8 @@ pub async fn release(
                     // Released: rollguard gives the Deployment up, gate or not.
                     pause_gate: false,
                     weight_fight: None,
+                    // A released run starts no slice.
+                    canary_endpoints: None,
                 };
                 run_machine(&view, &status, &observe::world(d, &snapshot, seen))
             }

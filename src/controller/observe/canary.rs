@@ -72,6 +72,8 @@ impl<'a> CanarySight<'a> {
             replicas: spec.replicas.unwrap_or(1),
             ready,
             serving: st.and_then(|s| s.ready_replicas).unwrap_or(0),
+            // Known only to the Gateway API router (from the routing Service's slices).
+            endpoints: None,
         })
     }
 }

@@ -10,6 +10,7 @@ use gateway_api::apis::standard::httproutes::HttpRoute;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
@@ -19,9 +20,9 @@ pub use canary::{CanarySight, earlier_canary, newest_pod_template_hash};
 
 use super::Stores;
 use crate::governance;
-use crate::names::{canary_name, canary_service_name, stable_service_name};
+use crate::names::{SERVICE_NAME_LABEL, canary_name, canary_service_name, stable_service_name};
 use crate::ownership::{self, Foreign};
-use crate::run::{Measurement, Router, World};
+use crate::run::{CanaryObserved, Measurement, Router, World};
 use crate::traffic::{self, Blocked, RouteTarget};
 
 /// What the caches hold about one governed Deployment, shared with the caches (not copied).
@@ -35,6 +36,8 @@ pub struct Snapshot {
     pub services: Vec<Arc<Service>>,
     /// The HTTPRoutes of the namespace; `None` when the HTTPRoute CRD is not installed.
     pub routes: Option<Vec<Arc<HttpRoute>>>,
+    /// The EndpointSlices of the namespace's routing Services.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
 }
 
 /// What the router found: the user's Service and the route rules that send to it.
@@ -78,7 +81,42 @@ impl Snapshot {
                     .filter(|r| in_ns(&r.namespace()))
                     .collect()
             }),
+            endpoint_slices: stores
+                .endpoint_slices
+                .state()
+                .into_iter()
+                .filter(|s| in_ns(&s.namespace()))
+                .collect(),
         }
+    }
+
+    /// The ready endpoints the EndpointSlices of Service `service` list, each pod once
+    /// (an address family per slice). A gateway routes only to these: a weight on a Service
+    /// without them is answered by the gateway itself (503).
+    pub fn ready_endpoints(&self, service: &str) -> i32 {
+        let mut seen = std::collections::BTreeSet::new();
+        for slice in &self.endpoint_slices {
+            if slice.labels().get(SERVICE_NAME_LABEL).map(String::as_str) != Some(service) {
+                continue;
+            }
+            for e in slice.endpoints.iter().flatten() {
+                // `ready` unset means ready (the EndpointSlice API); terminating is not.
+                let ready = e
+                    .conditions
+                    .as_ref()
+                    .is_none_or(|c| c.ready != Some(false) && c.terminating != Some(true));
+                if ready {
+                    let key = e
+                        .target_ref
+                        .as_ref()
+                        .and_then(|t| t.name.clone())
+                        .or_else(|| e.addresses.first().cloned())
+                        .unwrap_or_default();
+                    seen.insert(key);
+                }
+            }
+        }
+        seen.len() as i32
     }
 
     /// The ReplicaSets' metadata.
@@ -172,6 +210,8 @@ pub struct Seen<'a> {
     pub pause_gate: bool,
     /// Another field manager wrote the route's weights, as the live route shows.
     pub weight_fight: Option<crate::traffic::fight::Fight>,
+    /// With the Gateway API router: the canary's ready endpoints behind `<service>-canary`.
+    pub canary_endpoints: Option<i32>,
 }
 
 /// The run machine's input for a governed Deployment.
@@ -182,7 +222,10 @@ pub fn world(d: &Deployment, snapshot: &Snapshot, seen: Seen) -> World {
         stable_replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         rollout_complete: governance::rollout_complete(d),
         mid_rollout: governance::mid_rollout(d),
-        canary: seen.sight.observed(),
+        canary: seen.sight.observed().map(|c| CanaryObserved {
+            endpoints: seen.canary_endpoints,
+            ..c
+        }),
         earlier_canary: earlier_canary(seen.sight, &d.name_any(), &snapshot.replicaset_meta()),
         routing: seen
             .routing

@@ -151,6 +151,7 @@ fn the_world_carries_the_deployment_routing_and_release() {
             released: Some("its RolloutPolicy no longer selects it".into()),
             pause_gate: false,
             weight_fight: None,
+            canary_endpoints: None,
         },
     );
     assert_eq!(w.now, now);
@@ -167,4 +168,64 @@ fn the_world_carries_the_deployment_routing_and_release() {
         w.released.as_deref(),
         Some("its RolloutPolicy no longer selects it")
     );
+}
+
+fn slice(service: &str, endpoints: serde_json::Value) -> Arc<EndpointSlice> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{service}-x"), "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "rollguard.dev/deployment": "web"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints
+        }))
+        .expect("an EndpointSlice"),
+    )
+}
+
+/// Given the routing Services' EndpointSlices, the canary's routable pods are its ready
+/// endpoints, each pod once: not ready and terminating ones do not count, `ready` unset
+/// counts (the API's meaning), a pod listed in two slices (two address families) is one,
+/// and another Service's slice is not the canary's.
+#[test]
+fn the_canarys_ready_endpoints_are_counted_from_its_routing_services_slices() {
+    let pod = |name: &str, ip: &str, conditions: serde_json::Value| {
+        json!({"addresses": [ip], "conditions": conditions,
+               "targetRef": {"kind": "Pod", "name": name, "namespace": "shop"}})
+    };
+    let snapshot = Snapshot {
+        endpoint_slices: vec![
+            slice(
+                "web-canary",
+                json!([
+                    pod("c1", "10.0.0.1", json!({"ready": true})),
+                    pod("c2", "10.0.0.2", json!({"ready": false})),
+                    pod(
+                        "c3",
+                        "10.0.0.3",
+                        json!({"ready": true, "terminating": true})
+                    ),
+                    pod("c4", "10.0.0.4", json!({})),
+                ]),
+            ),
+            // The same pod in an IPv6 slice.
+            slice(
+                "web-canary",
+                json!([pod("c1", "fd00::1", json!({"ready": true}))]),
+            ),
+            slice(
+                "web-stable",
+                json!([
+                    pod("s1", "10.0.1.1", json!({"ready": true})),
+                    pod("s2", "10.0.1.2", json!({"ready": true})),
+                ]),
+            ),
+        ],
+        ..Snapshot::default()
+    };
+    assert_eq!(snapshot.ready_endpoints("web-canary"), 2);
+    assert_eq!(snapshot.ready_endpoints("web-stable"), 2);
+    assert_eq!(snapshot.ready_endpoints("api-canary"), 0);
+    // No slice yet (the EndpointSlice controller has not written one): none.
+    assert_eq!(Snapshot::default().ready_endpoints("web-canary"), 0);
 }

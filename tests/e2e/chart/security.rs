@@ -108,6 +108,7 @@ fn rendered_rbac_is_least_privilege() {
         ("apps", "deployments/status", vec!["patch"]),
         ("apps", "replicasets", vec!["list", "watch"]),
         ("", "services", vec!["create", "list", "patch", "watch"]),
+        ("discovery.k8s.io", "endpointslices", vec!["list", "watch"]),
         (
             "gateway.networking.k8s.io",
             "httproutes",
