@@ -7,7 +7,7 @@
 #   scripts/image.sh --push          build, then push to $IMAGE, check the registry holds the
 #                                    same digest, and write the values file that pins it
 #
-# Inputs, all pinned: the release binary of this checkout (`cargo build --release --locked`),
+# Inputs, all pinned: the image-profile binary of this checkout (`cargo build --profile image --locked`: release with fat LTO),
 # and Debian bookworm packages pinned by version and SHA-256 (DEBS below) for glibc, libgcc_s
 # and the CA certificates, downloaded with `apt-get download` and cached in
 # ~/.cache/rollguard/debs. Only the shared libraries the binary names (readelf NEEDED and its
@@ -69,11 +69,11 @@ REVISION=${ROLLGUARD_GIT_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unkn
 EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 CREATED=$(date -u -d "@$EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 
-# 1. The release binary (reused when cargo finds it fresh).
-say "rollguard $VERSION ($REVISION): cargo build --release --locked"
-cargo build --release --locked --quiet --bin rollguard  # build.rs stamps the same revision
+# 1. The image-profile binary (reused when cargo finds it fresh).
+say "rollguard $VERSION ($REVISION): cargo build --profile image --locked"
+cargo build --profile image --locked --quiet --bin rollguard  # build.rs stamps the same revision
 target=${CARGO_TARGET_DIR:-$REPO/target}
-bin=$target/release/rollguard
+bin=$target/image/rollguard
 # The target dir may be shared with other checkouts: check this is our revision's binary.
 "$bin" --version | grep -qF "(git $REVISION)" || die "$bin is not revision $REVISION: $("$bin" --version)"
 

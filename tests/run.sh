@@ -30,8 +30,8 @@ say "building rollguard and its test tools"
 cargo build --locked --all-targets --features e2e
 # The operator image's binary (scripts/image.sh reuses it; the image and chart e2e tests build
 # the image from it in seconds).
-say "building the release binary for the operator image"
-cargo build --release --locked --bin rollguard
+say "building the operator image's binary (profile image: release with fat LTO)"
+cargo build --profile image --locked --bin rollguard
 
 say "unit tests"
 cargo test --locked --lib --bins --examples
