@@ -22,6 +22,17 @@ fn sim(policy: &str, scenario: &str) -> Simulation {
     Simulation::new(&p, s).expect("simulation")
 }
 
+/// The samples of a traced run's timeline, with their times (seconds since the start).
+fn samples_of(r: &RunResult) -> Vec<(f64, &crate::api::run::Sample)> {
+    r.timeline
+        .iter()
+        .filter_map(|e| match &e.what {
+            driver::What::Sample(s) => Some((e.at_seconds, &**s)),
+            driver::What::Event { .. } => None,
+        })
+        .collect()
+}
+
 fn ai(rate: &str, rps: u32) -> String {
     format!(
         "duration: 1h\nrps: {rps}\nscrapeInterval: 15s\nstable: {{errorRate: \"0.1%\"}}\ncanary: {{errorRate: \"{rate}\"}}\nrevision: {{annotations: {{rollguard.dev/change-origin: ai-assisted}}}}\n"
@@ -124,9 +135,9 @@ fn no_data_holds_the_run() {
     );
     assert_eq!(r.steps_reached, 1);
     assert!(
-        r.timeline
+        samples_of(&r)
             .iter()
-            .any(|e| matches!(&e.what, driver::What::Sample(s) if s.verdict == Verdict::NoData))
+            .any(|(_, s)| s.verdict == Verdict::NoData)
     );
 }
 
@@ -452,13 +463,9 @@ fn simulate_judges_latency_objectives_through_a_preset() {
     assert!(a.promoted >= 38, "{a:?}");
     // The rendered queries came from the preset.
     let r = fast.run(0, stream(5), true);
-    let sample = r
-        .timeline
-        .iter()
-        .find_map(|e| match &e.what {
-            driver::What::Sample(s) => s.latency.clone(),
-            driver::What::Event { .. } => None,
-        })
+    let sample = samples_of(&r)
+        .into_iter()
+        .find_map(|(_, s)| s.latency.clone())
         .expect("a sample with latency evidence");
     assert!(
         sample
@@ -577,11 +584,8 @@ fn a_peer_that_fails_on_no_data_rolls_back_a_quiet_healthy_canary() {
     );
     let r = s.run(0, stream(22), true);
     assert_eq!(r.reason.as_deref(), Some("NoDataFailedCheck"), "{r:?}");
-    let sample = r.timeline.iter().find_map(|e| match &e.what {
-        driver::What::Sample(s) => Some(s.clone()),
-        _ => None,
-    });
-    let sample = sample.expect("a sample");
+    let samples = samples_of(&r);
+    let (_, sample) = samples.first().expect("a sample");
     assert_eq!(sample.verdict, Verdict::Fail);
     assert!(
         sample
@@ -639,14 +643,7 @@ fn a_peer_that_measures_the_service_from_a_later_step_misses_a_bad_canary() {
     assert_eq!(r.phase, "RolledBack", "{r:?}");
     let r = service.run(0, stream(24), true);
     assert_eq!(r.phase, "Succeeded", "{r:?}");
-    let samples: Vec<_> = r
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.what {
-            driver::What::Sample(s) => Some((e.at_seconds, s.clone())),
-            _ => None,
-        })
-        .collect();
+    let samples = samples_of(&r);
     // The first sample comes as the second step starts, then one every 5 minutes.
     assert_eq!(samples.first().map(|(t, _)| *t), Some(600.0), "{samples:?}");
     assert_eq!(samples.get(1).map(|(t, _)| *t), Some(900.0));
